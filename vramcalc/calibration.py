@@ -1,0 +1,34 @@
+"""Constants fitted to measurements, loaded once from ``presets/calibration.toml``."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict
+
+from .presets import presets_dir
+from .units import MIB
+
+
+class Runtime(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cuda_context_mib: int
+    cuda_context_low_mib: int
+    cuda_context_high_mib: int
+    cuda_context_source: str
+    allocator_slack_fraction: float
+    allocator_slack_low_fraction: float
+    allocator_slack_high_fraction: float
+    allocator_slack_source: str
+
+    @property
+    def cuda_context_bytes(self) -> int:
+        return self.cuda_context_mib * MIB
+
+
+@cache
+def runtime() -> Runtime:
+    data = tomllib.loads((presets_dir() / "calibration.toml").read_text(encoding="utf-8"))
+    return Runtime.model_validate(data["runtime"])

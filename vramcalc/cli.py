@@ -1,0 +1,310 @@
+"""Typer command tree: parse options, call the core, render. User errors: one stderr line, exit 2."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from .errors import VramcalcError
+from .optimizers import Optimizer
+from .quant import DEFAULT_FORMAT, FORMATS, KV_BYTES
+
+app = typer.Typer(
+    name="vramcalc",
+    help="How much GPU memory does serving or training a large language model take?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+presets_app = typer.Typer(help="Model and GPU presets shipped with vramcalc.", no_args_is_help=True)
+app.add_typer(presets_app, name="presets")
+
+DtypeChoice = Enum("DtypeChoice", {k: k for k in DEFAULT_FORMAT}, type=str)  # type: ignore[misc]
+QuantChoice = Enum("QuantChoice", {k: k for k in FORMATS}, type=str)  # type: ignore[misc]
+KvChoice = Enum("KvChoice", {k: k for k in KV_BYTES}, type=str)  # type: ignore[misc]
+
+
+class UnitsChoice(str, Enum):
+    GiB = "GiB"
+    GB = "GB"
+
+
+class PrecisionChoice(str, Enum):
+    fp32 = "fp32"
+    bf16_mixed = "bf16-mixed"
+    fp16_mixed = "fp16-mixed"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class LogitsChoice(str, Enum):
+    last = "last"
+    all = "all"
+
+
+class AttentionChoice(str, Enum):
+    flash = "flash"
+    eager = "eager"
+
+
+class CheckpointChoice(str, Enum):
+    none = "none"
+    full = "full"
+
+
+ModelArg = Annotated[str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, max=1_000_000, help="sequences per step")
+]
+SeqOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seq-len",
+        "-s",
+        min=1,
+        max=1 << 24,
+        help="tokens per sequence (prompt + generated); default min(4096, model max)",
+    ),
+]
+GpuOpt = Annotated[
+    str | None, typer.Option("--gpu", help="GPU preset: does it fit, with how much headroom")
+]
+GpuMemOpt = Annotated[
+    float | None, typer.Option("--gpu-mem", min=0.001, max=1 << 20, help="GPU memory in GiB")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="print the result as JSON (schema in README)")
+]
+UnitsOpt = Annotated[UnitsChoice, typer.Option("--units", help="GiB (2^30 bytes) or GB (10^9)")]
+AttnOpt = Annotated[
+    AttentionChoice,
+    typer.Option("--attention", help="flash/memory-efficient SDPA or eager (keeps s×s scores)"),
+]
+
+
+def _value(choice: Any) -> Any:
+    return choice.value if isinstance(choice, Enum) else choice
+
+
+@app.command()
+def infer(
+    model: Annotated[
+        str | None, typer.Argument(help="preset name or alias; omit with --params")
+    ] = None,
+    params: Annotated[
+        str | None, typer.Option("--params", help="model size only, e.g. 7B: weights-only estimate")
+    ] = None,
+    dtype: Annotated[
+        DtypeChoice,
+        typer.Option("--dtype", help="weight dtype; int8/int4 pick a documented default format"),
+    ] = DtypeChoice("bf16"),  # type: ignore[assignment]
+    quant: Annotated[
+        QuantChoice | None,
+        typer.Option("--quant", help="quantization format (overrides the dtype's default)"),
+    ] = None,
+    kv_dtype: Annotated[
+        KvChoice | None, typer.Option("--kv-dtype", help="KV cache dtype (default: compute dtype)")
+    ] = None,
+    batch_size: BatchOpt = 1,
+    seq_len: SeqOpt = None,
+    logits: Annotated[
+        LogitsChoice, typer.Option("--logits", help="last: generation; all: score whole sequences")
+    ] = LogitsChoice.last,
+    attention: AttnOpt = AttentionChoice.flash,
+    gpu: GpuOpt = None,
+    gpu_mem: GpuMemOpt = None,
+    compare_dtypes: Annotated[
+        bool, typer.Option("--compare-dtypes", help="one row per dtype")
+    ] = False,
+    as_json: JsonOpt = False,
+    units: UnitsOpt = UnitsChoice.GiB,
+) -> None:
+    """Memory to serve MODEL: weights + KV cache + prefill activations + runtime overhead."""
+    from .inference import estimate_inference
+
+    if model is None and params is None:
+        raise VramcalcError("give a MODEL (e.g. llama-2-7b) or --params (e.g. --params 7B)")
+    if model is not None and params is not None:
+        raise VramcalcError("give a MODEL or --params, not both")
+    common = dict(
+        params=params,
+        kv_dtype=_value(kv_dtype),
+        batch_size=batch_size,
+        seq_len=seq_len,
+        logits=_value(logits),
+        attention=_value(attention),
+        gpu=gpu,
+        gpu_mem_gib=gpu_mem,
+    )
+    if compare_dtypes:
+        dtypes = (
+            ["fp32", "bf16", "int8", "int4"] if params else ["fp32", "bf16", "fp8", "int8", "int4"]
+        )
+        rows = [estimate_inference(model, dtype=d, **common) for d in dtypes]  # type: ignore[arg-type]
+        if as_json:
+            _print_json([r.model_dump(mode="json") for r in rows])
+            return
+        from . import report
+
+        (report.render_weights_only_compare if params else report.render_compare)(rows, units.value)
+        return
+    est = estimate_inference(model, dtype=_value(dtype), quant=_value(quant), **common)  # type: ignore[arg-type]
+    _emit(est, as_json, units)
+
+
+@app.command()
+def train(
+    model: ModelArg,
+    precision: Annotated[
+        PrecisionChoice, typer.Option("--precision", help="fp32, autocast mixed, or pure 16-bit")
+    ] = PrecisionChoice.bf16_mixed,
+    optimizer: Annotated[
+        Optimizer, typer.Option("--optimizer", help="optimizer whose state is kept")
+    ] = Optimizer.adamw,
+    batch_size: BatchOpt = 1,
+    grad_accum: Annotated[
+        int,
+        typer.Option("--grad-accum", min=1, max=1_000_000, help="micro-batches per optimizer step"),
+    ] = 1,
+    seq_len: SeqOpt = None,
+    grad_checkpointing: Annotated[
+        CheckpointChoice,
+        typer.Option("--grad-checkpointing", help="none or full (recompute each layer)"),
+    ] = CheckpointChoice.none,
+    attention: AttnOpt = AttentionChoice.flash,
+    gpu: GpuOpt = None,
+    gpu_mem: GpuMemOpt = None,
+    as_json: JsonOpt = False,
+    units: UnitsOpt = UnitsChoice.GiB,
+) -> None:
+    """Peak memory of a full training step of MODEL on one GPU."""
+    from .training import estimate_training
+
+    est = estimate_training(
+        model,
+        precision=precision.value,
+        optimizer=optimizer.value,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        seq_len=seq_len,
+        grad_checkpointing=grad_checkpointing.value,
+        attention=attention.value,
+        gpu=gpu,
+        gpu_mem_gib=gpu_mem,
+    )
+    _emit(est, as_json, units)
+
+
+@presets_app.command("list")
+def presets_list(
+    as_json: JsonOpt = False,
+    gpus: Annotated[
+        bool, typer.Option("--gpus", help="list GPU presets instead of models")
+    ] = False,
+) -> None:
+    """List the model (or GPU) presets."""
+    from .params import param_count
+    from .presets import list_gpus, list_models
+
+    if gpus:
+        if as_json:
+            _print_json(
+                [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in list_gpus()]
+            )
+            return
+        from . import report
+
+        report.render_gpu_list(list_gpus())
+        return
+    models = list_models()
+    counts = [param_count(m) for m in models]
+    if as_json:
+        _print_json(
+            [
+                m.model_dump(mode="json", by_alias=True) | {"params": n}
+                for m, n in zip(models, counts, strict=True)
+            ]
+        )
+        return
+    from . import report
+
+    report.render_model_list(models, counts)
+
+
+@presets_app.command("show")
+def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
+    """Show one model preset with its source and exact parameter count."""
+    from .params import active_param_count, param_count
+    from .presets import get_model
+
+    spec = get_model(name)
+    if as_json:
+        _print_json(
+            spec.model_dump(mode="json", by_alias=True)
+            | {
+                "params": param_count(spec),
+                "active_params": active_param_count(spec),
+                "head_dim": spec.head_dim,
+            }
+        )
+        return
+    from . import report
+
+    report.render_model(spec, param_count(spec), active_param_count(spec))
+
+
+def _print_json(data: object) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _emit(est: Any, as_json: bool, units: UnitsChoice) -> None:
+    if as_json:
+        _print_json(est.model_dump(mode="json"))
+        return
+    from . import report
+
+    report.render_estimate(est, units.value)
+
+
+def _click_class(name: str) -> type[Exception]:
+    """Typer vendors click in recent releases: find its exception classes through typer's own."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == name:
+            return cls
+    raise LookupError(name)  # pragma: no cover
+
+
+_UsageError = _click_class("UsageError")
+_ClickException = _click_class("ClickException")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)
+    except VramcalcError as exc:
+        _fail(str(exc))
+    except _UsageError as exc:
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__.startswith("NoArgsIsHelp") and ctx is not None:
+            sys.stdout.write(ctx.get_help() + "\n")
+            sys.exit(0)
+        _fail(exc.format_message().replace("\n", " "))  # type: ignore[attr-defined]
+    except _ClickException as exc:
+        _fail(exc.format_message())  # type: ignore[attr-defined]
+    except typer.Abort:
+        sys.exit(130)
+    except BrokenPipeError:  # `vramcalc ... | head`
+        sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"vramcalc: error: {message}\n")
+    sys.exit(2)

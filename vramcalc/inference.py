@@ -1,0 +1,220 @@
+"""Memory to serve a model: weights + KV cache + peak forward activations + runtime overhead."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from . import activations as act
+from .calibration import runtime
+from .params import active_param_count, param_count, tensor_groups
+from .quant import (
+    FORMATS,
+    NOMINAL_BYTES,
+    WeightFormat,
+    kv_bytes_per_element,
+    resolve_format,
+    weight_bytes,
+)
+from .results import Component, Estimate, make_estimate
+from .specs import ModelSpec
+from .units import parse_count
+from .workloads import Common, resolve_gpu, resolve_model, resolve_seq_len, validate
+
+
+class InferenceRequest(Common):
+    dtype: str = "bf16"
+    quant: str | None = None
+    kv_dtype: str | None = None
+    logits: Literal["last", "all"] = Field(
+        "last",
+        description="last: generation (logits of the last position); all: scoring a sequence",
+    )
+
+
+def kv_cache_bytes(spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float) -> int:
+    """2 (K and V) × layers × batch × context × kv_heads × head_dim × bytes; sliding-window layers
+    keep at most `sliding_window` tokens (REFERENCES: KV cache)."""
+    per_token_layer = 2 * spec.kv_dim * kv_bytes
+    windowed = spec.windowed_layers
+    full_layers = spec.num_layers - windowed
+    window_tokens = min(seq_len, spec.sliding_window or seq_len)
+    return int(batch_size * per_token_layer * (full_layers * seq_len + windowed * window_tokens))
+
+
+def inference_activation_bytes(
+    spec: ModelSpec, batch_size: int, seq_len: int, act_bytes: int, logits: str, attention: str
+) -> tuple[int, str]:
+    """Peak transient bytes of a prefill of `seq_len` tokens and which part sets it."""
+    tokens = batch_size * seq_len
+    ws = act.inference_layer_workspace_per_token(spec, act_bytes)
+    candidates = {name: tokens * per_token for name, per_token in ws.items()}
+    if attention == "eager":
+        # scores in the compute dtype and their fp32 softmax, all heads, one layer at a time
+        candidates["attention"] += (
+            batch_size * spec.num_attention_heads * seq_len * seq_len * (act_bytes + 4)
+        )
+    logit_rows = tokens if logits == "all" else batch_size
+    candidates["logits"] = (
+        logit_rows * spec.vocab_size * (act_bytes + 4)
+    )  # + fp32 copy for sampling/loss
+    peak_part = max(candidates, key=lambda k: candidates[k])
+    residual = tokens * act.inference_residual_per_token(spec, act_bytes)
+    return int(residual + candidates[peak_part]), peak_part
+
+
+def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
+    """CUDA context (fixed) + caching-allocator slack (a fraction of what is allocated and freed)."""
+    rt = runtime()
+    return [
+        Component(
+            name="cuda_context",
+            bytes=rt.cuda_context_bytes,
+            note=f"CUDA context and library workspaces, {rt.cuda_context_mib} MiB ({rt.cuda_context_source})",
+        ),
+        Component(
+            name="allocator_slack",
+            bytes=int(rt.allocator_slack_fraction * dynamic_bytes),
+            note=f"{rt.allocator_slack_fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks",
+        ),
+    ]
+
+
+def estimate_inference(
+    model: str | ModelSpec | None = None,
+    *,
+    params: str | int | None = None,
+    dtype: str = "bf16",
+    quant: str | None = None,
+    kv_dtype: str | None = None,
+    batch_size: int = 1,
+    seq_len: int | None = None,
+    logits: str = "last",
+    attention: str = "flash",
+    gpu: str | None = None,
+    gpu_mem_gib: float | None = None,
+) -> Estimate:
+    """GPU memory to serve `model` (a preset name, alias or ModelSpec) at the peak of a prefill
+    of `seq_len` tokens for `batch_size` sequences, with the KV cache for all of them.
+
+    Given only `params` (e.g. "7B"), the estimate is weights only and says so.
+    """
+    req = validate(
+        InferenceRequest,
+        dtype=dtype,
+        quant=quant,
+        kv_dtype=kv_dtype,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        logits=logits,
+        attention=attention,
+        gpu=gpu,
+        gpu_mem_gib=gpu_mem_gib,
+    )
+    assert isinstance(req, InferenceRequest)
+    fmt = resolve_format(req.dtype, req.quant)
+    fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
+    if model is None:
+        if params is None:
+            from .errors import VramcalcError
+
+            raise VramcalcError("give a model name or --params (e.g. --params 7B)")
+        return weights_only_estimate(parse_count(params), fmt, req.dtype, fit)
+    spec = resolve_model(model)
+    seq = resolve_seq_len(spec, req.seq_len)
+    weights = weight_bytes(tensor_groups(spec), fmt)
+    kv_dtype_name = req.kv_dtype or ("fp32" if fmt.compute_bytes == 4 else "bf16")
+    kv = kv_cache_bytes(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
+    activations, peak_part = inference_activation_bytes(
+        spec, req.batch_size, seq, fmt.compute_bytes, req.logits, req.attention
+    )
+    window = (
+        f"; {spec.windowed_layers} layers capped at a {spec.sliding_window}-token window"
+        if spec.windowed_layers
+        else ""
+    )
+    components = [
+        Component(name="weights", bytes=weights, note=f"{fmt.name}: {fmt.description}"),
+        Component(
+            name="kv_cache",
+            bytes=kv,
+            note=f"2 × {spec.num_layers} layers × {req.batch_size} × {seq} tokens × {spec.kv_heads} kv heads × {spec.head_dim} × {kv_dtype_name}{window}",
+        ),
+        Component(
+            name="activations",
+            bytes=activations,
+            note=f"prefill peak: residual stream + {peak_part} workspace ({req.attention} attention, logits of {req.logits} positions)",
+        ),
+        *runtime_overhead_components(kv + activations),
+    ]
+    inputs = {
+        "model": spec.name,
+        "dtype": req.dtype,
+        "quant": fmt.name,
+        "kv_dtype": kv_dtype_name,
+        "batch_size": req.batch_size,
+        "seq_len": seq,
+        "logits": req.logits,
+        "attention": req.attention,
+    }
+    return make_estimate(
+        components,
+        fit,
+        kind="inference",
+        model=spec.name,
+        params=param_count(spec),
+        active_params=active_param_count(spec),
+        phase="prefill",
+        inputs=inputs,
+        assumptions=[
+            f"prefill of the whole {seq}-token context at once (the worst case; generation after it needs less workspace)",
+            "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
+        ],
+    )
+
+
+# Effective bytes per parameter of a format on a reference 4096×4096 linear weight: what the
+# quantization metadata adds when only the parameter count is known.
+_REFERENCE_SHAPE = (4096, 4096)
+
+
+def format_bytes_per_param(fmt: WeightFormat) -> float:
+    rows, cols = _REFERENCE_SHAPE
+    return fmt.quantized_tensor_bytes(rows, cols) / (rows * cols)
+
+
+def weights_only_estimate(
+    n_params: int, fmt: WeightFormat, dtype: str, fit: tuple[str, int] | None
+) -> Estimate:
+    """params × nominal bytes of the dtype: the classic table (no KV cache, activations or overhead)."""
+    nominal = NOMINAL_BYTES[dtype.lower()]
+    weights = int(n_params * nominal)
+    return make_estimate(
+        [
+            Component(
+                name="weights",
+                bytes=weights,
+                note=f"{n_params:,} params × {nominal:g} bytes ({dtype})",
+            )
+        ],
+        fit,
+        kind="inference",
+        model=f"{n_params:,} parameters",
+        params=n_params,
+        active_params=n_params,
+        weights_only=True,
+        phase="weights only",
+        inputs={
+            "params": n_params,
+            "dtype": dtype,
+            "quant": fmt.name,
+            "format_bytes_per_param": format_bytes_per_param(fmt),
+        },
+        assumptions=[
+            "model given only by size: weights only, no KV cache, activations or runtime overhead"
+        ],
+    )
+
+
+__all__ = ["FORMATS", "InferenceRequest", "estimate_inference", "kv_cache_bytes"]

@@ -1,0 +1,142 @@
+"""Exact parameter counts, tensor by tensor, for dense and mixture-of-experts transformers.
+
+The model is described as a list of :class:`TensorGroup` (one row per kind of tensor, with how many
+of them the model has), because the bytes a tensor costs depend on its shape and role: quantization
+formats keep embeddings, lm_head and norms in 16-bit, add per-row or per-group scales to linear
+weights, and Adafactor factors the second moment of a matrix into rows + columns.
+
+The count follows the Hugging Face transformers implementation built from the model's config.json
+(``sum(p.numel() for p in model.parameters())``, tied weights counted once); tests check it to the
+parameter for every preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .specs import ModelSpec
+
+# Kinds of tensor. "linear" weights are what quantization formats quantize.
+LINEAR = "linear"
+EMBEDDING = "embedding"
+POSITION = "position_embedding"
+LM_HEAD = "lm_head"
+NORM = "norm"
+BIAS = "bias"
+ROUTER = "router"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorGroup:
+    """``count`` tensors of shape (rows, cols); vectors have cols == 1."""
+
+    name: str
+    kind: str
+    rows: int
+    cols: int
+    count: int
+    expert: bool = (
+        False  # an expert weight: only experts_per_token/num_experts are active per token
+    )
+
+    @property
+    def numel(self) -> int:
+        return self.rows * self.cols * self.count
+
+    @property
+    def per_tensor_numel(self) -> int:
+        return self.rows * self.cols
+
+
+def _mlp_groups(
+    prefix: str, spec: ModelSpec, inter: int, layers: int, experts: int = 1, expert: bool = False
+) -> list[TensorGroup]:
+    """Weights (and biases) of `layers × experts` MLPs of width `inter` (gated: gate, up, down)."""
+    h, n = spec.hidden_size, layers * experts
+    if n == 0:
+        return []
+    if spec.mlp_kind == "gated":
+        groups = [
+            TensorGroup(f"{prefix}.gate_proj", LINEAR, inter, h, n, expert),
+            TensorGroup(f"{prefix}.up_proj", LINEAR, inter, h, n, expert),
+            TensorGroup(f"{prefix}.down_proj", LINEAR, h, inter, n, expert),
+        ]
+        if spec.mlp_bias:
+            groups += [
+                TensorGroup(f"{prefix}.gate_proj.bias", BIAS, inter, 1, n, expert),
+                TensorGroup(f"{prefix}.up_proj.bias", BIAS, inter, 1, n, expert),
+                TensorGroup(f"{prefix}.down_proj.bias", BIAS, h, 1, n, expert),
+            ]
+    else:
+        groups = [
+            TensorGroup(f"{prefix}.fc_in", LINEAR, inter, h, n, expert),
+            TensorGroup(f"{prefix}.fc_out", LINEAR, h, inter, n, expert),
+        ]
+        if spec.mlp_bias:
+            groups += [
+                TensorGroup(f"{prefix}.fc_in.bias", BIAS, inter, 1, n, expert),
+                TensorGroup(f"{prefix}.fc_out.bias", BIAS, h, 1, n, expert),
+            ]
+    return groups
+
+
+@lru_cache(maxsize=512)
+def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
+    """Every parameter tensor of the model, grouped by role and shape."""
+    h, L, V = spec.hidden_size, spec.num_layers, spec.vocab_size
+    norm_width = 2 if spec.norm_kind == "layernorm" else 1  # LayerNorm has weight and bias
+    groups = [TensorGroup("embed_tokens", EMBEDDING, V, h, 1)]
+    if spec.position_embedding == "learned":
+        groups.append(TensorGroup("embed_positions", POSITION, spec.max_position_embeddings, h, 1))
+    groups += [
+        TensorGroup("layers.attn.q_proj", LINEAR, spec.q_dim, h, L),
+        TensorGroup("layers.attn.k_proj", LINEAR, spec.kv_dim, h, L),
+        TensorGroup("layers.attn.v_proj", LINEAR, spec.kv_dim, h, L),
+        TensorGroup("layers.attn.o_proj", LINEAR, h, spec.q_dim, L),
+    ]
+    if spec.attention_qkv_bias:
+        groups.append(TensorGroup("layers.attn.qkv.bias", BIAS, spec.q_dim + 2 * spec.kv_dim, 1, L))
+    if spec.attention_out_bias:
+        groups.append(TensorGroup("layers.attn.o_proj.bias", BIAS, h, 1, L))
+    groups.append(TensorGroup("layers.norms", NORM, h, 1, L * spec.norms_per_layer * norm_width))
+    groups += _mlp_groups("layers.mlp", spec, spec.intermediate_size, spec.dense_layers)
+    if spec.is_moe:
+        E, moe_layers = spec.num_experts, spec.moe_layers
+        groups.append(TensorGroup("layers.moe.router", ROUTER, E, h, moe_layers))
+        groups += _mlp_groups(
+            "layers.moe.experts", spec, spec.expert_intermediate_size, moe_layers, E, expert=True
+        )
+        if spec.num_shared_experts or spec.shared_expert_intermediate_size:
+            shared = spec.shared_expert_intermediate_size or (
+                spec.num_shared_experts * spec.expert_intermediate_size
+            )
+            groups += _mlp_groups("layers.moe.shared_expert", spec, shared, moe_layers)
+        if spec.shared_expert_gate:
+            groups.append(TensorGroup("layers.moe.shared_expert_gate", ROUTER, 1, h, moe_layers))
+    groups.append(TensorGroup("final_norm", NORM, h, 1, norm_width))
+    if not spec.tie_word_embeddings:
+        groups.append(TensorGroup("lm_head", LM_HEAD, V, h, 1))
+    return tuple(groups)
+
+
+@lru_cache(maxsize=512)
+def param_count(spec: ModelSpec) -> int:
+    """Total parameters, tied weights counted once (as ``model.parameters()`` does)."""
+    return sum(g.numel for g in tensor_groups(spec))
+
+
+@lru_cache(maxsize=512)
+def active_param_count(spec: ModelSpec) -> int:
+    """Parameters a token passes through: only experts_per_token of num_experts experts."""
+    total = 0
+    for g in tensor_groups(spec):
+        total += g.numel * spec.experts_per_token // spec.num_experts if g.expert else g.numel
+    return total
+
+
+def param_count_by_kind(spec: ModelSpec) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for g in tensor_groups(spec):
+        counts[g.kind] = counts.get(g.kind, 0) + g.numel
+    return counts

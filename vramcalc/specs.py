@@ -1,0 +1,146 @@
+"""Frozen pydantic descriptions of what is estimated: the model and the GPU.
+
+A :class:`ModelSpec` describes a decoder-only transformer closely enough to count its parameters
+exactly (the same count as the Hugging Face implementation built from the model's config.json) and to
+size its activations and KV cache. Derived values (``head_dim``, ``q_dim``) are properties.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MlpKind = Literal["gated", "plain"]
+NormKind = Literal["rmsnorm", "layernorm"]
+PositionKind = Literal["rotary", "learned"]
+
+
+class ModelSpec(BaseModel):
+    """Architecture of a decoder-only transformer (dense or mixture of experts)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(description="canonical preset id, e.g. 'llama-2-7b'")
+    display_name: str = ""
+    hf_id: str = Field("", description="Hugging Face Hub id the values were read from")
+    aliases: tuple[str, ...] = ()
+    source: str = Field("", description="where the values come from (config.json URL or paper)")
+    architecture: str = Field(description="Hugging Face model_type: llama, mistral, gpt2, ...")
+
+    vocab_size: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_kv_heads: int | None = Field(None, gt=0, description="None means MHA (= attention heads)")
+    head_dim_override: int | None = Field(None, gt=0, alias="head_dim")
+    intermediate_size: int = Field(gt=0)
+    mlp_kind: MlpKind = "gated"
+    activation: str = "silu"
+
+    attention_qkv_bias: bool = False
+    attention_out_bias: bool = False
+    mlp_bias: bool = False
+    norm_kind: NormKind = "rmsnorm"
+    norms_per_layer: int = Field(2, ge=1, description="Gemma-2 has 4 (pre/post attention and MLP)")
+    tie_word_embeddings: bool = False
+    position_embedding: PositionKind = "rotary"
+    max_position_embeddings: int = Field(gt=0)
+    sliding_window: int | None = Field(None, gt=0)
+    sliding_window_layers: int | None = Field(
+        None, ge=0, description="layers that use the window (None: all when a window is set)"
+    )
+
+    # Mixture of experts (num_experts == 0: dense model).
+    num_experts: int = Field(0, ge=0)
+    experts_per_token: int = Field(0, ge=0)
+    moe_intermediate_size: int | None = Field(None, gt=0)
+    num_shared_experts: int = Field(0, ge=0)
+    shared_expert_intermediate_size: int | None = Field(None, gt=0)
+    shared_expert_gate: bool = False
+    first_dense_layers: int = Field(0, ge=0, description="leading layers with a dense MLP")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.num_attention_heads % self.kv_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
+                f"num_kv_heads ({self.kv_heads})"
+            )
+        if self.head_dim_override is None and self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                "hidden_size must divide by num_attention_heads unless head_dim is set"
+            )
+        if self.num_experts and not 0 < self.experts_per_token <= self.num_experts:
+            raise ValueError("experts_per_token must be between 1 and num_experts")
+        if self.first_dense_layers > self.num_layers:
+            raise ValueError("first_dense_layers exceeds num_layers")
+        if self.sliding_window_layers is not None and self.sliding_window_layers > self.num_layers:
+            raise ValueError("sliding_window_layers exceeds num_layers")
+        return self
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_attention_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.head_dim_override or self.hidden_size // self.num_attention_heads
+
+    @property
+    def q_dim(self) -> int:
+        """Width of the query projection output (heads × head_dim; ≠ hidden for Gemma)."""
+        return self.num_attention_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of each of the key and value projection outputs."""
+        return self.kv_heads * self.head_dim
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def moe_layers(self) -> int:
+        return self.num_layers - self.first_dense_layers if self.is_moe else 0
+
+    @property
+    def dense_layers(self) -> int:
+        return self.num_layers - self.moe_layers
+
+    @property
+    def expert_intermediate_size(self) -> int:
+        return self.moe_intermediate_size or self.intermediate_size
+
+    @property
+    def windowed_layers(self) -> int:
+        """Layers whose KV cache the sliding window caps."""
+        if self.sliding_window is None:
+            return 0
+        return self.num_layers if self.sliding_window_layers is None else self.sliding_window_layers
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
+
+
+class GPUSpec(BaseModel):
+    """A GPU as far as memory fit is concerned (the cost issue extends this catalog)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    display_name: str = ""
+    aliases: tuple[str, ...] = ()
+    memory_mib: int = Field(gt=0, description="total memory as nvidia-smi reports it, MiB")
+    source: str = ""
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mib * 1024**2
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name

@@ -1,0 +1,218 @@
+"""Memory to train a model on one GPU: the peak over backward and the optimizer step.
+
+Model states follow PyTorch as users run it (transformers Trainer / a plain loop):
+* ``fp32``: fp32 weights, gradients and optimizer state.
+* ``bf16-mixed`` / ``fp16-mixed`` (torch.autocast): fp32 weights (they are the master weights), fp32
+  gradients, fp32 optimizer state, plus the 16-bit copies of the matmul weights that autocast caches
+  for the forward and keeps for backward (2 bytes per linear parameter) — 18 B/param with AdamW, the
+  Megatron docs' "bf16 params + fp32 grads" figure, not the ZeRO paper's 16Ψ (DeepSpeed keeps 16-bit
+  weights and gradients beside fp32 masters; the distributed estimates follow that layout).
+* ``bf16`` / ``fp16``: everything in 16-bit, optimizer state included (torch keeps state in the
+  parameter's dtype).
+
+Gradients are freed between steps (``zero_grad(set_to_none=True)``), so with one micro-batch per
+step the backward pass trades activations for gradients layer by layer and the peak is the larger
+of its two ends; with gradient accumulation the gradients stay through the next forward.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from . import activations as act
+from .inference import runtime_overhead_components
+from .optimizers import Optimizer, state_bytes, step_temporary_bytes
+from .params import (
+    EMBEDDING,
+    LINEAR,
+    LM_HEAD,
+    ROUTER,
+    active_param_count,
+    param_count,
+    tensor_groups,
+)
+from .results import Component, Estimate, make_estimate
+from .specs import ModelSpec
+from .workloads import Common, resolve_gpu, resolve_model, resolve_seq_len, validate
+
+Precision = Literal["fp32", "bf16-mixed", "fp16-mixed", "bf16", "fp16"]
+
+
+class TrainingRequest(Common):
+    precision: Precision = "bf16-mixed"
+    optimizer: Optimizer = Optimizer.adamw
+    grad_accum: int = Field(1, gt=0, le=1_000_000, description="micro-batches per optimizer step")
+    grad_checkpointing: Literal["none", "full"] = "none"
+
+
+def param_width(precision: str) -> int:
+    return 4 if precision in ("fp32", "bf16-mixed", "fp16-mixed") else 2
+
+
+def autocast_copy_bytes(spec: ModelSpec) -> int:
+    """16-bit copies autocast caches of the weights that matmuls read (linear layers, routers and the
+    output projection, which is the embedding matrix when tied); embeddings and norms run uncast."""
+    total = 0
+    for g in tensor_groups(spec):
+        if g.kind in (LINEAR, LM_HEAD, ROUTER) or (
+            g.kind == EMBEDDING and spec.tie_word_embeddings
+        ):
+            total += 2 * g.numel
+    return total
+
+
+def estimate_training(
+    model: str | ModelSpec,
+    *,
+    precision: str = "bf16-mixed",
+    optimizer: str = "adamw",
+    batch_size: int = 1,
+    grad_accum: int = 1,
+    seq_len: int | None = None,
+    grad_checkpointing: str = "none",
+    attention: str = "flash",
+    gpu: str | None = None,
+    gpu_mem_gib: float | None = None,
+) -> Estimate:
+    """Peak GPU memory of a full training step of `model` on one GPU (micro-batch `batch_size`)."""
+    req = validate(
+        TrainingRequest,
+        precision=precision,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        seq_len=seq_len,
+        grad_checkpointing=grad_checkpointing,
+        attention=attention,
+        gpu=gpu,
+        gpu_mem_gib=gpu_mem_gib,
+    )
+    assert isinstance(req, TrainingRequest)
+    spec = resolve_model(model)
+    seq = resolve_seq_len(spec, req.seq_len)
+    fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
+    groups = tensor_groups(spec)
+    n_params = param_count(spec)
+    pw = param_width(req.precision)
+    w = act.widths(req.precision)
+    tokens = req.batch_size * seq
+    opt = req.optimizer.value
+
+    weights = n_params * pw
+    autocast = autocast_copy_bytes(spec) if w.autocast else 0
+    grads_all = n_params * pw
+    grads_head = (
+        spec.vocab_size * spec.hidden_size * pw
+    )  # lm_head (or tied embedding) gradient first
+    opt_state = state_bytes(groups, opt, pw)
+    opt_temp = step_temporary_bytes(groups, opt, pw)
+
+    dense_layer = tokens * act.layer_bytes_per_token(
+        spec, req.precision, seq, req.attention, moe=False
+    )
+    moe_layer = (
+        tokens * act.layer_bytes_per_token(spec, req.precision, seq, req.attention, moe=True)
+        if spec.is_moe
+        else 0
+    )
+    layer_ws = max(dense_layer if spec.dense_layers else 0, moe_layer)
+    head = tokens * act.head_saved_bytes_per_token(spec, req.precision)
+    logits = tokens * act.training_logits_peak_bytes_per_token(spec)
+    ckpt = req.grad_checkpointing == "full"
+    layer_input = tokens * spec.hidden_size * w.r
+    if ckpt:  # each layer keeps only its input; backward recomputes one layer at a time
+        acts_start = spec.num_layers * layer_input + head
+    else:
+        acts_start = spec.dense_layers * dense_layer + spec.moe_layers * moe_layer + head
+    grads_persist = grads_all if req.grad_accum > 1 else 0
+
+    # (phase, activations, logits, gradients) at the three candidate moments of the backward pass
+    moments = [
+        ("backward start (loss)", acts_start, logits, grads_persist),
+        (
+            "backward (last layer)",
+            acts_start + (layer_ws if ckpt else 0),
+            0,
+            grads_persist or grads_head,
+        ),
+        ("backward end (first layer)", layer_ws + (layer_input if ckpt else 0), 0, grads_all),
+    ]
+    phase, acts, logit_bytes, grads = max(moments, key=lambda m: m[1] + m[2] + m[3])
+    backward_peak = weights + autocast + opt_state + acts + logit_bytes + grads
+    step_peak = weights + grads_all + opt_state + opt_temp
+
+    rt_dynamic = max(acts + logit_bytes, grads_all)
+    if step_peak > backward_peak:
+        phase, autocast, acts, logit_bytes, grads, temp = (
+            "optimizer step",
+            0,
+            0,
+            0,
+            grads_all,
+            opt_temp,
+        )
+    else:
+        temp = 0
+    components = [
+        Component(
+            name="weights", bytes=weights, note=f"{n_params:,} params × {pw} B ({req.precision})"
+        ),
+        Component(
+            name="autocast_weight_copies",
+            bytes=autocast,
+            note="16-bit copies of matmul weights kept by autocast for backward",
+        ),
+        Component(
+            name="gradients",
+            bytes=grads,
+            note=f"{pw} B per parameter; freed between steps unless accumulating",
+        ),
+        Component(
+            name="optimizer_state", bytes=opt_state, note=f"{opt}, state in {pw}-byte precision"
+        ),
+        Component(
+            name="optimizer_temporaries",
+            bytes=temp,
+            note="foreach AdamW's sqrt(exp_avg_sq) buffer during step()",
+        ),
+        Component(
+            name="activations",
+            bytes=acts,
+            note=f"saved for backward: {req.batch_size}×{seq} tokens, {req.attention} attention, checkpointing {req.grad_checkpointing}",
+        ),
+        Component(
+            name="logits_buffer",
+            bytes=logit_bytes,
+            note="fp32 log-softmax output and two vocab-sized gradients at the loss",
+        ),
+        *runtime_overhead_components(rt_dynamic),
+    ]
+    components = [
+        c for c in components if c.bytes or c.name in ("weights", "gradients", "activations")
+    ]
+    inputs = {
+        "model": spec.name,
+        "precision": req.precision,
+        "optimizer": opt,
+        "batch_size": req.batch_size,
+        "grad_accum": req.grad_accum,
+        "seq_len": seq,
+        "grad_checkpointing": req.grad_checkpointing,
+        "attention": req.attention,
+    }
+    return make_estimate(
+        components,
+        fit,
+        kind="training",
+        model=spec.name,
+        params=n_params,
+        active_params=active_param_count(spec),
+        phase=phase,
+        inputs=inputs,
+        assumptions=[
+            "steady-state step (optimizer state exists); gradients set to None between steps",
+            "peak = larger of the backward pass and optimizer.step()",
+        ],
+    )

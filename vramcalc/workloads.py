@@ -1,0 +1,59 @@
+"""Validated inputs of an estimate (pydantic), shared by the library API and the CLI."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import VramcalcError, format_validation_error
+from .presets import get_gpu, get_model
+from .specs import ModelSpec
+from .units import GIB
+
+MAX_TOKENS = 1 << 24  # 16M tokens of context: beyond any model today, catches typos like 4096000000
+
+
+class Common(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: int = Field(1, gt=0, le=1_000_000, description="sequences per forward pass")
+    seq_len: int | None = Field(None, gt=0, le=MAX_TOKENS, description="tokens per sequence")
+    gpu: str | None = Field(None, description="GPU preset name; the estimate says if it fits")
+    gpu_mem_gib: float | None = Field(None, gt=0, le=1 << 20, description="GPU memory in GiB")
+    attention: Literal["flash", "eager"] = "flash"
+
+
+def validate(model: type[BaseModel], **kwargs: object) -> BaseModel:
+    """Validate inputs; a bad one raises VramcalcError with one 'field: message' line."""
+    try:
+        return model(**kwargs)
+    except ValidationError as exc:
+        raise VramcalcError(format_validation_error(exc)) from None
+
+
+def resolve_model(model: str | ModelSpec) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else get_model(model)
+
+
+def resolve_seq_len(spec: ModelSpec, seq_len: int | None) -> int:
+    """Default context: 4096 tokens, or the model's maximum when it is shorter."""
+    if seq_len is None:
+        return min(4096, spec.max_position_embeddings)
+    if spec.position_embedding == "learned" and seq_len > spec.max_position_embeddings:
+        raise VramcalcError(
+            f"--seq-len {seq_len} exceeds {spec.name}'s {spec.max_position_embeddings} learned "
+            f"positions; use at most {spec.max_position_embeddings}"
+        )
+    return seq_len
+
+
+def resolve_gpu(gpu: str | None, gpu_mem_gib: float | None) -> tuple[str, int] | None:
+    if gpu is not None and gpu_mem_gib is not None:
+        raise VramcalcError("give --gpu or --gpu-mem, not both")
+    if gpu is not None:
+        found = get_gpu(gpu)
+        return found.title, found.memory_bytes
+    if gpu_mem_gib is not None:
+        return f"{gpu_mem_gib:g} GiB GPU", int(gpu_mem_gib * GIB)
+    return None
