@@ -21,21 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 
 from .errors import VramcalcError
 from .params import LINEAR, TensorGroup
-
-
-class Dtype(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-    fp8 = "fp8"
-    fp8_e4m3 = "fp8-e4m3"
-    fp8_e5m2 = "fp8-e5m2"
-    int8 = "int8"
-    int4 = "int4"
 
 
 def _ceil_div(a: int, b: int) -> int:

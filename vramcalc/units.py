@@ -16,19 +16,12 @@ Bytes are integers everywhere inside vramcalc; conversion to GiB/GB happens only
 
 from __future__ import annotations
 
-from enum import Enum
-
 from .errors import VramcalcError
 
 KIB = 1024
 MIB = 1024**2
 GIB = 1024**3
 GB = 10**9
-
-
-class Units(str, Enum):
-    GiB = "GiB"
-    GB = "GB"
 
 
 _COUNT_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
