@@ -67,7 +67,7 @@ def attention_scores_per_token(spec: ModelSpec, seq_len: int, w: Widths) -> int:
 
 def layer_saved_bytes_per_token(
     spec: ModelSpec, precision: str, seq_len: int, attention: str
-) -> dict[str, float]:
+) -> dict[str, int]:
     """Bytes per token that one decoder layer saves for backward, split attention / mlp / norms.
 
     For an MoE layer the routed tokens (experts_per_token copies) go through expert MLPs of width
@@ -112,7 +112,7 @@ def moe_mlp_saved_per_token(spec: ModelSpec, precision: str) -> int:
 
 def layer_bytes_per_token(
     spec: ModelSpec, precision: str, seq_len: int, attention: str, moe: bool
-) -> float:
+) -> int:
     parts = layer_saved_bytes_per_token(spec, precision, seq_len, attention)
     if moe:
         parts["mlp"] = moe_mlp_saved_per_token(spec, precision)
@@ -152,7 +152,7 @@ def inference_layer_workspace_per_token(spec: ModelSpec, act_bytes: int) -> dict
     q, kv = spec.q_dim, spec.kv_dim
     gqa = spec.kv_heads != spec.num_attention_heads
     attn = act_bytes * max(2 * q + 3 * kv, q * (3 + (2 if gqa else 0)))
-    mlp = act_bytes * 3 * spec.intermediate_size
+    mlp: float = act_bytes * 3 * spec.intermediate_size
     if spec.is_moe:
         # experts run one at a time on their share of the tokens (balanced routing assumed), plus
         # the output accumulator and fp32 router logits.

@@ -1,0 +1,78 @@
+"""Speed benchmark (run by hand): cold CLI time and library estimates per second.
+
+Targets (issue 2): `vramcalc infer llama-2-7b` cold under 0.3 s; at least 20,000 estimates/s.
+
+    python benchmarks/speed.py
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+
+def cold_cli_seconds(runs: int = 7) -> list[float]:
+    exe = shutil.which("vramcalc")
+    cmd = [exe] if exe else [sys.executable, "-m", "vramcalc"]
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([*cmd, "infer", "llama-2-7b"], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def import_seconds(runs: int = 7) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import vramcalc"], check=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def estimates_per_second(seconds: float = 2.0) -> dict[str, float]:
+    import vramcalc
+    from vramcalc.inference import estimate_inference
+    from vramcalc.training import estimate_training
+
+    spec = vramcalc.get_model("llama-2-7b")
+    rates = {}
+    for label, fn in {
+        "inference (preset name)": lambda i: estimate_inference(
+            "llama-2-7b", batch_size=1 + i % 64, seq_len=4096
+        ),
+        "inference (ModelSpec)": lambda i: estimate_inference(
+            spec, dtype="int4", batch_size=1 + i % 64, seq_len=2048
+        ),
+        "training": lambda i: estimate_training(spec, batch_size=1 + i % 16, seq_len=2048),
+    }.items():
+        fn(0)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for _ in range(200):
+                fn(n)
+                n += 1
+        rates[label] = n / (time.perf_counter() - start)
+    return rates
+
+
+def main() -> None:
+    imp = import_seconds()
+    cli = cold_cli_seconds()
+    print(
+        f"python -c 'import vramcalc' (incl. interpreter start): median {statistics.median(imp) * 1000:.0f} ms"
+    )
+    print(
+        f"vramcalc infer llama-2-7b (cold process):           median {statistics.median(cli) * 1000:.0f} ms, "
+        f"min {min(cli) * 1000:.0f} ms (target < 300 ms)"
+    )
+    for label, rate in estimates_per_second().items():
+        print(f"{label:28s} {rate:10,.0f} estimates/s (target >= 20,000)")
+
+
+if __name__ == "__main__":
+    main()

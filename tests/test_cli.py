@@ -1,0 +1,115 @@
+"""The command tree through typer's runner (success) and main() (errors: one line, exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from vramcalc.cli import app, main
+from vramcalc.units import GIB
+
+runner = CliRunner()
+
+
+def run_json(*args: str) -> object:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_infer_json_schema() -> None:
+    data = run_json("infer", "llama-2-7b", "--dtype", "fp16", "--seq-len", "4096")
+    assert isinstance(data, dict)
+    assert data["params"] == 6_738_415_616
+    assert data["total_bytes"] == sum(c["bytes"] for c in data["components"])
+    kv = next(c for c in data["components"] if c["name"] == "kv_cache")
+    assert kv["bytes"] == 2 * GIB
+    assert data["inputs"]["seq_len"] == 4096 and data["inputs"]["dtype"] == "fp16"
+
+
+def test_infer_table_and_gpu() -> None:
+    result = runner.invoke(app, ["infer", "llama-2-7b", "--dtype", "int8", "--gpu", "rtx-4090"])
+    assert result.exit_code == 0
+    assert "kv_cache" in result.stdout and "fits" in result.stdout
+
+
+def test_compare_dtypes_params_only_reproduces_classic_table() -> None:
+    rows = run_json("infer", "--params", "7B", "--compare-dtypes")
+    assert isinstance(rows, list)
+    gib = {r["inputs"]["dtype"]: round(r["total_bytes"] / GIB, 2) for r in rows}
+    assert gib == {"fp32": 26.08, "bf16": 13.04, "int8": 6.52, "int4": 3.26}
+    table = runner.invoke(app, ["infer", "--params", "7B", "--compare-dtypes"])
+    assert "26.08" in table.stdout and "3.26" in table.stdout
+
+
+def test_compare_dtypes_model() -> None:
+    rows = run_json("infer", "llama-2-7b", "--compare-dtypes", "--gpu", "a100-40gb")
+    assert isinstance(rows, list)
+    totals = [r["total_bytes"] for r in rows]
+    assert [r["inputs"]["dtype"] for r in rows] == ["fp32", "bf16", "fp8", "int8", "int4"]
+    assert totals[0] > totals[1] > totals[3] > totals[4]
+
+
+def test_train_json() -> None:
+    data = run_json(
+        "train", "gpt2", "--batch-size", "4", "--seq-len", "512", "--optimizer", "sgd-momentum"
+    )
+    assert isinstance(data, dict)
+    assert data["kind"] == "training" and data["inputs"]["optimizer"] == "sgd-momentum"
+    assert data["total_bytes"] == sum(c["bytes"] for c in data["components"])
+
+
+def test_presets_list_and_show() -> None:
+    models = run_json("presets", "list")
+    assert isinstance(models, list) and len(models) >= 22
+    shown = run_json("presets", "show", "meta-llama/Llama-2-7b-hf")
+    assert isinstance(shown, dict) and shown["params"] == 6_738_415_616 and shown["source"]
+    assert runner.invoke(app, ["presets", "list"]).exit_code == 0
+    assert runner.invoke(app, ["presets", "list", "--gpus"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["infer", "llama-2-7x"], "did you mean llama-2-7b"),
+        (["infer", "llama-2-7b", "--dtype", "int3"], "int3"),
+        (["infer", "llama-2-7b", "--batch-size", "0"], "--batch-size"),
+        (["infer", "llama-2-7b", "--seq-len", "-5"], "--seq-len"),
+        (["infer", "gpt2", "--seq-len", "4096"], "1024"),
+        (["infer", "llama-2-7b", "--gpu", "h1000"], "h1000"),
+        (["infer"], "--params"),
+        (["infer", "--params", "seven"], "seven"),
+        (["train", "llama-2-7b", "--optimizer", "adamw9"], "adamw9"),
+        (["infer", "llama-2-7b", "--no-such-flag"], "--no-such-flag"),
+    ],
+)
+def test_bad_input_one_line_exit_2(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+
+
+def test_console_script_startup_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from vramcalc.cli import main\n"
+        "try:\n    main(['infer', 'llama-2-7b', '--json'])\nexcept SystemExit: pass\n"
+        "heavy = [m for m in ('torch', 'numpy', 'transformers') if m in sys.modules]\n"
+        "sys.stderr.write(repr(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr == "[]"
+    assert json.loads(out.stdout)["model"] == "llama-2-7b"
+
+
+def test_import_vramcalc_is_light() -> None:
+    code = "import sys, vramcalc; print([m for m in ('torch','numpy','transformers','rich') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+import vramcalc
+from vramcalc.errors import VramcalcError
+from vramcalc.inference import estimate_inference, kv_cache_bytes
+from vramcalc.units import GIB
+
+
+def test_kv_cache_llama2_7b_exactly_2_gib() -> None:
+    # 2 (K,V) × 32 layers × 4096 tokens × 32 kv heads × 128 head_dim × 2 bytes = 2 GiB
+    spec = vramcalc.get_model("llama-2-7b")
+    assert kv_cache_bytes(spec, 1, 4096, 2) == 2 * GIB
+    est = estimate_inference("llama-2-7b", dtype="fp16", batch_size=1, seq_len=4096)
+    assert est.component("kv_cache") == 2 * GIB
+
+
+def test_kv_cache_gqa_and_fp8() -> None:
+    # Llama-3.1-8B: 8 kv heads: 2 × 32 × 8192 tokens × 8 × 128 × 1 byte (fp8) = 512 MiB per sequence
+    est = estimate_inference("llama-3.1-8b", batch_size=4, seq_len=8192, kv_dtype="fp8")
+    assert est.component("kv_cache") == 4 * 2 * 32 * 8192 * 8 * 128
+
+
+def test_sliding_window_caps_kv() -> None:
+    # Mistral-7B: all 32 layers use a 4096 window: 32k tokens cost what 4096 do
+    capped = estimate_inference("mistral-7b", seq_len=32768).component("kv_cache")
+    assert capped == 2 * 32 * 4096 * 8 * 128 * 2
+    # Gemma-2-9B: 21 of 42 layers windowed at 4096; 8192 tokens: 21×8192 + 21×4096 token-layers
+    gemma = estimate_inference("gemma-2-9b", seq_len=8192).component("kv_cache")
+    assert gemma == 2 * (21 * 8192 + 21 * 4096) * 8 * 256 * 2
+
+
+def test_weights_bf16_are_two_bytes_per_param() -> None:
+    est = estimate_inference("llama-2-7b")
+    assert est.component("weights") == 2 * 6_738_415_616
+    assert est.params == 6_738_415_616
+
+
+def test_total_is_sum_and_gpu_fit() -> None:
+    est = estimate_inference("llama-2-7b", gpu="rtx-4090")
+    assert est.total_bytes == sum(c.bytes for c in est.components)
+    assert est.gpu is not None and est.gpu.fits
+    assert est.gpu.headroom_bytes == est.gpu.memory_bytes - est.total_bytes
+    big = estimate_inference("llama-2-70b", gpu="rtx-4090")
+    assert big.gpu is not None and not big.gpu.fits and big.gpu.headroom_bytes < 0
+
+
+def test_gpu_mem_gib() -> None:
+    est = estimate_inference("llama-2-7b", gpu_mem_gib=16)
+    assert est.gpu is not None and est.gpu.memory_bytes == 16 * GIB
+
+
+def test_classic_weights_only_table() -> None:
+    # 7e9 × bytes / 2^30: fp32 26.08, fp16 13.04, int8 6.52, int4 3.26 GiB
+    for dtype, gib in [("fp32", 26.08), ("fp16", 13.04), ("int8", 6.52), ("int4", 3.26)]:
+        est = estimate_inference(params="7B", dtype=dtype)
+        assert est.weights_only
+        assert round(est.total_bytes / GIB, 2) == gib
+
+
+def test_large_vocab_logits_can_be_the_peak() -> None:
+    # Scoring 4096 tokens of Qwen2.5-7B: 4096 × 152,064 × (2 + 4) bytes of logits ≈ 3.5 GiB
+    est = estimate_inference("qwen2.5-7b", seq_len=4096, logits="all")
+    assert "logits" in est.components[2].note
+    assert est.component("activations") >= 4096 * 152_064 * 6
+
+
+def test_eager_attention_keeps_scores() -> None:
+    flash = estimate_inference("llama-2-7b", seq_len=4096).component("activations")
+    eager = estimate_inference("llama-2-7b", seq_len=4096, attention="eager").component(
+        "activations"
+    )
+    assert eager - flash >= 32 * 4096 * 4096 * 6 - 4096 * 3 * 11008 * 2  # 32 heads × s² × (2 + 4) B
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(batch_size=0),
+        dict(seq_len=-1),
+        dict(seq_len=10**9),
+        dict(dtype="int3"),
+        dict(kv_dtype="int2"),
+        dict(gpu="h1000"),
+        dict(gpu="h100", gpu_mem_gib=80),
+        dict(quant="nf4", dtype="int8"),
+    ],
+)
+def test_bad_input_raises_one_clear_error(kwargs: dict) -> None:
+    with pytest.raises(VramcalcError) as err:
+        estimate_inference("llama-2-7b", **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_learned_positions_limit() -> None:
+    with pytest.raises(VramcalcError, match="1024"):
+        estimate_inference("gpt2", seq_len=2048)
