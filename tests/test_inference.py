@@ -96,3 +96,25 @@ def test_bad_input_raises_one_clear_error(kwargs: dict) -> None:
 def test_learned_positions_limit() -> None:
     with pytest.raises(VramcalcError, match="1024"):
         estimate_inference("gpt2", seq_len=2048)
+
+
+def test_top_level_api() -> None:
+    est = vramcalc.estimate_inference("llama-2-7b", dtype="int8", batch_size=4, seq_len=4096)
+    assert isinstance(est, vramcalc.Estimate)
+    # 4 sequences × 2 GiB of fp16 KV cache each (bf16 by default: same width)
+    assert est.component("kv_cache") == 8 * GIB
+    train = vramcalc.estimate_training("gpt2", batch_size=2, seq_len=256)
+    assert train.kind == "training"
+    with pytest.raises(AttributeError):
+        vramcalc.no_such_thing  # noqa: B018
+
+
+def test_units_gb_rendering() -> None:
+    from typer.testing import CliRunner
+
+    from vramcalc.cli import app
+
+    out = CliRunner().invoke(app, ["infer", "llama-2-7b", "--units", "GB"])
+    assert out.exit_code == 0 and "GB" in out.stdout
+    # 2 × 6,738,415,616 bytes = 13.48 GB (10^9) = 12.55 GiB
+    assert "13.48" in out.stdout

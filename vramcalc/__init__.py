@@ -1,7 +1,66 @@
-"""vramcalc: how much GPU memory (and money) serving or training a large language model takes."""
+"""vramcalc: how much GPU memory (and money) serving or training a large language model takes.
 
-from .presets import get_gpu, get_model, list_gpus, list_models
-from .specs import GPUSpec, ModelSpec
+The public API is re-exported here and loaded on first use, so ``import vramcalc`` stays cheap::
 
-__all__ = ["GPUSpec", "ModelSpec", "get_gpu", "get_model", "list_gpus", "list_models"]
+    import vramcalc
+    est = vramcalc.estimate_inference("llama-2-7b", dtype="int8", batch_size=4, seq_len=4096)
+    est.total_bytes, [(c.name, c.bytes) for c in est.components]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    "estimate_inference": "inference",
+    "estimate_training": "training",
+    "Estimate": "results",
+    "Component": "results",
+    "GPUFit": "results",
+    "ModelSpec": "specs",
+    "GPUSpec": "specs",
+    "get_model": "presets",
+    "list_models": "presets",
+    "get_gpu": "presets",
+    "list_gpus": "presets",
+    "param_count": "params",
+    "VramcalcError": "errors",
+}
+
+__all__ = [
+    "Component",
+    "Estimate",
+    "GPUFit",
+    "GPUSpec",
+    "ModelSpec",
+    "VramcalcError",
+    "estimate_inference",
+    "estimate_training",
+    "get_gpu",
+    "get_model",
+    "list_gpus",
+    "list_models",
+    "param_count",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import VramcalcError
+    from .inference import estimate_inference
+    from .params import param_count
+    from .presets import get_gpu, get_model, list_gpus, list_models
+    from .results import Component, Estimate, GPUFit
+    from .specs import GPUSpec, ModelSpec
+    from .training import estimate_training
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vramcalc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
