@@ -160,16 +160,8 @@ def resolve_format(dtype: str | None, quant: str | None) -> WeightFormat:
     return fmt
 
 
-# KV cache element widths (--kv-dtype).
-KV_BYTES = {
-    "fp32": 4.0,
-    "bf16": 2.0,
-    "fp16": 2.0,
-    "fp8": 1.0,
-    "fp8-e4m3": 1.0,
-    "fp8-e5m2": 1.0,
-    "int8": 1.0,
-}
+# KV cache element widths (--kv-dtype): the dtype widths, less int4 (no 4-bit KV cache here).
+KV_BYTES = {name: width for name, width in NOMINAL_BYTES.items() if name != "int4"}
 
 
 def kv_bytes_per_element(kv_dtype: str) -> float:
