@@ -113,3 +113,24 @@ def test_import_vramcalc_is_light() -> None:
     code = "import sys, vramcalc; print([m for m in ('torch','numpy','transformers','rich') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_broken_preset_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from vramcalc import presets
+
+    root = tmp_path / "presets"
+    shutil.copytree(presets.presets_dir(), root)
+    path = root / "models" / "llama-2-7b.toml"
+    path.write_text(path.read_text().replace("vocab_size = 32000", 'vocab_size = "many"'))
+    monkeypatch.setattr(presets, "presets_dir", lambda: root)
+    presets._models.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["infer", "tinyllama"])
+    finally:
+        presets._models.cache_clear()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "llama-2-7b.toml" in err and "vocab_size" in err
