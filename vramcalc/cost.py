@@ -397,7 +397,7 @@ def estimate_inference_cost(
     bytes_rate = num_gpus * bandwidth * 1e9 * u_memory
 
     n = matmul_params(spec)
-    B, P, O = batch_size, prompt_tokens, output_tokens
+    B, P, O = batch_size, prompt_tokens, output_tokens  # noqa: E741 (the paper letters)
     weights = weight_bytes(tensor_groups(spec), fmt)
     kv_name = kv_dtype or ("fp32" if fmt.compute_bytes == 4 else "bf16")
     kv_per_token = 2 * spec.num_layers * spec.kv_dim * kv_bytes_per_element(kv_name)

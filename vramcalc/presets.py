@@ -172,3 +172,21 @@ def get_gpu(name: str) -> GPUSpec:
 
 def list_gpus() -> list[GPUSpec]:
     return list(_gpus().items.values())
+
+
+def _family(name: str) -> str:
+    """'h100-sxm' → 'h100', 'rtx-4090' → '4090', 'a100-80gb' → 'a100', 'v100-16gb' → 'v100'."""
+    return name.removeprefix("rtx-").split("-")[0]
+
+
+def match_gpu(device_name: str, total_bytes: int) -> GPUSpec | None:
+    """The catalog GPU an NVML device name (e.g. 'NVIDIA A100-SXM4-80GB', 'Tesla T4') denotes:
+    the family must appear as a word of the name; PCIe and SXM parts are told apart by the word
+    'pcie'; among the rest the closest total memory wins. None when nothing matches."""
+    words = set(re.findall(r"[a-z0-9]+", device_name.lower()))
+    candidates = [g for g in list_gpus() if _family(g.name) in words]
+    if not candidates:
+        return None
+    pcie = "pcie" in words
+    mib = total_bytes / 2**20
+    return min(candidates, key=lambda g: (("pcie" in g.name) != pcie, abs(g.memory_mib - mib)))
