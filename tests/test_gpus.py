@@ -151,7 +151,7 @@ def test_config_file_is_picked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ('[[gpu]]\nname = "h100"\nprice_usd_per_hour = -1\n', "price_usd_per_hour"),
         ('[[gpu]]\nname = "h100"\nprice = 2\n', "price"),
         ('[[gpu]]\nname = "new-gpu"\n', "memory_mib"),
-        ('[[gpu]]\nprice_usd_per_hour = 1\n', "needs a name"),
+        ("[[gpu]]\nprice_usd_per_hour = 1\n", "needs a name"),
         ('[gpus]\nname = "x"\n', "only \\[\\[gpu\\]\\]"),
         ("[[gpu]\n", "not valid TOML"),
     ],
