@@ -152,11 +152,13 @@ def test_gpu_hours_do_not_depend_on_gpu_count(n: int, tokens: int, mfu: float) -
         ({"gpu": "h100", "mfu": 1.5}, "--mfu"),
         ({"gpu": "h100", "num_gpus": 0}, "--num-gpus"),
         ({"gpu": "h200x"}, "unknown GPU"),
+        ({"gpu": "h100", "seq_len": 8192}, "exceeds"),  # GPT-2 has 1024 learned positions
     ],
 )
 def test_training_cost_errors(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(VramcalcError, match=match):
-        estimate_training_cost("llama-2-7b", tokens="1B", **kwargs)  # type: ignore[arg-type]
+        model = "gpt2" if "seq_len" in kwargs else "llama-2-7b"
+        estimate_training_cost(model, tokens="1B", **kwargs)  # type: ignore[arg-type]
 
 
 # ---- inference --------------------------------------------------------------------------------
@@ -251,7 +253,7 @@ def test_gpu_without_bandwidth_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text('[[gpu]]\nname = "mystery"\nmemory_mib = 1000\npeak_bf16_tflops = 10\n')
     use_gpus_file(path)
     with pytest.raises(VramcalcError, match="memory_bandwidth_gbps"):
-        estimate_inference_cost("gpt2", gpu="mystery")
+        estimate_inference_cost("gpt2", gpu="mystery", prompt_tokens=100, output_tokens=10)
     use_gpus_file(None)
 
 
@@ -308,6 +310,7 @@ def test_cli_cost_infer_table_with_tp() -> None:
         ["cost", "train", "llama-2-7b", "--tokens", "2T", "--gpu", "h100", "--mfu", "2"],
         ["cost", "train", "llama-2-7b", "--tokens", "2T", "--gpu", "a100", "--dtype", "fp8"],
         ["cost", "infer", "llama-2-7b", "--gpu", "h100", "--output", "0"],
+        ["cost", "infer", "gpt2", "--gpu", "h100", "--prompt", "1000", "--output", "200"],
     ],
 )
 def test_cli_cost_errors_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

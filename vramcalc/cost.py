@@ -30,7 +30,7 @@ from .params import EMBEDDING, POSITION, active_param_count, param_count, tensor
 from .quant import kv_bytes_per_element, resolve_format, weight_bytes
 from .specs import GPUSpec, ModelSpec
 from .units import parse_count
-from .workloads import resolve_model
+from .workloads import resolve_model, resolve_seq_len
 
 SECONDS_PER_HOUR = 3600
 PFLOP_S_DAY = 1e15 * 86400  # one petaflop/s-day, the unit of Brown et al. 2020, Table D.1
@@ -218,7 +218,7 @@ def estimate_training_cost(
         raise VramcalcError(f"--num-gpus must be between 1 and 1000000 (got {num_gpus})")
     if grad_checkpointing not in ("none", "full"):
         raise VramcalcError(f"grad_checkpointing must be none or full (got {grad_checkpointing!r})")
-    seq = seq_len or min(4096, spec.max_position_embeddings)
+    seq = resolve_seq_len(spec, seq_len)
     flops = training_flops(spec, n_tokens, seq, grad_checkpointing)
     recompute = flops.hardware_flops / flops.model_flops
     if mfu is None:
@@ -276,7 +276,7 @@ def implied_mfu(
 
     spec = resolve_model(model)
     g = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu)
-    seq = seq_len or min(4096, spec.max_position_embeddings)
+    seq = resolve_seq_len(spec, seq_len)
     flops = training_flops(spec, parse_count(tokens), seq)
     peak, _ = compute_peak(g, dtype)
     return flops.model_flops / (gpu_hours * SECONDS_PER_HOUR * peak * 1e12)
@@ -387,6 +387,7 @@ def estimate_inference_cost(
     for name, frac in (("--mfu", mfu), ("--mbu", mbu)):
         if frac is not None and not 0 < frac <= 1:
             raise VramcalcError(f"{name} must be in (0, 1] (got {frac})")
+    resolve_seq_len(spec, prompt_tokens + output_tokens)  # learned positions cap the context
     fmt = resolve_format(dtype, quant)
     compute_dtype = inference_compute_dtype(dtype, quant, g)
     peak, compute_dtype = compute_peak(g, compute_dtype)
