@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,11 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _shipped_catalog(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _shipped_catalog(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.delenv(presets.GPUS_ENV, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    use_gpus_file(None)
+    yield
     use_gpus_file(None)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ REQUIRED = [
 
 
 @pytest.fixture(autouse=True)
-def _no_user_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _no_user_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Tests see the shipped catalog only, whatever the machine's config holds."""
     monkeypatch.delenv(presets.GPUS_ENV, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))

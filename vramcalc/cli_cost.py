@@ -111,10 +111,11 @@ def _print_json(data: object) -> None:
 
 
 def _use_gpus_file(path: Path | None) -> None:
+    """Each command starts from the default lookup, then `--gpus-file` if given (so one
+    invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""
     from .presets import use_gpus_file
 
-    if path is not None:
-        use_gpus_file(path)
+    use_gpus_file(path)
 
 
 def register(app: typer.Typer) -> None:
