@@ -314,6 +314,7 @@ def test_cli_cost_infer_table_with_tp() -> None:
         ["cost", "train", "llama-2-7b", "--tokens", "2T", "--gpu", "a100", "--dtype", "fp8"],
         ["cost", "infer", "llama-2-7b", "--gpu", "h100", "--output", "0"],
         ["cost", "infer", "gpt2", "--gpu", "h100", "--prompt", "1000", "--output", "200"],
+        ["cost", "infer", "llama-2-7b", "--gpu", "h100", "--num-gpus", "3"],  # 32 heads
     ],
 )
 def test_cli_cost_errors_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -255,7 +255,7 @@ def estimate_training_cost(
         assumptions=[
             f"model FLOPs = (6·N + 12·L·H·Q·T) per token, N = {flops.matmul_params:,} "
             "matmul parameters, T = {seq} (PaLM Appendix B)".replace("{seq}", str(seq)),
-            f"dense {peak_dtype} peak {peak:g} TFLOP/s per GPU at MFU {mfu_value:.3f} ({source})",
+            f"dense {peak_dtype} peak {peak:g} TFLOP/s per GPU at MFU {mfu_value:.3f}: {source}",
             "perfect scaling over GPUs: communication is inside the MFU",
             "energy: GPUs at TDP for the whole run; no CPUs, network, cooling (PUE)",
         ],
@@ -388,6 +388,11 @@ def estimate_inference_cost(
         if frac is not None and not 0 < frac <= 1:
             raise VramcalcError(f"{name} must be in (0, 1] (got {frac})")
     resolve_seq_len(spec, prompt_tokens + output_tokens)  # learned positions cap the context
+    if spec.num_attention_heads % num_gpus:
+        raise VramcalcError(
+            f"tensor parallel over {num_gpus} GPUs needs the {spec.num_attention_heads} attention "
+            f"heads of {spec.name} to divide evenly; use a divisor of {spec.num_attention_heads}"
+        )
     fmt = resolve_format(dtype, quant)
     compute_dtype = inference_compute_dtype(dtype, quant, g)
     peak, compute_dtype = compute_peak(g, compute_dtype)
