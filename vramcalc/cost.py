@@ -313,6 +313,16 @@ def allreduce_seconds(num_bytes: float, num_gpus: int, gpu: GPUSpec) -> float:
     return 2 * (num_gpus - 1) / num_gpus * num_bytes / link
 
 
+def check_context(spec: ModelSpec, prompt_tokens: int, output_tokens: int) -> None:
+    """Learned position embeddings cap prompt + output at the model's maximum."""
+    total = prompt_tokens + output_tokens
+    if spec.position_embedding == "learned" and total > spec.max_position_embeddings:
+        raise VramcalcError(
+            f"--prompt + --output = {total} tokens exceeds {spec.name}'s "
+            f"{spec.max_position_embeddings} learned positions"
+        )
+
+
 class InferenceCost(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -387,7 +397,7 @@ def estimate_inference_cost(
     for name, frac in (("--mfu", mfu), ("--mbu", mbu)):
         if frac is not None and not 0 < frac <= 1:
             raise VramcalcError(f"{name} must be in (0, 1] (got {frac})")
-    resolve_seq_len(spec, prompt_tokens + output_tokens)  # learned positions cap the context
+    check_context(spec, prompt_tokens, output_tokens)
     if spec.num_attention_heads % num_gpus:
         raise VramcalcError(
             f"tensor parallel over {num_gpus} GPUs needs the {spec.num_attention_heads} attention "

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .cost import estimate_inference_cost, estimate_training_cost
+from .cost import check_context, estimate_inference_cost, estimate_training_cost
 from .errors import VramcalcError
 from .inference import estimate_inference
 from .params import tensor_groups
@@ -309,6 +309,7 @@ def plan(
     if budget_usd is not None and budget_usd < 0:
         raise VramcalcError(f"--budget must be positive (got {budget_usd})")
     if task == "infer":
+        check_context(spec, prompt_tokens, output_tokens)
         workload = {**workload, "seq_len": prompt_tokens + output_tokens}
     counts = _counts(task, spec, max_gpus)
     placements: dict[int, Placement] = {}  # the default placement is GPU-independent: reuse it
