@@ -99,10 +99,16 @@ def user_gpus_path() -> Path | None:
     """The user GPU file in effect: `use_gpus_file`, ``$VRAMCALC_GPUS``, then the config file."""
     if _gpus_file is not None:
         return _gpus_file
-    env = os.environ.get(GPUS_ENV)
-    if env:
-        return Path(env).expanduser()
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    env = os.environ
+    return _lookup_user_file(env.get(GPUS_ENV), env.get("XDG_CONFIG_HOME"), env.get("HOME"))
+
+
+@cache
+def _lookup_user_file(var: str | None, xdg: str | None, home: str | None) -> Path | None:
+    """Resolved once per environment: estimates look GPUs up on every call."""
+    if var:
+        return Path(var).expanduser()
+    config = Path(xdg) if xdg else Path(home or Path.home()) / ".config"
     default = config / "vramcalc" / "gpus.toml"
     return default if default.is_file() else None
 
