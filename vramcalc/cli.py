@@ -256,6 +256,11 @@ def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
     report.render_model(spec, param_count(spec), active_param_count(spec))
 
 
+from .cli_cost import register as _register_cost  # noqa: E402
+
+_register_cost(app)
+
+
 def _print_json(data: object) -> None:
     import json
 

@@ -126,8 +126,21 @@ class ModelSpec(BaseModel):
         return self.display_name or self.name
 
 
+Interconnect = Literal["nvlink", "pcie", "infinity-fabric"]
+Generation = Literal["volta", "turing", "ampere", "ada", "hopper", "blackwell", "cdna3"]
+PEAK_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
+
+
 class GPUSpec(BaseModel):
-    """A GPU as far as memory fit is concerned (the cost issue extends this catalog)."""
+    """A GPU: memory for "does it fit", and (optional) peaks, bandwidth, power and price for cost.
+
+    ``memory_mib`` is what ``nvidia-smi`` reports as total memory, in MiB (2^20 bytes): vendors print
+    "80 GB" for an H100 whose nvidia-smi total is 81,559 MiB. Peak throughputs are *dense* tensor
+    core figures (datasheets often print the 2:4 structured-sparsity figure, twice as large, with an
+    asterisk); ``memory_bandwidth_gbps`` and ``interconnect_gbps`` are 10^9 bytes per second, the
+    interconnect figure being the vendor's (bidirectional, all links) number. Every value other
+    than the name comes with ``source``; prices are on-demand list prices with the date read.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -136,6 +149,21 @@ class GPUSpec(BaseModel):
     aliases: tuple[str, ...] = ()
     memory_mib: int = Field(gt=0, description="total memory as nvidia-smi reports it, MiB")
     source: str = ""
+    vendor: str = ""
+    generation: Generation | None = Field(None, description="architecture; sets the default MFU")
+    peak_fp32_tflops: float | None = Field(None, gt=0, description="dense FP32 (non-tensor)")
+    peak_tf32_tflops: float | None = Field(None, gt=0, description="dense TF32 tensor")
+    peak_bf16_tflops: float | None = Field(None, gt=0, description="dense BF16 tensor, fp32 acc.")
+    peak_fp16_tflops: float | None = Field(None, gt=0, description="dense FP16 tensor, fp32 acc.")
+    peak_fp8_tflops: float | None = Field(None, gt=0, description="dense FP8 tensor")
+    peak_int8_tops: float | None = Field(None, gt=0, description="dense INT8 tensor, TOPS")
+    memory_bandwidth_gbps: float | None = Field(None, gt=0, description="memory, 10^9 B/s")
+    interconnect: Interconnect | None = None
+    interconnect_gbps: float | None = Field(None, gt=0, description="GPU-GPU, 10^9 B/s, bidir.")
+    tdp_watts: float | None = Field(None, gt=0, description="board power / TDP")
+    price_usd_per_hour: float | None = Field(None, ge=0, description="on-demand, one GPU")
+    price_date: str = Field("", description="when the price was read (YYYY-MM-DD)")
+    price_source: str = ""
 
     @property
     def memory_bytes(self) -> int:
@@ -144,3 +172,10 @@ class GPUSpec(BaseModel):
     @property
     def title(self) -> str:
         return self.display_name or self.name
+
+    def peak_tflops(self, dtype: str) -> float | None:
+        """Dense peak for `dtype` (fp32, tf32, bf16, fp16, fp8, int8); None when not listed."""
+        if dtype == "int8":
+            return self.peak_int8_tops
+        value: float | None = getattr(self, f"peak_{dtype}_tflops", None)
+        return value

@@ -1,0 +1,226 @@
+"""Rendering of the GPU catalog, cost estimates and planner results (rich tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .cost import InferenceCost, TrainingCost
+from .fit import FitResult, Plan
+from .gpu import LocalGPU
+from .specs import GPUSpec
+from .units import GIB
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _num(value: float | None, fmt: str = ",.2f", missing: str = "—") -> str:
+    return missing if value is None else format(value, fmt)
+
+
+def _usd(value: float | None) -> str:
+    return "—" if value is None else f"${value:,.2f}"
+
+
+def _duration(hours: float) -> str:
+    if hours < 1 / 60:
+        return f"{hours * 3600:.1f} s"
+    if hours < 1:
+        return f"{hours * 60:.1f} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:,.1f} days"
+
+
+_LINK = {"nvlink": "NVLink", "pcie": "PCIe", "infinity-fabric": "IF"}
+
+
+def render_gpu_catalog(gpus: Sequence[GPUSpec]) -> None:
+    table = Table(
+        title="GPU catalog: dense peaks (TFLOP/s), bandwidths in GB/s",
+        caption="prices are editable defaults: `vramcalc gpus --json` shows their sources",
+    )
+    for col, just in (
+        ("name", "left"),
+        ("GiB", "right"),
+        ("16-bit", "right"),
+        ("FP8", "right"),
+        ("memory", "right"),
+        ("link", "left"),
+        ("TDP W", "right"),
+        ("$/h", "right"),
+    ):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for g in gpus:
+        half = g.peak_bf16_tflops or g.peak_fp16_tflops
+        link = (
+            f"{_LINK.get(g.interconnect or '', '?')} {g.interconnect_gbps:,.0f}"
+            if g.interconnect_gbps
+            else "—"
+        )
+        table.add_row(
+            g.name,
+            f"{g.memory_bytes / GIB:.1f}",
+            _num(half, ",.0f"),
+            _num(g.peak_fp8_tflops, ",.0f"),
+            _num(g.memory_bandwidth_gbps, ",.0f"),
+            link,
+            _num(g.tdp_watts, ",.0f"),
+            _num(g.price_usd_per_hour, ".2f"),
+        )
+    _console().print(table)
+
+
+def render_local_gpus(found: Sequence[tuple[LocalGPU, GPUSpec | None]]) -> None:
+    console = _console()
+    if not found:
+        console.print("no NVIDIA GPU found (no NVIDIA driver or NVML on this machine)")
+        return
+    table = Table(title=f"GPUs on this machine (driver {found[0][0].driver_version})")
+    for col in ("index", "name", "total GiB", "free GiB", "used GiB", "catalog"):
+        table.add_column(col, justify="right" if "GiB" in col else "left")
+    for dev, match in found:
+        table.add_row(
+            str(dev.index),
+            dev.name,
+            f"{dev.total_bytes / GIB:.2f}",
+            f"{dev.free_bytes / GIB:.2f}",
+            f"{dev.used_bytes / GIB:.2f}",
+            match.name if match else "[yellow]not in catalog[/]",
+        )
+    console.print(table)
+
+
+def _kv_table(title: str, rows: list[tuple[str, str]], notes: Sequence[str]) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in rows:
+        table.add_row(key, value)
+    console = _console()
+    console.print(table)
+    for note in notes:
+        console.print(f"  · {note}")
+
+
+def render_training_cost(c: TrainingCost) -> None:
+    f = c.flops
+    rows = [
+        ("tokens", f"{f.tokens:,}"),
+        ("sequence length", f"{f.seq_len:,}"),
+        ("matmul parameters N", f"{f.matmul_params:,}"),
+        ("6·N·D FLOPs", f"{f.dense_flops:.3e}"),
+        ("attention FLOPs", f"{f.attention_flops:.3e}"),
+        ("model FLOPs", f"{f.model_flops:.3e} ({c.petaflop_s_days:,.0f} PF/s-days)"),
+        ("hardware FLOPs", f"{f.hardware_flops:.3e}"),
+        (f"peak per GPU ({c.dtype})", f"{c.peak_tflops_per_gpu:,.1f} TFLOP/s"),
+        ("MFU / HFU", f"{c.mfu:.3f} / {c.hfu:.3f}"),
+        ("GPU-hours", f"{c.gpu_hours:,.0f}"),
+        (f"wall time on {c.num_gpus:,} GPUs", _duration(c.wall_hours)),
+        (
+            "price",
+            f"{_usd(c.price_usd)} at {_usd(c.price_usd_per_gpu_hour)}/GPU-hour"
+            if c.price_usd is not None
+            else "— (no price in catalog)",
+        ),
+        ("energy (GPUs at TDP)", f"{_num(c.energy_kwh, ',.0f')} kWh"),
+    ]
+    _kv_table(f"Training cost: {c.model} on {c.num_gpus:,} × {c.gpu}", rows, c.assumptions)
+
+
+def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None) -> None:
+    rows = [
+        ("batch × (prompt + output)", f"{c.batch_size} × ({c.prompt_tokens} + {c.output_tokens})"),
+        (
+            f"peak per GPU ({c.compute_dtype}) / bandwidth",
+            f"{c.peak_tflops_per_gpu:,.1f} TFLOP/s / {c.memory_bandwidth_gbps:,.0f} GB/s",
+        ),
+        ("prefill (whole batch)", f"{c.prefill_seconds * 1e3:,.1f} ms"),
+        ("time to first token", f"{c.time_to_first_token_seconds * 1e3:,.1f} ms"),
+        (
+            f"decode step ({c.decode_bound}-bound)",
+            f"{c.decode_step_seconds * 1e3:,.2f} ms, {c.decode_bytes_per_step / 1e9:,.2f} GB read",
+        ),
+        ("per sequence", f"{c.decode_tokens_per_second_per_sequence:,.1f} tokens/s"),
+        ("request latency", f"{c.latency_seconds:,.2f} s"),
+        ("throughput (output)", f"{c.output_tokens_per_second:,.0f} tokens/s"),
+        ("throughput (prompt + output)", f"{c.total_tokens_per_second:,.0f} tokens/s"),
+        ("price", f"{_usd(c.price_usd_per_hour)}/hour for {c.num_gpus} GPU(s)"),
+        ("$ per 1M output tokens", _usd(c.usd_per_million_output_tokens)),
+        ("$ per 1M tokens (prompt + output)", _usd(c.usd_per_million_tokens)),
+    ]
+    if memory is not None:
+        verdict = "[green]fits[/]" if memory["fits"] else "[red]does not fit[/]"
+        rows.insert(
+            0,
+            (
+                f"memory per GPU ({memory['parallelism']})",
+                f"{memory['per_gpu_bytes'] / GIB:,.2f} of {memory['memory_bytes'] / GIB:,.2f} GiB: "
+                + verdict,
+            ),
+        )
+    _kv_table(
+        f"Inference cost: {c.model} ({c.dtype}) on {c.num_gpus} × {c.gpu}", rows, c.assumptions
+    )
+
+
+def render_fit(r: FitResult) -> None:
+    gpus = f"{r.num_gpus} × {r.gpu}" if r.num_gpus > 1 else r.gpu
+    rows = [
+        ("GPU memory", f"{r.memory_bytes / GIB:.2f} GiB ({r.parallelism})"),
+        (f"largest batch at {r.seq_len:,} tokens", f"{r.max_batch_size:,}"),
+        (
+            f"longest context at batch {r.batch_size}",
+            f"{r.max_seq_len:,}" + (" (model maximum)" if r.max_seq_len == r.seq_len_cap else ""),
+        ),
+    ]
+    notes = ["0 means not even one fits"] if not (r.max_batch_size and r.max_seq_len) else []
+    _kv_table(f"Fit: {r.model} ({r.task}) on {gpus}", rows, notes)
+
+
+def render_plan(p: Plan) -> None:
+    train = p.task == "train"
+    title = f"Plan: {p.model} ({p.task}), cheapest first"
+    if p.budget_usd is not None:
+        title += f"; budget {_usd(p.budget_usd)} ({p.budget_meaning})"
+    caption = (
+        "fully sharded data parallel (ZeRO-3/FSDP), micro-batch per GPU"
+        if train
+        else "tensor parallel inside one node; throughput = output tokens/s of the batch"
+    )
+    table = Table(title=title, caption=caption)
+    cols = ["gpu", "GPUs", "GiB/GPU"]
+    cols += ["time", "GPU-hours", "price"] if train else ["tok/s", "latency", "$/h", "$/1M out"]
+    cols += ["note"]
+    for col in cols:
+        table.add_column(
+            col, justify="left" if col in ("gpu", "note") else "right", no_wrap=col != "note"
+        )
+    for r in p.rows:
+        if not r.fits:
+            table.add_row(r.gpu, "—", *([""] * (len(cols) - 3)), f"[red]{r.note}[/]")
+            continue
+        head = [r.gpu, f"{r.num_gpus:,}", _num((r.per_gpu_bytes or 0) / GIB, ",.1f")]
+        if train:
+            body = [
+                _duration(r.wall_hours) if r.wall_hours is not None else "—",
+                _num(r.gpu_hours, ",.0f"),
+                _usd(r.price_usd),
+            ]
+        else:
+            body = [
+                _num(r.output_tokens_per_second, ",.0f"),
+                "—" if r.latency_seconds is None else f"{r.latency_seconds:.1f} s",
+                _usd(r.usd_per_hour),
+                _usd(r.usd_per_million_output_tokens),
+            ]
+        note = r.note
+        if r.within_budget is False:
+            note = ("[yellow]> budget[/] " + note).strip()
+        table.add_row(*head, *body, note)
+    _console().print(table)
