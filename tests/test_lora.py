@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import vramcalc
+from vramcalc import activations as act
 from vramcalc import lora
 from vramcalc.cli import app, main
 from vramcalc.errors import VramcalcError
@@ -238,3 +239,37 @@ def test_moe_experts_target() -> None:
     per_expert = 3 * 8 * (4096 + 14336)
     assert lora.adapter_param_count(spec, _targets(spec, "experts"), 8) == per_expert * 8 * 32
     assert "experts" in lora.valid_targets(spec)
+
+
+def test_frozen_projections_save_no_input() -> None:
+    # Llama-2-7B, LoRA on q,v, 16-bit base (2-byte activations), per token and layer:
+    # a full fine-tune saves the q/k/v input 2h, o_proj's input 2·q_dim, the MLP input 2h and
+    # down_proj's input 2·I. With q,v adapted (dropout 0) lora_A keeps the q/v input; the frozen
+    # o, gate/up and down save nothing: 2·4096 + 2·4096 + 2·11008 = 38,400 B less per token per layer
+    spec = vramcalc.get_model("llama-2-7b")
+    frozen = lora.frozen_inputs_not_saved_per_token(spec, _targets(spec, "q,v"), 0.0, "bf16")
+    assert frozen == {
+        "attention_replicated": 0,
+        "attention_split": 8192,
+        "mlp_replicated": 8192,
+        "mlp_split": 22016,
+    }
+    # all-linear without dropout keeps every input; with dropout none of the base inputs stay
+    assert (
+        sum(
+            lora.frozen_inputs_not_saved_per_token(
+                spec, _targets(spec, "all-linear"), 0.0, "bf16"
+            ).values()
+        )
+        == 0
+    )
+    with_dropout = lora.frozen_inputs_not_saved_per_token(
+        spec, _targets(spec, "all-linear"), 0.1, "bf16"
+    )
+    assert sum(with_dropout.values()) == 2 * 4096 * 3 + 2 * 11008
+    # end to end: 32 layers × 4096 tokens × (227,456 − 38,400 + 2 adapters × r 8 × 2 B) + head
+    est = estimate_training(spec, method="lora", lora_targets="q,v", seq_len=4096)
+    full_layer = act.layer_bytes_per_token(spec, "bf16", 4096, "flash", moe=False)
+    assert full_layer == 227_456
+    head = 4096 * act.head_saved_bytes_per_token(spec, "bf16")
+    assert est.component("activations") == 32 * 4096 * (227_456 - 38_400 + 32) + head

@@ -13,7 +13,7 @@ import vramcalc
 from vramcalc import activations as act
 from vramcalc import parallel as par
 from vramcalc.cli import app, main
-from vramcalc.params import param_count
+from vramcalc.params import param_count, tensor_groups
 from vramcalc.training import estimate_training
 
 PSI = 6_738_415_616  # Llama-2-7B parameters (tests/test_params.py)
@@ -125,6 +125,24 @@ def test_megatron_tp_weights_by_hand() -> None:
     assert est.component("gradients") == 4 * per_gpu  # fp32 main grads
     assert est.component("master_weights") == 4 * per_gpu
     assert est.component("optimizer_state") == 8 * per_gpu  # Megatron docs: 18 B per param
+
+
+@pytest.mark.parametrize(("precision", "per_param"), [("bf16-mixed", 18), ("fp16-mixed", 20)])
+def test_megatron_bytes_per_param(precision: str, per_param: int) -> None:
+    # Megatron-LM distributed-optimizer docs: bf16 params + fp32 grads 18 B, fp16 params + grads 20 B
+    est = estimate_training("llama-2-7b", precision=precision, pp=2, num_gpus=2, grad_accum=2)
+    spec = vramcalc.get_model("llama-2-7b")
+    stage_params = sum(
+        g.numel for g in par.stage_groups(tensor_groups(spec), spec, _plan(pp=2, num_gpus=2), 0)
+    )
+    # stage 0: 16 layers + embedding = 16 × 202,383,360 + 131,072,000 = 3,369,205,760
+    assert stage_params == 3_369_205_760
+    assert est.parallel["most_loaded_stage"] == 0
+    assert sum(est.component(n) for n in MODEL_STATES) == per_param * stage_params
+
+
+def _plan(**kw: object) -> par.ParallelPlan:
+    return par.make_plan(vramcalc.get_model("llama-2-7b"), 4096, **kw)  # type: ignore[arg-type]
 
 
 def test_korthikanti_table2_by_hand() -> None:

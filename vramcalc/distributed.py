@@ -83,7 +83,12 @@ def _layout(framework: str, precision: str, method: str) -> Layout:
         return Layout(2, 2, 4, 4) if mixed else Layout(pw, pw, 0, pw)
     if framework == "fsdp":
         return Layout(pw, pw, 0, pw)
-    return Layout(2, 4, 4, 4) if mixed else Layout(pw, pw, 0, pw)  # megatron
+    # Megatron (distributed-optimizer docs): bf16 params + fp32 main grads + fp32 main params + Adam
+    # = 18 B; fp16 params + fp16 grads + fp32 main params and main grads + Adam = 20 B, whose fp32
+    # grads are optimizer-side (sharded by the distributed optimizer: 4 + 16/d)
+    if precision == "fp16-mixed":
+        return Layout(2, 2, 8, 4)
+    return Layout(2, 4, 4, 4) if mixed else Layout(pw, pw, 0, pw)
 
 
 def _act_precision(precision: str, method: str, framework: str) -> str:
@@ -306,17 +311,31 @@ def _stage_estimate(
     rep_div, split_div = par.activation_divisor(plan)
     rep = par.layer_replicated_bytes_per_token(spec, ap)
     extra = 0
+    unsaved = dict.fromkeys(("attention", "mlp"), (0, 0))
     if not full:
         extra = sum(
             lora.adapter_saved_bytes_per_token(spec, ft.targets, ft.rank, ft.dropout, w.a).values()
         )
+        frozen = lora.frozen_inputs_not_saved_per_token(spec, ft.targets, ft.dropout, ap)
+        for part in ("attention", "mlp"):
+            unsaved[part] = (frozen[f"{part}_replicated"], frozen[f"{part}_split"])
 
-    def per_token(moe: bool) -> float:
+    def parts(moe: bool) -> tuple[float, float]:
+        """One layer's saved bytes per token: (replicated, split) before dividing by tp. LoRA drops
+        the inputs of frozen projections (MoE layers: attention only) and adds its own tensors."""
         total = act.layer_bytes_per_token(spec, ap, seq, req.attention, moe=moe)
-        return rep / rep_div + (total - rep) / split_div + extra / split_div
+        r, sp_part = float(rep), total - rep + extra
+        for part in ("attention",) if moe else ("attention", "mlp"):
+            r -= unsaved[part][0]
+            sp_part -= unsaved[part][1]
+        return r, sp_part
 
-    dense_pt = per_token(False)
-    moe_pt = per_token(True) if spec.is_moe else 0.0
+    dense_rep, dense_split = parts(False)
+    dense_pt = dense_rep / rep_div + dense_split / split_div
+    moe_pt = 0.0
+    if spec.is_moe:
+        moe_rep, moe_split = parts(True)
+        moe_pt = moe_rep / rep_div + moe_split / split_div
     layers_s = spec.num_layers // plan.pp
     moe_s = round(spec.moe_layers * layers_s / spec.num_layers)
     dense_s = layers_s - moe_s
@@ -333,8 +352,7 @@ def _stage_estimate(
     input_txt = f"{tokens:,} tok × {spec.hidden_size} × {w.r} B{rep_txt}"
     head_txt = f" + head {head:,.0f}" if head else ""
     per_tok_txt = (
-        f"({rep:,} replicated{rep_txt} + {dense_pt * split_div - rep * split_div / rep_div - extra:,.0f}"
-        f" split{split_txt}{f' + LoRA {extra:,}{split_txt}' if extra else ''}) B/tok"
+        f"({dense_rep:,.0f} replicated{rep_txt} + {dense_split:,.0f} split{split_txt}) B/tok"
     )
     if spec.is_moe:
         per_tok_txt = f"{dense_pt:,.0f} (dense) / {moe_pt:,.0f} (MoE) B/tok"

@@ -167,6 +167,39 @@ def adapter_saved_bytes_per_token(
     return per_layer
 
 
+def frozen_inputs_not_saved_per_token(
+    spec: ModelSpec, targets: frozenset[str], dropout: float, precision: str
+) -> dict[str, int]:
+    """Bytes per token of one dense decoder layer that a full fine-tune saves and LoRA does not.
+
+    A matmul saves its input only to compute its weight's gradient: a frozen projection saves
+    nothing. The input of an adapted module is still saved by its lora_A when lora_dropout is 0 (the
+    same tensor); with dropout the adapter saves its dropped copy instead (counted in
+    adapter_saved_bytes_per_token) and the undropped input is not kept. Keys: attention/mlp ×
+    replicated (layer-boundary inputs, whole under tensor parallelism) / split (inside the block).
+    The inputs are the ones activations.py counts: the normalised stream read by q,k,v and by the
+    MLP's first projection(s), o_proj's input (the attention output) and down_proj's (the product).
+    """
+    w = act.widths(precision)
+    arch = spec.architecture
+    gated = spec.mlp_kind == "gated"
+
+    def kept(keys: set[str]) -> bool:
+        return dropout == 0 and bool(targets & keys)
+
+    out = {"attention_replicated": 0, "attention_split": 0, "mlp_replicated": 0, "mlp_split": 0}
+    if not kept({"q", "k", "v"}):
+        out["attention_replicated"] = act._inputs_saved(3, arch in act._FUSED_QKV, spec, w)
+    if not kept({"o"}):
+        out["attention_split"] = w.a * spec.q_dim
+    if not kept({"gate", "up"}):
+        fused = arch in act._FUSED_GATE_UP or not gated
+        out["mlp_replicated"] = act._inputs_saved(2 if gated else 1, fused, spec, w)
+    if not kept({"down"}):
+        out["mlp_split"] = w.a * spec.intermediate_size
+    return out
+
+
 def qlora_format(quant: str | None) -> WeightFormat:
     """The frozen base format of --method qlora (default NF4 + double quantization)."""
     name = (quant or "nf4").lower()
