@@ -323,8 +323,12 @@ def _stage_estimate(
     def parts(moe: bool) -> tuple[float, float]:
         """One layer's saved bytes per token: (replicated, split) before dividing by tp. LoRA drops
         the inputs of frozen projections (MoE layers: attention only) and adds its own tensors."""
-        total = act.layer_bytes_per_token(spec, ap, seq, req.attention, moe=moe)
-        r, sp_part = float(rep), total - rep + extra
+        if plan.megatron_layers:
+            m_rep, m_split = par.megatron_layer_parts(spec, seq, req.attention, moe)
+            r, sp_part = float(m_rep), float(m_split + extra)
+        else:
+            total = act.layer_bytes_per_token(spec, ap, seq, req.attention, moe=moe)
+            r, sp_part = float(rep), total - rep + extra
         for part in ("attention",) if moe else ("attention", "mlp"):
             r -= unsaved[part][0]
             sp_part -= unsaved[part][1]
@@ -572,11 +576,18 @@ def _savings(
         )
     if ft.method != "full":
         alternatives.append((ft.method, "full fine-tune", Finetune(), plan))
-    if plan.zero or plan.fsdp not in (None, "no-shard"):
-        label = f"ZeRO-{plan.zero}" if plan.zero else f"FSDP {plan.fsdp}"
+    if plan.zero:
         alternatives.append(
-            (label, "no sharding", replace(ft), replace(plan, zero=None, fsdp=None, offload="none"))
+            (
+                f"ZeRO-{plan.zero}",
+                "ZeRO-0 (replicated states)",
+                ft,
+                replace(plan, zero=0, offload="none"),
+            )
         )
+    if plan.fsdp not in (None, "no-shard"):
+        no_shard = replace(plan, fsdp="no-shard", offload="none")
+        alternatives.append((f"FSDP {plan.fsdp}", "FSDP no-shard", ft, no_shard))
     if plan.offload != "none":
         alternatives.append(
             (f"offload {plan.offload}", "no offload", ft, replace(plan, offload="none"))

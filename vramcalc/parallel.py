@@ -62,17 +62,12 @@ class ParallelPlan:
     def dp(self) -> int:
         return self.num_gpus // (self.tp * self.pp * self.cp)
 
+    engine: str = "torch"  # whose memory layout applies (see engine_of); kept by savings variants
+    megatron_layers: bool = False  # activations of Megatron-Core layers instead of transformers'
+
     @property
     def framework(self) -> str:
-        """Whose memory layout applies: deepspeed, fsdp, megatron (tp/pp/cp/ep without either) or
-        torch (single GPU and DistributedDataParallel)."""
-        if self.zero is not None:
-            return "deepspeed"
-        if self.fsdp is not None:
-            return "fsdp"
-        if max(self.tp, self.pp, self.cp, self.ep) > 1:
-            return "megatron"
-        return "torch"
+        return self.engine
 
     @property
     def shard_degree(self) -> int:
@@ -92,8 +87,6 @@ class ParallelPlan:
             if self.fsdp == "no-shard":
                 return False
             return True  # grad-op shards the fp32 params at rest too; it keeps 16-bit copies
-        if self.framework == "megatron":
-            return False
         return False
 
     def describe(self) -> str:
@@ -223,7 +216,22 @@ def make_plan(
             raise VramcalcError("--offload optimizer needs --zero 1, 2 or 3 (ZeRO-Offload)")
     if off == "params" and not (zero == 3 or fsdp in ("full", "hybrid", "grad-op")):
         raise VramcalcError("--offload params needs --zero 3 or --fsdp full/hybrid/grad-op")
-    return ParallelPlan(n, n_nodes, per_node, tp, pp, cp, ep, sp, zero, fsdp, off)
+    engine = engine_of(zero, fsdp, tp, pp, cp, ep)
+    megatron = engine == "megatron" or tp > 1 or cp > 1 or ep > 1
+    return ParallelPlan(n, n_nodes, per_node, tp, pp, cp, ep, sp, zero, fsdp, off, engine, megatron)
+
+
+def engine_of(zero: int | None, fsdp: str | None, tp: int, pp: int, cp: int, ep: int) -> str:
+    """deepspeed (--zero), fsdp (--fsdp), megatron (tp/pp/cp/ep without either) or torch (one GPU
+    and DistributedDataParallel). Tensor, context and expert parallelism need Megatron-style layers,
+    so their activations follow Megatron-Core whatever shards the states."""
+    if zero is not None:
+        return "deepspeed"
+    if fsdp is not None:
+        return "fsdp"
+    if max(tp, pp, cp, ep) > 1:
+        return "megatron"
+    return "torch"
 
 
 # ---- parameters per GPU ----------------------------------------------------------------------
@@ -307,6 +315,33 @@ def activation_divisor(plan: ParallelPlan) -> tuple[float, float]:
 def in_flight_micro_batches(plan: ParallelPlan, stage: int, micro_batches: int) -> int:
     """1F1B: stage i starts its first backward after pp − i forwards (Narayanan et al. 2021)."""
     return max(1, min(plan.pp - stage, micro_batches))
+
+
+def megatron_layer_parts(
+    spec: ModelSpec, seq_len: int, attention: str, moe: bool
+) -> tuple[int, int]:
+    """(replicated, split) bytes per token one Megatron-Core layer saves in 16-bit, generalising
+    Korthikanti et al. 2022 §4.1 to GQA, gated MLPs and RMSNorm:
+
+    replicated: each norm's input 2h, the QKV input 2h, the MLP input 2h, dropout masks h each
+    (GPT-style models train with dropout 0.1) — the paper's 10h for GPT;
+    split: Q, K, V 2(q + 2kv) (the paper's 4h + 2h), the attention output 2q, the MLP's fc1 output
+    2I (gated: 2·2I) and activation output 2I (the paper's 8h + 8h) — 24h for GPT; eager attention
+    adds the softmax output 2as, its dropout mask as and output 2as (the paper's 5as; 2as without
+    dropout). An MoE layer's routed part is sized as activations.moe_mlp_saved_per_token (16-bit).
+    """
+    h, q, kv = spec.hidden_size, spec.q_dim, spec.kv_dim
+    dropout = spec.architecture in act._DROPOUT
+    rep = spec.norms_per_layer * 2 * h + 2 * h + 2 * h + (2 * h if dropout else 0)
+    split = 2 * (q + 2 * kv) + 2 * q
+    if attention == "eager":
+        split += (5 if dropout else 2) * spec.num_attention_heads * seq_len
+    if moe:
+        rep -= 2 * h  # the routed block's input is counted with it
+        split += act.moe_mlp_saved_per_token(spec, "bf16")
+    else:
+        split += 2 * spec.intermediate_size * (3 if spec.mlp_kind == "gated" else 2)
+    return rep, split
 
 
 def korthikanti_layer_bytes(
