@@ -110,6 +110,10 @@ def test_offload_matches_deepspeed_cpu_figures() -> None:
     assert est.cpu_bytes_per_node == 18 * PSI
     saved = {s.choice: s.saved_bytes for s in est.savings}
     assert saved["offload params"] > 0
+    # ZeRO-1 + offload: the full 16-bit gradients stay on the GPU (2Ψ + 2Ψ), 16Ψ/N per GPU on CPU
+    est = estimate_training("llama-2-7b", zero=1, num_gpus=8, offload="optimizer", grad_accum=2)
+    assert sum(est.component(n) for n in MODEL_STATES) == 4 * PSI
+    assert est.cpu_bytes_per_node == 16 * PSI
 
 
 # ---- tensor / pipeline / context / expert parallel ---------------------------------------------
@@ -216,18 +220,27 @@ def test_hf_layers_without_tensor_parallel() -> None:
 
 
 def test_pipeline_first_stage_holds_pp_micro_batches() -> None:
-    # 1F1B: stage 0 keeps pp = 4 micro-batches of its 8 layers = 32 layers' worth, without the head
-    spec = vramcalc.get_model("llama-2-7b")
-    kw = dict(pp=4, num_gpus=4, zero=0, seq_len=2048, batch_size=8)
+    # 1F1B: stage 0 keeps pp = 4 micro-batches of its 8 layers = 32 layers' worth and no head
+    # (Korthikanti §4.2.3); Megatron-Core layer of Llama-2-7B: 32,768 + 98,816 B per token
+    kw = dict(pp=4, num_gpus=4, seq_len=2048, batch_size=8)
     est = estimate_training("llama-2-7b", grad_accum=8, **kw)  # type: ignore[arg-type]
     assert est.parallel["most_loaded_stage"] == 0
-    head = 8 * 2048 * act.head_saved_bytes_per_token(spec, "bf16")
-    one = _acts(zero=0, num_gpus=4, grad_accum=8)
-    assert est.component("activations") == one - head
+    tokens = 8 * 2048
+    assert est.component("activations") == 4 * 8 * tokens * (32_768 + 98_816)
     assert len(est.stage_totals_bytes) == 4 and est.total_bytes == max(est.stage_totals_bytes)
     # fewer micro-batches than stages: only that many are in flight
     two = estimate_training("llama-2-7b", grad_accum=2, **kw)  # type: ignore[arg-type]
-    assert two.component("activations") == (one - head) // 2
+    assert two.component("activations") == 2 * 8 * tokens * (32_768 + 98_816)
+
+
+def test_megatron_distributed_optimizer() -> None:
+    # --zero 1 with tp: Megatron's distributed optimizer, bf16 params + fp32 grads: 6 + 12/d B
+    # per parameter (Megatron-LM docs); tp = 2 → 3,369,340,928 params per GPU, d = 4
+    est = estimate_training("llama-2-7b", tp=2, zero=1, num_gpus=8, grad_accum=2, seq_len=512)
+    assert est.parallel["framework"] == "megatron"
+    assert (
+        sum(est.component(n) for n in MODEL_STATES) == 6 * 3_369_340_928 + 12 * 3_369_340_928 // 4
+    )
 
 
 def test_context_parallel_halves_tokens() -> None:

@@ -100,6 +100,10 @@ def _act_precision(precision: str, method: str, framework: str) -> str:
     return "fp16" if precision.startswith("fp16") else "bf16"
 
 
+def _target_list(ft: Finetune) -> str:
+    return ",".join(t for t in lora.TARGETS if t in ft.targets)
+
+
 def _div(n: float, d: int) -> int:
     return math.ceil(n / d)
 
@@ -222,7 +226,7 @@ def _stage_estimate(
             Component(
                 name="adapter_weights",
                 bytes=adapter,
-                note=f"LoRA r={ft.rank} on {','.join(sorted(ft.targets))}, fp32",
+                note=f"LoRA r={ft.rank} on {_target_list(ft)}, fp32",
                 formula=ad_formula,
             )
         )
@@ -238,8 +242,11 @@ def _stage_estimate(
         # estimator: 16 B/param on CPU with optimizer offload, 18 with parameter offload).
         cpu += master + opt_state
         if fw == "deepspeed":
-            cpu += _div(st["numel"] * 4, N if plan.shards("gradients") else 1)
-            grads_all = 0
+            # fp32 gradient partition on the CPU; from stage 2 on the GPU keeps no gradient
+            # partition (ZeRO-1 still all-reduces full 16-bit gradients on the GPU)
+            cpu += _div(st["numel"] * 4, N)
+            if plan.zero and plan.zero >= 2:
+                grads_all = 0
         elif fw == "fsdp":
             cpu += grads_all
             grads_all = 0
@@ -249,7 +256,7 @@ def _stage_estimate(
         grads_head = _div(spec.vocab_size * spec.hidden_size * lay.grads, plan.tp)
         if plan.shards("gradients") and N > 1:
             grads_head = _div(grads_head, N)
-    if off_opt and fw in ("deepspeed", "fsdp"):
+    if off_opt and grads_all == 0:
         grads_head = 0
 
     # ---- transient copies of weights and communication buffers ---------------------------------
@@ -497,7 +504,7 @@ def estimate_finetune(
         inputs |= {
             "lora_rank": ft.rank,
             "lora_alpha": ft.alpha,
-            "lora_targets": ",".join(t for t in lora.TARGETS if t in ft.targets),
+            "lora_targets": _target_list(ft),
             "lora_dropout": ft.dropout,
             "trainable_params": lora.adapter_param_count(spec, ft.targets, ft.rank),
         }

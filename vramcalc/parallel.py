@@ -222,16 +222,18 @@ def make_plan(
 
 
 def engine_of(zero: int | None, fsdp: str | None, tp: int, pp: int, cp: int, ep: int) -> str:
-    """deepspeed (--zero), fsdp (--fsdp), megatron (tp/pp/cp/ep without either) or torch (one GPU
-    and DistributedDataParallel). Tensor, context and expert parallelism need Megatron-style layers,
+    """deepspeed (--zero), fsdp (--fsdp), megatron (tp/pp/cp/ep, alone or with --zero 0/1: Megatron-LM
+    with or without --use-distributed-optimizer, which its docs equate with ZeRO-1) or torch (one
+    GPU and DistributedDataParallel). --zero 2/3 with model parallelism is Megatron-DeepSpeed. Tensor, context and expert parallelism need Megatron-style layers,
     so their activations follow Megatron-Core whatever shards the states."""
+    model_parallel = max(tp, pp, cp, ep) > 1
+    if zero in (0, 1) and model_parallel:
+        return "megatron"  # --zero 1 = Megatron's distributed optimizer (shards ZeRO-1's states)
     if zero is not None:
         return "deepspeed"
     if fsdp is not None:
         return "fsdp"
-    if max(tp, pp, cp, ep) > 1:
-        return "megatron"
-    return "torch"
+    return "megatron" if model_parallel else "torch"
 
 
 # ---- parameters per GPU ----------------------------------------------------------------------
