@@ -100,6 +100,22 @@ def _act_precision(precision: str, method: str, framework: str) -> str:
     return "fp16" if precision.startswith("fp16") else "bf16"
 
 
+def _runtime_with_formulas(dynamic: int, acts_logits: int, grads_all: int) -> list[Component]:
+    """inference.runtime_overhead_components with the arithmetic written out for --explain."""
+    from .calibration import runtime
+
+    rt = runtime()
+    formulas = {
+        "cuda_context": f"{rt.cuda_context_mib} MiB (presets/calibration.toml)",
+        "allocator_slack": f"{rt.allocator_slack_fraction:g} × max(activations + logits "
+        f"{acts_logits:,}, all gradients {grads_all:,})",
+    }
+    return [
+        c.model_copy(update={"formula": formulas.get(c.name, "")})
+        for c in runtime_overhead_components(dynamic)
+    ]
+
+
 def _target_list(ft: Finetune) -> str:
     return ",".join(t for t in lora.TARGETS if t in ft.targets)
 
@@ -392,7 +408,8 @@ def _stage_estimate(
     static = weights + adapter + master + opt_state + comm
     backward_peak = static + copies + dequant + acts + logit_bytes + grads
     step_peak = static + grads_all + temp
-    rt_dynamic = max(acts + logit_bytes, grads_all)
+    backward_dynamic = int(acts + logit_bytes)
+    rt_dynamic = max(backward_dynamic, grads_all)
     if step_peak > backward_peak:
         phase, copies, dequant, acts, logit_bytes, grads = "optimizer step", 0, 0, 0, 0, grads_all
         a_formula = "freed before optimizer.step()"
@@ -461,7 +478,7 @@ def _stage_estimate(
             note="fp32 log-softmax output and two vocab-sized gradients at the loss",
             formula=f"{tokens:,} tok × 12 B × {spec.vocab_size:,} vocab{tp_txt}",
         ),
-        *runtime_overhead_components(int(rt_dynamic)),
+        *_runtime_with_formulas(int(rt_dynamic), backward_dynamic, grads_all),
     ]
     keep = ("weights", "gradients", "activations")
     comps = [c for c in comps if c.bytes or c.name in keep]
