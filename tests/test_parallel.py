@@ -387,3 +387,19 @@ def test_ep_must_divide_experts(capsys: pytest.CaptureFixture[str]) -> None:
         main(["train", "mixtral-8x7b", "--ep", "3", "--num-gpus", "3"])
     assert exc.value.code == 2
     assert "does not divide mixtral-8x7b's 8 experts" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"explain": True},
+        {"method": "qlora", "grad_checkpointing": "full"},
+        {"zero": 3, "num_gpus": 8, "offload": "optimizer"},
+        {"fsdp": "full", "num_gpus": 8, "grad_accum": 4},
+        {"tp": 4, "pp": 2, "sp": True, "num_gpus": 16, "grad_accum": 4},
+    ],
+)
+def test_every_nonzero_component_has_a_formula(kw: dict[str, object]) -> None:
+    est = estimate_training("llama-2-7b", seq_len=1024, **kw)  # type: ignore[arg-type]
+    missing = [c.name for c in est.components if c.bytes and not c.formula]
+    assert missing == []
