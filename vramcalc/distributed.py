@@ -212,6 +212,7 @@ def _stage_estimate(
     off_params = plan.offload == "params"
     off_opt = plan.offload in ("optimizer", "params")
     cpu = 0
+    frozen_bytes = 0
     comps: list[Component] = []
     if full:
         w_formula = f"{st['numel']:,} params{held} × {lay.weights} B {wtxt}".strip()
@@ -220,7 +221,7 @@ def _stage_estimate(
         ad_formula = ""
     else:
         assert ft.base_format is not None
-        base = lora.base_weight_bytes(stage_all, ft.method, ft.base_format)
+        base = frozen_bytes = lora.base_weight_bytes(stage_all, ft.method, ft.base_format)
         frozen_n = par.numel(stage_all)
         if plan.shards("params") and N > 1:
             base_gpu = _div(base, N)
@@ -277,9 +278,11 @@ def _stage_estimate(
 
     # ---- transient copies of weights and communication buffers ---------------------------------
     unit = par.unit_numel(spec, plan)
-    base_bpp = 2 if w.a == 2 else 4  # bytes per parameter of a gathered 16-bit (or fp32) unit
-    if not full and ft.base_format is not None:
-        base_bpp = ft.base_format.compute_bytes
+    # bytes per parameter of a gathered unit: 16-bit (fp32) weights, or the frozen base's storage
+    # (a quantized base is gathered packed, as FSDP-QLoRA does with bnb_4bit_quant_storage)
+    base_bpp: float = 2 if w.a == 2 else 4
+    if not full:
+        base_bpp = round(frozen_bytes / max(par.numel(stage_all), 1), 3)
     copies, copies_name, copies_formula = 0, "autocast_weight_copies", ""
     comm, comm_formula = 0, ""
     if fw == "torch":
@@ -299,7 +302,7 @@ def _stage_estimate(
         if plan.zero == 3:
             prefetch = min(par.DS_PREFETCH_BUCKET_ELEMENTS, unit)
             copies_name = "gathered_parameters"
-            copies = (unit + prefetch) * base_bpp
+            copies = math.ceil((unit + prefetch) * base_bpp)
             copies_formula = f"(layer {unit:,} + prefetch {prefetch:,}) params × {base_bpp} B"
             comm = unit * 2
             comm_formula = f"16-bit gradients of one layer before reduce-scatter: {unit:,} × 2 B"
@@ -310,13 +313,13 @@ def _stage_estimate(
     elif fw == "fsdp":
         copies_name = "gathered_parameters"
         if plan.fsdp in ("full", "hybrid"):
-            copies = 2 * unit * base_bpp
+            copies = math.ceil(2 * unit * base_bpp)
             copies_formula = f"2 units (running + prefetched) × {unit:,} params × {base_bpp} B"
         else:
-            copies = par.numel(stage_all) * base_bpp
+            copies = math.ceil(par.numel(stage_all) * base_bpp)
             copies_formula = f"all {par.numel(stage_all):,} params kept gathered × {base_bpp} B"
         if plan.fsdp != "no-shard" and full:
-            comm = unit * base_bpp
+            comm = math.ceil(unit * base_bpp)
             comm_formula = f"unsharded gradient of one unit: {unit:,} × {base_bpp} B"
         elif plan.fsdp == "no-shard":
             comm = grads_all
