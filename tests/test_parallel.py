@@ -54,6 +54,19 @@ def test_general_path_reproduces_single_gpu(name: str, kw: dict[str, object]) ->
 # ---- ZeRO and FSDP model states (ZeRO paper §5.1; DeepSpeed estimator) -------------------------
 
 
+def test_zero_paper_figure_1() -> None:
+    # ZeRO paper Figure 1: Ψ = 7.5B, K = 12, N_d = 64 → 120 GB, 31.4 GB, 16.6 GB, 1.88 GB per GPU
+    psi = 7_500_000_000
+    figures = [par.zero_model_state_bytes(psi, stage, 64) / 1e9 for stage in (0, 1, 2, 3)]
+    assert [round(f, 1) for f in figures[:3]] == [120.0, 31.4, 16.6]
+    assert round(figures[3], 2) == 1.88
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_estimator_equals_paper_formula(stage: int) -> None:
+    assert _states(zero=stage, num_gpus=8) == par.zero_model_state_bytes(PSI, stage, 8)
+
+
 def test_zero_stages_follow_the_paper() -> None:
     # mixed-precision Adam: 2Ψ weights + 2Ψ grads + 12Ψ (fp32 master, m, v); N = 8; Ψ/8 = 842,301,952
     n = PSI // 8
@@ -64,6 +77,14 @@ def test_zero_stages_follow_the_paper() -> None:
     assert _states(zero=3, num_gpus=8) == 16 * n  # 16Ψ/N
     est = estimate_training("llama-2-7b", zero=3, num_gpus=8, grad_accum=2)
     assert est.component("optimizer_state") == 8 * n and est.component("master_weights") == 4 * n
+
+
+def test_zero_step_casts_gradient_partition_to_fp32() -> None:
+    # at optimizer.step() DeepSpeed builds a fp32 copy of this rank's gradient partition:
+    # 4 B × Ψ/8 = 3,369,207,808 B for ZeRO-2 over 8 GPUs (short sequences: the step is the peak)
+    est = estimate_training("llama-2-7b", zero=2, num_gpus=8, seq_len=128)
+    assert est.phase == "optimizer step"
+    assert est.component("optimizer_temporaries") == 4 * PSI // 8 == 3_369_207_808
 
 
 def test_zero3_within_deepspeed_estimator() -> None:

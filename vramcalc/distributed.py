@@ -160,12 +160,20 @@ def _states(
         state_bytes(dense_g, optimizer, lay.state),
         state_bytes(exp_g, optimizer, lay.state),
     )
-    temp = 0
+    temp, temp_note = 0, ""
     if plan.framework in ("torch", "fsdp"):
         temp, _ = shard(
             "optimizer",
             step_temporary_bytes(dense_g, optimizer, lay.state),
             step_temporary_bytes(exp_g, optimizer, lay.state),
+        )
+        temp_note = "foreach AdamW's sqrt(exp_avg_sq) buffer of the local partition"
+    elif plan.framework == "deepspeed" and lay.master:
+        # ZeRO step() flattens this rank's 16-bit gradient partition into a fp32 copy for the
+        # optimizer (stage_1_and_2.py / stage3.py: single_grad_partition .to(fp32)), freed after it
+        temp, _ = shard("optimizer", n_dense * 4, n_exp * 4)
+        temp_note = (
+            "fp32 copy of the gradient partition that DeepSpeed's step() hands the optimizer"
         )
     return {
         "numel": n_dense + n_exp,
@@ -174,6 +182,7 @@ def _states(
         "master": (master, mtxt),
         "optimizer": (opt, otxt),
         "temp": temp,
+        "temp_note": temp_note,
     }
 
 
@@ -453,8 +462,8 @@ def _stage_estimate(
         Component(
             name="optimizer_temporaries",
             bytes=temp,
-            note="foreach AdamW's sqrt(exp_avg_sq) buffer during step()",
-            formula="one state-sized buffer of the local partition",
+            note="transient buffer of optimizer.step()",
+            formula=st["temp_note"],
         ),
         Component(
             name="communication_buffers",

@@ -346,6 +346,18 @@ def megatron_layer_parts(
     return rep, split
 
 
+def zero_model_state_bytes(psi: int, stage: int, n: int, k: int = 12) -> float:
+    """Model states per GPU under ZeRO (Rajbhandari et al. 2019, §5 and Figure 1), mixed precision
+    with K bytes of optimizer state per parameter: stage 0 (2 + 2 + K)Ψ, stage 1 4Ψ + KΨ/N,
+    stage 2 2Ψ + (2 + K)Ψ/N, stage 3 (4 + K)Ψ/N. The reference the estimator is tested against."""
+    return {
+        0: (4 + k) * psi,
+        1: 4 * psi + k * psi / n,
+        2: 2 * psi + (2 + k) * psi / n,
+        3: (4 + k) * psi / n,
+    }[stage]
+
+
 def korthikanti_layer_bytes(
     s: int, b: int, h: int, a: int, t: int = 1, sp: bool = False, recompute: str = "none"
 ) -> float:
