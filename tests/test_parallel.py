@@ -424,3 +424,41 @@ def test_every_nonzero_component_has_a_formula(kw: dict[str, object]) -> None:
     est = estimate_training("llama-2-7b", seq_len=1024, **kw)  # type: ignore[arg-type]
     missing = [c.name for c in est.components if c.bytes and not c.formula]
     assert missing == []
+
+
+def test_ddp_adds_gradient_buckets() -> None:
+    # plain data parallel (torch layout): every state replicated as on one GPU, plus DDP's
+    # gradient buckets, one more gradient-sized buffer (gradient_as_bucket_view=False): 4Ψ in fp32
+    one = estimate_training("llama-2-7b", grad_accum=2, seq_len=512)
+    ddp = estimate_training("llama-2-7b", grad_accum=2, seq_len=512, num_gpus=8)
+    assert ddp.component("communication_buffers") == 4 * PSI
+    for name in ("weights", "gradients", "optimizer_state", "activations", "logits_buffer"):
+        assert ddp.component(name) == one.component(name)
+
+
+def test_lora_under_zero3_shards_the_frozen_base() -> None:
+    # ZeRO-3 partitions every parameter, frozen ones included: 2Ψ bf16 base / 8 GPUs
+    est = estimate_training("llama-2-7b", method="lora", zero=3, num_gpus=8, seq_len=512)
+    assert est.component("weights") == 2 * PSI // 8
+    single = estimate_training("llama-2-7b", method="lora", seq_len=512)
+    assert single.component("weights") == 2 * PSI
+
+
+def test_cli_help_lists_options() -> None:
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in (
+        "--method",
+        "--lora-rank",
+        "--zero",
+        "--fsdp",
+        "--offload",
+        "--tp",
+        "--pp",
+        "--sequence-parallel",
+        "--ep",
+        "--cp",
+        "--nodes",
+        "--explain",
+    ):
+        assert option in result.output
