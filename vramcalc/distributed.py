@@ -313,8 +313,11 @@ def _stage_estimate(
             copies_name = "gathered_parameters"
             copies = math.ceil((unit + prefetch) * base_bpp)
             copies_formula = f"(layer {unit:,} + prefetch {prefetch:,}) params × {base_bpp} B"
-            comm = unit * 2
-            comm_formula = f"16-bit gradients of one layer before reduce-scatter: {unit:,} × 2 B"
+            layer_grads = unit if full else _div(st["numel"], max(spec.num_layers // plan.pp, 1))
+            comm = layer_grads * 2
+            comm_formula = (
+                f"16-bit gradients of one layer before reduce-scatter: {layer_grads:,} × 2 B"
+            )
         else:
             bucket = min(par.DS_REDUCE_BUCKET_ELEMENTS, st["numel"])
             comm = bucket * 2
