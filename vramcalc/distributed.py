@@ -351,10 +351,14 @@ def _stage_estimate(
     extra = 0
     unsaved = dict.fromkeys(("attention", "mlp"), (0, 0))
     if not full:
+        # adapters keep their own input copies: bf16 under autocast, fp32 (their dtype) without
+        copy_width = w.a if precision.endswith("-mixed") else 4
         extra = sum(
-            lora.adapter_saved_bytes_per_token(spec, ft.targets, ft.rank, ft.dropout, w.a).values()
+            lora.adapter_saved_bytes_per_token(
+                spec, ft.targets, ft.rank, ft.dropout, copy_width
+            ).values()
         )
-        frozen = lora.frozen_inputs_not_saved_per_token(spec, ft.targets, ft.dropout, ap)
+        frozen = lora.frozen_inputs_not_saved_per_token(spec, ap)
         for part in ("attention", "mlp"):
             unsaved[part] = (frozen[f"{part}_replicated"], frozen[f"{part}_split"])
 
@@ -384,7 +388,10 @@ def _stage_estimate(
     dense_layer = tokens * dense_pt
     moe_layer = tokens * moe_pt
     layer_ws = max(dense_layer if dense_s else 0, moe_layer if moe_s else 0)
-    head = tokens * act.head_saved_bytes_per_token(spec, ap) / rep_div if last else 0
+    head_per_token = act.head_saved_bytes_per_token(spec, ap)
+    if not full:  # a frozen lm_head saves no input
+        head_per_token -= act._inputs_saved(1, True, spec, w)
+    head = tokens * head_per_token / rep_div if last else 0
     logits = _div(tokens * act.training_logits_peak_bytes_per_token(spec), plan.tp) if last else 0
     ckpt = req.grad_checkpointing == "full"
     m = par.in_flight_micro_batches(plan, stage, req.grad_accum)
