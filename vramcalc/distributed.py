@@ -13,21 +13,24 @@ Model-state layouts (bytes per trainable parameter: weights / gradients / fp32 m
   (16-bit weights and grads, fp32 master + m + v; Rajbhandari et al. 2019 §3.1), partitioned per stage
   over N ranks: ZeRO-1 4Ψ + 12Ψ/N, ZeRO-2 2Ψ + 14Ψ/N, ZeRO-3 16Ψ/N. We follow the paper's partition
   and add the buffers DeepSpeed really allocates as their own components (the 5e8-element reduce
-  bucket; under ZeRO-3 the gathered layer and the 5e7-element prefetch bucket). DeepSpeed's own
-  estimator (``estimate_zero3_model_states_mem_needs``) instead writes 18Ψ/N + 4·largest_layer
-  without naming the terms; tests check that our model states lie at or below it.
+  bucket; under ZeRO-3 the gathered layer and the 5e7-element prefetch bucket; at the step the fp32
+  copy of the gradient partition, 4Ψ/N). DeepSpeed's own estimator
+  (``estimate_zero3_model_states_mem_needs``) instead writes 18Ψ/N + 4·largest_layer without naming
+  the terms; tests check that our model states plus buffers lie at or below it.
 * ``fsdp`` (--fsdp, MixedPrecision(param_dtype=bf16)): sharded fp32 parameters (which are what the
   optimizer updates: no separate master), fp32 sharded gradients, fp32 optimizer state; the 16-bit
   parameters of the running unit and of the prefetched one are gathered, and the unit's unsharded
   gradient waits for its reduce-scatter. SHARD_GRAD_OP keeps all 16-bit parameters gathered between
   forward and backward; NO_SHARD keeps everything replicated.
-* ``megatron`` (tp/pp/cp/ep without --zero/--fsdp): bf16 parameters, fp32 main gradients, fp32
-  master + Adam state: 18 bytes (Megatron-LM distributed-optimizer docs, "bf16 params, fp32 grads").
+* ``megatron`` (tp/pp/cp/ep without --fsdp, with --zero 0/1 or none): bf16 parameters, fp32 main
+  gradients, fp32 master + Adam state: 18 bytes (fp16: 20); --zero 1 is Megatron's distributed
+  optimizer, 6 + 12/d (Megatron-LM distributed-optimizer docs). Tensor, context and expert
+  parallelism use Megatron-Core layers' activations (parallel.megatron_layer_parts).
 
 LoRA/QLoRA: only the adapters are trainable (fp32, see lora.py); the frozen base costs its storage
 only and is sharded with the parameters under ZeRO-3 / FSDP. Activations are those of the frozen base
-in its compute dtype (backprop still runs through every layer; no weight gradients) plus what the
-adapters save.
+in its compute dtype without the inputs of its frozen projections (backprop still runs through every
+layer; no weight gradients) plus what the adapters save.
 """
 
 from __future__ import annotations
