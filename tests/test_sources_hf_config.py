@@ -23,8 +23,7 @@ _LLAMA = {
 CONFIGS: dict[str, dict[str, Any]] = {
     "llama": _LLAMA | {"model_type": "llama", "attention_bias": True, "mlp_bias": True},
     "mistral": _LLAMA | {"model_type": "mistral", "sliding_window": 32, "head_dim": 32},
-    "mixtral": _LLAMA
-    | {"model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 2},
+    "mixtral": _LLAMA | {"model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 2},
     "qwen2": _LLAMA | {"model_type": "qwen2", "tie_word_embeddings": True},
     "qwen2_moe": _LLAMA
     | {

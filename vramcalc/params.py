@@ -123,7 +123,11 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
         TensorGroup("layers.attn.kv_a_proj_with_mqa", LINEAR, kv_a, h, L),
         TensorGroup("layers.attn.kv_a_layernorm", NORM, r_kv, 1, L),
         TensorGroup(
-            "layers.attn.kv_b_proj", LINEAR, heads * (spec.qk_nope_head_dim + spec.v_head_dim), r_kv, L
+            "layers.attn.kv_b_proj",
+            LINEAR,
+            heads * (spec.qk_nope_head_dim + spec.v_head_dim),
+            r_kv,
+            L,
         ),
         TensorGroup("layers.attn.o_proj", LINEAR, h, v_out, L),
     ]

@@ -17,7 +17,7 @@ of its two ends; with gradient accumulation the gradients stay through the next 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -36,6 +36,9 @@ from .params import (
 from .results import Component, Estimate, make_estimate
 from .specs import ModelSpec
 from .workloads import Common, resolve_gpu, resolve_model, resolve_seq_len, validate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sources import ModelSource
 
 Precision = Literal["fp32", "bf16-mixed", "fp16-mixed", "bf16", "fp16"]
 
@@ -64,7 +67,7 @@ def autocast_copy_bytes(spec: ModelSpec) -> int:
 
 
 def estimate_training(
-    model: str | ModelSpec,
+    model: str | ModelSpec | ModelSource,
     *,
     precision: str = "bf16-mixed",
     optimizer: str = "adamw",
@@ -75,6 +78,7 @@ def estimate_training(
     attention: str = "flash",
     gpu: str | None = None,
     gpu_mem_gib: float | None = None,
+    revision: str | None = None,
 ) -> Estimate:
     """Peak GPU memory of a full training step of `model` on one GPU (micro-batch `batch_size`)."""
     req = validate(
@@ -90,7 +94,7 @@ def estimate_training(
         gpu_mem_gib=gpu_mem_gib,
     )
     assert isinstance(req, TrainingRequest)
-    spec = resolve_model(model)
+    spec = resolve_model(model, revision)
     seq = resolve_seq_len(spec, req.seq_len)
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
     groups = tensor_groups(spec)

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import VramcalcError, format_validation_error
-from ..specs import ModelSpec
+from vramcalc.errors import VramcalcError, format_validation_error
+from vramcalc.specs import ModelSpec
 
 Config = dict[str, Any]
 
@@ -354,7 +354,9 @@ def spec_from_config(cfg: Config, name: str, source: str = "") -> tuple[ModelSpe
         notes.append("Gemma-3 multimodal config: text model only (vision tower not counted)")
     elif arch not in _BUILDERS and isinstance(cfg.get("text_config"), dict):
         inner = cfg["text_config"]
-        inner_type = _ALIASES.get(str(inner.get("model_type", "")), str(inner.get("model_type", "")))
+        inner_type = _ALIASES.get(
+            str(inner.get("model_type", "")), str(inner.get("model_type", ""))
+        )
         if inner_type in _BUILDERS:
             notes.append(f"{model_type} config: its {inner_type} text model only")
             cfg, arch = inner, inner_type
@@ -372,9 +374,7 @@ def spec_from_config(cfg: Config, name: str, source: str = "") -> tuple[ModelSpe
             f"unknown model_type {model_type!r}: read as a Llama-style decoder from its generic fields"
         )
     if r.missing:
-        raise VramcalcError(
-            f"{source or name}: {arch} config could not map {'; '.join(r.missing)}"
-        )
+        raise VramcalcError(f"{source or name}: {arch} config could not map {'; '.join(r.missing)}")
     fields = {k: v for k, v in fields.items() if v is not None}
     try:
         spec = ModelSpec(name=name, source=source, **fields)
