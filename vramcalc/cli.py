@@ -56,6 +56,14 @@ class CheckpointChoice(str, Enum):
 
 
 ModelArg = Annotated[str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")]
+_SOURCE_HELP = "preset, config.json or model folder, .gguf file, or Hugging Face id org/name[@rev]"
+SourceArg = Annotated[str, typer.Argument(help=_SOURCE_HELP)]
+RevisionOpt = Annotated[
+    str | None, typer.Option("--revision", help="Hub revision (branch, tag, commit) of org/name")
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Hub models from the local cache only (HF_HUB_OFFLINE)")
+]
 BatchOpt = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, max=1_000_000, help="sequences per step")
 ]
@@ -91,9 +99,7 @@ def _value(choice: Any) -> Any:
 
 @app.command()
 def infer(
-    model: Annotated[
-        str | None, typer.Argument(help="preset name or alias; omit with --params")
-    ] = None,
+    model: Annotated[str | None, typer.Argument(help=_SOURCE_HELP + "; omit with --params")] = None,
     params: Annotated[
         str | None, typer.Option("--params", help="model size only, e.g. 7B: weights-only estimate")
     ] = None,
@@ -121,6 +127,8 @@ def infer(
     ] = False,
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
+    revision: RevisionOpt = None,
+    offline: OfflineOpt = False,
 ) -> None:
     """Memory to serve MODEL: weights + KV cache + prefill activations + runtime overhead."""
     from .inference import estimate_inference
@@ -129,6 +137,7 @@ def infer(
         raise VramcalcError("give a MODEL (e.g. llama-2-7b) or --params (e.g. --params 7B)")
     if model is not None and params is not None:
         raise VramcalcError("give a MODEL or --params, not both")
+    source = _source(model, revision, offline) if model is not None else None
     common = dict(
         params=params,
         kv_dtype=_value(kv_dtype),
@@ -143,7 +152,7 @@ def infer(
         dtypes = (
             ["fp32", "bf16", "int8", "int4"] if params else ["fp32", "bf16", "fp8", "int8", "int4"]
         )
-        rows = [estimate_inference(model, dtype=d, **common) for d in dtypes]  # type: ignore[arg-type]
+        rows = [estimate_inference(source, dtype=d, **common) for d in dtypes]  # type: ignore[arg-type]
         if as_json:
             _print_json([r.model_dump(mode="json") for r in rows])
             return
@@ -151,13 +160,13 @@ def infer(
 
         (report.render_weights_only_compare if params else report.render_compare)(rows, units.value)
         return
-    est = estimate_inference(model, dtype=_value(dtype), quant=_value(quant), **common)  # type: ignore[arg-type]
+    est = estimate_inference(source, dtype=_value(dtype), quant=_value(quant), **common)  # type: ignore[arg-type]
     _emit(est, as_json, units)
 
 
 @app.command()
 def train(
-    model: ModelArg,
+    model: SourceArg,
     precision: Annotated[
         PrecisionChoice, typer.Option("--precision", help="fp32, autocast mixed, or pure 16-bit")
     ] = PrecisionChoice.bf16_mixed,
@@ -179,12 +188,14 @@ def train(
     gpu_mem: GpuMemOpt = None,
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
+    revision: RevisionOpt = None,
+    offline: OfflineOpt = False,
 ) -> None:
     """Peak memory of a full training step of MODEL on one GPU."""
     from .training import estimate_training
 
     est = estimate_training(
-        model,
+        _source(model, revision, offline),
         precision=precision.value,
         optimizer=optimizer.value,
         batch_size=batch_size,
@@ -254,6 +265,13 @@ def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
     from . import report
 
     report.render_model(spec, param_count(spec), active_param_count(spec))
+
+
+def _source(model: str, revision: str | None, offline: bool) -> Any:
+    """Resolve MODEL once (preset, path, .gguf, Hub id) for every estimate of the command."""
+    from .sources import resolve_model_source
+
+    return resolve_model_source(model, revision=revision, offline=offline)
 
 
 def _print_json(data: object) -> None:

@@ -174,8 +174,10 @@ def estimate_inference(
         "seq_len": seq,
         "logits": req.logits,
         "attention": req.attention,
-        "model_source": source.kind,
     }
+    if source.kind not in ("preset", "spec"):  # a file or Hub id: say which, and how weights came
+        inputs["model_source"] = source.kind
+        inputs["weights_from"] = "checkpoint header" if source.checkpoint else "config formula"
     return make_estimate(
         components,
         fit,
