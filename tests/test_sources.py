@@ -369,7 +369,7 @@ def test_hub_offline_without_shards_uses_formula(
 def test_hub_online_reads_headers_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Online with the shards not cached: headers come from get_safetensors_metadata (faked here
     with huggingface_hub's own metadata classes), never from downloading the weights."""
-    import huggingface_hub
+    huggingface_hub = pytest.importorskip("huggingface_hub")
     from huggingface_hub.utils import SafetensorsFileMetadata, SafetensorsRepoMetadata, TensorInfo
 
     snapshot = fake_hub(tmp_path, monkeypatch, offline=False)
@@ -435,12 +435,12 @@ def test_hub_errors_are_one_line(
     error: str,
     expected: str,
 ) -> None:
-    import huggingface_hub
-    import huggingface_hub.errors
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    hub_errors = pytest.importorskip("huggingface_hub.errors")
 
     fake_hub(tmp_path, monkeypatch, offline=False)
     response = types.SimpleNamespace(headers={}, request=None)
-    exc = getattr(huggingface_hub.errors, error)("boom", response=response)
+    exc = getattr(hub_errors, error)("boom", response=response)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", _raiser(exc))
     with pytest.raises(SystemExit) as done:
         main(["infer", "acme/other-model", "--revision", "v2"])
@@ -509,3 +509,112 @@ def test_cli_source_errors(
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
+
+
+# ---- properties -----------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_shapes = st.lists(st.integers(1, 40), min_size=0, max_size=3)
+_tensors = st.dictionaries(
+    st.from_regex(r"[a-z]{1,8}(\.[a-z0-9_]{1,8}){0,3}", fullmatch=True),
+    st.tuples(st.sampled_from(sorted(DTYPE_BYTES)), _shapes),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_tensors)
+def test_safetensors_round_trip(tensors: dict[str, tuple[str, list[int]]]) -> None:
+    import tempfile
+
+    from vramcalc.sources.safetensors import records_from_header
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.safetensors"
+        data = write_safetensors(path, tensors)
+        records = records_from_header(read_header(path), str(path))
+    assert {r.name: (r.dtype, list(r.shape)) for r in records} == tensors
+    assert sum(r.nbytes for r in records) == data
+    assert all(r.nbytes == r.numel * DTYPE_BYTES[r.dtype] for r in records)
+
+
+_gguf_tensor = st.tuples(
+    st.sampled_from(sorted(GGML_TYPES)), st.integers(1, 3), st.integers(1, 5), st.integers(1, 3)
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_gguf_tensor, min_size=1, max_size=8))
+def test_gguf_round_trip(specs: list[tuple[int, int, int, int]]) -> None:
+    import tempfile
+
+    tensors = [
+        (f"t{i}", [GGML_TYPES[type_id][1] * blocks, rows, depth][:ndim], type_id)
+        for i, (type_id, blocks, rows, ndim) in enumerate(specs)
+        for depth in [2]
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.gguf"
+        data = write_gguf(path, {"general.architecture": "llama"}, tensors)
+        _, records = read_gguf(path)
+    assert sum(r.nbytes for r in records) == data
+    for (name, ne, type_id), rec in zip(tensors, records, strict=True):
+        _, block, size = GGML_TYPES[type_id]
+        assert rec.name == name and rec.shape == tuple(reversed(ne))
+        assert rec.nbytes == math.prod(ne) // block * size
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.sampled_from([1, 2, 4]),
+    st.integers(1, 3),
+    st.integers(1, 4),
+    st.sampled_from(sorted(FORMATS)),
+)
+def test_checkpoint_and_formula_agree(
+    head_dim_units: int, kv_heads: int, layers: int, inter_units: int, quant: str
+) -> None:
+    """For a complete checkpoint, costing its tensors equals costing the ModelSpec, any format."""
+    import tempfile
+
+    cfg = TINY | {
+        "hidden_size": 4 * 16 * head_dim_units,
+        "num_attention_heads": 4,
+        "num_key_value_heads": kv_heads,
+        "num_hidden_layers": layers,
+        "intermediate_size": 64 * inter_units,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "m"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(cfg))
+        write_safetensors(folder / "model.safetensors", llama_tensors(cfg))
+        src = resolve_model_source(str(folder))
+    fmt = FORMATS[quant]
+    assert src.params == param_count(src.spec)
+    est = vramcalc.estimate_inference(src, dtype=fmt.dtype, quant=quant, seq_len=64)
+    assert est.component("weights") == weight_bytes(tensor_groups(src.spec), fmt)
+
+
+def test_presets_do_not_import_the_hub_or_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from vramcalc.cli import main\n"
+        "try:\n    main(['infer', 'llama-2-7b', '--json'])\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('huggingface_hub', 'torch', 'numpy', 'transformers') if m in sys.modules]\n"
+        "sys.stderr.write(repr(bad))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.stderr.strip() == "[]"

@@ -205,3 +205,99 @@ def test_count_matches_transformers(key: str) -> None:
     assert param_count(spec) == sum(p.numel() for p in model.parameters())
     if spec.is_moe:
         assert active_param_count(spec) < param_count(spec)
+
+
+# Real config.json values (the fields that matter), from the files on the Hugging Face Hub.
+REAL: dict[str, dict[str, Any]] = {
+    # https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/config.json
+    "deepseek-v3": {
+        "model_type": "deepseek_v3",
+        "vocab_size": 129280,
+        "hidden_size": 7168,
+        "intermediate_size": 18432,
+        "moe_intermediate_size": 2048,
+        "num_hidden_layers": 61,
+        "num_attention_heads": 128,
+        "num_key_value_heads": 128,
+        "n_shared_experts": 1,
+        "n_routed_experts": 256,
+        "num_experts_per_tok": 8,
+        "first_k_dense_replace": 3,
+        "q_lora_rank": 1536,
+        "kv_lora_rank": 512,
+        "qk_rope_head_dim": 64,
+        "qk_nope_head_dim": 128,
+        "v_head_dim": 128,
+        "max_position_embeddings": 163840,
+        "n_group": 8,
+        "topk_group": 4,
+        "tie_word_embeddings": False,
+    },
+    # https://huggingface.co/Qwen/Qwen3-30B-A3B/blob/main/config.json
+    "qwen3-30b-a3b": {
+        "model_type": "qwen3_moe",
+        "vocab_size": 151936,
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "moe_intermediate_size": 768,
+        "num_hidden_layers": 48,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "head_dim": 128,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "max_position_embeddings": 40960,
+        "tie_word_embeddings": False,
+    },
+    # https://huggingface.co/tiiuae/falcon-7b/blob/main/config.json
+    "falcon-7b": {
+        "model_type": "falcon",
+        "vocab_size": 65024,
+        "hidden_size": 4544,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 71,
+        "multi_query": True,
+        "parallel_attn": True,
+        "new_decoder_architecture": False,
+        "bias": False,
+    },
+    # https://huggingface.co/facebook/opt-350m/blob/main/config.json
+    "opt-350m": {
+        "model_type": "opt",
+        "vocab_size": 50272,
+        "hidden_size": 1024,
+        "ffn_dim": 4096,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "max_position_embeddings": 2048,
+        "word_embed_proj_dim": 512,
+        "do_layer_norm_before": False,
+    },
+}
+
+
+def test_published_sizes() -> None:
+    v3, _ = spec_from_config(REAL["deepseek-v3"], "v3")
+    # DeepSeek-V3 report (arXiv 2412.19437): 671B total, 37B activated per token (MTP module apart)
+    assert round(param_count(v3) / 1e9) == 671
+    assert 37e9 < active_param_count(v3) < 38e9
+    # MLA cache: 512 + 64 = 576 values per token per layer instead of 2 × 128 heads × 128 = 32768
+    assert v3.kv_cache_width == 576
+    qwen, _ = spec_from_config(REAL["qwen3-30b-a3b"], "q")
+    # Qwen3 model card: 30.5B total, 3.3B activated
+    assert round(param_count(qwen) / 1e9, 1) == 30.5
+    assert 3.3e9 < active_param_count(qwen) < 3.4e9
+
+
+@pytest.mark.parametrize("key", sorted(REAL))
+def test_real_configs_match_transformers(key: str) -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    cfg = dict(REAL[key])
+    spec, _ = spec_from_config(cfg, key)
+    config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    assert param_count(spec) == sum(p.numel() for p in model.parameters())
