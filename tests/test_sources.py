@@ -618,3 +618,17 @@ def test_presets_do_not_import_the_hub_or_torch() -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert done.stderr.strip() == "[]"
+
+
+def test_cli_inspect_json(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.gguf"
+    data_bytes = tiny_gguf(path)
+    result = runner.invoke(app, ["inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["source"] == "gguf" and data["params"] == 1344768
+    assert data["checkpoint"]["stored_bytes"] == data_bytes
+    assert sum(data["checkpoint"]["bytes_by_dtype"].values()) == data_bytes
+    assert data["spec"]["num_kv_heads"] == 2
+    table = runner.invoke(app, ["inspect", "llama-2-7b"])
+    assert table.exit_code == 0 and "6,738,415,616" in table.stdout

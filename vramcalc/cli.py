@@ -274,6 +274,11 @@ def _source(model: str, revision: str | None, offline: bool) -> Any:
     return resolve_model_source(model, revision=revision, offline=offline)
 
 
+from .cli_sources import register as _register_sources  # noqa: E402
+
+_register_sources(app)
+
+
 def _print_json(data: object) -> None:
     import json
 
