@@ -117,8 +117,8 @@ def gguf(path: Path) -> None:
 
 
 def main(root: Path) -> None:
-    import torch
-    import transformers
+    import torch  # noqa: TID251 (a script, not the package)
+    import transformers  # noqa: TID251
 
     ft = root / "qwen2.5-0.5b-ft"
     ft.mkdir(parents=True, exist_ok=True)
