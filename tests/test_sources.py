@@ -632,3 +632,27 @@ def test_cli_inspect_json(tmp_path: Path) -> None:
     assert data["spec"]["num_kv_heads"] == 2
     table = runner.invoke(app, ["inspect", "llama-2-7b"])
     assert table.exit_code == 0 and "6,738,415,616" in table.stdout
+
+
+def test_split_gguf_reads_every_part(tmp_path: Path) -> None:
+    meta = {"general.architecture": "llama", "split.count": 2}
+    whole = tmp_path / "whole.gguf"
+    data = tiny_gguf(whole)
+    _, tensors = read_gguf(whole)
+    ggml_id = {name: i for i, (name, _, _) in GGML_TYPES.items()}
+    info = [(t.name, list(reversed(t.shape)), ggml_id[t.dtype]) for t in tensors]
+    first = {k: v for k, v in read_gguf(whole)[0].items() if k != "tokenizer.ggml.tokens"}
+    write_gguf(tmp_path / "m-00001-of-00002.gguf", first | meta, info[:7])
+    write_gguf(tmp_path / "m-00002-of-00002.gguf", meta, info[7:])
+    src = resolve_model_source(str(tmp_path / "m-00001-of-00002.gguf"))
+    assert src.checkpoint is not None and src.checkpoint.stored_bytes == data
+    assert len(src.checkpoint.tensors) == len(tensors)
+
+
+def test_hub_prefix_and_revision_syntax(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_hub(tmp_path, monkeypatch)
+    assert resolve_model_source(f"acme/tiny-chat@{COMMIT}").spec.name == f"acme/tiny-chat@{COMMIT}"
+    # hf: skips the presets, even for a preset's own Hub id
+    with pytest.raises(VramcalcError, match="not in the Hugging Face cache"):
+        resolve_model_source("hf:meta-llama/Llama-2-7b-hf")
+    assert resolve_model_source("meta-llama/Llama-2-7b-hf").kind == "preset"

@@ -136,6 +136,17 @@ def load_gguf(path: Path) -> ModelSource:
     from .gguf import gguf_quantization, read_gguf, spec_from_gguf
 
     meta, tensors = read_gguf(path)
+    parts = int(meta.get("split.count", 1) or 1)
+    if parts > 1:  # llama.cpp gguf-split: NAME-00001-of-0000N.gguf, tensors spread over the parts
+        match = re.fullmatch(r"(.*)-(\d{5})-of-(\d{5})\.gguf", path.name)
+        if match is None:
+            raise VramcalcError(
+                f"{path}: split GGUF ({parts} parts) not named NAME-00001-of-{parts:05d}.gguf"
+            )
+        tensors = []
+        for i in range(1, parts + 1):
+            part = path.with_name(f"{match.group(1)}-{i:05d}-of-{parts:05d}.gguf")
+            tensors += read_gguf(part)[1]
     name = str(meta.get("general.name") or path.stem)
     spec = spec_from_gguf(meta, tensors, name, str(path))
     checkpoint = CheckpointInfo(
