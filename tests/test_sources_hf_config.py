@@ -193,16 +193,21 @@ def test_gemma3_multimodal_reads_text_config() -> None:
     assert spec.architecture == "gemma3_text" and "vision tower" in notes[0]
 
 
-@pytest.mark.parametrize("key", sorted(CONFIGS))
-def test_count_matches_transformers(key: str) -> None:
+def transformers_count(cfg: dict[str, Any]) -> int:
+    """Parameters of the transformers model built from `cfg` on the meta device."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    cfg = dict(CONFIGS[key])
-    spec, _ = spec_from_config(cfg, key)
+    cfg = dict(cfg)
     config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
-    assert param_count(spec) == sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+def test_count_matches_transformers(key: str) -> None:
+    spec, _ = spec_from_config(CONFIGS[key], key)
+    assert param_count(spec) == transformers_count(CONFIGS[key])
     if spec.is_moe:
         assert active_param_count(spec) < param_count(spec)
 
@@ -293,11 +298,5 @@ def test_published_sizes() -> None:
 
 @pytest.mark.parametrize("key", sorted(REAL))
 def test_real_configs_match_transformers(key: str) -> None:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    cfg = dict(REAL[key])
-    spec, _ = spec_from_config(cfg, key)
-    config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
-    with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(config)
-    assert param_count(spec) == sum(p.numel() for p in model.parameters())
+    spec, _ = spec_from_config(REAL[key], key)
+    assert param_count(spec) == transformers_count(REAL[key])
