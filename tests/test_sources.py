@@ -656,3 +656,23 @@ def test_hub_prefix_and_revision_syntax(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(VramcalcError, match="not in the Hugging Face cache"):
         resolve_model_source("hf:meta-llama/Llama-2-7b-hf")
     assert resolve_model_source("meta-llama/Llama-2-7b-hf").kind == "preset"
+
+
+def test_gguf_version_2_reads_like_3(tmp_path: Path) -> None:
+    v3, v2 = tmp_path / "v3.gguf", tmp_path / "v2.gguf"
+    meta = {"general.architecture": "llama"}
+    tensors = [("blk.0.ffn_up.weight", [256, 3], Q4_K), ("token_embd.weight", [32, 5], Q8_0)]
+    # 3 Q4_K blocks × 144 + 5 Q8_0 blocks × 34 = 432 + 170
+    assert write_gguf(v3, meta, tensors) == write_gguf(v2, meta, tensors, version=2) == 602
+    assert read_gguf(v2)[1] == read_gguf(v3)[1]
+
+
+def test_cli_offline_flag_reads_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_hub(tmp_path, monkeypatch, offline=False)  # the flag alone keeps it local
+    result = runner.invoke(app, ["infer", "acme/tiny-chat", "--offline", "--json", "-s", "64"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["params"] == 106816 and data["inputs"]["model_source"] == "hub"
+    assert data["inputs"]["weights_from"] == "checkpoint header"
+    train = runner.invoke(app, ["train", "acme/tiny-chat", "--offline", "--json", "-s", "64"])
+    assert train.exit_code == 0 and json.loads(train.stdout)["model"] == "acme/tiny-chat"
