@@ -300,3 +300,33 @@ def test_published_sizes() -> None:
 def test_real_configs_match_transformers(key: str) -> None:
     spec, _ = spec_from_config(REAL[key], key)
     assert param_count(spec) == transformers_count(REAL[key])
+
+
+def test_sparse_configs_take_transformers_defaults() -> None:
+    # Gemma-3-4B's config.json lists only what differs from Gemma3TextConfig in its text_config
+    cfg = {
+        "model_type": "gemma3",
+        "text_config": {
+            "model_type": "gemma3_text",
+            "hidden_size": 2560,
+            "intermediate_size": 10240,
+            "num_hidden_layers": 34,
+            "sliding_window": 1024,
+        },
+    }
+    spec, notes = spec_from_config(cfg, "gemma-3-4b")
+    assert (spec.vocab_size, spec.num_attention_heads, spec.kv_heads, spec.head_dim) == (
+        262208,
+        8,
+        4,
+        256,
+    )
+    assert any("defaults used: vocab_size=262208" in n for n in notes)
+    assert param_count(spec) == transformers_count(
+        {"model_type": "gemma3_text"} | cfg["text_config"]
+    )
+    # an explicit null is kept (Mistral v0.3 turns the window off)
+    mistral, _ = spec_from_config(CONFIGS["mistral"] | {"sliding_window": None}, "m")
+    assert mistral.sliding_window is None
+    bare, notes = spec_from_config({"model_type": "llama"}, "bare")
+    assert param_count(bare) == transformers_count({"model_type": "llama"}) and notes

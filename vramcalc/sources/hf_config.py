@@ -130,7 +130,7 @@ def _qwen(r: _Reader, arch: str) -> dict[str, Any]:
         windowed = max(layers - int(r.get("max_window_layers", layers)), 0)
     out |= _window(r, layers, windowed)
     if arch.endswith("_moe"):
-        experts = r.need("num_experts", "num_experts")
+        experts = r.need("num_experts", "num_experts", "num_local_experts")
         moe_layers = _moe_layer_count(r, layers) if experts else 0
         out |= {
             "num_experts": experts,
@@ -337,6 +337,136 @@ _ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemm
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(_BUILDERS))
 
+# What transformers (v5) fills in when a config.json leaves a field out: its configuration class
+# defaults (configuration_<type>.py). Configs saved as a diff, such as the text_config of many
+# multimodal models (Gemma-3, LLaVA), rely on them. Only structural fields are listed, and only
+# those whose default is a number rather than derived from others (head_dim, kv heads = heads).
+_LLAMA_7B = {
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "max_position_embeddings": 2048,
+}
+_QWEN = {"vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 22016}
+_QWEN |= {"num_hidden_layers": 32, "num_attention_heads": 32, "max_position_embeddings": 32768}
+_GEMMA2 = {"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216}
+_GEMMA2 |= {"num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4}
+_MLA = {"kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": 64}
+_MLA |= {"qk_nope_head_dim": 128, "v_head_dim": 128}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": _LLAMA_7B,
+    "mistral": _LLAMA_7B
+    | {"intermediate_size": 14336, "num_key_value_heads": 8, "max_position_embeddings": 131072},
+    "mixtral": _LLAMA_7B
+    | {
+        "intermediate_size": 14336,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 131072,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+    },
+    "qwen2": _QWEN,
+    "qwen2_moe": _QWEN
+    | {
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "moe_intermediate_size": 1408,
+        "num_experts": 60,
+        "num_experts_per_tok": 4,
+        "shared_expert_intermediate_size": 5632,
+    },
+    "qwen3": _QWEN | {"head_dim": 128},
+    "qwen3_moe": _QWEN
+    | {
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_hidden_layers": 24,
+        "num_key_value_heads": 4,
+        "head_dim": 128,
+        "moe_intermediate_size": 768,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+    },
+    "gemma": {
+        "vocab_size": 256000,
+        "hidden_size": 3072,
+        "intermediate_size": 24576,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "max_position_embeddings": 8192,
+    },
+    "gemma2": _GEMMA2 | {"max_position_embeddings": 8192, "sliding_window": 4096},
+    "gemma3_text": _GEMMA2
+    | {"vocab_size": 262208, "max_position_embeddings": 131072, "sliding_window": 4096},
+    "phi3": _LLAMA_7B
+    | {
+        "vocab_size": 32064,
+        "hidden_size": 3072,
+        "intermediate_size": 8192,
+        "max_position_embeddings": 4096,
+    },
+    "gpt2": {"vocab_size": 50257, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024},
+    "gpt_neox": {
+        "vocab_size": 50432,
+        "hidden_size": 6144,
+        "intermediate_size": 24576,
+        "num_hidden_layers": 44,
+        "num_attention_heads": 64,
+        "max_position_embeddings": 2048,
+    },
+    "falcon": {
+        "vocab_size": 65024,
+        "hidden_size": 4544,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 71,
+        "max_position_embeddings": 2048,
+    },
+    "opt": {
+        "vocab_size": 50272,
+        "hidden_size": 768,
+        "ffn_dim": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "max_position_embeddings": 2048,
+    },
+    "deepseek_v2": _LLAMA_7B
+    | _MLA
+    | {
+        "vocab_size": 102400,
+        "moe_intermediate_size": 1407,
+        "n_routed_experts": 64,
+        "n_shared_experts": 2,
+    },
+    "deepseek_v3": _MLA
+    | {
+        "vocab_size": 129280,
+        "hidden_size": 7168,
+        "intermediate_size": 18432,
+        "num_hidden_layers": 61,
+        "num_attention_heads": 128,
+        "max_position_embeddings": 4096,
+        "moe_intermediate_size": 2048,
+        "n_routed_experts": 256,
+        "num_experts_per_tok": 8,
+        "n_shared_experts": 1,
+        "first_k_dense_replace": 3,
+    },
+}
+
+
+def _with_defaults(cfg: Config, arch: str) -> tuple[Config, list[str]]:
+    """`cfg` completed with transformers' defaults for the fields it leaves out."""
+    defaults = _DEFAULTS.get(arch, {})
+    filled = {k: v for k, v in defaults.items() if k not in cfg}  # an explicit null stays null
+    if not filled:
+        return cfg, []
+    shown = ", ".join(f"{k}={v}" for k, v in filled.items())
+    return cfg | filled, [f"not in config.json, transformers' {arch} defaults used: {shown}"]
+
 
 def spec_from_config(cfg: Config, name: str, source: str = "") -> tuple[ModelSpec, list[str]]:
     """The ModelSpec a config.json describes, and notes on what was assumed.
@@ -360,6 +490,8 @@ def spec_from_config(cfg: Config, name: str, source: str = "") -> tuple[ModelSpe
         if inner_type in _BUILDERS:
             notes.append(f"{model_type} config: its {inner_type} text model only")
             cfg, arch = inner, inner_type
+    cfg, filled = _with_defaults(cfg, arch)
+    notes += filled
     r = _Reader(cfg)
     if arch in _BUILDERS:
         fields = _BUILDERS[arch](r, arch)
