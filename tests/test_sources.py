@@ -676,3 +676,9 @@ def test_cli_offline_flag_reads_the_cache(tmp_path: Path, monkeypatch: pytest.Mo
     assert data["inputs"]["weights_from"] == "checkpoint header"
     train = runner.invoke(app, ["train", "acme/tiny-chat", "--offline", "--json", "-s", "64"])
     assert train.exit_code == 0 and json.loads(train.stdout)["model"] == "acme/tiny-chat"
+
+
+def test_folder_of_gguf_files_points_at_them(tmp_path: Path) -> None:
+    tiny_gguf(tmp_path / "m.Q4_K_M.gguf")
+    with pytest.raises(VramcalcError, match=r"no config.json in this folder; give a .gguf file"):
+        resolve_model_source(str(tmp_path))

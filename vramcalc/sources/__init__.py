@@ -112,7 +112,9 @@ def load_path(path: Path) -> ModelSource:
         folder = path
         config = folder / "config.json"
         if not config.is_file():
-            raise VramcalcError(f"{folder}: no config.json in this folder")
+            ggufs = sorted(folder.glob("*.gguf"))
+            hint = f"; give a .gguf file instead, e.g. {ggufs[0]}" if ggufs else ""
+            raise VramcalcError(f"{folder}: no config.json in this folder{hint}")
     else:
         folder = path.parent
         config = path if path.suffix == ".json" else folder / "config.json"
