@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import VramcalcError, format_validation_error
-from .presets import get_gpu, get_model
+from .presets import get_gpu
 from .specs import ModelSpec
 from .units import GIB
 
@@ -49,14 +49,7 @@ def resolve_source(
 
 
 def resolve_model(model: str | ModelSpec | ModelSource, revision: str | None = None) -> ModelSpec:
-    if isinstance(model, ModelSpec):
-        return model
-    if isinstance(model, str) and revision is None:
-        try:
-            return get_model(model)  # presets first, without touching the filesystem
-        except VramcalcError:
-            pass
-    return resolve_source(model, revision).spec
+    return model if isinstance(model, ModelSpec) else resolve_source(model, revision).spec
 
 
 def resolve_seq_len(spec: ModelSpec, seq_len: int | None) -> int:
