@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .specs import ModelSpec
 
 # Architectures whose projections are fused in transformers (one input cast instead of three/two).
-_FUSED_QKV = {"gpt2", "phi3"}
+_FUSED_QKV = {"gpt2", "phi3", "falcon", "gpt_neox"}
 _FUSED_GATE_UP = {"phi3"}
 # Architectures whose config enables dropout during training (GPT-2: resid/embd/attn pdrop 0.1).
 _DROPOUT = {"gpt2"}

@@ -75,6 +75,14 @@ class OffloadChoice(str, Enum):
 
 
 ModelArg = Annotated[str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")]
+_SOURCE_HELP = "preset, config.json or model folder, .gguf file, or Hugging Face id org/name[@rev]"
+SourceArg = Annotated[str, typer.Argument(help=_SOURCE_HELP)]
+RevisionOpt = Annotated[
+    str | None, typer.Option("--revision", help="Hub revision (branch, tag, commit) of org/name")
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Hub models from the local cache only (HF_HUB_OFFLINE)")
+]
 BatchOpt = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, max=1_000_000, help="sequences per step")
 ]
@@ -110,9 +118,7 @@ def _value(choice: Any) -> Any:
 
 @app.command()
 def infer(
-    model: Annotated[
-        str | None, typer.Argument(help="preset name or alias; omit with --params")
-    ] = None,
+    model: Annotated[str | None, typer.Argument(help=_SOURCE_HELP + "; omit with --params")] = None,
     params: Annotated[
         str | None, typer.Option("--params", help="model size only, e.g. 7B: weights-only estimate")
     ] = None,
@@ -140,6 +146,8 @@ def infer(
     ] = False,
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
+    revision: RevisionOpt = None,
+    offline: OfflineOpt = False,
 ) -> None:
     """Memory to serve MODEL: weights + KV cache + prefill activations + runtime overhead."""
     from .inference import estimate_inference
@@ -148,6 +156,7 @@ def infer(
         raise VramcalcError("give a MODEL (e.g. llama-2-7b) or --params (e.g. --params 7B)")
     if model is not None and params is not None:
         raise VramcalcError("give a MODEL or --params, not both")
+    source = _source(model, revision, offline) if model is not None else None
     common = dict(
         params=params,
         kv_dtype=_value(kv_dtype),
@@ -162,7 +171,7 @@ def infer(
         dtypes = (
             ["fp32", "bf16", "int8", "int4"] if params else ["fp32", "bf16", "fp8", "int8", "int4"]
         )
-        rows = [estimate_inference(model, dtype=d, **common) for d in dtypes]  # type: ignore[arg-type]
+        rows = [estimate_inference(source, dtype=d, **common) for d in dtypes]  # type: ignore[arg-type]
         if as_json:
             _print_json([r.model_dump(mode="json") for r in rows])
             return
@@ -170,13 +179,13 @@ def infer(
 
         (report.render_weights_only_compare if params else report.render_compare)(rows, units.value)
         return
-    est = estimate_inference(model, dtype=_value(dtype), quant=_value(quant), **common)  # type: ignore[arg-type]
+    est = estimate_inference(source, dtype=_value(dtype), quant=_value(quant), **common)  # type: ignore[arg-type]
     _emit(est, as_json, units)
 
 
 @app.command()
 def train(
-    model: ModelArg,
+    model: SourceArg,
     precision: Annotated[
         PrecisionChoice, typer.Option("--precision", help="fp32, autocast mixed, or pure 16-bit")
     ] = PrecisionChoice.bf16_mixed,
@@ -244,12 +253,14 @@ def train(
     explain: Annotated[
         bool, typer.Option("--explain", help="print each term's formula with the numbers")
     ] = False,
+    revision: RevisionOpt = None,
+    offline: OfflineOpt = False,
 ) -> None:
     """Peak memory per GPU of a training step of MODEL: full, LoRA or QLoRA; one GPU or many."""
     from .training import estimate_training
 
     est = estimate_training(
-        model,
+        _source(model, revision, offline),
         precision=precision.value,
         optimizer=optimizer.value,
         batch_size=batch_size,
@@ -347,6 +358,18 @@ def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
 from .cli_cost import register as _register_cost  # noqa: E402
 
 _register_cost(app)
+
+
+def _source(model: str, revision: str | None, offline: bool) -> Any:
+    """Resolve MODEL once (preset, path, .gguf, Hub id) for every estimate of the command."""
+    from .sources import resolve_model_source
+
+    return resolve_model_source(model, revision=revision, offline=offline)
+
+
+from .cli_sources import register as _register_sources  # noqa: E402
+
+_register_sources(app)
 
 
 def _print_json(data: object) -> None:

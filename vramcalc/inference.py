@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from . import activations as act
 from .calibration import runtime
-from .params import active_param_count, param_count, tensor_groups
+from .params import tensor_groups
 from .quant import (
     FORMATS,
     NOMINAL_BYTES,
@@ -20,7 +20,10 @@ from .quant import (
 from .results import Component, Estimate, make_estimate
 from .specs import ModelSpec
 from .units import parse_count
-from .workloads import Common, resolve_gpu, resolve_model, resolve_seq_len, validate
+from .workloads import Common, resolve_gpu, resolve_seq_len, resolve_source, validate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sources import ModelSource
 
 
 class InferenceRequest(Common):
@@ -36,7 +39,7 @@ class InferenceRequest(Common):
 def kv_cache_bytes(spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float) -> int:
     """2 (K and V) × layers × batch × context × kv_heads × head_dim × bytes; sliding-window layers
     keep at most `sliding_window` tokens (REFERENCES: KV cache)."""
-    per_token_layer = 2 * spec.kv_dim * kv_bytes
+    per_token_layer = spec.kv_cache_width * kv_bytes  # 2·kv_dim, or MLA's latent + rope key
     windowed = spec.windowed_layers
     full_layers = spec.num_layers - windowed
     window_tokens = min(seq_len, spec.sliding_window or seq_len)
@@ -82,7 +85,7 @@ def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
 
 
 def estimate_inference(
-    model: str | ModelSpec | None = None,
+    model: str | ModelSpec | ModelSource | None = None,
     *,
     params: str | int | None = None,
     dtype: str = "bf16",
@@ -94,11 +97,15 @@ def estimate_inference(
     attention: str = "flash",
     gpu: str | None = None,
     gpu_mem_gib: float | None = None,
+    revision: str | None = None,
 ) -> Estimate:
-    """GPU memory to serve `model` (a preset name, alias or ModelSpec) at the peak of a prefill
-    of `seq_len` tokens for `batch_size` sequences, with the KV cache for all of them.
+    """GPU memory to serve `model` at the peak of a prefill of `seq_len` tokens for `batch_size`
+    sequences, with the KV cache for all of them.
 
-    Given only `params` (e.g. "7B"), the estimate is weights only and says so.
+    `model` is a preset name or alias, a ModelSpec, a config.json / model folder / .gguf path, a
+    Hugging Face Hub id (at `revision`), or a resolved ModelSource. When a checkpoint header was
+    read, the weights are its exact tensors (as stored if pre-quantized). Given only `params`
+    (e.g. "7B"), the estimate is weights only and says so.
     """
     req = validate(
         InferenceRequest,
@@ -121,9 +128,15 @@ def estimate_inference(
 
             raise VramcalcError("give a model name or --params (e.g. --params 7B)")
         return weights_only_estimate(parse_count(params), fmt, req.dtype, fit)
-    spec = resolve_model(model)
+    source = resolve_source(model, revision)
+    spec = source.spec
     seq = resolve_seq_len(spec, req.seq_len)
     weights = weight_bytes(tensor_groups(spec), fmt)
+    weights_note = f"{fmt.name}: {fmt.description}"
+    if source.checkpoint is not None:
+        from .sources import checkpoint_weight_bytes
+
+        weights, weights_note = checkpoint_weight_bytes(source.checkpoint, fmt)
     kv_dtype_name = req.kv_dtype or ("fp32" if fmt.compute_bytes == 4 else "bf16")
     kv = kv_cache_bytes(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
     activations, peak_part = inference_activation_bytes(
@@ -135,11 +148,15 @@ def estimate_inference(
         else ""
     )
     components = [
-        Component(name="weights", bytes=weights, note=f"{fmt.name}: {fmt.description}"),
+        Component(name="weights", bytes=weights, note=weights_note),
         Component(
             name="kv_cache",
             bytes=kv,
-            note=f"2 × {spec.num_layers} layers × {req.batch_size} × {seq} tokens × {spec.kv_heads} kv heads × {spec.head_dim} × {kv_dtype_name}{window}",
+            note=(
+                f"{spec.num_layers} layers × {req.batch_size} × {seq} tokens × (kv_lora_rank {spec.kv_lora_rank} + rope {spec.qk_rope_head_dim}) × {kv_dtype_name} (MLA latent cache)"
+                if spec.is_mla
+                else f"2 × {spec.num_layers} layers × {req.batch_size} × {seq} tokens × {spec.kv_heads} kv heads × {spec.head_dim} × {kv_dtype_name}{window}"
+            ),
         ),
         Component(
             name="activations",
@@ -158,18 +175,22 @@ def estimate_inference(
         "logits": req.logits,
         "attention": req.attention,
     }
+    if source.kind not in ("preset", "spec"):  # a file or Hub id: say which, and how weights came
+        inputs["model_source"] = source.kind
+        inputs["weights_from"] = "checkpoint header" if source.checkpoint else "config formula"
     return make_estimate(
         components,
         fit,
         kind="inference",
         model=spec.name,
-        params=param_count(spec),
-        active_params=active_param_count(spec),
+        params=source.params,
+        active_params=source.active_params,
         phase="prefill",
         inputs=inputs,
         assumptions=[
             f"prefill of the whole {seq}-token context at once (the worst case; generation after it needs less workspace)",
             "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
+            *source.notes,
         ],
     )
 

@@ -81,24 +81,78 @@ def _mlp_groups(
     return groups
 
 
+def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
+    """Attention projections of all layers: q, k, v, o (fused or not, same count), or MLA's
+    compressed projections (transformers DeepseekV3Attention: q_a/q_b with a q_lora_rank norm,
+    kv_a_proj_with_mqa to kv_lora_rank + rope, its norm, kv_b_proj, o_proj)."""
+    h, L = spec.hidden_size, spec.num_layers
+    if not spec.is_mla:
+        groups = [
+            TensorGroup("layers.attn.q_proj", LINEAR, spec.q_dim, h, L),
+            TensorGroup("layers.attn.k_proj", LINEAR, spec.kv_dim, h, L),
+            TensorGroup("layers.attn.v_proj", LINEAR, spec.kv_dim, h, L),
+            TensorGroup("layers.attn.o_proj", LINEAR, h, spec.q_dim, L),
+        ]
+        if spec.attention_qkv_bias:
+            groups.append(
+                TensorGroup("layers.attn.qkv.bias", BIAS, spec.q_dim + 2 * spec.kv_dim, 1, L)
+            )
+        if spec.attention_out_bias:
+            groups.append(TensorGroup("layers.attn.o_proj.bias", BIAS, h, 1, L))
+        if spec.qk_norm:
+            groups.append(TensorGroup("layers.attn.qk_norm", NORM, spec.head_dim, 1, 2 * L))
+        return groups
+    assert spec.kv_lora_rank is not None and spec.qk_rope_head_dim is not None
+    assert spec.qk_nope_head_dim is not None and spec.v_head_dim is not None
+    heads, r_kv = spec.num_attention_heads, spec.kv_lora_rank
+    kv_a = r_kv + spec.qk_rope_head_dim
+    v_out = heads * spec.v_head_dim
+    groups = []
+    if spec.q_lora_rank:
+        r_q = spec.q_lora_rank
+        groups += [
+            TensorGroup("layers.attn.q_a_proj", LINEAR, r_q, h, L),
+            TensorGroup("layers.attn.q_a_layernorm", NORM, r_q, 1, L),
+            TensorGroup("layers.attn.q_b_proj", LINEAR, spec.q_dim, r_q, L),
+        ]
+        if spec.attention_qkv_bias:
+            groups.append(TensorGroup("layers.attn.q_a_proj.bias", BIAS, r_q, 1, L))
+    else:
+        groups.append(TensorGroup("layers.attn.q_proj", LINEAR, spec.q_dim, h, L))
+    groups += [
+        TensorGroup("layers.attn.kv_a_proj_with_mqa", LINEAR, kv_a, h, L),
+        TensorGroup("layers.attn.kv_a_layernorm", NORM, r_kv, 1, L),
+        TensorGroup(
+            "layers.attn.kv_b_proj",
+            LINEAR,
+            heads * (spec.qk_nope_head_dim + spec.v_head_dim),
+            r_kv,
+            L,
+        ),
+        TensorGroup("layers.attn.o_proj", LINEAR, h, v_out, L),
+    ]
+    if spec.attention_qkv_bias:
+        groups.append(TensorGroup("layers.attn.kv_a_proj_with_mqa.bias", BIAS, kv_a, 1, L))
+    if spec.attention_out_bias:
+        groups.append(TensorGroup("layers.attn.o_proj.bias", BIAS, h, 1, L))
+    return groups
+
+
 @lru_cache(maxsize=512)
 def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
     """Every parameter tensor of the model, grouped by role and shape."""
     h, L, V = spec.hidden_size, spec.num_layers, spec.vocab_size
     norm_width = 2 if spec.norm_kind == "layernorm" else 1  # LayerNorm has weight and bias
-    groups = [TensorGroup("embed_tokens", EMBEDDING, V, h, 1)]
+    groups = [TensorGroup("embed_tokens", EMBEDDING, V, spec.embed_dim, 1)]
     if spec.position_embedding == "learned":
-        groups.append(TensorGroup("embed_positions", POSITION, spec.max_position_embeddings, h, 1))
-    groups += [
-        TensorGroup("layers.attn.q_proj", LINEAR, spec.q_dim, h, L),
-        TensorGroup("layers.attn.k_proj", LINEAR, spec.kv_dim, h, L),
-        TensorGroup("layers.attn.v_proj", LINEAR, spec.kv_dim, h, L),
-        TensorGroup("layers.attn.o_proj", LINEAR, h, spec.q_dim, L),
-    ]
-    if spec.attention_qkv_bias:
-        groups.append(TensorGroup("layers.attn.qkv.bias", BIAS, spec.q_dim + 2 * spec.kv_dim, 1, L))
-    if spec.attention_out_bias:
-        groups.append(TensorGroup("layers.attn.o_proj.bias", BIAS, h, 1, L))
+        positions = spec.max_position_embeddings + spec.position_offset
+        groups.append(TensorGroup("embed_positions", POSITION, positions, h, 1))
+    if spec.embed_dim != h:  # OPT-350m projects 512-wide embeddings in and out of the 1024 stream
+        groups += [
+            TensorGroup("project_in", LINEAR, h, spec.embed_dim, 1),
+            TensorGroup("project_out", LINEAR, spec.embed_dim, h, 1),
+        ]
+    groups += _attention_groups(spec)
     groups.append(TensorGroup("layers.norms", NORM, h, 1, L * spec.norms_per_layer * norm_width))
     groups += _mlp_groups("layers.mlp", spec, spec.intermediate_size, spec.dense_layers)
     if spec.is_moe:
@@ -114,9 +168,10 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             groups += _mlp_groups("layers.moe.shared_expert", spec, shared, moe_layers)
         if spec.shared_expert_gate:
             groups.append(TensorGroup("layers.moe.shared_expert_gate", ROUTER, 1, h, moe_layers))
-    groups.append(TensorGroup("final_norm", NORM, h, 1, norm_width))
+    if spec.final_norm:
+        groups.append(TensorGroup("final_norm", NORM, h, 1, norm_width))
     if not spec.tie_word_embeddings:
-        groups.append(TensorGroup("lm_head", LM_HEAD, V, h, 1))
+        groups.append(TensorGroup("lm_head", LM_HEAD, V, spec.embed_dim, 1))
     return tuple(groups)
 
 

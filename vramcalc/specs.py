@@ -60,6 +60,20 @@ class ModelSpec(BaseModel):
     shared_expert_gate: bool = False
     first_dense_layers: int = Field(0, ge=0, description="leading layers with a dense MLP")
 
+    # Optional architecture details (defaults describe the Llama layout).
+    qk_norm: bool = Field(False, description="RMSNorm of head_dim on q and k (Qwen3, Gemma-3)")
+    final_norm: bool = Field(True, description="a norm before lm_head (OPT-350m has none)")
+    position_offset: int = Field(0, ge=0, description="extra learned positions (OPT: 2)")
+    word_embed_proj_dim: int | None = Field(
+        None, gt=0, description="embedding width when it differs from hidden (OPT-350m)"
+    )
+    # Multi-head latent attention (DeepSeek-V2/V3); kv_lora_rank set means MLA.
+    q_lora_rank: int | None = Field(None, gt=0, description="MLA query compression rank")
+    kv_lora_rank: int | None = Field(None, gt=0, description="MLA key/value latent width")
+    qk_rope_head_dim: int | None = Field(None, gt=0, description="MLA rotary part of a head")
+    qk_nope_head_dim: int | None = Field(None, gt=0, description="MLA non-rotary part of a head")
+    v_head_dim: int | None = Field(None, gt=0, description="MLA value head width")
+
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         if self.num_attention_heads % self.kv_heads:
@@ -67,7 +81,11 @@ class ModelSpec(BaseModel):
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
                 f"num_kv_heads ({self.kv_heads})"
             )
-        if self.head_dim_override is None and self.hidden_size % self.num_attention_heads:
+        if (
+            self.head_dim_override is None
+            and self.kv_lora_rank is None
+            and self.hidden_size % self.num_attention_heads
+        ):
             raise ValueError(
                 "hidden_size must divide by num_attention_heads unless head_dim is set"
             )
@@ -77,6 +95,11 @@ class ModelSpec(BaseModel):
             raise ValueError("first_dense_layers exceeds num_layers")
         if self.sliding_window_layers is not None and self.sliding_window_layers > self.num_layers:
             raise ValueError("sliding_window_layers exceeds num_layers")
+        mla = (self.kv_lora_rank, self.qk_rope_head_dim, self.qk_nope_head_dim, self.v_head_dim)
+        if any(v is not None for v in mla) and any(v is None for v in mla):
+            raise ValueError(
+                "MLA needs kv_lora_rank, qk_rope_head_dim, qk_nope_head_dim and v_head_dim together"
+            )
         return self
 
     # ---- derived values -------------------------------------------------------------------
@@ -85,8 +108,31 @@ class ModelSpec(BaseModel):
         return self.num_kv_heads or self.num_attention_heads
 
     @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention (DeepSeek-V2/V3)."""
+        return self.kv_lora_rank is not None
+
+    @property
     def head_dim(self) -> int:
+        if self.is_mla:
+            assert self.qk_nope_head_dim is not None and self.qk_rope_head_dim is not None
+            return self.qk_nope_head_dim + self.qk_rope_head_dim
         return self.head_dim_override or self.hidden_size // self.num_attention_heads
+
+    @property
+    def kv_cache_width(self) -> int:
+        """Elements cached per token per layer: K and V (2·kv_heads·head_dim), or for MLA the
+        compressed latent plus the shared rotary key, kv_lora_rank + qk_rope_head_dim (DeepSeek-V2,
+        arXiv 2405.04434, §2.1; as vLLM and SGLang cache it)."""
+        if self.is_mla:
+            assert self.kv_lora_rank is not None and self.qk_rope_head_dim is not None
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.kv_dim
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the token embedding (and of lm_head's input)."""
+        return self.word_embed_proj_dim or self.hidden_size
 
     @property
     def q_dim(self) -> int:

@@ -17,7 +17,7 @@ of its two ends; with gradient accumulation the gradients stay through the next 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -36,6 +36,9 @@ from .params import (
 from .results import Component, Estimate, make_estimate
 from .specs import ModelSpec
 from .workloads import Common, resolve_gpu, resolve_model, resolve_seq_len, validate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sources import ModelSource
 
 Precision = Literal["fp32", "bf16-mixed", "fp16-mixed", "bf16", "fp16"]
 
@@ -76,7 +79,7 @@ def _non_default(plan_args: dict[str, Any]) -> bool:
 
 
 def estimate_training(
-    model: str | ModelSpec,
+    model: str | ModelSpec | ModelSource,
     *,
     precision: str = "bf16-mixed",
     optimizer: str = "adamw",
@@ -105,6 +108,7 @@ def estimate_training(
     ep: int = 1,
     cp: int = 1,
     explain: bool = False,
+    revision: str | None = None,
 ) -> Estimate:
     """Peak GPU memory of a training step of `model` (micro-batch `batch_size`), per GPU.
 
@@ -126,6 +130,7 @@ def estimate_training(
         gpu_mem_gib=gpu_mem_gib,
     )
     assert isinstance(req, TrainingRequest)
+    spec = resolve_model(model, revision)
     plan_args: dict[str, Any] = dict(num_gpus=num_gpus, nodes=nodes, gpus_per_node=gpus_per_node)
     plan_args |= dict(zero=zero, fsdp=fsdp, offload=offload, tp=tp, pp=pp, sp=sp, ep=ep, cp=cp)
     if explain or method != "full" or quant is not None or _non_default(plan_args):
@@ -133,8 +138,7 @@ def estimate_training(
 
         lora_args: dict[str, Any] = dict(lora_rank=lora_rank, lora_alpha=lora_alpha)
         lora_args |= dict(lora_targets=lora_targets, lora_dropout=lora_dropout, quant=quant)
-        return estimate_job(model, req, method=method, **lora_args, **plan_args)
-    spec = resolve_model(model)
+        return estimate_job(spec, req, method=method, **lora_args, **plan_args)
     seq = resolve_seq_len(spec, req.seq_len)
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
     groups = tensor_groups(spec)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import VramcalcError, format_validation_error
-from .presets import get_gpu, get_model
+from .presets import get_gpu
 from .specs import ModelSpec
 from .units import GIB
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sources import ModelSource
 
 MAX_TOKENS = 1 << 24  # 16M tokens of context: beyond any model today, catches typos like 4096000000
 
@@ -32,8 +35,21 @@ def validate(model: type[BaseModel], **kwargs: object) -> BaseModel:
         raise VramcalcError(format_validation_error(exc)) from None
 
 
-def resolve_model(model: str | ModelSpec) -> ModelSpec:
-    return model if isinstance(model, ModelSpec) else get_model(model)
+def resolve_source(
+    model: str | ModelSpec | ModelSource, revision: str | None = None
+) -> ModelSource:
+    """Any model argument as a ModelSource: preset, ModelSpec, path, .gguf file or Hub id."""
+    from .sources import ModelSource, resolve_model_source
+
+    if isinstance(model, ModelSource):
+        return model
+    if isinstance(model, ModelSpec):
+        return ModelSource(spec=model, kind="spec", origin=model.source or model.name)
+    return resolve_model_source(model, revision=revision)
+
+
+def resolve_model(model: str | ModelSpec | ModelSource, revision: str | None = None) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else resolve_source(model, revision).spec
 
 
 def resolve_seq_len(spec: ModelSpec, seq_len: int | None) -> int:

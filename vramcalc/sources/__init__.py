@@ -1,0 +1,216 @@
+"""Where a model description comes from: a preset, a config.json / model folder, a Hugging Face
+Hub id, or a GGUF file. :func:`resolve_model_source` decides which and returns a
+:class:`ModelSource`: the ModelSpec plus, when a checkpoint header was read, its exact tensors.
+
+Resolution order for a string: ``hf:org/name`` forces the Hub; a name ending in ``.gguf`` is a GGUF
+file; an existing path is a config.json, a model folder or a .safetensors file beside its
+config.json; otherwise a preset name or alias; otherwise ``org/name`` (or ``org/name@revision``)
+is a Hub id. Giving a revision skips the presets.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from vramcalc.errors import UnknownNameError, VramcalcError
+from vramcalc.params import active_param_count, param_count
+from vramcalc.presets import get_model
+from vramcalc.specs import ModelSpec
+
+from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes
+from .hf_config import SUPPORTED_MODEL_TYPES, spec_from_config
+
+SourceKind = Literal["preset", "spec", "config", "hub", "gguf"]
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+
+
+class ModelSource(BaseModel):
+    """A resolved model: its spec, where it came from, and the checkpoint header when read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: ModelSpec
+    kind: SourceKind
+    origin: str
+    checkpoint: CheckpointInfo | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def params(self) -> int:
+        """Exact parameters: the checkpoint's element count when its tensors are unpacked
+        (16/32-bit safetensors, any GGUF), else the ModelSpec count."""
+        ck = self.checkpoint
+        if ck is not None and (ck.format == "gguf" or not ck.quantization):
+            return ck.numel
+        return param_count(self.spec)
+
+    @property
+    def active_params(self) -> int:
+        """Parameters a token passes through: the exact total less the idle experts' share."""
+        return self.params - (param_count(self.spec) - active_param_count(self.spec))
+
+
+def describe_quantization(cfg: Any, tensors: list[TensorRecord]) -> str | None:
+    """What a pre-quantized safetensors checkpoint holds (None: plain 16/32-bit weights).
+
+    Quantized when any tensor is stored in a non-float dtype (packed int32 GPTQ/AWQ qweights,
+    uint8 bitsandbytes 4-bit, F8_E4M3 FP8); the config's quantization_config names the method.
+    """
+    odd = sorted({t.dtype for t in tensors} - _FLOAT_DTYPES)
+    if not odd:
+        return None
+    qc = cfg.get("quantization_config") if isinstance(cfg, dict) else None
+    if isinstance(qc, dict):
+        method = str(qc.get("quant_method", "quantized"))
+        bits = qc.get("bits") or qc.get("w_bit")
+        if qc.get("load_in_4bit") or qc.get("_load_in_4bit"):
+            bits = f"4-bit {qc.get('bnb_4bit_quant_type', '')}".strip()
+        elif qc.get("load_in_8bit") or qc.get("_load_in_8bit"):
+            bits = "8-bit"
+        elif bits:
+            bits = f"{bits}-bit"
+        group = qc.get("group_size") or qc.get("q_group_size")
+        detail = ", ".join(str(x) for x in (bits, group and f"group {group}") if x)
+        return f"{method} {detail}".strip() + f" ({'/'.join(odd)} tensors)"
+    return f"pre-quantized ({'/'.join(odd)} tensors, no quantization_config)"
+
+
+def _from_config(
+    cfg: Any,
+    name: str,
+    origin: str,
+    kind: SourceKind,
+    tensors: list[TensorRecord] | None,
+    tensors_origin: str,
+    notes: list[str],
+) -> ModelSource:
+    spec, more = spec_from_config(cfg, name, origin)
+    checkpoint = None
+    if tensors is not None:
+        checkpoint = CheckpointInfo(
+            format="safetensors",
+            origin=tensors_origin,
+            tensors=tuple(tensors),
+            quantization=describe_quantization(cfg, tensors),
+        )
+    return ModelSource(
+        spec=spec, kind=kind, origin=origin, checkpoint=checkpoint, notes=(*more, *notes)
+    )
+
+
+def load_path(path: Path) -> ModelSource:
+    """A config.json file, a model folder, or a .safetensors file beside its config.json."""
+    from .safetensors import read_folder, read_json
+
+    if path.is_dir():
+        folder = path
+        config = folder / "config.json"
+        if not config.is_file():
+            ggufs = sorted(folder.glob("*.gguf"))
+            hint = f"; give a .gguf file instead, e.g. {ggufs[0]}" if ggufs else ""
+            raise VramcalcError(f"{folder}: no config.json in this folder{hint}")
+    else:
+        folder = path.parent
+        config = path if path.suffix == ".json" else folder / "config.json"
+        if path.suffix not in (".json", ".safetensors"):
+            raise VramcalcError(
+                f"{path}: give a config.json, a model folder, a .safetensors file or a .gguf file"
+            )
+        if not config.is_file():
+            raise VramcalcError(f"{path}: needs the model's config.json beside it")
+    cfg = read_json(config)
+    found = read_folder(folder)
+    notes = (
+        [] if found else ["no safetensors checkpoint beside config.json: weights from the formula"]
+    )
+    tensors, where = found if found else (None, "")
+    name = folder.resolve().name or str(folder)
+    return _from_config(cfg, name, str(config), "config", tensors, where, notes)
+
+
+def load_gguf(path: Path) -> ModelSource:
+    from .gguf import gguf_quantization, read_gguf, spec_from_gguf
+
+    meta, tensors = read_gguf(path)
+    parts = int(meta.get("split.count", 1) or 1)
+    if parts > 1:  # llama.cpp gguf-split: NAME-00001-of-0000N.gguf, tensors spread over the parts
+        match = re.fullmatch(r"(.*)-(\d{5})-of-(\d{5})\.gguf", path.name)
+        if match is None:
+            raise VramcalcError(
+                f"{path}: split GGUF ({parts} parts) not named NAME-00001-of-{parts:05d}.gguf"
+            )
+        tensors = []
+        for i in range(1, parts + 1):
+            part = path.with_name(f"{match.group(1)}-{i:05d}-of-{parts:05d}.gguf")
+            tensors += read_gguf(part)[1]
+    name = str(meta.get("general.name") or path.stem)
+    spec = spec_from_gguf(meta, tensors, name, str(path))
+    checkpoint = CheckpointInfo(
+        format="gguf",
+        origin=str(path),
+        tensors=tuple(tensors),
+        quantization=gguf_quantization(meta, tensors),
+    )
+    return ModelSource(spec=spec, kind="gguf", origin=str(path), checkpoint=checkpoint)
+
+
+def load_hub(repo_id: str, revision: str | None = None, offline: bool = False) -> ModelSource:
+    from .hub import fetch_config, fetch_tensors
+
+    cfg, _ = fetch_config(repo_id, revision, offline)
+    tensors, where = fetch_tensors(repo_id, revision, offline)
+    notes = [] if tensors is not None else [where]
+    name = repo_id + (f"@{revision}" if revision else "")
+    origin = f"https://huggingface.co/{repo_id}" + (f"/tree/{revision}" if revision else "")
+    return _from_config(cfg, name, origin, "hub", tensors, where, notes)
+
+
+def resolve_model_source(
+    text: str, revision: str | None = None, offline: bool = False
+) -> ModelSource:
+    """Decide what `text` names (preset, path, GGUF file or Hub id) and load it."""
+    text = text.strip()
+    if not text:
+        raise VramcalcError("empty model name")
+    if text.startswith("hf:"):
+        repo, _, rev = text[3:].partition("@")
+        return load_hub(repo, revision or rev or None, offline)
+    path = Path(text).expanduser()
+    if text.lower().endswith(".gguf"):
+        return load_gguf(path)
+    if path.exists():
+        return load_path(path)
+    repo, _, rev = text.partition("@")
+    preset_error: UnknownNameError | None = None
+    if revision is None and not rev:
+        try:
+            spec = get_model(text)
+            return ModelSource(spec=spec, kind="preset", origin=spec.source or spec.name)
+        except UnknownNameError as exc:
+            preset_error = exc
+    if _HUB_ID.fullmatch(repo) and not text.startswith((".", "/", "~")):
+        return load_hub(repo, revision or rev or None, offline)
+    if text.endswith((".json", ".safetensors")) or text.startswith((".", "/", "~")):
+        raise VramcalcError(f"{text}: no such file or folder")
+    if preset_error is not None:
+        raise preset_error
+    raise VramcalcError(f"{text!r} is not a Hub id (org/name)")
+
+
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "CheckpointInfo",
+    "ModelSource",
+    "TensorRecord",
+    "checkpoint_weight_bytes",
+    "load_gguf",
+    "load_hub",
+    "load_path",
+    "resolve_model_source",
+]

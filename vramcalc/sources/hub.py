@@ -1,0 +1,139 @@
+"""Model sources on the Hugging Face Hub: config.json and safetensors headers, never the weights.
+
+Everything goes through huggingface_hub (imported here, lazily), so its cache (``HF_HUB_CACHE``),
+token (``HF_TOKEN`` or ``hf auth login``) and offline mode (``HF_HUB_OFFLINE=1``) apply:
+
+1. ``hf_hub_download`` of ``config.json`` and, when the repo has one, of
+   ``model.safetensors.index.json`` (small files, cached like any download);
+2. the safetensors headers: read from the cache when every shard is already there; otherwise
+   fetched with ``get_safetensors_metadata`` (HTTP range requests for the header bytes only);
+   offline with shards not cached, the estimate falls back to the config formula and says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from vramcalc.errors import VramcalcError
+
+from .checkpoint import TensorRecord
+from .safetensors import (
+    INDEX_FILE,
+    SINGLE_FILE,
+    read_header,
+    read_json,
+    records_from_header,
+    shard_names,
+)
+
+
+def _hub() -> Any:
+    try:
+        import huggingface_hub
+        import huggingface_hub.constants
+        import huggingface_hub.errors
+    except ImportError:
+        raise VramcalcError(
+            "reading models from the Hugging Face Hub needs huggingface_hub: "
+            "pip install 'vramcalc[hub]'"
+        ) from None
+    return huggingface_hub
+
+
+def _offline(hub: Any, offline: bool) -> bool:
+    return offline or bool(hub.constants.is_offline_mode())
+
+
+def fetch_config(repo_id: str, revision: str | None, offline: bool) -> tuple[Any, str]:
+    """The repo's parsed config.json and its local path (cached by huggingface_hub)."""
+    hub = _hub()
+    with _errors(hub, repo_id, revision, "config.json"):
+        path = hub.hf_hub_download(
+            repo_id, "config.json", revision=revision, local_files_only=_offline(hub, offline)
+        )
+    return read_json(Path(path)), str(path)
+
+
+def fetch_tensors(
+    repo_id: str, revision: str | None, offline: bool
+) -> tuple[list[TensorRecord] | None, str]:
+    """Tensor records from the safetensors headers, or None and why they are unavailable."""
+    hub = _hub()
+    offline = _offline(hub, offline)
+    with _errors(hub, repo_id, revision, INDEX_FILE):
+        cached_index = hub.try_to_load_from_cache(repo_id, INDEX_FILE, revision=revision)
+        if isinstance(cached_index, str):
+            shards = shard_names(read_json(Path(cached_index)), f"{repo_id}/{INDEX_FILE}")
+        elif cached_index is not None or offline:  # known absent, or unknown and offline
+            shards = [SINGLE_FILE]
+        else:
+            try:
+                index = hub.hf_hub_download(repo_id, INDEX_FILE, revision=revision)
+                shards = shard_names(read_json(Path(index)), f"{repo_id}/{INDEX_FILE}")
+            except hub.errors.EntryNotFoundError:
+                shards = [SINGLE_FILE]
+    cached = [hub.try_to_load_from_cache(repo_id, s, revision=revision) for s in shards]
+    if all(isinstance(c, str) for c in cached):
+        records = [
+            r
+            for s, c in zip(shards, cached, strict=True)
+            for r in records_from_header(read_header(Path(c)), s)
+        ]
+        return records, f"{repo_id} ({len(shards)} cached shard{'s' * (len(shards) > 1)})"
+    if offline:
+        return (
+            None,
+            "offline and the safetensors shards are not cached: weights from the config formula",
+        )
+    with _errors(hub, repo_id, revision, "safetensors headers"):
+        try:
+            meta = hub.get_safetensors_metadata(repo_id, revision=revision)
+        except hub.errors.NotASafetensorsRepoError:
+            return None, "no safetensors weights in the repo: weights from the config formula"
+    records = []
+    for fname, file_meta in sorted(meta.files_metadata.items()):
+        for tname, info in file_meta.tensors.items():
+            begin, end = info.data_offsets
+            records.append(
+                TensorRecord(
+                    name=tname, dtype=str(info.dtype), shape=tuple(info.shape), nbytes=end - begin
+                )
+            )
+        del fname
+    return records, f"{repo_id} ({len(meta.files_metadata)} shard headers over HTTP)"
+
+
+class _errors:
+    """Turn huggingface_hub's exceptions into one VramcalcError line."""
+
+    def __init__(self, hub: Any, repo_id: str, revision: str | None, what: str) -> None:
+        self.hub, self.repo, self.rev, self.what = hub, repo_id, revision, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        if exc is None or isinstance(exc, VramcalcError):
+            return False
+        e = self.hub.errors
+        repo = self.repo + (f"@{self.rev}" if self.rev else "")
+        if isinstance(exc, e.GatedRepoError):
+            msg = f"{repo}: gated repository; accept its terms on huggingface.co and log in (HF_TOKEN or `hf auth login`)"
+        elif isinstance(exc, e.RepositoryNotFoundError):
+            msg = f"{repo}: no such model on the Hugging Face Hub (or private: set HF_TOKEN), and no local path of that name"
+        elif isinstance(exc, e.RevisionNotFoundError):
+            msg = f"{repo}: no revision {self.rev!r} in this repository"
+        elif isinstance(exc, e.LocalEntryNotFoundError) or isinstance(exc, e.OfflineModeIsEnabled):
+            msg = f"{repo}: {self.what} is not in the Hugging Face cache and the Hub cannot be reached (offline or no network)"
+        elif isinstance(exc, e.EntryNotFoundError):
+            msg = f"{repo}: the repository has no {self.what}"
+        elif isinstance(exc, e.HFValidationError):
+            msg = f"{repo!r} is not a valid Hugging Face repo id or revision"
+        elif isinstance(exc, e.HfHubHTTPError):
+            msg = f"{repo}: Hugging Face Hub error: {str(exc).splitlines()[0]}"
+        elif isinstance(exc, OSError | ConnectionError):
+            msg = f"{repo}: cannot reach the Hugging Face Hub: {exc.__class__.__name__}"
+        else:
+            return False
+        raise VramcalcError(msg) from None
