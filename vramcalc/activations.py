@@ -147,24 +147,33 @@ def inference_layer_workspace_per_token(spec: ModelSpec, act_bytes: int) -> dict
 
     attention: before RoPE returns, q,k and their rotated copies and v (2q + 3kv); later q, the
     GQA-expanded k and v, SDPA's output and its contiguous copy (q·(3 + 2·gqa)).
-    mlp: gated keeps act(gate), up and their product (3·I); plain keeps fc output and GELU temporaries.
+    mlp, gated: act(gate), up and their product alive at once (3·I). Plain with the written-out
+    tanh-GELU (``gelu_new``): the fc output and three temporaries of
+    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (4·I); a fused GELU: input and output (2·I).
+    MoE (transformers 5 ``grouped_mm`` experts): every routed copy at once — the gathered input (h),
+    the fused gate-up output (2·I), act(gate) and the product (I each): k·(h + 4·I), plus the fp32
+    router logits and probabilities. Counts from ``vramcalc trace`` of tiny-llama, tiny-gpt2 and
+    tiny-mixtral (vramcalc.measure.validate.TINY_MODELS).
     """
     q, kv = spec.q_dim, spec.kv_dim
     gqa = spec.kv_heads != spec.num_attention_heads
     attn = act_bytes * max(2 * q + 3 * kv, q * (3 + (2 if gqa else 0)))
-    mlp = act_bytes * 3 * spec.intermediate_size
+    if spec.mlp_kind == "gated":
+        mlp = act_bytes * 3 * spec.intermediate_size
+    elif spec.activation == "gelu_new":
+        mlp = act_bytes * 4 * spec.intermediate_size
+    else:
+        mlp = act_bytes * 2 * spec.intermediate_size
     if spec.is_moe:
-        # experts run one at a time on their share of the tokens (balanced routing assumed), plus
-        # the output accumulator and fp32 router logits.
-        share = spec.experts_per_token / spec.num_experts
-        moe = (
-            act_bytes * (3 * spec.expert_intermediate_size * share + spec.hidden_size)
-            + 4 * spec.num_experts
-        )
+        k = spec.experts_per_token
+        moe = act_bytes * k * (spec.hidden_size + 4 * spec.expert_intermediate_size)
+        moe += 8 * spec.num_experts
         mlp = max(mlp if spec.dense_layers else 0, moe)
     return {"attention": attn, "mlp": mlp}
 
 
 def inference_residual_per_token(spec: ModelSpec, act_bytes: int) -> int:
-    """The residual stream and the normalised hidden state beside it."""
-    return 2 * act_bytes * spec.hidden_size
+    """Hidden states alive beside a layer's workspace: the embedding output (the model's forward
+    keeps ``inputs_embeds`` referenced through the layer loop), the layer's input (held by the
+    caller), the residual sum after attention and its normalised copy: 4·h (traced)."""
+    return 4 * act_bytes * spec.hidden_size

@@ -33,6 +33,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import VramcalcError
 from .workload import Workload, build_model, param_dtype_name, run_inference, run_training
 
 CATEGORIES = (
@@ -94,6 +95,7 @@ class _Tracker:
         self.measuring = False
         self.sets: dict[str, set[int]] = {c: set() for c in CATEGORIES}
         self.vocab = -1
+        self.shapes: dict[int, tuple[tuple[int, ...], str]] = {}
 
     def uid(self, t: Any) -> int:
         st = t.untyped_storage()
@@ -103,6 +105,7 @@ class _Tracker:
             self._uid_of[st] = uid
             nbytes = int(st.nbytes())
             self.live[uid] = nbytes
+            self.shapes[uid] = (tuple(t.shape), str(t.dtype).removeprefix("torch."))
             self.current += nbytes
             weakref.finalize(st, self._free, uid)
             if t.dim() >= 2 and t.shape[-1] == self.vocab:
@@ -238,6 +241,11 @@ def trace(wl: Workload) -> TraceResult:
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    if wl.spec.is_moe and wl.kind == "training" and wl.precision != "bf16":
+        raise VramcalcError(
+            f"trace: training the MoE model {wl.spec.name} needs --precision bf16 (torch's "
+            "grouped_mm, which transformers' experts use, has no CPU rule for fp32 inputs)"
+        )
     t0 = time.perf_counter()
     tracker = _Tracker()
     tracker.vocab = wl.spec.vocab_size

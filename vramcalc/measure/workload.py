@@ -179,8 +179,9 @@ def build_model(wl: Workload, device: str) -> Any:
     config.use_cache = wl.kind == "inference"
     impl = "eager" if wl.attention == "eager" else "sdpa"
     dtype = torch_dtype(param_dtype_name(wl))
+    kwargs: dict[str, Any] = {"attn_implementation": impl, "dtype": dtype}
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, attn_implementation=impl, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(config, **kwargs)
     return model
 
 
