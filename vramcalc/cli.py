@@ -256,6 +256,9 @@ def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
     report.render_model(spec, param_count(spec), active_param_count(spec))
 
 
+from .cli_measure import register as _register_measure; _register_measure(app)  # noqa: E402, E702
+
+
 def _print_json(data: object) -> None:
     import json
 

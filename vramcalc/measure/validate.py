@@ -117,6 +117,24 @@ def ci_grid() -> list[Workload]:
     return inf + tr
 
 
+def seven_b_grid() -> list[Workload]:
+    """7B-class presets (benchmarks/accuracy.py): serving and training shapes people run."""
+    from ..presets import get_model
+
+    rows: list[Workload] = []
+    for name in ("llama-2-7b", "mistral-7b", "qwen2.5-7b"):
+        spec = get_model(name)
+        rows += [
+            Workload("inference", spec, 1, 4096),
+            Workload("inference", spec, 8, 2048),
+            Workload("inference", spec, 1, 2048, logits="all"),
+            Workload("training", spec, 1, 2048),
+            Workload("training", spec, 4, 2048, grad_checkpointing="full"),
+            Workload("training", spec, 1, 1024, precision="bf16"),
+        ]
+    return rows
+
+
 @dataclass
 class Row:
     """One workload: the estimate's tensor bytes against the traced peak."""
