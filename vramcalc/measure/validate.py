@@ -129,8 +129,8 @@ def seven_b_grid() -> list[Workload]:
             Workload("inference", spec, 8, 2048),
             Workload("inference", spec, 1, 2048, logits="all"),
             Workload("training", spec, 1, 2048),
-            Workload("training", spec, 4, 2048, grad_checkpointing="full"),
-            Workload("training", spec, 1, 1024, precision="bf16"),
+            Workload("training", spec, 8, 2048, grad_checkpointing="full"),
+            Workload("training", spec, 4, 2048, optimizer="sgd"),
         ]
     return rows
 
