@@ -1,7 +1,7 @@
 """Estimate vs exact fake-tensor trace for 7B-class presets (run by hand; needs vramcalc[torch]).
 
-    PYTHONPATH=. python benchmarks/accuracy.py            # table + summary
-    PYTHONPATH=. python benchmarks/accuracy.py --json     # machine-readable rows
+PYTHONPATH=. python benchmarks/accuracy.py            # table + summary
+PYTHONPATH=. python benchmarks/accuracy.py --json     # machine-readable rows
 """
 
 from __future__ import annotations

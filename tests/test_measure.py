@@ -113,7 +113,9 @@ def test_measure_records_oom_as_result(monkeypatch: pytest.MonkeyPatch, tmp_path
     (rec,) = live.read_records(path)
     assert rec["config"]["model"] == "llama-2-7b" and rec["config"]["seq_len"] == 128
     assert rec["environment"]["gpu"] == "Fake GPU"
-    assert rec["estimate"]["total_bytes"] == estimate_inference("llama-2-7b", seq_len=128).total_bytes
+    assert (
+        rec["estimate"]["total_bytes"] == estimate_inference("llama-2-7b", seq_len=128).total_bytes
+    )
 
 
 def test_measure_success_readings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,7 +30,9 @@ def _quiet() -> None:
 def test_grid_covers_the_issue() -> None:
     kinds = {w.kind for w in GRID}
     assert len(GRID) >= 30 and kinds == {"inference", "training"}
-    assert any(w.spec.is_moe for w in GRID) and any(w.spec.kv_heads < w.spec.num_attention_heads for w in GRID)
+    assert any(w.spec.is_moe for w in GRID) and any(
+        w.spec.kv_heads < w.spec.num_attention_heads for w in GRID
+    )
     assert {w.grad_checkpointing for w in GRID} == {"none", "full"}
     assert len({w.optimizer for w in GRID if w.kind == "training"}) >= 4
     assert len({w.precision for w in GRID if w.kind == "training"}) >= 4

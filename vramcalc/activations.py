@@ -67,7 +67,7 @@ def attention_scores_per_token(spec: ModelSpec, seq_len: int, w: Widths) -> int:
 
 def layer_saved_bytes_per_token(
     spec: ModelSpec, precision: str, seq_len: int, attention: str
-) -> dict[str, float]:
+) -> dict[str, int]:
     """Bytes per token that one decoder layer saves for backward, split attention / mlp / norms.
 
     For an MoE layer the routed tokens (experts_per_token copies) go through expert MLPs of width
@@ -112,7 +112,7 @@ def moe_mlp_saved_per_token(spec: ModelSpec, precision: str) -> int:
 
 def layer_bytes_per_token(
     spec: ModelSpec, precision: str, seq_len: int, attention: str, moe: bool
-) -> float:
+) -> int:
     parts = layer_saved_bytes_per_token(spec, precision, seq_len, attention)
     if moe:
         parts["mlp"] = moe_mlp_saved_per_token(spec, precision)

@@ -256,7 +256,9 @@ def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
     report.render_model(spec, param_count(spec), active_param_count(spec))
 
 
-from .cli_measure import register as _register_measure; _register_measure(app)  # noqa: E402, E702
+from .cli_measure import register as _register_measure  # noqa: E402, I001
+
+_register_measure(app)
 
 
 def _print_json(data: object) -> None:

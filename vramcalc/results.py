@@ -94,7 +94,9 @@ def make_estimate(
 ) -> Estimate:
     """Build an Estimate whose total is the sum of its components, with its band and the GPU fit."""
     total = sum(c.bytes for c in components)
-    low, high = error_band(components, fields.get("kind", "inference"), fields.get("weights_only", False))
+    low, high = error_band(
+        components, fields.get("kind", "inference"), fields.get("weights_only", False)
+    )
     fit = None
     if gpu_memory is not None:
         name, memory = gpu_memory

@@ -128,16 +128,13 @@ def estimate_training(
         acts_start = spec.dense_layers * dense_layer + spec.moe_layers * moe_layer + head
     grads_persist = grads_all if req.grad_accum > 1 else 0
 
-    # (phase, activations, logits, gradients) at the three candidate moments of the backward pass
+    # (phase, activations, logits, gradients) at the three candidate moments of the backward pass.
+    # A recomputed layer re-saves its input, which is the checkpointed tensor itself: not counted twice.
+    recompute = max(layer_ws - layer_input, 0) if ckpt else 0
     moments = [
         ("backward start (loss)", acts_start, logits, grads_persist),
-        (
-            "backward (last layer)",
-            acts_start + (layer_ws if ckpt else 0),
-            0,
-            grads_persist or grads_head,
-        ),
-        ("backward end (first layer)", layer_ws + (layer_input if ckpt else 0), 0, grads_all),
+        ("backward (last layer)", acts_start + recompute, 0, grads_persist or grads_head),
+        ("backward end (first layer)", layer_ws, 0, grads_all),
     ]
     phase, acts, logit_bytes, grads = max(moments, key=lambda m: m[1] + m[2] + m[3])
     backward_peak = weights + autocast + opt_state + acts + logit_bytes + grads

@@ -33,7 +33,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import VramcalcError
+from vramcalc.errors import VramcalcError
+
 from .workload import Workload, build_model, param_dtype_name, run_inference, run_training
 
 CATEGORIES = (
@@ -191,8 +192,7 @@ def _modes(tracker: _Tracker, wl: Workload) -> list[Any]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             if torch.is_autocast_enabled("cpu"):
                 args = tuple(
-                    a.float() if isinstance(a, torch.Tensor) and a.dtype in low else a
-                    for a in args
+                    a.float() if isinstance(a, torch.Tensor) and a.dtype in low else a for a in args
                 )
             return fn(*args, **kwargs)
 

@@ -12,7 +12,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from ..specs import ModelSpec
+from vramcalc.specs import ModelSpec
+
 from .workload import Workload
 
 RUNTIME_COMPONENTS = ("cuda_context", "allocator_slack")
@@ -109,7 +110,9 @@ def ci_grid() -> list[Workload]:
         Workload("training", m["tiny-qwen2"], 1, 256),
         Workload("training", m["tiny-qwen2"], 2, 128, precision="fp32"),
         Workload("training", m["tiny-mixtral"], 2, 256, precision="bf16"),
-        Workload("training", m["tiny-mixtral"], 1, 256, precision="bf16", grad_checkpointing="full"),
+        Workload(
+            "training", m["tiny-mixtral"], 1, 256, precision="bf16", grad_checkpointing="full"
+        ),
         Workload("training", m["tiny-gpt2"], 2, 256),
         Workload("training", m["tiny-gpt2"], 1, 256, precision="fp32"),
         Workload("training", m["tiny-gpt2"], 1, 256, grad_checkpointing="full"),
@@ -119,7 +122,7 @@ def ci_grid() -> list[Workload]:
 
 def seven_b_grid() -> list[Workload]:
     """7B-class presets (benchmarks/accuracy.py): serving and training shapes people run."""
-    from ..presets import get_model
+    from vramcalc.presets import get_model
 
     rows: list[Workload] = []
     for name in ("llama-2-7b", "mistral-7b", "qwen2.5-7b"):
@@ -172,7 +175,9 @@ def compare(wl: Workload) -> Row:
 
     est = wl.estimate()
     tr = trace(wl)
-    return Row(wl, tensor_bytes(est), tr.peak_bytes, tr.phase, est.phase, tr.by_category, tr.seconds)
+    return Row(
+        wl, tensor_bytes(est), tr.peak_bytes, tr.phase, est.phase, tr.by_category, tr.seconds
+    )
 
 
 def summary(rows: list[Row]) -> dict[str, dict[str, float]]:

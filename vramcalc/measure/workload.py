@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import VramcalcError
-from ..results import Estimate
-from ..specs import ModelSpec
-from ..workloads import resolve_model, resolve_seq_len
+from vramcalc.errors import VramcalcError
+from vramcalc.results import Estimate
+from vramcalc.specs import ModelSpec
+from vramcalc.workloads import resolve_model, resolve_seq_len
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # Optimizers the reference run can build from torch / transformers alone.
@@ -44,7 +44,7 @@ class Workload:
     def estimate(self) -> Estimate:
         """The analytic estimate of this workload."""
         if self.kind == "inference":
-            from ..inference import estimate_inference
+            from vramcalc.inference import estimate_inference
 
             return estimate_inference(
                 self.spec,
@@ -54,7 +54,7 @@ class Workload:
                 logits=self.logits,
                 attention=self.attention,
             )
-        from ..training import estimate_training
+        from vramcalc.training import estimate_training
 
         return estimate_training(
             self.spec,
@@ -170,7 +170,7 @@ def build_model(wl: Workload, device: str) -> Any:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ..hfconfig import hf_config_dict
+    from vramcalc.hfconfig import hf_config_dict
 
     cfg_dict = dict(hf_config_dict(wl.spec))
     model_type = cfg_dict.pop("model_type")
@@ -217,9 +217,7 @@ def run_inference(model: Any, wl: Workload, device: str, phase: PhaseHook) -> An
     phase("prefill")
     model.eval()
     with torch.no_grad():
-        out = model(
-            input_ids=ids, use_cache=True, logits_to_keep=1 if wl.logits == "last" else 0
-        )
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1 if wl.logits == "last" else 0)
         scores = out.logits.to(dtype=torch.float32, copy=True)
     return out, scores
 
