@@ -43,12 +43,16 @@ def widths(precision: str) -> Widths:
 
 
 def _norm_saved(spec: ModelSpec, w: Widths) -> int:
-    """Bytes per token one norm saves: RMSNorm keeps its fp32 input and normalised value (and the
-    16-bit cast of the latter when the stream is 16-bit); LayerNorm keeps its input."""
+    """Bytes per token one norm saves. transformers' RMSNorm computes
+    ``weight * (x.float() * rsqrt(mean(x.float()²) + eps)).to(dtype)``: pow and mul save the fp32
+    input (4h) and the fp32 rsqrt (4 B); the weight multiply saves the normalised value, fp32 (4h)
+    when the stream is fp32, or its 16-bit cast (a·h) when the stream is 16-bit — the fp32
+    normalised value itself is then not kept (its only consumer is the cast). LayerNorm keeps its
+    input (mean and rstd are per token). Traced: tiny-llama, pure bf16 and bf16-mixed."""
     h = spec.hidden_size
     if spec.norm_kind == "layernorm":
         return w.r * h
-    return 8 * h + (w.a * h if w.r == 2 else 0)
+    return 4 * h + 4 + (w.a * h if w.r == 2 else 4 * h)
 
 
 def _inputs_saved(n_projections: int, fused: bool, spec: ModelSpec, w: Widths) -> int:
@@ -76,7 +80,10 @@ def layer_saved_bytes_per_token(
     w = widths(precision)
     h, q, kv = spec.hidden_size, spec.q_dim, spec.kv_dim
     arch = spec.architecture
-    kv_saved = q if spec.kv_heads != spec.num_attention_heads else kv  # repeat_kv expands GQA
+    # GQA: eager attention saves the repeat_kv-expanded k and v; SDPA without a mask (no padding,
+    # transformers >= 5 with torch >= 2.5) runs with enable_gqa and saves them unexpanded.
+    gqa = spec.kv_heads != spec.num_attention_heads
+    kv_saved = q if gqa and attention == "eager" else kv
     attn = _inputs_saved(3, arch in _FUSED_QKV, spec, w)
     attn += w.a * (q + 2 * kv_saved)  # SDPA saves q, k, v
     attn += w.a * q * 2 + 4 * spec.num_attention_heads  # SDPA output + contiguous copy + logsumexp

@@ -101,7 +101,16 @@ def estimate_training(
     opt = req.optimizer.value
 
     weights = n_params * pw
-    autocast = autocast_copy_bytes(spec) if w.autocast else 0
+    # Under full checkpointing the layers' copies are not saved: autocast's cache is cleared when
+    # the forward leaves autocast, so only the output projection's copy (saved by the lm_head
+    # matmul outside the checkpointed layers) reaches backward; each recomputed layer recasts its
+    # own weights (traced: tiny-llama, tiny-mistral, tiny-gpt2 with --grad-checkpointing full).
+    if not w.autocast:
+        autocast = 0
+    elif req.grad_checkpointing == "full":
+        autocast = 2 * spec.vocab_size * spec.hidden_size
+    else:
+        autocast = autocast_copy_bytes(spec)
     grads_all = n_params * pw
     grads_head = (
         spec.vocab_size * spec.hidden_size * pw

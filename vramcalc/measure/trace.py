@@ -14,6 +14,8 @@ Where the CPU would run different kernels from a GPU the trace follows the GPU, 
   the fp32 log-sum-exp per query (b·heads·s·4 bytes), both saved for backward — and never the s×s
   score matrix; its backward allocates dq, dk, dv. ``--attention eager`` runs transformers' eager
   attention unchanged (it keeps the scores).
+* **Masks**: transformers would build a b×s×s packed-sequence mask because it cannot read fake
+  tensors' position ids; the trace tells it the rows are not packed, as a GPU run finds out.
 * **Autocast** runs on the CPU (``torch.autocast("cpu")``), whose op lists differ from CUDA's: CUDA
   autocast runs ``pow``, ``rsqrt``, ``exp``, ``layer_norm`` on fp32 copies of 16-bit inputs and
   ``softmax`` / ``log_softmax`` with an fp32 output. A function mode applies those CUDA rules
@@ -213,6 +215,13 @@ def _modes(tracker: _Tracker, wl: Workload) -> list[Any]:
     patches += [(F, name, fp32_output(getattr(F, name))) for name in ("softmax", "log_softmax")]
     if wl.attention == "flash":
         patches.append((F, "scaled_dot_product_attention", sdpa))
+    # transformers looks for packed sequences in position_ids and, when it cannot read the values
+    # (it treats fake tensors as a trace being compiled), builds a b×s×s boolean mask; on a GPU the
+    # values are read, no packing is found and SDPA runs causal without a mask. The trace runs one
+    # sequence per row, as the estimate does.
+    import transformers.masking_utils as masking
+
+    patches.append((masking, "find_packed_sequence_indices", lambda *a, **k: None))
     return [Allocations(), _Patched(patches)]
 
 
