@@ -23,6 +23,8 @@ _FUSED_QKV = {"gpt2", "phi3"}
 _FUSED_GATE_UP = {"phi3"}
 # Architectures whose config enables dropout during training (GPT-2: resid/embd/attn pdrop 0.1).
 _DROPOUT = {"gpt2"}
+# Decoder blocks whose forward keeps the attention output referenced through the MLP.
+_KEEPS_ATTN_OUTPUT = {"gpt2"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,5 +184,6 @@ def inference_layer_workspace_per_token(spec: ModelSpec, act_bytes: int) -> dict
 def inference_residual_per_token(spec: ModelSpec, act_bytes: int) -> int:
     """Hidden states alive beside a layer's workspace: the embedding output (the model's forward
     keeps ``inputs_embeds`` referenced through the layer loop), the layer's input (held by the
-    caller), the residual sum after attention and its normalised copy: 4·h (traced)."""
-    return 4 * act_bytes * spec.hidden_size
+    caller), the residual sum after attention and its normalised copy: 4·h (traced). GPT-2's block
+    also keeps its ``attn_output`` referenced while the MLP runs: 5·h."""
+    return (5 if spec.architecture in _KEEPS_ATTN_OUTPUT else 4) * act_bytes * spec.hidden_size
