@@ -15,9 +15,10 @@ from vramcalc.measure.validate import TINY_MODELS, ci_grid, compare, summary  # 
 from vramcalc.measure.workload import Workload  # noqa: E402
 from vramcalc.params import param_count  # noqa: E402
 
-# Widest |estimate / trace - 1| the grid allows. Started at 10 %; the model reaches a worst case of
-# 6.2 % (inference, fp32 scoring with all logits) and 5.0 % (training), so the gate sits at 7 %.
-TOLERANCE = 0.07
+# Widest |estimate / trace - 1| the grid allows. Started at 10 % (first worst case: 38 %, MoE
+# prefill); after following the implementation op by op the worst cases are 2.7 % (inference,
+# GPT-2 fp32) and 2.2 % (training, GPT-2 eager), so the gate sits at the 3 % target.
+TOLERANCE = 0.03
 
 GRID = ci_grid()
 

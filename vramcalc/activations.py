@@ -24,7 +24,7 @@ _FUSED_GATE_UP = {"phi3"}
 # Architectures whose config enables dropout during training (GPT-2: resid/embd/attn pdrop 0.1).
 _DROPOUT = {"gpt2"}
 # Decoder blocks whose forward keeps the attention output referenced through the MLP.
-_KEEPS_ATTN_OUTPUT = {"gpt2"}
+KEEPS_ATTN_OUTPUT = {"gpt2"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,4 +186,4 @@ def inference_residual_per_token(spec: ModelSpec, act_bytes: int) -> int:
     keeps ``inputs_embeds`` referenced through the layer loop), the layer's input (held by the
     caller), the residual sum after attention and its normalised copy: 4·h (traced). GPT-2's block
     also keeps its ``attn_output`` referenced while the MLP runs: 5·h."""
-    return (5 if spec.architecture in _KEEPS_ATTN_OUTPUT else 4) * act_bytes * spec.hidden_size
+    return (5 if spec.architecture in KEEPS_ATTN_OUTPUT else 4) * act_bytes * spec.hidden_size

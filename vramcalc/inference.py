@@ -52,7 +52,8 @@ def inference_activation_bytes(
     workspace. Eager attention adds one layer's scores: transformers computes q·kᵀ (compute dtype),
     then ``softmax(..., dtype=float32)`` — which first upcasts its input (a second fp32 copy when
     the scores are 16-bit) — then casts back: (a + 8)·b·heads·s² at the softmax, (a + 4) in fp32,
-    plus the a·s² causal mask, beside q (k and v are in the cache by then). The logits peak comes after the layers, when only the kept logits and
+    beside q (k and v are in the cache by then), and the b·s² additive mask lives through the
+    layers; GPT-2's block also holds the layer's probabilities (a·b·heads·s²) through its MLP. The logits peak comes after the layers, when only the kept logits and
     the fp32 copy that generate() (or a scorer) makes are alive: rows × V × (a + 4).
     Coefficients checked against ``vramcalc validate`` (docs/validation.md).
     """
@@ -63,9 +64,13 @@ def inference_activation_bytes(
     if attention == "eager":
         upcast = 4 if act_bytes < 4 else 0
         scores = batch_size * spec.num_attention_heads * seq_len * seq_len
+        mask = batch_size * seq_len * seq_len * act_bytes  # additive causal mask, whole forward
         at_softmax = tokens * spec.q_dim * act_bytes  # q (k and v are in the cache by now)
-        at_softmax += scores * (act_bytes + 4 + upcast) + seq_len**2 * act_bytes
+        at_softmax += scores * (act_bytes + 4 + upcast)
         candidates["attention"] = max(candidates["attention"], residual + at_softmax)
+        candidates = {k: v + mask for k, v in candidates.items()}
+        if spec.architecture in act.KEEPS_ATTN_OUTPUT:  # the block returns the probabilities
+            candidates["mlp"] += scores * act_bytes
     logit_rows = tokens if logits == "all" else batch_size
     candidates["logits"] = logit_rows * spec.vocab_size * (act_bytes + 4)
     peak_part = max(candidates, key=lambda k: candidates[k])

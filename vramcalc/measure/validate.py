@@ -92,6 +92,7 @@ def ci_grid() -> list[Workload]:
         Workload("inference", m["tiny-gpt2"], 2, 256),
         Workload("inference", m["tiny-gpt2"], 1, 512, dtype="fp32"),
         Workload("inference", m["tiny-llama"], 1, 128, attention="eager"),
+        Workload("inference", m["tiny-gpt2"], 2, 256, dtype="fp32", attention="eager"),
     ]
     tr = [
         Workload("training", m["tiny-llama"], 2, 256),
@@ -104,6 +105,8 @@ def ci_grid() -> list[Workload]:
         Workload("training", m["tiny-llama"], 1, 256, optimizer="adafactor"),
         Workload("training", m["tiny-llama"], 2, 128, grad_accum=2),
         Workload("training", m["tiny-llama"], 1, 128, attention="eager"),
+        Workload("training", m["tiny-llama-gqa"], 2, 256, optimizer="sgd", attention="eager"),
+        Workload("training", m["tiny-gpt2"], 2, 256, optimizer="sgd", attention="eager"),
         Workload("training", m["tiny-llama-gqa"], 2, 256),
         Workload("training", m["tiny-llama-gqa"], 1, 512, precision="fp16-mixed"),
         Workload("training", m["tiny-mistral"], 2, 256, grad_checkpointing="full"),
