@@ -21,33 +21,35 @@ runner = CliRunner()
 # ---- gpu.py -------------------------------------------------------------------------------------
 
 
-def test_gpu_without_driver_returns_empty(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpu, "_nvml", lambda: None)
-    assert gpu.devices() == []
-    assert gpu.process_used_bytes(1234) is None
+def _fake_pynvml(monkeypatch: pytest.MonkeyPatch, fail_init: bool = False) -> None:
+    import sys
+    import types
 
-
-def test_gpu_reads_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     class Proc:
         pid, usedGpuMemory = 42, 3 * GIB
 
-    class Mem:
-        total = 80 * GIB
+    def init() -> None:
+        if fail_init:
+            raise RuntimeError("NVML Shared Library Not Found")
 
-    class NV:
-        nvmlSystemGetDriverVersion = staticmethod(lambda: "550.54")
-        nvmlDeviceGetCount = staticmethod(lambda: 1)
-        nvmlDeviceGetHandleByIndex = staticmethod(lambda i: i)
-        nvmlDeviceGetName = staticmethod(lambda h: b"NVIDIA H100 80GB HBM3")
-        nvmlDeviceGetMemoryInfo = staticmethod(lambda h: Mem)
-        nvmlDeviceGetComputeRunningProcesses = staticmethod(lambda h: [Proc])
+    nv = types.SimpleNamespace(
+        nvmlInit=init,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [Proc],
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
 
-    monkeypatch.setattr(gpu, "_nvml", lambda: NV)
-    assert gpu.devices() == [
-        {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_bytes": 80 * GIB, "driver": "550.54"}
-    ]
+
+def test_process_used_bytes_without_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_pynvml(monkeypatch, fail_init=True)
+    assert gpu.process_used_bytes(42) is None
+
+
+def test_process_used_bytes_reads_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_pynvml(monkeypatch)
     assert gpu.process_used_bytes(42) == 3 * GIB
-    assert gpu.process_used_bytes(7) is None
+    assert gpu.process_used_bytes(7) is None  # not listed: unknown, not zero
 
 
 # ---- records ------------------------------------------------------------------------------------

@@ -74,12 +74,11 @@ def environment(device_index: int = 0) -> dict[str, Any]:
     import torch
     import transformers
 
-    devs = gpu.devices()
-    dev = next((d for d in devs if d["index"] == device_index), None)
+    dev = next((g for g in gpu.local_gpus() if g.index == device_index), None)
     return {
-        "gpu": dev["name"] if dev else (torch.cuda.get_device_name(device_index)),
-        "gpu_memory_bytes": dev["memory_bytes"] if dev else None,
-        "driver": dev["driver"] if dev else None,
+        "gpu": dev.name if dev else torch.cuda.get_device_name(device_index),
+        "gpu_memory_bytes": dev.total_bytes if dev else None,
+        "driver": dev.driver_version if dev else None,
         "cuda": torch.version.cuda,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
