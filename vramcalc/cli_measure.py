@@ -14,7 +14,23 @@ from .errors import VramcalcError
 TaskArg = Annotated[str, typer.Option("--task", help="inference or training")]
 
 
-def _workload(model: str, task: str, **kw: Any) -> Any:
+_WORKLOAD_OPTIONS = (
+    "batch_size",
+    "seq_len",
+    "dtype",
+    "logits",
+    "precision",
+    "optimizer",
+    "grad_accum",
+    "grad_checkpointing",
+    "attention",
+)
+
+
+def _workload(args: dict[str, Any]) -> Any:
+    """The Workload a command's options describe (the options every command shares)."""
+    model, task = args["model"], args["task"]
+    kw = {k: args[k] for k in _WORKLOAD_OPTIONS}
     if task not in ("inference", "training"):
         raise VramcalcError(f"--task {task}: use inference or training")
     try:
@@ -43,19 +59,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Exact peak of live tensor bytes of the transformers model on fake tensors (no GPU)."""
-        wl = _workload(
-            model,
-            task,
-            batch_size=batch_size,
-            seq_len=seq_len,
-            dtype=dtype,
-            logits=logits,
-            precision=precision,
-            optimizer=optimizer,
-            grad_accum=grad_accum,
-            grad_checkpointing=grad_checkpointing,
-            attention=attention,
-        )
+        wl = _workload(dict(locals()))
         from .measure.trace import trace as run_trace
         from .measure.validate import tensor_bytes
 
@@ -89,19 +93,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Run the workload on a CUDA GPU with random weights; out-of-memory is a result."""
-        wl = _workload(
-            model,
-            task,
-            batch_size=batch_size,
-            seq_len=seq_len,
-            dtype=dtype,
-            logits=logits,
-            precision=precision,
-            optimizer=optimizer,
-            grad_accum=grad_accum,
-            grad_checkpointing=grad_checkpointing,
-            attention=attention,
-        )
+        wl = _workload(dict(locals()))
         from .measure import live
 
         if not live.cuda_available():
