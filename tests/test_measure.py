@@ -204,3 +204,32 @@ def test_band_shown_in_table() -> None:
     result = runner.invoke(app, ["infer", "llama-2-7b", "--gpu-mem", "24"])
     assert result.exit_code == 0
     assert "likely" in result.stdout
+
+
+def test_validate_cli_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    v = pytest.importorskip("vramcalc.measure.validate")
+    grid = v.ci_grid()
+    few = [grid[0], grid[-1]]  # one inference and one training row keep the test fast
+    monkeypatch.setattr(v, "ci_grid", lambda: few)
+    result = runner.invoke(app, ["validate", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{") :])
+    assert [r["config"]["kind"] for r in out["rows"]] == ["inference", "training"]
+    for row in out["rows"]:
+        assert row["error"] == pytest.approx(
+            row["estimate_tensor_bytes"] / row["trace_peak_bytes"] - 1, abs=1e-5
+        )
+        assert "measured" not in row  # no GPU here
+    assert out["summary"]["all"]["n"] == 2
+    assert set(out["summary"]) == {"all", "inference", "training"}
+
+
+def test_trace_restores_patched_functions() -> None:
+    torch = pytest.importorskip("torch")
+    from vramcalc.measure.trace import trace
+    from vramcalc.measure.validate import TINY_MODELS
+    from vramcalc.measure.workload import Workload
+
+    before = (torch.nn.functional.scaled_dot_product_attention, torch.pow, torch.exp)
+    trace(Workload("inference", TINY_MODELS["tiny-llama"], 1, 64))
+    assert (torch.nn.functional.scaled_dot_product_attention, torch.pow, torch.exp) == before
