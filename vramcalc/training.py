@@ -137,16 +137,32 @@ def estimate_training(
         acts_start = spec.dense_layers * dense_layer + spec.moe_layers * moe_layer + head
     grads_persist = grads_all if req.grad_accum > 1 else 0
 
-    # (phase, activations, logits, gradients) at the three candidate moments of the backward pass.
-    # A recomputed layer re-saves its input, which is the checkpointed tensor itself: not counted twice.
+    # (phase, autocast copies, activations, logits, gradients, temporaries) at the candidate moments
+    # of the backward pass. A recomputed layer re-saves its input, which is the checkpointed tensor
+    # itself: not counted twice. By the end of backward the autocast copies saved by the other
+    # layers have been released with their graph nodes (one layer's remain); with tied embeddings
+    # the embedding's dense V×h gradient is alive beside the lm_head's before AccumulateGrad adds
+    # them (traced: gemma-2-9b and tiny-qwen2, sgd, short sequences).
     recompute = max(layer_ws - layer_input, 0) if ckpt else 0
+    head_copy = 2 * spec.vocab_size * spec.hidden_size if w.autocast else 0
+    layer_copy = max(autocast - head_copy, 0) // spec.num_layers if w.autocast else 0
+    if w.autocast and ckpt:
+        layer_copy = max(autocast_copy_bytes(spec) - head_copy, 0) // spec.num_layers
+    tied_grad = spec.vocab_size * spec.hidden_size * pw if spec.tie_word_embeddings else 0
     moments = [
-        ("backward start (loss)", acts_start, logits, grads_persist),
-        ("backward (last layer)", acts_start + recompute, 0, grads_persist or grads_head),
-        ("backward end (first layer)", layer_ws, 0, grads_all),
+        ("backward start (loss)", autocast, acts_start, logits, grads_persist, 0),
+        (
+            "backward (last layer)",
+            autocast,
+            acts_start + recompute,
+            0,
+            grads_persist or grads_head,
+            0,
+        ),
+        ("backward end (first layer)", layer_copy, layer_ws, 0, grads_all, tied_grad),
     ]
-    phase, acts, logit_bytes, grads = max(moments, key=lambda m: m[1] + m[2] + m[3])
-    backward_peak = weights + autocast + opt_state + acts + logit_bytes + grads
+    phase, autocast, acts, logit_bytes, grads, temp = max(moments, key=lambda m: sum(m[1:]))
+    backward_peak = weights + autocast + opt_state + acts + logit_bytes + grads + temp
     step_peak = weights + grads_all + opt_state + opt_temp
 
     rt_dynamic = max(acts + logit_bytes, grads_all)
@@ -159,8 +175,6 @@ def estimate_training(
             grads_all,
             opt_temp,
         )
-    else:
-        temp = 0
     components = [
         Component(
             name="weights", bytes=weights, note=f"{n_params:,} params × {pw} B ({req.precision})"
@@ -179,9 +193,11 @@ def estimate_training(
             name="optimizer_state", bytes=opt_state, note=f"{opt}, state in {pw}-byte precision"
         ),
         Component(
-            name="optimizer_temporaries",
+            name="optimizer_temporaries" if phase == "optimizer step" else "temporaries",
             bytes=temp,
-            note="foreach AdamW's sqrt(exp_avg_sq) buffer during step()",
+            note="foreach AdamW's sqrt(exp_avg_sq) buffer during step()"
+            if phase == "optimizer step"
+            else "the embedding's dense gradient before it is added to the tied lm_head's",
         ),
         Component(
             name="activations",

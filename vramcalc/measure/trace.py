@@ -98,7 +98,8 @@ class _Tracker:
         self.measuring = False
         self.sets: dict[str, set[int]] = {c: set() for c in CATEGORIES}
         self.vocab = -1
-        self.shapes: dict[int, tuple[tuple[int, ...], str]] = {}
+        self.op = ""  # the op being run (for debugging what allocated a storage)
+        self.shapes: dict[int, tuple[tuple[int, ...], str, str]] = {}
 
     def uid(self, t: Any) -> int:
         st = t.untyped_storage()
@@ -108,7 +109,7 @@ class _Tracker:
             self._uid_of[st] = uid
             nbytes = int(st.nbytes())
             self.live[uid] = nbytes
-            self.shapes[uid] = (tuple(t.shape), str(t.dtype).removeprefix("torch."))
+            self.shapes[uid] = (tuple(t.shape), str(t.dtype).removeprefix("torch."), self.op)
             self.current += nbytes
             weakref.finalize(st, self._free, uid)
             if t.dim() >= 2 and t.shape[-1] == self.vocab:
@@ -157,6 +158,7 @@ def _modes(tracker: _Tracker, wl: Workload) -> list[Any]:
     class Allocations(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
             out = func(*args, **(kwargs or {}))
+            tracker.op = str(func)
             for t in tree_leaves(out):
                 if isinstance(t, torch.Tensor):
                     uid = tracker.uid(t)

@@ -58,6 +58,17 @@ TINY_MODELS = {
     "tiny-mixtral": _tiny(
         "tiny-mixtral", "mixtral", num_kv_heads=2, num_experts=4, experts_per_token=2
     ),
+    "tiny-gemma2": _tiny(
+        "tiny-gemma2",
+        "gemma2",
+        num_kv_heads=2,
+        head_dim=64,
+        activation="gelu_pytorch_tanh",
+        norms_per_layer=4,
+        tie_word_embeddings=True,
+        sliding_window=128,
+        sliding_window_layers=1,
+    ),
     "tiny-gpt2": _tiny(
         "tiny-gpt2",
         "gpt2",
@@ -89,6 +100,7 @@ def ci_grid() -> list[Workload]:
         Workload("inference", m["tiny-qwen2"], 1, 512),
         Workload("inference", m["tiny-qwen2"], 2, 128, logits="all"),
         Workload("inference", m["tiny-mixtral"], 2, 256),
+        Workload("inference", m["tiny-gemma2"], 2, 256),
         Workload("inference", m["tiny-gpt2"], 2, 256),
         Workload("inference", m["tiny-gpt2"], 1, 512, dtype="fp32"),
         Workload("inference", m["tiny-llama"], 1, 128, attention="eager"),

@@ -178,11 +178,37 @@ def build_model(wl: Workload, device: str) -> Any:
     config = AutoConfig.for_model(model_type, **cfg_dict)
     config.use_cache = wl.kind == "inference"
     impl = "eager" if wl.attention == "eager" else "sdpa"
+    if wl.attention == "flash" and device == "cpu" and wl.spec.architecture in NO_SDPA:
+        impl = _register_flash_stand_in()
     dtype = torch_dtype(param_dtype_name(wl))
     kwargs: dict[str, Any] = {"attn_implementation": impl, "dtype": dtype}
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, **kwargs)
     return model
+
+
+# transformers refuses SDPA for these (Gemma-2's logit soft-capping); on a GPU they run
+# FlashAttention-2, which the trace models through a registered attention function.
+NO_SDPA = {"gemma2"}
+FLASH_STAND_IN = "vramcalc_gpu_attention"
+
+
+def _register_flash_stand_in() -> str:
+    """Register an attention function that calls ``F.scaled_dot_product_attention`` (which the
+    trace replaces by its flash stand-in) without transformers' SDPA checks, with FA2's masks."""
+    import torch.nn.functional as F
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
+
+    def attention(
+        module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any
+    ) -> tuple[Any, None]:
+        out = F.scaled_dot_product_attention(query, key, value, enable_gqa=True)
+        return out.transpose(1, 2), None
+
+    AttentionInterface.register(FLASH_STAND_IN, attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(FLASH_STAND_IN, flash_attention_mask)
+    return FLASH_STAND_IN
 
 
 def make_optimizer(wl: Workload, params: list[Any]) -> Any:
@@ -238,7 +264,11 @@ def run_training(
 
     model.train()
     if wl.grad_checkpointing == "full":
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(wl, params)
     autocast = wl.precision in ("bf16-mixed", "fp16-mixed")
