@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .units import GIB, MIB
+from .units import MIB
 
 
 def _mib(n: int | None) -> str:
@@ -80,4 +80,4 @@ def render_validate(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str,
         )
 
 
-__all__ = ["GIB", "render_measure", "render_trace", "render_validate"]
+__all__ = ["render_measure", "render_trace", "render_validate"]

@@ -12,16 +12,15 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from vramcalc.results import RUNTIME
 from vramcalc.specs import ModelSpec
 
 from .workload import Workload
 
-RUNTIME_COMPONENTS = ("cuda_context", "allocator_slack")
-
 
 def tensor_bytes(est: Any) -> int:
     """The estimate without the runtime terms: what the trace measures."""
-    return sum(c.bytes for c in est.components if c.name not in RUNTIME_COMPONENTS)
+    return sum(c.bytes for c in est.components if c.name not in RUNTIME)
 
 
 def _tiny(name: str, arch: str, **kw: Any) -> ModelSpec:
