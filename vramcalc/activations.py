@@ -23,6 +23,8 @@ _FUSED_QKV = {"gpt2", "phi3"}
 _FUSED_GATE_UP = {"phi3"}
 # Architectures whose config enables dropout during training (GPT-2: resid/embd/attn pdrop 0.1).
 _DROPOUT = {"gpt2"}
+# Models whose final logits are soft-capped (Gemma-2: final_logit_softcapping = 30).
+LOGIT_SOFTCAP = {"gemma2"}
 # Decoder blocks whose forward keeps the attention output referenced through the MLP.
 KEEPS_ATTN_OUTPUT = {"gpt2"}
 
@@ -141,11 +143,14 @@ def head_saved_bytes_per_token(spec: ModelSpec, precision: str) -> int:
     return _norm_saved(spec, w) + _inputs_saved(1, True, spec, w) + extra
 
 
-def training_logits_peak_bytes_per_token(spec: ModelSpec) -> int:
+def training_logits_peak_bytes_per_token(spec: ModelSpec, act_bytes: int = 2) -> int:
     """Logits around the loss, at the start of backward: the fp32 log-softmax output kept by
     cross_entropy, the gradient nll_loss hands back and the gradient of log_softmax, each
-    tokens × vocab × 4 bytes (transformers upcasts logits to fp32 before the loss)."""
-    return 12 * spec.vocab_size
+    tokens × vocab × 4 bytes (transformers upcasts logits to fp32 before the loss). Gemma-2's final
+    logit soft-capping (cap · tanh(logits / cap)) also keeps the tanh output in the activation
+    width (traced: tiny-gemma2, bf16-mixed)."""
+    softcap = act_bytes * spec.vocab_size if spec.architecture in LOGIT_SOFTCAP else 0
+    return 12 * spec.vocab_size + softcap
 
 
 # ---- inference (no grad) -----------------------------------------------------------------------

@@ -128,7 +128,7 @@ def estimate_training(
     )
     layer_ws = max(dense_layer if spec.dense_layers else 0, moe_layer)
     head = tokens * act.head_saved_bytes_per_token(spec, req.precision)
-    logits = tokens * act.training_logits_peak_bytes_per_token(spec)
+    logits = tokens * act.training_logits_peak_bytes_per_token(spec, w.a)
     ckpt = req.grad_checkpointing == "full"
     layer_input = tokens * spec.hidden_size * w.r
     if ckpt:  # each layer keeps only its input; backward recomputes one layer at a time

@@ -127,6 +127,8 @@ def ci_grid() -> list[Workload]:
         Workload(
             "training", m["tiny-mixtral"], 1, 256, precision="bf16", grad_checkpointing="full"
         ),
+        Workload("training", m["tiny-gemma2"], 2, 256),
+        Workload("training", m["tiny-gemma2"], 1, 256, optimizer="sgd", grad_checkpointing="full"),
         Workload("training", m["tiny-gpt2"], 2, 256),
         Workload("training", m["tiny-gpt2"], 1, 256, precision="fp32"),
         Workload("training", m["tiny-gpt2"], 1, 256, grad_checkpointing="full"),
