@@ -233,3 +233,29 @@ def test_trace_restores_patched_functions() -> None:
     before = (torch.nn.functional.scaled_dot_product_attention, torch.pow, torch.exp)
     trace(Workload("inference", TINY_MODELS["tiny-llama"], 1, 64))
     assert (torch.nn.functional.scaled_dot_product_attention, torch.pow, torch.exp) == before
+
+
+def test_trace_failure_in_transformers_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace_mod = pytest.importorskip("vramcalc.measure.trace")
+
+    def boom(wl: Any) -> Any:
+        raise ValueError("SomeModel does not support this attention\nsecond line")
+
+    monkeypatch.setattr(trace_mod, "trace", boom)
+    with pytest.raises(SystemExit) as exc:
+        main(["trace", "gpt2", "-s", "64"])
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "ValueError: SomeModel does not support this attention" in line
+
+
+def test_compare_table_shows_tight() -> None:
+    est = estimate_inference("llama-2-7b", seq_len=4096)
+    mid = (est.total_bytes + est.high_bytes) / 2 / GIB
+    result = runner.invoke(
+        app, ["infer", "llama-2-7b", "-s", "4096", "--gpu-mem", f"{mid}", "--compare-dtypes"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "tight" in result.stdout

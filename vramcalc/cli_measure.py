@@ -42,6 +42,20 @@ def _workload(args: dict[str, Any]) -> Any:
     return make_workload(task, model, **kw)
 
 
+def _guarded(what: str, model: str, run: Any) -> Any:
+    """Run the reference model; a failure inside torch/transformers becomes one clear line."""
+    try:
+        return run()
+    except VramcalcError:
+        raise
+    except Exception as exc:  # transformers/torch refusing this configuration
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise VramcalcError(
+            f"{what} of {model} failed in the reference implementation: "
+            f"{type(exc).__name__}: {first}"
+        ) from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def trace(
@@ -63,7 +77,7 @@ def register(app: typer.Typer) -> None:
         from .measure.trace import trace as run_trace
         from .measure.validate import tensor_bytes
 
-        result = run_trace(wl).to_json()
+        result = _guarded("trace", model, lambda: run_trace(wl).to_json())
         est_bytes = tensor_bytes(wl.estimate())
         if as_json:
             out = {"config": wl.describe(), "trace": result, "estimate_tensor_bytes": est_bytes}
@@ -98,7 +112,8 @@ def register(app: typer.Typer) -> None:
 
         if not live.cuda_available():
             raise VramcalcError("measure needs a CUDA GPU (none found); use `vramcalc trace`")
-        rec = live.make_record(wl, live.measure(wl, device), live.environment(device))
+        readings = _guarded("measure", model, lambda: live.measure(wl, device))
+        rec = live.make_record(wl, readings, live.environment(device))
         if record is not None:
             live.append_record(record, rec)
         if as_json:

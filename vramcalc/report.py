@@ -103,7 +103,14 @@ def render_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
             _fmt(est.total_bytes, units),
         ]
         if est.gpu is not None:
-            cells.append("[green]yes[/]" if est.gpu.fits else "[red]no[/]")
+            verdict = est.gpu.verdict
+            cells.append(
+                "[yellow]tight[/]"
+                if verdict == "tight"
+                else "[green]yes[/]"
+                if verdict == "fits"
+                else "[red]no[/]"
+            )
         table.add_row(*cells)
     console.print(table)
     if first.gpu is not None:
