@@ -79,7 +79,7 @@ def test_append_record_creates_file(tmp_path: Path) -> None:
 def _fake_cuda(monkeypatch: pytest.MonkeyPatch, live: Any, *, oom: bool) -> None:
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    for name in ("set_device", "synchronize", "reset_peak_memory_stats"):
+    for name in ("set_device", "synchronize", "reset_peak_memory_stats", "empty_cache"):
         monkeypatch.setattr(torch.cuda, name, lambda *a, **k: None)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 1000)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 5000)
@@ -259,3 +259,18 @@ def test_compare_table_shows_tight() -> None:
     )
     assert result.exit_code == 0, result.output
     assert "tight" in result.stdout
+
+
+def test_measured_error() -> None:
+    live = pytest.importorskip("vramcalc.measure.live")
+    # 10 GiB estimated, nvidia-smi showed 8 GiB: +25 %
+    readings = {"oom": False, "nvml_process_bytes_after": 8 * GIB, "max_memory_reserved_bytes": 1}
+    assert live.measured_error(10 * GIB, readings) == pytest.approx(0.25)
+    # no per-process NVML figure: compare with the allocator's reserved peak
+    readings = {
+        "oom": False,
+        "nvml_process_bytes_after": None,
+        "max_memory_reserved_bytes": 5 * GIB,
+    }
+    assert live.measured_error(10 * GIB, readings) == pytest.approx(1.0)
+    assert live.measured_error(10 * GIB, {"oom": True}) is None

@@ -147,6 +147,9 @@ def register(app: typer.Typer) -> None:
             if live.cuda_available():
                 for row, wl in zip(data, grid, strict=True):
                     row["measured"] = live.measure(wl)
+                    row["measured_error"] = live.measured_error(
+                        wl.estimate().total_bytes, row["measured"]
+                    )
         summ = v.summary(rows)
         if as_json:
             sys.stdout.write(json.dumps({"rows": data, "summary": summ}, indent=2) + "\n")

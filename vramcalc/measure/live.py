@@ -66,7 +66,20 @@ def measure(wl: Workload, device_index: int = 0) -> dict[str, Any]:
     readings["nvml_process_bytes_after"] = gpu.process_used_bytes(pid, device_index)
     readings["seconds"] = round(time.perf_counter() - t0, 3)
     del model
+    import gc
+
+    gc.collect()
+    torch.cuda.empty_cache()  # the next run of a suite starts from an empty cache
     return readings
+
+
+def measured_error(estimate_total_bytes: int, readings: dict[str, Any]) -> float | None:
+    """Relative error of a full estimate against what nvidia-smi showed for the process (or, when
+    NVML cannot attribute memory to processes, against max_memory_reserved); None after an OOM."""
+    if readings.get("oom"):
+        return None
+    truth = readings.get("nvml_process_bytes_after") or readings.get("max_memory_reserved_bytes")
+    return estimate_total_bytes / truth - 1 if truth else None
 
 
 def environment(device_index: int = 0) -> dict[str, Any]:
