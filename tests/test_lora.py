@@ -271,14 +271,17 @@ def test_frozen_projections_save_no_input() -> None:
         "mlp_replicated": 8192,
         "mlp_split": 22016,
     }
-    # LoRA on q,v (r = 8): each adapter keeps (4096 + 8) × 2 B → 16,416; the layer saves
-    # 227,456 (activations.py, 16-bit) − 46,592 + 16,416 = 197,280 B per token;
+    # LoRA on q,v (r = 8): each adapter keeps (4096 + 8) × 2 B → 16,416. A full 16-bit layer
+    # saves 194,696 B per token: two RMSNorms 2 × (4h + 4 + 2h) = 49,160; q/k/v input 2h = 8,192;
+    # SDPA's q, k, v 2 × 3 × 4096 = 24,576, its output and the contiguous copy 16,384, logsumexp
+    # 4 × 32 = 128; MLP input 2h = 8,192 and four intermediates 4 × 2 × 11,008 = 88,064.
+    # With LoRA: 194,696 − 46,592 + 16,416 = 164,520 B per token;
     # the head loses lm_head's input (frozen): final-norm only
     est = estimate_training(spec, method="lora", lora_targets="q,v", seq_len=4096)
     full_layer = act.layer_bytes_per_token(spec, "bf16", 4096, "flash", moe=False)
-    assert full_layer == 227_456
+    assert full_layer == 194_696
     head = 4096 * (act.head_saved_bytes_per_token(spec, "bf16") - 2 * 4096)
-    assert est.component("activations") == 32 * 4096 * 197_280 + head
+    assert est.component("activations") == 32 * 4096 * 164_520 + head
 
 
 def _saved_bytes_per_token_of_layer(model: object, layer: object, tokens: int) -> float:

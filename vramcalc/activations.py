@@ -23,6 +23,10 @@ _FUSED_QKV = {"gpt2", "phi3", "falcon", "gpt_neox"}
 _FUSED_GATE_UP = {"phi3"}
 # Architectures whose config enables dropout during training (GPT-2: resid/embd/attn pdrop 0.1).
 _DROPOUT = {"gpt2"}
+# Models whose final logits are soft-capped (Gemma-2: final_logit_softcapping = 30).
+LOGIT_SOFTCAP = {"gemma2"}
+# Decoder blocks whose forward keeps the attention output referenced through the MLP.
+KEEPS_ATTN_OUTPUT = {"gpt2"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +47,16 @@ def widths(precision: str) -> Widths:
 
 
 def _norm_saved(spec: ModelSpec, w: Widths) -> int:
-    """Bytes per token one norm saves: RMSNorm keeps its fp32 input and normalised value (and the
-    16-bit cast of the latter when the stream is 16-bit); LayerNorm keeps its input."""
+    """Bytes per token one norm saves. transformers' RMSNorm computes
+    ``weight * (x.float() * rsqrt(mean(x.float()²) + eps)).to(dtype)``: pow and mul save the fp32
+    input (4h) and the fp32 rsqrt (4 B); the weight multiply saves the normalised value, fp32 (4h)
+    when the stream is fp32, or its 16-bit cast (a·h) when the stream is 16-bit — the fp32
+    normalised value itself is then not kept (its only consumer is the cast). LayerNorm keeps its
+    input (mean and rstd are per token). Traced: tiny-llama, pure bf16 and bf16-mixed."""
     h = spec.hidden_size
     if spec.norm_kind == "layernorm":
         return w.r * h
-    return 8 * h + (w.a * h if w.r == 2 else 0)
+    return 4 * h + 4 + (w.a * h if w.r == 2 else 4 * h)
 
 
 def _inputs_saved(n_projections: int, fused: bool, spec: ModelSpec, w: Widths) -> int:
@@ -76,7 +84,10 @@ def layer_saved_bytes_per_token(
     w = widths(precision)
     h, q, kv = spec.hidden_size, spec.q_dim, spec.kv_dim
     arch = spec.architecture
-    kv_saved = q if spec.kv_heads != spec.num_attention_heads else kv  # repeat_kv expands GQA
+    # GQA: eager attention saves the repeat_kv-expanded k and v; SDPA without a mask (no padding,
+    # transformers >= 5 with torch >= 2.5) runs with enable_gqa and saves them unexpanded.
+    gqa = spec.kv_heads != spec.num_attention_heads
+    kv_saved = q if gqa and attention == "eager" else kv
     attn = _inputs_saved(3, arch in _FUSED_QKV, spec, w)
     attn += w.a * (q + 2 * kv_saved)  # SDPA saves q, k, v
     attn += w.a * q * 2 + 4 * spec.num_attention_heads  # SDPA output + contiguous copy + logsumexp
@@ -132,11 +143,14 @@ def head_saved_bytes_per_token(spec: ModelSpec, precision: str) -> int:
     return _norm_saved(spec, w) + _inputs_saved(1, True, spec, w) + extra
 
 
-def training_logits_peak_bytes_per_token(spec: ModelSpec) -> int:
+def training_logits_peak_bytes_per_token(spec: ModelSpec, act_bytes: int = 2) -> int:
     """Logits around the loss, at the start of backward: the fp32 log-softmax output kept by
     cross_entropy, the gradient nll_loss hands back and the gradient of log_softmax, each
-    tokens × vocab × 4 bytes (transformers upcasts logits to fp32 before the loss)."""
-    return 12 * spec.vocab_size
+    tokens × vocab × 4 bytes (transformers upcasts logits to fp32 before the loss). Gemma-2's final
+    logit soft-capping (cap · tanh(logits / cap)) also keeps the tanh output in the activation
+    width (traced: tiny-gemma2, bf16-mixed)."""
+    softcap = act_bytes * spec.vocab_size if spec.architecture in LOGIT_SOFTCAP else 0
+    return 12 * spec.vocab_size + softcap
 
 
 # ---- inference (no grad) -----------------------------------------------------------------------
@@ -147,24 +161,34 @@ def inference_layer_workspace_per_token(spec: ModelSpec, act_bytes: int) -> dict
 
     attention: before RoPE returns, q,k and their rotated copies and v (2q + 3kv); later q, the
     GQA-expanded k and v, SDPA's output and its contiguous copy (q·(3 + 2·gqa)).
-    mlp: gated keeps act(gate), up and their product (3·I); plain keeps fc output and GELU temporaries.
+    mlp, gated: act(gate), up and their product alive at once (3·I). Plain with the written-out
+    tanh-GELU (``gelu_new``): the fc output and three temporaries of
+    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (4·I); a fused GELU: input and output (2·I).
+    MoE (transformers 5 ``grouped_mm`` experts): every routed copy at once — the gathered input (h),
+    the fused gate-up output (2·I), act(gate) and the product (I each): k·(h + 4·I), plus the fp32
+    router logits and probabilities. Counts from ``vramcalc trace`` of tiny-llama, tiny-gpt2 and
+    tiny-mixtral (vramcalc.measure.validate.TINY_MODELS).
     """
     q, kv = spec.q_dim, spec.kv_dim
     gqa = spec.kv_heads != spec.num_attention_heads
     attn = act_bytes * max(2 * q + 3 * kv, q * (3 + (2 if gqa else 0)))
-    mlp: float = act_bytes * 3 * spec.intermediate_size
+    if spec.mlp_kind == "gated":
+        mlp: float = act_bytes * 3 * spec.intermediate_size
+    elif spec.activation == "gelu_new":
+        mlp = act_bytes * 4 * spec.intermediate_size
+    else:
+        mlp = act_bytes * 2 * spec.intermediate_size
     if spec.is_moe:
-        # experts run one at a time on their share of the tokens (balanced routing assumed), plus
-        # the output accumulator and fp32 router logits.
-        share = spec.experts_per_token / spec.num_experts
-        moe = (
-            act_bytes * (3 * spec.expert_intermediate_size * share + spec.hidden_size)
-            + 4 * spec.num_experts
-        )
+        k = spec.experts_per_token
+        moe = act_bytes * k * (spec.hidden_size + 4 * spec.expert_intermediate_size)
+        moe += 8 * spec.num_experts
         mlp = max(mlp if spec.dense_layers else 0, moe)
     return {"attention": attn, "mlp": mlp}
 
 
 def inference_residual_per_token(spec: ModelSpec, act_bytes: int) -> int:
-    """The residual stream and the normalised hidden state beside it."""
-    return 2 * act_bytes * spec.hidden_size
+    """Hidden states alive beside a layer's workspace: the embedding output (the model's forward
+    keeps ``inputs_embeds`` referenced through the layer loop), the layer's input (held by the
+    caller), the residual sum after attention and its normalised copy: 4·h (traced). GPT-2's block
+    also keeps its ``attn_output`` referenced while the MLP runs: 5·h."""
+    return (5 if spec.architecture in KEEPS_ATTN_OUTPUT else 4) * act_bytes * spec.hidden_size

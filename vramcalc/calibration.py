@@ -32,3 +32,26 @@ class Runtime(BaseModel):
 def runtime() -> Runtime:
     data = tomllib.loads((presets_dir() / "calibration.toml").read_text(encoding="utf-8"))
     return Runtime.model_validate(data["runtime"])
+
+
+class TraceResiduals(BaseModel):
+    """Range of (estimate / trace − 1) of tensor bytes over the validation grid, per task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inference_low: float
+    inference_high: float
+    training_low: float
+    training_high: float
+    source: str
+
+    def range(self, kind: str) -> tuple[float, float]:
+        if kind == "inference":
+            return self.inference_low, self.inference_high
+        return self.training_low, self.training_high
+
+
+@cache
+def trace_residuals() -> TraceResiduals:
+    data = tomllib.loads((presets_dir() / "calibration.toml").read_text(encoding="utf-8"))
+    return TraceResiduals.model_validate(data["trace_residuals"])

@@ -372,6 +372,11 @@ from .cli_sources import register as _register_sources  # noqa: E402
 _register_sources(app)
 
 
+from .cli_measure import register as _register_measure  # noqa: E402
+
+_register_measure(app)
+
+
 def _print_json(data: object) -> None:
     import json
 

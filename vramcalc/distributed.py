@@ -48,6 +48,7 @@ from .params import TensorGroup, active_param_count, param_count, tensor_groups
 from .quant import FORMATS, WeightFormat
 from .results import Component, Estimate, Saving, make_estimate
 from .specs import ModelSpec
+from .training import autocast_copies, backward_peak_moment
 
 METHODS = ("full", "lora", "qlora")
 
@@ -296,16 +297,19 @@ def _stage_estimate(
     if not full:
         base_bpp = round(frozen_bytes / max(par.numel(stage_all), 1), 3)
     copies, copies_name, copies_formula = 0, "autocast_weight_copies", ""
+    copies_end = -1  # -1: the same copies are alive at the end of backward
     comm, comm_formula = 0, ""
     if fw == "torch":
         if lay.autocast:
             if full:
-                from .training import autocast_copy_bytes
-
-                copies = autocast_copy_bytes(spec)
-                copies_formula = "2 B × every matmul weight (linear, router, lm_head)"
+                copies, copies_end = autocast_copies(spec, True, req.grad_checkpointing == "full")
+                copies_formula = (
+                    "2 B × lm_head weight (checkpointed layers recast theirs)"
+                    if req.grad_checkpointing == "full"
+                    else "2 B × every matmul weight (linear, router, lm_head)"
+                )
             else:
-                copies = 2 * st["numel"]
+                copies = copies_end = 2 * st["numel"]
                 copies_formula = f"2 B × {st['numel']:,} fp32 adapter params"
         if plan.dp > 1:
             comm = grads_all
@@ -395,7 +399,9 @@ def _stage_estimate(
     if not full:  # a frozen lm_head saves no input
         head_per_token -= act._inputs_saved(1, True, spec, w)
     head = tokens * head_per_token / rep_div if last else 0
-    logits = _div(tokens * act.training_logits_peak_bytes_per_token(spec), plan.tp) if last else 0
+    logits = (
+        _div(tokens * act.training_logits_peak_bytes_per_token(spec, w.a), plan.tp) if last else 0
+    )
     ckpt = req.grad_checkpointing == "full"
     m = par.in_flight_micro_batches(plan, stage, req.grad_accum)
     layer_input = tokens * spec.hidden_size * w.r / rep_div
@@ -422,21 +428,38 @@ def _stage_estimate(
         last_txt = start_txt
         end_txt = one_layer
     grads_persist = grads_all if req.grad_accum > 1 else 0
-    # as training.py: a recomputed layer re-saves its input, the checkpointed tensor itself
-    recompute = max(layer_ws - layer_input, 0) if ckpt else 0
-    moments = [
-        ("backward start (loss)", acts_start, logits, grads_persist, start_txt),
-        ("backward (last layer)", acts_start + recompute, 0, grads_persist or grads_head, last_txt),
-        ("backward end (first layer)", layer_ws, 0, grads_all, end_txt),
-    ]
-    phase, acts, logit_bytes, grads, a_formula = max(moments, key=lambda mo: mo[1] + mo[2] + mo[3])
+    tied_grad = 0
+    if full and spec.tie_word_embeddings and plan.pp == 1:
+        tied_grad = _div(spec.vocab_size * spec.hidden_size * lay.grads, plan.tp)
+        if plan.shards("gradients") and N > 1:
+            tied_grad = _div(tied_grad, N)
+    peak = backward_peak_moment(
+        copies=copies,
+        copies_end=copies if copies_end < 0 else copies_end,
+        acts_start=acts_start,
+        recompute=max(layer_ws - layer_input, 0) if ckpt else 0,
+        layer_ws=layer_ws,
+        logits=logits,
+        grads_persist=grads_persist,
+        grads_head=grads_head,
+        grads_all=grads_all,
+        tied_grad=tied_grad,
+    )
+    phase, copies, acts, logit_bytes = peak.phase, int(peak.copies), peak.activations, peak.logits
+    grads, tied = peak.gradients, int(peak.temporaries)
+    a_formula = {
+        "backward start (loss)": start_txt,
+        "backward (last layer)": last_txt,
+        "backward end (first layer)": end_txt,
+    }[phase]
     static = weights + adapter + master + opt_state + comm
-    backward_peak = static + copies + dequant + acts + logit_bytes + grads
+    backward_peak = static + copies + dequant + acts + logit_bytes + grads + tied
     step_peak = static + grads_all + temp
     backward_dynamic = int(acts + logit_bytes)
     rt_dynamic = max(backward_dynamic, grads_all)
     if step_peak > backward_peak:
         phase, copies, dequant, acts, logit_bytes, grads = "optimizer step", 0, 0, 0, 0, grads_all
+        tied = 0
         a_formula = "freed before optimizer.step()"
     else:
         temp = 0
@@ -477,6 +500,12 @@ def _stage_estimate(
             bytes=temp,
             note="transient buffer of optimizer.step()",
             formula=st["temp_note"],
+        ),
+        Component(
+            name="temporaries",
+            bytes=tied,
+            note="the embedding's dense gradient before it is added to the tied lm_head's",
+            formula=f"{spec.vocab_size:,} × {spec.hidden_size} × {lay.grads} B{tp_txt}",
         ),
         Component(
             name="communication_buffers",

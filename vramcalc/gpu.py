@@ -59,3 +59,29 @@ def local_gpus() -> list[LocalGPU]:
             pynvml.nvmlShutdown()
         except Exception:
             pass
+
+
+def process_used_bytes(pid: int, index: int = 0) -> int | None:
+    """Memory NVML attributes to process `pid` on GPU `index` (nvidia-smi's per-process figure);
+    None when unknown: no driver or library, or the process is not listed (some containers)."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == pid and proc.usedGpuMemory is not None:
+                return int(proc.usedGpuMemory)
+        return None
+    except Exception:
+        return None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass

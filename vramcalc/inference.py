@@ -49,22 +49,35 @@ def kv_cache_bytes(spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: flo
 def inference_activation_bytes(
     spec: ModelSpec, batch_size: int, seq_len: int, act_bytes: int, logits: str, attention: str
 ) -> tuple[int, str]:
-    """Peak transient bytes of a prefill of `seq_len` tokens and which part sets it."""
+    """Peak transient bytes of a prefill of `seq_len` tokens and which part sets it.
+
+    Inside a layer the residual stream (4·h per token, 5·h for GPT-2) sits beside the largest
+    workspace. Eager attention adds one layer's scores: transformers computes q·kᵀ (compute dtype),
+    then ``softmax(..., dtype=float32)`` — which first upcasts its input (a second fp32 copy when
+    the scores are 16-bit) — then casts back: (a + 8)·b·heads·s² at the softmax, (a + 4) in fp32,
+    beside q (k and v are in the cache by then), and the b·s² additive mask lives through the
+    layers; GPT-2's block also holds the layer's probabilities (a·b·heads·s²) through its MLP. The logits peak comes after the layers, when only the kept logits and
+    the fp32 copy that generate() (or a scorer) makes are alive: rows × V × (a + 4).
+    Coefficients checked against ``vramcalc validate`` (docs/validation.md).
+    """
     tokens = batch_size * seq_len
-    ws = act.inference_layer_workspace_per_token(spec, act_bytes)
-    candidates = {name: tokens * per_token for name, per_token in ws.items()}
-    if attention == "eager":
-        # scores in the compute dtype and their fp32 softmax, all heads, one layer at a time
-        candidates["attention"] += (
-            batch_size * spec.num_attention_heads * seq_len * seq_len * (act_bytes + 4)
-        )
-    logit_rows = tokens if logits == "all" else batch_size
-    candidates["logits"] = (
-        logit_rows * spec.vocab_size * (act_bytes + 4)
-    )  # + fp32 copy for sampling/loss
-    peak_part = max(candidates, key=lambda k: candidates[k])
     residual = tokens * act.inference_residual_per_token(spec, act_bytes)
-    return int(residual + candidates[peak_part]), peak_part
+    ws = act.inference_layer_workspace_per_token(spec, act_bytes)
+    candidates = {name: residual + tokens * per_token for name, per_token in ws.items()}
+    if attention == "eager":
+        upcast = 4 if act_bytes < 4 else 0
+        scores = batch_size * spec.num_attention_heads * seq_len * seq_len
+        mask = batch_size * seq_len * seq_len * act_bytes  # additive causal mask, whole forward
+        at_softmax = tokens * spec.q_dim * act_bytes  # q (k and v are in the cache by now)
+        at_softmax += scores * (act_bytes + 4 + upcast)
+        candidates["attention"] = max(candidates["attention"], residual + at_softmax)
+        candidates = {k: v + mask for k, v in candidates.items()}
+        if spec.architecture in act.KEEPS_ATTN_OUTPUT:  # the block returns the probabilities
+            candidates["mlp"] += scores * act_bytes
+    logit_rows = tokens if logits == "all" else batch_size
+    candidates["logits"] = logit_rows * spec.vocab_size * (act_bytes + 4)
+    peak_part = max(candidates, key=lambda k: candidates[k])
+    return int(candidates[peak_part]), peak_part
 
 
 def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:

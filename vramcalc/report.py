@@ -38,6 +38,8 @@ def fit_line(est: Estimate, units: str) -> str:
     if est.gpu is None:
         return ""
     g = est.gpu
+    if g.verdict == "tight":
+        return f"[yellow]tight[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): inside the likely range {_fmt(est.low_bytes, units)}–{_fmt(est.high_bytes, units)} {units}"
     if g.fits:
         return f"[green]fits[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): {_fmt(g.headroom_bytes, units)} {units} headroom"
     return f"[red]does not fit[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): short by {_fmt(-g.headroom_bytes, units)} {units}"
@@ -62,6 +64,10 @@ def render_estimate(est: Estimate, units: str = "GiB") -> None:
     table.add_section()
     table.add_row("[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%", "")
     console.print(table)
+    if est.high_bytes > est.low_bytes:
+        console.print(
+            f"{_fmt(est.total_bytes, units)} {units}, likely {_fmt(est.low_bytes, units)}–{_fmt(est.high_bytes, units)} {units}"
+        )
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
     console.print(f"[dim]inputs: {inputs}[/]")
     if est.gpu is not None:
@@ -97,7 +103,14 @@ def render_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
             _fmt(est.total_bytes, units),
         ]
         if est.gpu is not None:
-            cells.append("[green]yes[/]" if est.gpu.fits else "[red]no[/]")
+            verdict = est.gpu.verdict
+            cells.append(
+                "[yellow]tight[/]"
+                if verdict == "tight"
+                else "[green]yes[/]"
+                if verdict == "fits"
+                else "[red]no[/]"
+            )
         table.add_row(*cells)
     console.print(table)
     if first.gpu is not None:

@@ -34,6 +34,11 @@ class GPUFit(BaseModel):
     memory_bytes: int
     fits: bool
     headroom_bytes: int
+    verdict: Literal["fits", "tight", "does not fit"] = Field(
+        "fits",
+        description="fits: even the band's high end fits; does not fit: even its low end does not; "
+        "tight: the memory lies inside the band",
+    )
 
 
 class Saving(BaseModel):
@@ -60,6 +65,8 @@ class Estimate(BaseModel):
     phase: str = Field("", description="the moment of the peak the components describe")
     components: list[Component]
     total_bytes: int
+    low_bytes: int = Field(0, description="low end of the likely range (see docs/validation.md)")
+    high_bytes: int = Field(0, description="high end of the likely range")
     gpu: GPUFit | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     assumptions: list[str] = Field(default_factory=list)
@@ -78,15 +85,52 @@ class Estimate(BaseModel):
         return sum(c.bytes for c in self.components if c.name == name)
 
 
+RUNTIME = ("cuda_context", "allocator_slack")
+
+
+def error_band(components: list[Component], kind: str, weights_only: bool) -> tuple[int, int]:
+    """Likely range of the total: the tensor bytes widened by their residual against the trace
+    (calibration.toml [trace_residuals]) plus the runtime terms at their low and high calibration
+    values ([runtime]). Weights-only estimates are exact arithmetic: no band."""
+    from .calibration import runtime, trace_residuals
+
+    total = sum(c.bytes for c in components)
+    if weights_only:
+        return total, total
+    tensor = sum(c.bytes for c in components if c.name not in RUNTIME)
+    err_low, err_high = trace_residuals().range(kind)
+    rt = runtime()
+    low = tensor / (1 + err_high)
+    high = tensor / (1 + err_low)
+    for c in components:
+        if c.name == "cuda_context":
+            low += rt.cuda_context_low_mib * 1024**2
+            high += rt.cuda_context_high_mib * 1024**2
+        elif c.name == "allocator_slack" and rt.allocator_slack_fraction:
+            low += c.bytes * rt.allocator_slack_low_fraction / rt.allocator_slack_fraction
+            high += c.bytes * rt.allocator_slack_high_fraction / rt.allocator_slack_fraction
+    return int(min(low, total)), int(max(high, total))
+
+
 def make_estimate(
     components: list[Component], gpu_memory: tuple[str, int] | None, **fields: Any
 ) -> Estimate:
-    """Build an Estimate whose total is the sum of its components, with the GPU fit if asked."""
+    """Build an Estimate whose total is the sum of its components, with its band and the GPU fit."""
     total = sum(c.bytes for c in components)
+    low, high = error_band(
+        components, fields.get("kind", "inference"), fields.get("weights_only", False)
+    )
     fit = None
     if gpu_memory is not None:
         name, memory = gpu_memory
+        verdict = "fits" if high <= memory else "does not fit" if low > memory else "tight"
         fit = GPUFit(
-            gpu=name, memory_bytes=memory, fits=total <= memory, headroom_bytes=memory - total
+            gpu=name,
+            memory_bytes=memory,
+            fits=total <= memory,
+            headroom_bytes=memory - total,
+            verdict=verdict,
         )
-    return Estimate(components=components, total_bytes=total, gpu=fit, **fields)
+    return Estimate(
+        components=components, total_bytes=total, low_bytes=low, high_bytes=high, gpu=fit, **fields
+    )

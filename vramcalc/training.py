@@ -17,6 +17,7 @@ of its two ends; with gradient accumulation the gradients stay through the next 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -64,6 +65,78 @@ def autocast_copy_bytes(spec: ModelSpec) -> int:
         ):
             total += 2 * g.numel
     return total
+
+
+def autocast_copies(spec: ModelSpec, autocast: bool, checkpointing: bool) -> tuple[int, int]:
+    """Autocast weight copies alive (during the forward and start of backward, at its end).
+
+    Under full checkpointing the layers' copies are not saved: autocast's cache is cleared when the
+    forward leaves autocast, so only the output projection's copy (saved by the lm_head matmul
+    outside the checkpointed layers) reaches backward; each recomputed layer recasts its own
+    weights. By the end of backward the copies saved by the other layers have been released with
+    their graph nodes: one layer's remain (traced: tiny-llama, tiny-mistral, tiny-gpt2).
+    """
+    if not autocast:
+        return 0, 0
+    every = autocast_copy_bytes(spec)
+    head = 2 * spec.vocab_size * spec.hidden_size
+    one_layer = max(every - head, 0) // spec.num_layers
+    return (head if checkpointing else every), one_layer
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """What is alive at one moment of the backward pass (bytes), besides the static model states."""
+
+    phase: str
+    copies: float
+    activations: float
+    logits: float
+    gradients: float
+    temporaries: float
+
+    @property
+    def dynamic(self) -> float:
+        return self.copies + self.activations + self.logits + self.gradients + self.temporaries
+
+
+def backward_peak_moment(
+    *,
+    copies: float,
+    copies_end: float,
+    acts_start: float,
+    recompute: float,
+    layer_ws: float,
+    logits: float,
+    grads_persist: float,
+    grads_head: float,
+    grads_all: float,
+    tied_grad: float,
+) -> Moment:
+    """The largest of three candidate moments of the backward pass.
+
+    * start (the loss): every saved activation and the logits buffers;
+    * the last layer: the logits are gone, lm_head's gradient has arrived, the top layer is
+      recomputed when checkpointing (its input is the checkpointed tensor: not counted twice);
+    * the end (first layer): all gradients and one layer's activations; with tied embeddings the
+      embedding's dense V×h gradient is alive beside the lm_head's before AccumulateGrad adds them
+      (traced: gemma-2-9b and tiny-qwen2, sgd, short sequences).
+
+    With gradient accumulation the gradients of earlier micro-batches are alive throughout.
+    """
+    moments = (
+        Moment("backward start (loss)", copies, acts_start, logits, grads_persist, 0),
+        Moment(
+            "backward (last layer)",
+            copies,
+            acts_start + recompute,
+            0,
+            grads_persist or grads_head,
+            0,
+        ),
+        Moment("backward end (first layer)", copies_end, layer_ws, 0, grads_all, tied_grad),
+    )
+    return max(moments, key=lambda m: m.dynamic)
 
 
 def _non_default(plan_args: dict[str, Any]) -> bool:
@@ -149,7 +222,8 @@ def estimate_training(
     opt = req.optimizer.value
 
     weights = n_params * pw
-    autocast = autocast_copy_bytes(spec) if w.autocast else 0
+    ckpt = req.grad_checkpointing == "full"
+    autocast, autocast_end = autocast_copies(spec, w.autocast, ckpt)
     grads_all = n_params * pw
     grads_head = (
         spec.vocab_size * spec.hidden_size * pw
@@ -167,8 +241,7 @@ def estimate_training(
     )
     layer_ws = max(dense_layer if spec.dense_layers else 0, moe_layer)
     head = tokens * act.head_saved_bytes_per_token(spec, req.precision)
-    logits = tokens * act.training_logits_peak_bytes_per_token(spec)
-    ckpt = req.grad_checkpointing == "full"
+    logits = tokens * act.training_logits_peak_bytes_per_token(spec, w.a)
     layer_input = tokens * spec.hidden_size * w.r
     if ckpt:  # each layer keeps only its input; backward recomputes one layer at a time
         acts_start = spec.num_layers * layer_input + head
@@ -176,16 +249,22 @@ def estimate_training(
         acts_start = spec.dense_layers * dense_layer + spec.moe_layers * moe_layer + head
     grads_persist = grads_all if req.grad_accum > 1 else 0
 
-    # (phase, activations, logits, gradients) at the three candidate moments of the backward pass.
-    # A recomputed layer re-saves its input, which is the checkpointed tensor itself: not counted twice.
-    recompute = max(layer_ws - layer_input, 0) if ckpt else 0
-    moments = [
-        ("backward start (loss)", acts_start, logits, grads_persist),
-        ("backward (last layer)", acts_start + recompute, 0, grads_persist or grads_head),
-        ("backward end (first layer)", layer_ws, 0, grads_all),
-    ]
-    phase, acts, logit_bytes, grads = max(moments, key=lambda m: m[1] + m[2] + m[3])
-    backward_peak = weights + autocast + opt_state + acts + logit_bytes + grads
+    peak = backward_peak_moment(
+        copies=autocast,
+        copies_end=autocast_end,
+        acts_start=acts_start,
+        recompute=max(layer_ws - layer_input, 0) if ckpt else 0,
+        layer_ws=layer_ws,
+        logits=logits,
+        grads_persist=grads_persist,
+        grads_head=grads_head,
+        grads_all=grads_all,
+        tied_grad=spec.vocab_size * spec.hidden_size * pw if spec.tie_word_embeddings else 0,
+    )
+    phase = peak.phase
+    autocast, acts, logit_bytes = int(peak.copies), int(peak.activations), int(peak.logits)
+    grads, temp = int(peak.gradients), int(peak.temporaries)
+    backward_peak = weights + autocast + opt_state + acts + logit_bytes + grads + temp
     step_peak = weights + grads_all + opt_state + opt_temp
 
     rt_dynamic = max(acts + logit_bytes, grads_all)
@@ -198,8 +277,6 @@ def estimate_training(
             grads_all,
             opt_temp,
         )
-    else:
-        temp = 0
     components = [
         Component(
             name="weights", bytes=weights, note=f"{n_params:,} params × {pw} B ({req.precision})"
@@ -218,9 +295,11 @@ def estimate_training(
             name="optimizer_state", bytes=opt_state, note=f"{opt}, state in {pw}-byte precision"
         ),
         Component(
-            name="optimizer_temporaries",
+            name="optimizer_temporaries" if phase == "optimizer step" else "temporaries",
             bytes=temp,
-            note="foreach AdamW's sqrt(exp_avg_sq) buffer during step()",
+            note="foreach AdamW's sqrt(exp_avg_sq) buffer during step()"
+            if phase == "optimizer step"
+            else "the embedding's dense gradient before it is added to the tied lm_head's",
         ),
         Component(
             name="activations",

@@ -1,4 +1,4 @@
-"""Regenerate (or check) the README's example outputs from the real CLI.
+"""Regenerate (or check) the example outputs in README.md and docs/*.md from the real CLI.
 
 Each example is an HTML comment naming the command, followed by a fenced text block:
 
@@ -7,8 +7,8 @@ Each example is an HTML comment naming the command, followed by a fenced text bl
     ...output...
     ```
 
-    python scripts/readme_examples.py          # rewrite README.md in place
-    python scripts/readme_examples.py --check  # exit 1 if any block is stale (CI)
+    python scripts/doc_examples.py          # rewrite the files in place
+    python scripts/doc_examples.py --check  # exit 1 if any block is stale
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ WIDTH = "100"
 
 def run(args: str) -> str:
     env = {**os.environ, "COLUMNS": WIDTH, "NO_COLOR": "1", "TERM": "dumb"}
+    env.pop("VRAMCALC_GPUS", None)  # the shipped catalog, not this machine's user GPU file
+    env["XDG_CONFIG_HOME"] = str(ROOT / ".no-config")
     out = subprocess.run(
         [sys.executable, "-m", "vramcalc", *shlex.split(args)],
         capture_output=True,
@@ -42,18 +44,26 @@ def render(readme: str) -> str:
     return BLOCK.sub(lambda m: m.group(1) + run(m.group("args")) + m.group(4), readme)
 
 
+def documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def main() -> int:
-    path = ROOT / "README.md"
-    old = path.read_text(encoding="utf-8")
-    new = render(old)
-    if "--check" in sys.argv:
-        if new != old:
-            sys.stderr.write(
-                "README.md examples are stale: run python scripts/readme_examples.py\n"
-            )
-            return 1
-        return 0
-    path.write_text(new, encoding="utf-8")
+    stale = []
+    for path in documents():
+        old = path.read_text(encoding="utf-8")
+        new = render(old)
+        if new == old:
+            continue
+        if "--check" in sys.argv:
+            stale.append(path.name)
+        else:
+            path.write_text(new, encoding="utf-8")
+    if stale:
+        sys.stderr.write(
+            f"stale examples in {', '.join(stale)}: run python scripts/doc_examples.py\n"
+        )
+        return 1
     return 0
 
 

@@ -1,0 +1,83 @@
+"""Tables of the trace, the live measurement and the validation suite (rich)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .units import MIB
+
+
+def _mib(n: int | None) -> str:
+    return "—" if n is None else f"{n / MIB:,.1f}"
+
+
+def render_trace(label: str, result: dict[str, Any], estimate_tensor_bytes: int) -> None:
+    console = Console()
+    table = Table(title=f"Trace: {label}", caption=f"peak during {result['phase']}")
+    table.add_column("category")
+    table.add_column("MiB", justify="right")
+    for name, nbytes in result["by_category"].items():
+        if nbytes:
+            table.add_row(name, _mib(nbytes))
+    table.add_section()
+    table.add_row("[bold]peak of live tensors", f"[bold]{_mib(result['peak_bytes'])}")
+    table.add_row("estimate (tensor bytes)", _mib(estimate_tensor_bytes))
+    err = estimate_tensor_bytes / result["peak_bytes"] - 1 if result["peak_bytes"] else 0.0
+    table.add_row("estimate error", f"{err:+.1%}")
+    console.print(table)
+    for note in result["notes"]:
+        console.print(f"[dim]· {note}[/]")
+    console.print(f"[dim]traced in {result['seconds']:.2f} s on fake tensors (no GPU)[/]")
+
+
+def render_measure(record: dict[str, Any]) -> None:
+    console = Console()
+    r, env = record["readings"], record["environment"]
+    table = Table(title=f"Measured on {env['gpu']} (driver {env['driver']}, torch {env['torch']})")
+    table.add_column("reading")
+    table.add_column("MiB", justify="right")
+    for key in (
+        "max_memory_allocated_bytes",
+        "max_memory_reserved_bytes",
+        "nvml_process_bytes_before",
+        "nvml_process_bytes_after",
+    ):
+        table.add_row(key.removesuffix("_bytes"), _mib(r.get(key)))
+    table.add_row("estimate total", _mib(record["estimate"]["total_bytes"]))
+    console.print(table)
+    if r["oom"]:
+        console.print(f"[red]out of memory[/]: {r['error']}")
+
+
+def render_validate(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, float]]) -> None:
+    console = Console()
+    table = Table(title="Estimate vs trace (tensor bytes; runtime terms excluded)")
+    for col, just in (
+        ("workload", "left"),
+        ("estimate MiB", "right"),
+        ("trace MiB", "right"),
+        ("error", "right"),
+        ("peak at (trace)", "left"),
+    ):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(
+            row["label"],
+            _mib(row["estimate_tensor_bytes"]),
+            _mib(row["trace_peak_bytes"]),
+            f"{row['error']:+.1%}",
+            row["trace_phase"],
+        )
+    console.print(table)
+    for task, s in summary.items():
+        console.print(
+            f"{task}: n={s['n']:.0f}, median |error| {s['median_abs_error']:.1%}, "
+            f"worst {s['worst_abs_error']:.1%}"
+        )
+
+
+__all__ = ["render_measure", "render_trace", "render_validate"]
