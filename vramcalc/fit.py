@@ -7,7 +7,7 @@ configurations takes seconds.
 
 Multi-GPU memory goes through one pluggable function, :data:`MemoryFn`
 ``(spec, task, workload, num_gpus) -> Placement``. The default, :func:`simple_placement`, assumes
-tensor parallelism for inference and fully sharded data parallelism (ZeRO-3 / FSDP) for training;
+tensor parallelism for inference and PyTorch FSDP full sharding (vramcalc.distributed) for training;
 a richer model of parallelism can replace it with ``plan(..., memory_fn=...)``.
 """
 
@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from .cost import check_context, estimate_inference_cost, estimate_training_cost
 from .errors import VramcalcError
 from .inference import estimate_inference
-from .params import tensor_groups
 from .results import Component, Estimate
 from .specs import GPUSpec, ModelSpec
 from .training import estimate_training
@@ -72,62 +71,47 @@ class Placement(BaseModel):
 
 MemoryFn = Callable[[ModelSpec, Task, Mapping[str, Any], int], Placement]
 
-# Components a simple sharding divides over GPUs; the rest stay whole on every GPU.
-_SHARDED = {
-    "infer": {"weights", "kv_cache", "activations", "allocator_slack"},
-    "train": {
-        "weights",
-        "autocast_weight_copies",
-        "gradients",
-        "optimizer_state",
-        "optimizer_temporaries",
-    },
-}
-
-
-def largest_layer_params(spec: ModelSpec) -> int:
-    """Parameters of one transformer layer (all experts): what ZeRO-3/FSDP gathers at a time."""
-    per_layer = sum(g.numel for g in tensor_groups(spec) if g.name.startswith("layers."))
-    return per_layer // spec.num_layers
+# Components tensor parallelism divides over GPUs in inference; the rest stay whole on every GPU.
+_TP_SPLIT = {"weights", "kv_cache", "activations", "allocator_slack"}
 
 
 def simple_placement(
     spec: ModelSpec, task: Task, workload: Mapping[str, Any], num_gpus: int
 ) -> Placement:
-    """Per-GPU memory under simple assumptions.
+    """Per-GPU memory of a job spread over `num_gpus` GPUs.
 
     * infer: tensor parallel over `num_gpus`: weights, KV cache, activations and allocator slack
       split evenly; each GPU keeps its own CUDA context.
-    * train: fully sharded data parallel (ZeRO-3 / FSDP, Rajbhandari et al. 2019): weights,
-      gradients and optimizer state split evenly; each GPU runs its own micro-batch
-      (`batch_size` per GPU) with whole activations, plus the 16-bit weights of two layers
-      gathered at once (the one computing and the one prefetched).
+    * train: PyTorch FSDP full sharding over `num_gpus` (each GPU its own micro-batch of
+      `batch_size`), computed by the distributed-training model (vramcalc.distributed): sharded
+      fp32 states, gathered 16-bit units, the reduce-scatter buffer.
     """
+    if task == "train" and num_gpus > 1:
+        single_gpu_estimate(spec, task, workload)  # validates the workload keys
+        est = estimate_training(spec, **workload, fsdp="full", num_gpus=num_gpus)
+        return Placement(
+            num_gpus=num_gpus,
+            parallelism=f"FSDP full shard over {num_gpus} GPUs",
+            per_gpu_bytes=est.total_bytes,
+            components=est.components,
+        )
     est = single_gpu_estimate(spec, task, workload)
-    sharded = _SHARDED[task]
+    if task == "train":
+        return Placement(
+            num_gpus=1,
+            parallelism="single GPU",
+            per_gpu_bytes=est.total_bytes,
+            components=est.components,
+        )
     comps = [
         Component(name=c.name, bytes=-(-c.bytes // num_gpus), note=c.note)
-        if c.name in sharded
+        if c.name in _TP_SPLIT
         else c
         for c in est.components
     ]
-    if task == "train" and num_gpus > 1:
-        gathered = 2 * 2 * largest_layer_params(spec)
-        comps.append(
-            Component(
-                name="gathered_layers",
-                bytes=gathered,
-                note="ZeRO-3/FSDP: 16-bit weights of two layers gathered at a time",
-            )
-        )
-        parallelism = f"FSDP/ZeRO-3 over {num_gpus} GPUs"
-    elif task == "infer":
-        parallelism = f"TP={num_gpus}"
-    else:
-        parallelism = "single GPU"
     return Placement(
         num_gpus=num_gpus,
-        parallelism=parallelism,
+        parallelism=f"TP={num_gpus}",
         per_gpu_bytes=sum(c.bytes for c in comps),
         components=comps,
     )

@@ -189,7 +189,7 @@ def render_plan(p: Plan) -> None:
     if p.budget_usd is not None:
         title += f"; budget {_usd(p.budget_usd)} ({p.budget_meaning})"
     caption = (
-        "fully sharded data parallel (ZeRO-3/FSDP), micro-batch per GPU"
+        "PyTorch FSDP full shard (vramcalc.distributed), micro-batch per GPU"
         if train
         else "tensor parallel inside one node; throughput = output tokens/s of the batch"
     )
