@@ -136,7 +136,7 @@ def training_logits_peak_bytes_per_token(spec: ModelSpec) -> int:
     """Logits around the loss, at the start of backward: the fp32 log-softmax output kept by
     cross_entropy, the gradient nll_loss hands back and the gradient of log_softmax, each
     tokens × vocab × 4 bytes (transformers upcasts logits to fp32 before the loss)."""
-    return 12 * spec.vocab_size
+    return 12 * spec.output_width
 
 
 # ---- inference (no grad) -----------------------------------------------------------------------

@@ -256,6 +256,11 @@ def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
     report.render_model(spec, param_count(spec), active_param_count(spec))
 
 
+from .cli_rlhf import register as _register_rlhf  # noqa: E402
+
+_register_rlhf(app)
+
+
 def _print_json(data: object) -> None:
     import json
 

@@ -57,7 +57,7 @@ def inference_activation_bytes(
         )
     logit_rows = tokens if logits == "all" else batch_size
     candidates["logits"] = (
-        logit_rows * spec.vocab_size * (act_bytes + 4)
+        logit_rows * spec.output_width * (act_bytes + 4)
     )  # + fp32 copy for sampling/loss
     peak_part = max(candidates, key=lambda k: candidates[k])
     residual = tokens * act.inference_residual_per_token(spec, act_bytes)

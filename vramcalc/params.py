@@ -115,7 +115,9 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
         if spec.shared_expert_gate:
             groups.append(TensorGroup("layers.moe.shared_expert_gate", ROUTER, 1, h, moe_layers))
     groups.append(TensorGroup("final_norm", NORM, h, 1, norm_width))
-    if not spec.tie_word_embeddings:
+    if spec.output_head == "scalar":  # reward/value head: nn.Linear(h, 1, bias=False)
+        groups.append(TensorGroup("score", LM_HEAD, 1, h, 1))
+    elif not spec.tie_word_embeddings:
         groups.append(TensorGroup("lm_head", LM_HEAD, V, h, 1))
     return tuple(groups)
 

@@ -103,9 +103,8 @@ def estimate_training(
     weights = n_params * pw
     autocast = autocast_copy_bytes(spec) if w.autocast else 0
     grads_all = n_params * pw
-    grads_head = (
-        spec.vocab_size * spec.hidden_size * pw
-    )  # lm_head (or tied embedding) gradient first
+    # lm_head (or tied embedding, or scalar head) gradient first
+    grads_head = spec.output_width * spec.hidden_size * pw
     opt_state = state_bytes(groups, opt, pw)
     opt_temp = step_temporary_bytes(groups, opt, pw)
 
