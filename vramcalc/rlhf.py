@@ -517,12 +517,25 @@ class _Context:
         return _split(est, role, self.b.group_of(role), transient=False)
 
     def training(self, role: str, est: Estimate) -> list[RoleComponent]:
+        """The role's training peak, component by component, with the allocator slack that
+        estimate_training found for it (role 'runtime'; finish() adds the other models' slack)."""
         g = self.b.group_of(role)
-        return [
+        parts = [
             RoleComponent(role=role, group=g, name=c.name, bytes=c.bytes, note=c.note)
             for c in est.components
             if c.name not in RUNTIME
         ]
+        slack = est.component("allocator_slack")
+        parts.append(
+            RoleComponent(
+                role="runtime",
+                group=g,
+                name="allocator_slack",
+                bytes=slack,
+                note=f"{role} training's slack (estimate_training) + the same fraction of the other models' transient bytes",
+            )
+        )
+        return parts
 
     def flop(self, name: str, role: str, flops: float, formula: str) -> None:
         """A FLOP term for the whole job: one rank's tokens × the data-parallel ranks."""
@@ -812,15 +825,24 @@ class _Context:
             group_names = list(dict.fromkeys([*group_names, b.group_of("experience")]))
         phases: list[Phase] = []
         for name, description, parts in b.phases:
-            comps = list(parts)
+            # a training estimate brings its own slack (role 'runtime'); its transient bytes are
+            # not counted again, the other models' transient bytes add the usual fraction
+            trained = {c.group: c for c in parts if c.role == "runtime"}
+            comps = [c for c in parts if c.role != "runtime"]
             for g in group_names:
                 dynamic = sum(
-                    c.bytes for c in parts if c.group == g and c.name in TRANSIENT | {"kv_cache"}
+                    c.bytes
+                    for c in parts
+                    if c.group == g
+                    and c.name in TRANSIENT | {"kv_cache"}
+                    and not (g in trained and c.name in TRANSIENT)  # only training's are there
                 )
                 for rc in runtime_overhead_components(dynamic):
+                    extra = trained[g].bytes if rc.name == "allocator_slack" and g in trained else 0
+                    note = trained[g].note if extra else rc.note
                     comps.append(
                         RoleComponent(
-                            role="runtime", group=g, name=rc.name, bytes=rc.bytes, note=rc.note
+                            role="runtime", group=g, name=rc.name, bytes=rc.bytes + extra, note=note
                         )
                     )
             phases.append(
