@@ -55,6 +55,25 @@ class CheckpointChoice(str, Enum):
     full = "full"
 
 
+class MethodChoice(str, Enum):
+    full = "full"
+    lora = "lora"
+    qlora = "qlora"
+
+
+class FsdpChoice(str, Enum):
+    full = "full"
+    grad_op = "grad-op"
+    no_shard = "no-shard"
+    hybrid = "hybrid"
+
+
+class OffloadChoice(str, Enum):
+    none = "none"
+    optimizer = "optimizer"
+    params = "params"
+
+
 ModelArg = Annotated[str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")]
 BatchOpt = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, max=1_000_000, help="sequences per step")
@@ -179,8 +198,54 @@ def train(
     gpu_mem: GpuMemOpt = None,
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
+    method: Annotated[
+        MethodChoice, typer.Option("--method", help="full fine-tune, LoRA, or QLoRA (4-bit base)")
+    ] = MethodChoice.full,
+    lora_rank: Annotated[
+        int, typer.Option("--lora-rank", min=1, max=65536, help="LoRA rank r")
+    ] = 8,
+    lora_alpha: Annotated[
+        float, typer.Option("--lora-alpha", help="LoRA scaling numerator (no memory effect)")
+    ] = 8.0,
+    lora_targets: Annotated[
+        str,
+        typer.Option(
+            "--lora-targets", help="comma list of q,k,v,o,gate,up,down,experts or all-linear"
+        ),
+    ] = "all-linear",
+    lora_dropout: Annotated[
+        float, typer.Option("--lora-dropout", min=0.0, max=0.999, help="adapter input dropout")
+    ] = 0.0,
+    quant: Annotated[
+        QuantChoice | None,
+        typer.Option("--quant", help="frozen base format of --method qlora (nf4)"),
+    ] = None,
+    num_gpus: Annotated[
+        int | None, typer.Option("--num-gpus", min=1, max=1_000_000, help="GPUs in the job")
+    ] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", min=1, max=100_000)] = None,
+    gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", min=1, max=1024)] = None,
+    zero: Annotated[
+        int | None, typer.Option("--zero", min=0, max=3, help="DeepSpeed ZeRO stage 0-3")
+    ] = None,
+    fsdp: Annotated[
+        FsdpChoice | None, typer.Option("--fsdp", help="PyTorch FSDP sharding strategy")
+    ] = None,
+    offload: Annotated[
+        OffloadChoice, typer.Option("--offload", help="move optimizer state (or params too) to CPU")
+    ] = OffloadChoice.none,
+    tp: Annotated[int, typer.Option("--tp", min=1, max=4096, help="tensor-parallel degree")] = 1,
+    pp: Annotated[int, typer.Option("--pp", min=1, max=4096, help="pipeline stages (1F1B)")] = 1,
+    sp: Annotated[
+        bool, typer.Option("--sequence-parallel", help="Megatron sequence parallelism (needs --tp)")
+    ] = False,
+    ep: Annotated[int, typer.Option("--ep", min=1, max=4096, help="expert-parallel degree")] = 1,
+    cp: Annotated[int, typer.Option("--cp", min=1, max=4096, help="context-parallel degree")] = 1,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="print each term's formula with the numbers")
+    ] = False,
 ) -> None:
-    """Peak memory of a full training step of MODEL on one GPU."""
+    """Peak memory per GPU of a training step of MODEL: full, LoRA or QLoRA; one GPU or many."""
     from .training import estimate_training
 
     est = estimate_training(
@@ -194,8 +259,31 @@ def train(
         attention=attention.value,
         gpu=gpu,
         gpu_mem_gib=gpu_mem,
+        method=method.value,
+        lora_rank=lora_rank,
+        lora_alpha=lora_alpha,
+        lora_targets=lora_targets,
+        lora_dropout=lora_dropout,
+        quant=_value(quant),
+        num_gpus=num_gpus,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        zero=zero,
+        fsdp=_value(fsdp),
+        offload=offload.value,
+        tp=tp,
+        pp=pp,
+        sp=sp,
+        ep=ep,
+        cp=cp,
+        explain=explain,
     )
-    _emit(est, as_json, units)
+    if as_json or not (explain or est.parallel):
+        _emit(est, as_json, units)
+        return
+    from . import report_train
+
+    report_train.render_training(est, units.value, explain=explain)
 
 
 @presets_app.command("list")

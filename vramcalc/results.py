@@ -19,6 +19,10 @@ class Component(BaseModel):
     name: str = Field(description="what the bytes hold: weights, kv_cache, activations, ...")
     bytes: int = Field(ge=0)
     note: str = Field("", description="the formula or assumption behind the figure")
+    formula: str = Field("", description="the arithmetic with numbers substituted (--explain)")
+    cluster_bytes: int | None = Field(
+        None, description="this component summed over every GPU of a multi-GPU job"
+    )
 
 
 class GPUFit(BaseModel):
@@ -30,6 +34,16 @@ class GPUFit(BaseModel):
     memory_bytes: int
     fits: bool
     headroom_bytes: int
+
+
+class Saving(BaseModel):
+    """What one choice (LoRA, ZeRO stage, offload, a parallel degree) saves per GPU."""
+
+    model_config = ConfigDict(frozen=True)
+
+    choice: str
+    saved_bytes: int = Field(description="per-GPU total without the choice minus with it")
+    compared_to: str = Field("", description="the configuration it is compared with")
 
 
 class Estimate(BaseModel):
@@ -49,6 +63,15 @@ class Estimate(BaseModel):
     gpu: GPUFit | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     assumptions: list[str] = Field(default_factory=list)
+    # Multi-GPU jobs (training with sharding or parallelism); defaults describe one GPU.
+    num_gpus: int = Field(1, description="GPUs of the job; components and total are per GPU")
+    cluster_total_bytes: int | None = Field(None, description="GPU memory summed over all GPUs")
+    cpu_bytes_per_node: int = Field(0, description="host memory per node for offloaded state")
+    stage_totals_bytes: list[int] = Field(
+        default_factory=list, description="per-GPU total of each pipeline stage (the max is total)"
+    )
+    parallel: dict[str, Any] = Field(default_factory=dict, description="degrees and sharding")
+    savings: list[Saving] = Field(default_factory=list)
 
     def component(self, name: str) -> int:
         """Bytes of one component (0 when absent)."""

@@ -17,7 +17,7 @@ of its two ends; with gradient accumulation the gradients stay through the next 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -63,6 +63,18 @@ def autocast_copy_bytes(spec: ModelSpec) -> int:
     return total
 
 
+def _non_default(plan_args: dict[str, Any]) -> bool:
+    """True when a GPU count, sharding or parallel option asks for more than one plain GPU."""
+    if any(plan_args[k] is not None for k in ("zero", "fsdp")):
+        return True
+    if plan_args["offload"] not in (None, "none") or plan_args["sp"]:
+        return True
+    return any(
+        plan_args[k] not in (None, 1)
+        for k in ("num_gpus", "nodes", "gpus_per_node", "tp", "pp", "ep", "cp")
+    )
+
+
 def estimate_training(
     model: str | ModelSpec,
     *,
@@ -75,8 +87,32 @@ def estimate_training(
     attention: str = "flash",
     gpu: str | None = None,
     gpu_mem_gib: float | None = None,
+    method: str = "full",
+    lora_rank: int = 8,
+    lora_alpha: float = 8.0,
+    lora_targets: str | list[str] | tuple[str, ...] = "all-linear",
+    lora_dropout: float = 0.0,
+    quant: str | None = None,
+    num_gpus: int | None = None,
+    nodes: int | None = None,
+    gpus_per_node: int | None = None,
+    zero: int | None = None,
+    fsdp: str | None = None,
+    offload: str | None = None,
+    tp: int = 1,
+    pp: int = 1,
+    sp: bool = False,
+    ep: int = 1,
+    cp: int = 1,
+    explain: bool = False,
 ) -> Estimate:
-    """Peak GPU memory of a full training step of `model` on one GPU (micro-batch `batch_size`)."""
+    """Peak GPU memory of a training step of `model` (micro-batch `batch_size`), per GPU.
+
+    The defaults describe a full fine-tune on one GPU. ``method`` (lora/qlora with ``lora_*`` and
+    ``quant``), sharding (``zero``/``fsdp``/``offload``), GPU counts and parallel degrees (``tp``,
+    ``pp``, ``sp``, ``ep``, ``cp``) hand over to :mod:`vramcalc.distributed`; so does ``explain``
+    (same figures, with each component's formula filled in).
+    """
     req = validate(
         TrainingRequest,
         precision=precision,
@@ -90,6 +126,14 @@ def estimate_training(
         gpu_mem_gib=gpu_mem_gib,
     )
     assert isinstance(req, TrainingRequest)
+    plan_args: dict[str, Any] = dict(num_gpus=num_gpus, nodes=nodes, gpus_per_node=gpus_per_node)
+    plan_args |= dict(zero=zero, fsdp=fsdp, offload=offload, tp=tp, pp=pp, sp=sp, ep=ep, cp=cp)
+    if explain or method != "full" or quant is not None or _non_default(plan_args):
+        from .distributed import estimate_job
+
+        lora_args: dict[str, Any] = dict(lora_rank=lora_rank, lora_alpha=lora_alpha)
+        lora_args |= dict(lora_targets=lora_targets, lora_dropout=lora_dropout, quant=quant)
+        return estimate_job(model, req, method=method, **lora_args, **plan_args)
     spec = resolve_model(model)
     seq = resolve_seq_len(spec, req.seq_len)
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
@@ -127,16 +171,13 @@ def estimate_training(
         acts_start = spec.dense_layers * dense_layer + spec.moe_layers * moe_layer + head
     grads_persist = grads_all if req.grad_accum > 1 else 0
 
-    # (phase, activations, logits, gradients) at the three candidate moments of the backward pass
+    # (phase, activations, logits, gradients) at the three candidate moments of the backward pass.
+    # A recomputed layer re-saves its input, which is the checkpointed tensor itself: not counted twice.
+    recompute = max(layer_ws - layer_input, 0) if ckpt else 0
     moments = [
         ("backward start (loss)", acts_start, logits, grads_persist),
-        (
-            "backward (last layer)",
-            acts_start + (layer_ws if ckpt else 0),
-            0,
-            grads_persist or grads_head,
-        ),
-        ("backward end (first layer)", layer_ws + (layer_input if ckpt else 0), 0, grads_all),
+        ("backward (last layer)", acts_start + recompute, 0, grads_persist or grads_head),
+        ("backward end (first layer)", layer_ws, 0, grads_all),
     ]
     phase, acts, logit_bytes, grads = max(moments, key=lambda m: m[1] + m[2] + m[3])
     backward_peak = weights + autocast + opt_state + acts + logit_bytes + grads

@@ -1,0 +1,275 @@
+"""LoRA / QLoRA: adapter counts (by hand and against PEFT), trainable state, frozen base, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import vramcalc
+from vramcalc import activations as act
+from vramcalc import lora
+from vramcalc.cli import app, main
+from vramcalc.errors import VramcalcError
+from vramcalc.hfconfig import hf_config_dict
+from vramcalc.params import LINEAR, param_count, tensor_groups
+from vramcalc.quant import FORMATS
+from vramcalc.specs import ModelSpec
+from vramcalc.training import estimate_training
+
+TINY_LLAMA = ModelSpec(
+    name="tiny-llama",
+    architecture="llama",
+    vocab_size=100,
+    hidden_size=16,
+    num_layers=2,
+    num_attention_heads=4,
+    num_kv_heads=2,
+    intermediate_size=32,
+    max_position_embeddings=64,
+)
+TINY_GPT2 = ModelSpec(
+    name="tiny-gpt2",
+    architecture="gpt2",
+    vocab_size=100,
+    hidden_size=16,
+    num_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=32,
+    mlp_kind="plain",
+    activation="gelu_new",
+    attention_qkv_bias=True,
+    attention_out_bias=True,
+    mlp_bias=True,
+    norm_kind="layernorm",
+    tie_word_embeddings=True,
+    position_embedding="learned",
+)
+TINY_PHI3 = ModelSpec(
+    name="tiny-phi3",
+    architecture="phi3",
+    vocab_size=100,
+    hidden_size=16,
+    num_layers=2,
+    num_attention_heads=4,
+    num_kv_heads=4,
+    intermediate_size=32,
+    max_position_embeddings=64,
+)
+
+
+def _targets(spec: ModelSpec, text: str) -> frozenset[str]:
+    return lora.parse_targets(spec, text)
+
+
+def test_tiny_llama_adapter_count_by_hand() -> None:
+    # r=4, h=16, q_dim 16, kv_dim 8, I=32; r·(d_in + d_out) per matrix:
+    # q 4·(16+16)=128, k 4·(16+8)=96, v 96, o 128, gate 4·(16+32)=192, up 192, down 192
+    # = 1024 per layer × 2 layers = 2048
+    assert lora.adapter_param_count(TINY_LLAMA, _targets(TINY_LLAMA, "all-linear"), 4) == 2048
+    # q,v only: (128 + 96) × 2 = 448
+    assert lora.adapter_param_count(TINY_LLAMA, _targets(TINY_LLAMA, "q,v"), 4) == 448
+
+
+def test_fused_modules_take_one_adapter() -> None:
+    # GPT-2 c_attn: 16 → 48 fused; one adapter r·(16 + 48) = 256 per layer (not 3·r·(16+16) = 384)
+    assert lora.adapter_param_count(TINY_GPT2, _targets(TINY_GPT2, "q"), 4) == 2 * 256
+    # Phi-3 gate_up_proj 16 → 64: r·(16 + 64) = 320 per layer
+    assert lora.adapter_param_count(TINY_PHI3, _targets(TINY_PHI3, "gate"), 4) == 2 * 320
+
+
+def test_llama_7b_published_adapter_count() -> None:
+    # r=64 on all linear layers of Llama-2-7B: per layer 64·(4 × (4096+4096) + 3 × (4096+11008))
+    # = 64 × 78,080 = 4,997,120; × 32 layers = 159,907,840 (PEFT prints "trainable params:
+    # 159,907,840" for this configuration, the QLoRA Guanaco-7B adapter size)
+    spec = vramcalc.get_model("llama-2-7b")
+    assert lora.adapter_param_count(spec, _targets(spec, "all-linear"), 64) == 159_907_840
+
+
+def _peft_count(spec: ModelSpec, target_modules: object, rank: int) -> int:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    cfg = hf_config_dict(spec)
+    config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    peft_model = peft.get_peft_model(model, peft.LoraConfig(r=rank, target_modules=target_modules))
+    return sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize(
+    ("spec", "ours", "peft_targets"),
+    [
+        (TINY_LLAMA, "all-linear", "all-linear"),
+        (TINY_LLAMA, "q,v", ["q_proj", "v_proj"]),
+        (TINY_LLAMA, "o,down", ["o_proj", "down_proj"]),
+        (TINY_GPT2, "all-linear", "all-linear"),
+        (TINY_GPT2, "q", ["c_attn"]),
+        (TINY_GPT2, "o,up", ["attn.c_proj", "c_fc"]),
+        (TINY_PHI3, "all-linear", "all-linear"),
+        (TINY_PHI3, "k,up", ["qkv_proj", "gate_up_proj"]),
+    ],
+)
+def test_adapter_count_matches_peft(spec: ModelSpec, ours: str, peft_targets: object) -> None:
+    rank = 4
+    expected = _peft_count(spec, peft_targets, rank)
+    assert lora.adapter_param_count(spec, _targets(spec, ours), rank) == expected
+
+
+def test_lora_trainable_state_is_fp32_adapters() -> None:
+    est = estimate_training(TINY_LLAMA, method="lora", lora_rank=4, seq_len=8, grad_accum=2)
+    n = 2048
+    assert est.inputs["trainable_params"] == n
+    assert est.component("adapter_weights") == 4 * n  # fp32 (PEFT autocast_adapter_dtype)
+    assert est.component("optimizer_state") == 8 * n  # AdamW m + v in fp32
+    assert est.component("gradients") == 4 * n  # accumulating: held all step
+    # frozen base in bf16: 7,888 params × 2 B (tests/test_params.py counts 7,888 by hand)
+    assert est.component("weights") == 2 * 7888 == 2 * param_count(TINY_LLAMA)
+
+
+def test_qlora_base_is_nf4_with_fp32_rest() -> None:
+    est = estimate_training(TINY_LLAMA, method="qlora", lora_rank=4, seq_len=8)
+    nf4 = FORMATS["nf4"]
+    # each linear tensor: ceil(n/2) packed + 64 code + ceil(n/64) uint8 absmax
+    # + 4·ceil(blocks/256) + 4 + 1024; e.g. q 16×16=256: 128 + 64 + 4 + 4 + 4 + 1024 = 1228
+    assert nf4.quantized_tensor_bytes(16, 16) == 1228
+    linear = sum(
+        nf4.quantized_tensor_bytes(g.rows, g.cols) * g.count
+        for g in tensor_groups(TINY_LLAMA)
+        if g.kind == LINEAR
+    )
+    rest = sum(g.numel for g in tensor_groups(TINY_LLAMA) if g.kind != LINEAR)
+    # rest: embed 1600 + lm_head 1600 + norms 2·2·16 + 16 = 3280 params, fp32 after
+    # peft.prepare_model_for_kbit_training
+    assert rest == 3280
+    assert est.component("weights") == linear + 4 * rest
+    assert est.inputs["base_format"] == "nf4"
+
+
+def test_qlora_below_lora_below_full_for_7b() -> None:
+    kw = dict(batch_size=1, seq_len=2048, grad_checkpointing="full")
+    full = estimate_training("llama-2-7b", **kw)
+    lo = estimate_training("llama-2-7b", method="lora", lora_rank=16, **kw)
+    q = estimate_training("llama-2-7b", method="qlora", lora_rank=16, **kw)
+    assert q.total_bytes < lo.total_bytes < full.total_bytes
+    # the 16-bit base alone: 6,738,415,616 × 2 B = 12.55 GiB; NF4 linear base ≈ 0.53 B/param
+    assert lo.component("weights") == 2 * 6_738_415_616
+    assert q.component("weights") < 0.35 * lo.component("weights")
+    # QLoRA's headline: a 7B model fine-tunes on a 24 GB card at 2048 tokens with checkpointing
+    assert q.total_bytes < 24 * 10**9
+    savings = {(s.choice, s.compared_to): s.saved_bytes for s in q.savings}
+    assert savings[("qlora", "lora (16-bit base)")] == lo.total_bytes - q.total_bytes
+
+
+def test_dropout_adds_saved_inputs() -> None:
+    # dropout > 0: each adapted module keeps a bool mask and the dropped input (d_in × (2 + 1) B)
+    # tiny llama all-linear, per layer d_in: q,k,v,o 16 each + gate,up 16 + down 32 = 128
+    # → 128 × 3 = 384 B per token per layer beyond dropout 0
+    targets = _targets(TINY_LLAMA, "all-linear")
+    a = lora.adapter_saved_bytes_per_token(TINY_LLAMA, targets, 4, 0.0, 2)
+    b = lora.adapter_saved_bytes_per_token(TINY_LLAMA, targets, 4, 0.1, 2)
+    assert sum(a.values()) == 7 * 4 * 2  # lora_A outputs: 7 modules × r=4 × 2 B
+    assert sum(b.values()) - sum(a.values()) == 384
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rank=st.integers(1, 256),
+    targets=st.sets(st.sampled_from(["q", "k", "v", "o", "gate", "up", "down"]), min_size=1),
+)
+def test_adapter_count_is_linear_in_rank(rank: int, targets: set[str]) -> None:
+    spec = vramcalc.get_model("tinyllama-1.1b")
+    t = frozenset(targets)
+    assert lora.adapter_param_count(spec, t, rank) == rank * lora.adapter_param_count(spec, t, 1)
+    est = estimate_training(spec, method="lora", lora_rank=rank, lora_targets=",".join(targets))
+    assert est.total_bytes == sum(c.bytes for c in est.components)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["gpt2", "--method", "lora", "--lora-targets", "gate"], "'gate' does not exist in gpt2"),
+        (["llama-2-7b", "--method", "lora", "--lora-targets", "qq"], "'qq' does not exist"),
+        (["llama-2-7b", "--method", "qlora", "--quant", "fp8-e4m3"], "cannot be trained"),
+        (["llama-2-7b", "--method", "qlora", "--quant", "bf16"], "use --method lora"),
+        (["llama-2-7b", "--method", "lora", "--quant", "nf4"], "needs --method qlora"),
+        (["llama-2-7b", "--quant", "nf4"], "full fine-tune"),
+        (["llama-2-7b", "--method", "qlora", "--precision", "fp32"], "16-bit"),
+        (["llama-2-7b", "--method", "lora", "--lora-targets", ","], "empty"),
+    ],
+)
+def test_bad_lora_input_is_one_line_exit_2(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
+
+
+def test_library_error_is_vramcalc_error() -> None:
+    with pytest.raises(VramcalcError):
+        estimate_training("mixtral-8x7b", method="lora", lora_targets="fc_in")
+
+
+def test_cli_qlora_json() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["train", "llama-2-7b", "--method", "qlora", "--lora-rank", "64", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["inputs"]["trainable_params"] == 159_907_840
+    assert data["inputs"]["lora_targets"] == "q,k,v,o,gate,up,down"
+    assert data["total_bytes"] == sum(c["bytes"] for c in data["components"])
+    assert {s["compared_to"] for s in data["savings"]} == {"lora (16-bit base)", "full fine-tune"}
+
+
+def test_moe_experts_target() -> None:
+    spec = vramcalc.get_model("mixtral-8x7b")
+    # each expert: gate, up (4096 → 14336) and down (14336 → 4096): 3 × r·(4096 + 14336);
+    # 8 experts × 32 layers; r = 8
+    per_expert = 3 * 8 * (4096 + 14336)
+    assert lora.adapter_param_count(spec, _targets(spec, "experts"), 8) == per_expert * 8 * 32
+    assert "experts" in lora.valid_targets(spec)
+
+
+def test_frozen_projections_save_no_input() -> None:
+    # Llama-2-7B, LoRA on q,v, 16-bit base (2-byte activations), per token and layer:
+    # a full fine-tune saves the q/k/v input 2h, o_proj's input 2·q_dim, the MLP input 2h and
+    # down_proj's input 2·I. With q,v adapted (dropout 0) lora_A keeps the q/v input; the frozen
+    # o, gate/up and down save nothing: 2·4096 + 2·4096 + 2·11008 = 38,400 B less per token per layer
+    spec = vramcalc.get_model("llama-2-7b")
+    frozen = lora.frozen_inputs_not_saved_per_token(spec, _targets(spec, "q,v"), 0.0, "bf16")
+    assert frozen == {
+        "attention_replicated": 0,
+        "attention_split": 8192,
+        "mlp_replicated": 8192,
+        "mlp_split": 22016,
+    }
+    # all-linear without dropout keeps every input; with dropout none of the base inputs stay
+    assert (
+        sum(
+            lora.frozen_inputs_not_saved_per_token(
+                spec, _targets(spec, "all-linear"), 0.0, "bf16"
+            ).values()
+        )
+        == 0
+    )
+    with_dropout = lora.frozen_inputs_not_saved_per_token(
+        spec, _targets(spec, "all-linear"), 0.1, "bf16"
+    )
+    assert sum(with_dropout.values()) == 2 * 4096 * 3 + 2 * 11008
+    # end to end: 32 layers × 4096 tokens × (227,456 − 38,400 + 2 adapters × r 8 × 2 B) + head
+    est = estimate_training(spec, method="lora", lora_targets="q,v", seq_len=4096)
+    full_layer = act.layer_bytes_per_token(spec, "bf16", 4096, "flash", moe=False)
+    assert full_layer == 227_456
+    head = 4096 * act.head_saved_bytes_per_token(spec, "bf16")
+    assert est.component("activations") == 32 * 4096 * (227_456 - 38_400 + 32) + head
