@@ -331,3 +331,56 @@ def test_library_rejects_bad_values() -> None:
         estimate_rlhf("gpt2", stage="rm", comparisons=1)
     with pytest.raises(VramcalcError, match="stage"):
         estimate_rlhf("gpt2", stage="rlhf")
+
+
+# ---- sharding and LoRA (forwarded to estimate_training / vramcalc.parallel) ----------------------
+
+
+def test_ppo_zero3_shards_every_model() -> None:
+    est = _ppo(num_gpus=8, zero=3)
+    assert est.num_gpus == 8
+    rollout = est.phase("rollout")
+    # ZeRO-3 over 8 ranks: actor fp16 weights 2 + fp32 master 4 + Adam 8 bytes per parameter ÷ 8
+    actor = {c.name: c.bytes for c in rollout.components if c.role == "actor"}
+    assert actor["weights"] == 2 * N6 // 8 == 1_664_601_088
+    assert actor["master_weights"] == 4 * N6 // 8
+    assert actor["optimizer_state"] == 8 * N6 // 8
+    # frozen models are sharded the same way: bf16 ÷ 8
+    assert rollout.role_bytes("reference") == 2 * N6 // 8
+    # a sharded forward gathers the largest unit and prefetches the next: the tied embedding
+    # 50,257 × 4,096 = 205,852,672 params (> one layer: 12·h² + 13·h = 201,379,840) × 2 B × 2
+    score_ref = {
+        c.name: c.bytes for c in est.phase("score ref").components if c.role == "reference"
+    }
+    assert score_ref["gathered_parameters"] == 2 * 205_852_672 * 2
+    # FLOPs cover all 8 data-parallel ranks
+    single = _ppo()
+    assert est.total_flops == 8 * single.total_flops
+
+
+def test_ppo_lora_reference_shares_the_base() -> None:
+    est = _ppo(method="lora", lora_rank=16)
+    train = est.phase("train actor")
+    assert train.role_bytes("reference") == 0
+    # the actor's frozen base stays in bf16 (2 B/param); adapters and their Adam state are small
+    actor = {c.name: c.bytes for c in train.components if c.role == "actor"}
+    assert actor["weights"] == 2 * N6
+    assert actor["optimizer_state"] < 0.05 * N6
+    apart = _ppo(method="lora", lora_rank=16, reference_shares_base=False)
+    assert apart.phase("train actor").role_bytes("reference") == 2 * N6
+    assert apart.total_bytes - est.total_bytes == 2 * N6
+    # LoRA trains without the frozen weights' gradients: 4·N per token instead of 6·N
+    tokens = 8 * 512
+    assert est.flops[-1].flops == 4 * N6_RM * tokens
+    assert est.total_bytes < 0.3 * _ppo().total_bytes
+
+
+def test_cli_zero3_json() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["rlhf", "instructgpt-6b", "--stage", "ppo", "--num-gpus", "8", "--zero", "3", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["num_gpus"] == 8
+    assert data["inputs"]["training_options"] == {"num_gpus": 8, "zero": 3}

@@ -12,12 +12,16 @@ from .cli import (
     AttnOpt,
     BatchOpt,
     CheckpointChoice,
+    FsdpChoice,
     GpuMemOpt,
     GpuOpt,
     JsonOpt,
     KvChoice,
+    MethodChoice,
     ModelArg,
+    OffloadChoice,
     PrecisionChoice,
+    QuantChoice,
     UnitsChoice,
     UnitsOpt,
     _value,
@@ -140,16 +144,37 @@ def rlhf(
         int, typer.Option("--iterations", min=1, max=10**9, help="iterations to cost")
     ] = 1,
     method: Annotated[
-        str | None, typer.Option("--method", help="full, lora or qlora (trainable models)")
+        MethodChoice | None,
+        typer.Option("--method", help="actor/critic/policy: full, lora or qlora"),
     ] = None,
-    lora_rank: Annotated[int | None, typer.Option("--lora-rank", min=1, max=65536)] = None,
+    lora_rank: Annotated[
+        int | None, typer.Option("--lora-rank", min=1, max=65536, help="LoRA rank r")
+    ] = None,
+    lora_targets: Annotated[
+        str | None, typer.Option("--lora-targets", help="q,k,v,o,gate,up,down or all-linear")
+    ] = None,
+    quant: Annotated[
+        QuantChoice | None, typer.Option("--quant", help="frozen base format of --method qlora")
+    ] = None,
     num_gpus: Annotated[
-        int | None, typer.Option("--num-gpus", min=1, max=1_000_000, help="GPUs per model group")
+        int | None,
+        typer.Option("--num-gpus", min=1, max=1_000_000, help="GPUs per model group"),
     ] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", min=1, max=100_000)] = None,
+    gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", min=1, max=1024)] = None,
     zero: Annotated[
-        int | None, typer.Option("--zero", min=0, max=3, help="DeepSpeed ZeRO stage")
+        int | None, typer.Option("--zero", min=0, max=3, help="DeepSpeed ZeRO stage (all models)")
     ] = None,
-    tp: Annotated[int | None, typer.Option("--tp", min=1, max=1024, help="tensor parallel")] = None,
+    fsdp: Annotated[
+        FsdpChoice | None, typer.Option("--fsdp", help="PyTorch FSDP sharding strategy")
+    ] = None,
+    offload: Annotated[
+        OffloadChoice | None,
+        typer.Option("--offload", help="trainable models' optimizer state (or params) on CPU"),
+    ] = None,
+    tp: Annotated[
+        int | None, typer.Option("--tp", min=1, max=4096, help="tensor-parallel degree")
+    ] = None,
     gpu: GpuOpt = None,
     gpu_mem: GpuMemOpt = None,
     peak_tflops: Annotated[
@@ -170,10 +195,16 @@ def rlhf(
     from .rlhf import estimate_rlhf
 
     options = {
-        "method": method,
+        "method": _value(method),
         "lora_rank": lora_rank,
+        "lora_targets": lora_targets,
+        "quant": _value(quant),
         "num_gpus": num_gpus,
+        "nodes": nodes,
+        "gpus_per_node": gpus_per_node,
         "zero": zero,
+        "fsdp": _value(fsdp),
+        "offload": _value(offload),
         "tp": tp,
     }
     est = estimate_rlhf(

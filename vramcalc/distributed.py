@@ -246,7 +246,7 @@ def _stage_estimate(
         master, opt_state, temp = 0, 0, 0
     grads_head = 0
     if full and last:
-        grads_head = _div(spec.vocab_size * spec.hidden_size * lay.grads, plan.tp)
+        grads_head = _div(spec.output_width * spec.hidden_size * lay.grads, plan.tp)
         if plan.shards("gradients") and N > 1:
             grads_head = _div(grads_head, N)
     if off_opt and fw in ("deepspeed", "fsdp"):

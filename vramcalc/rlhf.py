@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import VramcalcError
 from .inference import inference_activation_bytes, kv_cache_bytes, runtime_overhead_components
 from .optimizers import Optimizer
+from .parallel import ParallelPlan, make_plan, unit_numel
 from .params import active_param_count, param_count, tensor_groups
 from .quant import DEFAULT_FORMAT, FORMATS, WeightFormat, kv_bytes_per_element, resolve_format
 from .results import SCHEMA_VERSION, Estimate, GPUFit
@@ -64,14 +65,9 @@ TRANSIENT = frozenset(
         "gradients",
         "autocast_weight_copies",
         "optimizer_temporaries",
-        "gathered_params",
-        "prefetch_bucket",
-        "reduce_bucket",
-        "ddp_buckets",
-        "gradient_buckets",
+        "gathered_parameters",
+        "communication_buffers",
         "dequant_buffer",
-        "lora_activations",
-        "adapter_activations",
     }
 )
 RUNTIME = frozenset({"cuda_context", "allocator_slack"})
@@ -259,24 +255,32 @@ def frozen_format(dtype: str) -> WeightFormat:
     )
 
 
-def group_gpus(options: dict[str, Any]) -> int:
-    """GPUs of one model group: --num-gpus, or nodes × GPUs per node, else 1."""
-    if options.get("num_gpus"):
-        return int(options["num_gpus"])
-    if options.get("nodes") and options.get("gpus_per_node"):
-        return int(options["nodes"]) * int(options["gpus_per_node"])
-    return int(options.get("tp") or 1) * int(options.get("pp") or 1)
+PLAN_KEYS = (
+    "num_gpus",
+    "nodes",
+    "gpus_per_node",
+    "tp",
+    "pp",
+    "cp",
+    "ep",
+    "sp",
+    "zero",
+    "fsdp",
+    "offload",
+)
 
 
-def frozen_shard_degree(options: dict[str, Any]) -> int:
-    """Over how many GPUs a frozen model's weights are split: every GPU of the group under ZeRO-3 or
-    fully sharded FSDP (DeepSpeed-Chat wraps the reference and reward models in ZeRO-3 when the
-    actor uses it), else the tensor × pipeline parallel degree (1 on one GPU)."""
-    n = group_gpus(options)
-    fsdp = str(options.get("fsdp") or "")
-    if options.get("zero") == 3 or fsdp in ("full", "full_shard", "hybrid", "hybrid_shard"):
-        return n
-    return int(options.get("tp") or 1) * int(options.get("pp") or 1)
+def plan_for(spec: ModelSpec, seq: int, options: dict[str, Any]) -> ParallelPlan:
+    """The parallel plan the training options describe (vramcalc.parallel.make_plan validates it);
+    one plain GPU without options."""
+    return make_plan(spec, seq, **{k: v for k, v in options.items() if k in PLAN_KEYS})
+
+
+def frozen_divisor(plan: ParallelPlan) -> int:
+    """Over how many GPUs a frozen model's weights are split: tensor × pipeline parallel degree,
+    times the sharding degree when parameters are sharded (ZeRO-3, FSDP full/hybrid: DeepSpeed-Chat
+    wraps the reference and reward models in ZeRO-3 when the actor uses it)."""
+    return plan.tp * plan.pp * (plan.shard_degree if plan.shards("params") else 1)
 
 
 def _split(
@@ -435,10 +439,33 @@ class _Context:
         self.req, self.opts, self.policy, self.fmt, self.b = req, opts, policy, fmt, b
         self.infos: list[RoleInfo] = []
         self.assumptions: list[str] = []
-        self.shards = frozen_shard_degree(opts)
+        self.plan = plan_for(policy, self.seq_for_plan(), opts)
+        self.shards = frozen_divisor(self.plan)
         self.act_bytes = 4 if req.precision == "fp32" else 2
-        model_parallel = int(opts.get("tp") or 1) * int(opts.get("pp") or 1)
-        self.dp_ranks = max(1, group_gpus(opts) // model_parallel)
+        self.dp_ranks = self.plan.dp
+
+    def seq_for_plan(self) -> int:
+        req = self.req
+        if req.stage in ("ppo", "grpo"):
+            return req.prompt_len + req.response_len
+        return resolve_seq_len(self.policy, req.seq_len)
+
+    def gathered(self, role: str, spec: ModelSpec, bytes_per_param: float) -> list[RoleComponent]:
+        """A forward over parameters sharded by ZeRO-3 / FSDP gathers one unit (a decoder layer,
+        or the embedding when larger) at a time, plus the prefetched next one
+        (vramcalc.parallel.unit_numel, as the training estimate counts it)."""
+        if not (self.plan.shards("params") and self.plan.shard_degree > 1):
+            return []
+        unit = unit_numel(spec, self.plan)
+        return [
+            RoleComponent(
+                role=role,
+                group=self.b.group_of(role),
+                name="gathered_parameters",
+                bytes=int(2 * unit * bytes_per_param),
+                note=f"running + prefetched unit of {unit:,} params gathered for the forward",
+            )
+        ]
 
     # ---- building blocks ------------------------------------------------------------------------
     def train(self, role: str, spec: ModelSpec, sequences: int, seq: int) -> Estimate:
@@ -499,19 +526,26 @@ class _Context:
         )
 
     def forward(
-        self, role: str, spec: ModelSpec, sequences: int, seq: int, what: str
-    ) -> RoleComponent:
-        """No-grad forward over `sequences` × `seq` tokens keeping logits of every position."""
+        self, role: str, spec: ModelSpec, sequences: int, seq: int, what: str, bpp: float = 2.0
+    ) -> list[RoleComponent]:
+        """No-grad forward over `sequences` × `seq` tokens keeping logits of every position (plus
+        the gathered units of sharded parameters, `bpp` bytes per parameter)."""
         acts, part = inference_activation_bytes(
             spec, sequences, seq, self.act_bytes, "all", self.req.attention
         )
-        return RoleComponent(
+        fwd = RoleComponent(
             role=role,
             group=self.b.group_of(role),
             name="activations",
             bytes=acts,
             note=f"no-grad forward, {sequences}×{seq} tokens, {what}; peak set by {part}",
         )
+        return [fwd, *self.gathered(role, spec, bpp)]
+
+    def frozen_bpp(self, spec: ModelSpec) -> float:
+        from .quant import weight_bytes
+
+        return weight_bytes(tensor_groups(spec), self.fmt) / param_count(spec)
 
     def resident(self, role: str, est: Estimate) -> list[RoleComponent]:
         return _split(est, role, self.b.group_of(role), transient=False)
@@ -580,8 +614,11 @@ class _Context:
         req, spec = self.req, self.policy
         seq = req.prompt_len + req.response_len
         kv_name = req.kv_dtype or ("fp32" if req.precision == "fp32" else "bf16")
-        tp = req.rollout_tp if req.rollout_weights == "copy" else 1
-        kv = kv_cache_bytes(spec, sequences, seq, kv_bytes_per_element(kv_name)) // tp
+        # A data-parallel rank spans plan.tp GPUs, which share its sequences' KV heads. A rollout
+        # copy over rollout_tp GPUs generates for the prompts of rollout_tp ranks at once, so its
+        # KV cache per GPU is one rank's (DeepSpeed-Chat hybrid engine, inference_tp_size).
+        kv = kv_cache_bytes(spec, sequences, seq, kv_bytes_per_element(kv_name)) // self.plan.tp
+        tp = req.rollout_tp
         acts, part = inference_activation_bytes(
             spec, sequences, req.prompt_len, self.act_bytes, "last", req.attention
         )
@@ -605,7 +642,7 @@ class _Context:
                 name="kv_cache",
                 bytes=kv,
                 note=f"{sequences} sequences × {seq} tokens, {kv_name}"
-                + (f", split over {tp}" if tp > 1 else ""),
+                + (f", heads split over tp={self.plan.tp}" if self.plan.tp > 1 else ""),
             ),
             RoleComponent(
                 role=role,
@@ -615,6 +652,8 @@ class _Context:
                 note=f"prefill of {sequences}×{req.prompt_len} prompt tokens; peak set by {part}",
             ),
         ]
+        if req.rollout_weights == "shared":
+            parts += self.gathered(role, spec, 2.0)
         return parts
 
     # ---- stages ---------------------------------------------------------------------------------
@@ -664,11 +703,16 @@ class _Context:
         else:
             ref = self.frozen("reference", self.policy, self._shares_base())
             fwd = self.forward(
-                "reference", self.policy, sequences, seq, "log-probs of chosen and rejected"
+                "reference",
+                self.policy,
+                sequences,
+                seq,
+                "log-probs of chosen and rejected",
+                self.frozen_bpp(self.policy),
             )
             held = [] if req.offload_frozen else [ref]
             self.b.add_phase(
-                "score ref", "reference forward on chosen and rejected", [*resident, ref, fwd]
+                "score ref", "reference forward on chosen and rejected", [*resident, ref, *fwd]
             )
             self.b.add_phase(
                 "train policy",
@@ -723,7 +767,7 @@ class _Context:
                 "old log-probs",
                 [
                     *resident,
-                    self.forward("policy", spec, sequences, seq, "old log-probs"),
+                    *self.forward("policy", spec, sequences, seq, "old log-probs"),
                     *held,
                     buf,
                 ],
@@ -734,7 +778,9 @@ class _Context:
             "reference log-probs for the KL term",
             [
                 *resident,
-                self.forward("reference", spec, sequences, seq, "reference log-probs"),
+                *self.forward(
+                    "reference", spec, sequences, seq, "reference log-probs", self.frozen_bpp(spec)
+                ),
                 *self._with(ref, held),
                 buf,
             ],
@@ -746,7 +792,9 @@ class _Context:
                 "reward model scores each response",
                 [
                     *resident,
-                    self.forward("reward", rm, sequences, seq, "scalar reward"),
+                    *self.forward(
+                        "reward", rm, sequences, seq, "scalar reward", self.frozen_bpp(rm)
+                    ),
                     *self._with(reward, held),
                     buf,
                 ],
@@ -780,8 +828,9 @@ class _Context:
         tokens = sequences * seq
 
         def score(name: str, role: str, model: ModelSpec, what: str, extra: list[RoleComponent]):
-            fwd = self.forward(role, model, sequences, seq, what)
-            self.b.add_phase(name, what, [*actor, *crit, fwd, *extra, buf])
+            bpp = self.frozen_bpp(model) if role in ("reference", "reward") else 2.0
+            fwd = self.forward(role, model, sequences, seq, what, bpp)
+            self.b.add_phase(name, what, [*actor, *crit, *fwd, *extra, buf])
             self.fwd_flops(name, role, model, tokens)
 
         self.b.add_phase(
@@ -853,7 +902,7 @@ class _Context:
                     total_bytes=sum(c.bytes for c in comps),
                 )
             )
-        n_gpus = group_gpus(self.opts)
+        n_gpus = self.plan.num_gpus
         groups = []
         for g in group_names:
             per_phase = {p.name: p.group_bytes(g) for p in phases}
