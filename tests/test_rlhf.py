@@ -347,12 +347,15 @@ def test_ppo_zero3_shards_every_model() -> None:
     assert actor["optimizer_state"] == 8 * N6 // 8
     # frozen models are sharded the same way: bf16 ÷ 8
     assert rollout.role_bytes("reference") == 2 * N6 // 8
-    # a sharded forward gathers the largest unit and prefetches the next: the tied embedding
-    # 50,257 × 4,096 = 205,852,672 params (> one layer: 12·h² + 13·h = 201,379,840) × 2 B × 2
+    # a sharded forward gathers the largest unit: the tied embedding 50,257 × 4,096 = 205,852,672
+    # params (> one layer: 12·h² + 13·h = 201,379,840), and ZeRO-3 prefetches 5e7 more, × 2 B
     score_ref = {
         c.name: c.bytes for c in est.phase("score ref").components if c.role == "reference"
     }
-    assert score_ref["gathered_parameters"] == 2 * 205_852_672 * 2
+    assert score_ref["gathered_parameters"] == (205_852_672 + 50_000_000) * 2
+    fsdp = _ppo(num_gpus=8, fsdp="full").phase("score ref")
+    gathered = [c.bytes for c in fsdp.components if c.name == "gathered_parameters"]
+    assert gathered == [2 * 205_852_672 * 2]  # FSDP prefetches the next whole unit
     # FLOPs cover all 8 data-parallel ranks
     single = _ppo()
     assert est.total_flops == 8 * single.total_flops

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import VramcalcError
 from .inference import inference_activation_bytes, kv_cache_bytes, runtime_overhead_components
 from .optimizers import Optimizer
-from .parallel import ParallelPlan, make_plan, unit_numel
+from .parallel import DS_PREFETCH_BUCKET_ELEMENTS, ParallelPlan, make_plan, unit_numel
 from .params import active_param_count, param_count, tensor_groups
 from .quant import DEFAULT_FORMAT, FORMATS, WeightFormat, kv_bytes_per_element, resolve_format
 from .results import SCHEMA_VERSION, Estimate, GPUFit
@@ -457,13 +457,15 @@ class _Context:
         if not (self.plan.shards("params") and self.plan.shard_degree > 1):
             return []
         unit = unit_numel(spec, self.plan)
+        # ZeRO-3 prefetches up to stage3_prefetch_bucket_size elements; FSDP the next whole unit
+        ahead = min(DS_PREFETCH_BUCKET_ELEMENTS, unit) if self.plan.zero == 3 else unit
         return [
             RoleComponent(
                 role=role,
                 group=self.b.group_of(role),
                 name="gathered_parameters",
-                bytes=int(2 * unit * bytes_per_param),
-                note=f"running + prefetched unit of {unit:,} params gathered for the forward",
+                bytes=int((unit + ahead) * bytes_per_param),
+                note=f"unit of {unit:,} params + {ahead:,} prefetched, gathered for the forward",
             )
         ]
 
@@ -613,7 +615,9 @@ class _Context:
 
         req, spec = self.req, self.policy
         seq = req.prompt_len + req.response_len
-        kv_name = req.kv_dtype or ("fp32" if req.precision == "fp32" else "bf16")
+        kv_name = req.kv_dtype or {"fp32": "fp32", "fp16-mixed": "fp16", "fp16": "fp16"}.get(
+            req.precision, "bf16"
+        )
         # A data-parallel rank spans plan.tp GPUs, which share its sequences' KV heads. A rollout
         # copy over rollout_tp GPUs generates for the prompts of rollout_tp ranks at once, so its
         # KV cache per GPU is one rank's (DeepSpeed-Chat hybrid engine, inference_tp_size).
@@ -964,7 +968,16 @@ class _Context:
             total_bytes=worst.peak_bytes,
             gpu=_fit(fit, worst.peak_bytes),
             num_gpus=total_gpus,
-            flops=[f.model_copy(update={"flops": f.flops * req.iterations}) for f in b.flops],
+            flops=[
+                f.model_copy(
+                    update={
+                        "flops": f.flops * req.iterations,
+                        "formula": f.formula
+                        + (f" × {req.iterations:,} iterations" if req.iterations > 1 else ""),
+                    }
+                )
+                for f in b.flops
+            ],
             total_flops=total_flops,
             time_s=time_s,
             cost_usd=cost,
