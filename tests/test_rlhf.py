@@ -387,3 +387,46 @@ def test_cli_zero3_json() -> None:
     data = json.loads(result.stdout)
     assert data["num_gpus"] == 8
     assert data["inputs"]["training_options"] == {"num_gpus": 8, "zero": 3}
+
+
+def test_separate_placement_with_gpus_per_model() -> None:
+    est = _ppo(
+        num_gpus=16,
+        zero=3,
+        placement="separate",
+        role_gpus={"critic": 4, "reference": 8, "reward": 2},
+        batch_size=1,
+        rollout_batch=2,
+    )
+    gpus = {g.name: g.num_gpus for g in est.groups}
+    assert gpus == {"actor": 16, "critic": 4, "reference": 8, "reward": 2}
+    assert est.num_gpus == 30
+    # the reference's 8 GPUs each hold a ZeRO-3 eighth of its bf16 weights and score the
+    # sequences of 16 actor ranks: 2 × 16 / 8 = 4 sequences per reference rank
+    ref = est.phase("score ref")
+    weights = [c.bytes for c in ref.components if c.role == "reference" and c.name == "weights"]
+    assert weights == [2 * N6 // 8]
+    acts = [c.note for c in ref.components if c.role == "reference" and c.name == "activations"]
+    assert acts[0].startswith("no-grad forward, 4×512 tokens")
+    # the critic trains 1 × 16 / 4 = 4 sequences per rank: the same global batch
+    critic = [c.note for c in est.phase("train critic").components if c.name == "activations"]
+    assert "4×512 tokens" in critic[0]
+
+
+def test_gpus_per_model_errors() -> None:
+    with pytest.raises(VramcalcError, match="separate"):
+        _ppo(role_gpus={"critic": 8})
+    with pytest.raises(VramcalcError, match="no model 'critic' in the grpo stage"):
+        estimate_rlhf("gpt2", stage="grpo", placement="separate", role_gpus={"critic": 8})
+
+
+def test_cli_role_gpus(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["rlhf", "gpt2", "--stage", "ppo", "--placement", "separate", "--json"]
+    result = CliRunner().invoke(app, [*argv, "--role-gpus", "critic=2,reward=1"])
+    assert result.exit_code == 0, result.output
+    groups = {g["name"]: g["num_gpus"] for g in json.loads(result.stdout)["groups"]}
+    assert groups == {"actor": 1, "critic": 2, "reference": 1, "reward": 1}
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--role-gpus", "critic:2"])
+    assert exc.value.code == 2
+    assert "role=count" in capsys.readouterr().err

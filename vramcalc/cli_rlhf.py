@@ -26,6 +26,7 @@ from .cli import (
     UnitsOpt,
     _value,
 )
+from .errors import VramcalcError
 from .optimizers import Optimizer
 
 
@@ -175,6 +176,13 @@ def rlhf(
     tp: Annotated[
         int | None, typer.Option("--tp", min=1, max=4096, help="tensor-parallel degree")
     ] = None,
+    role_gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--role-gpus",
+            help="separate placement: GPUs per model, e.g. critic=8,reference=16,reward=8",
+        ),
+    ] = None,
     gpu: GpuOpt = None,
     gpu_mem: GpuMemOpt = None,
     peak_tflops: Annotated[
@@ -238,6 +246,7 @@ def rlhf(
         peak_tflops=peak_tflops,
         mfu=mfu,
         usd_per_gpu_hour=usd_per_gpu_hour,
+        role_gpus=parse_role_gpus(role_gpus),
         **{k: v for k, v in options.items() if v is not None},
     )
     if as_json:
@@ -248,6 +257,21 @@ def rlhf(
     from .report_rlhf import render_rlhf
 
     render_rlhf(est, units.value)
+
+
+def parse_role_gpus(text: str | None) -> dict[str, int] | None:
+    """'critic=8,reference=16' → {'critic': 8, 'reference': 16}."""
+    if not text:
+        return None
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        role, sep, count = item.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise VramcalcError(
+                f"--role-gpus {text!r}: write role=count pairs, e.g. critic=8,reference=16"
+            )
+        out[role.strip()] = int(count)
+    return out
 
 
 def register(app: typer.Typer) -> None:

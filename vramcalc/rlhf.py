@@ -53,6 +53,13 @@ from .workloads import MAX_TOKENS, resolve_gpu, resolve_model, resolve_seq_len, 
 Stage = Literal["sft", "rm", "ppo", "dpo", "grpo"]
 STAGES: tuple[str, ...] = ("sft", "rm", "ppo", "dpo", "grpo")
 Placement = Literal["colocated", "separate"]
+STAGE_ROLES = {
+    "sft": ("policy",),
+    "rm": ("reward",),
+    "ppo": ("actor", "critic", "reference", "reward"),
+    "dpo": ("policy", "reference"),
+    "grpo": ("policy", "reference", "reward"),
+}
 
 # Components of a training estimate that live only while that model trains (activations, logits,
 # gradients, autocast copies, optimizer temporaries, sharding buffers) and the runtime terms, which
@@ -363,6 +370,7 @@ def estimate_rlhf(
     peak_tflops: float | None = None,
     mfu: float = 0.4,
     usd_per_gpu_hour: float | None = None,
+    role_gpus: dict[str, int] | None = None,
     **training_options: Any,
 ) -> RlhfEstimate:
     """Per-GPU peak memory (and FLOPs) of one RLHF stage of `model` (the policy / SFT model).
@@ -370,7 +378,8 @@ def estimate_rlhf(
     ``training_options`` are forwarded to :func:`vramcalc.training.estimate_training` for every
     trainable model (actor, critic, policy, RM): LoRA, ZeRO/FSDP sharding, GPU counts and parallel
     degrees, as far as that function supports them. With ``placement="separate"`` each model gets
-    its own group of that many GPUs; ``"colocated"`` puts all of them on one group.
+    its own group of that many GPUs, or of ``role_gpus[role]`` (e.g. ``{"critic": 8}``; the global
+    batch stays that of the lead model's ranks); ``"colocated"`` puts all of them on one group.
     """
     req = validate(
         RlhfRequest,
@@ -410,7 +419,21 @@ def estimate_rlhf(
     if req.stage in ("ppo", "grpo"):
         resolve_seq_len(policy, req.prompt_len + req.response_len)  # learned positions cap it
     b = _Builder(req.placement)
-    ctx = _Context(req, opts, policy, fmt, b)
+    gpus = dict(role_gpus or {})
+    if gpus:
+        valid = STAGE_ROLES[req.stage]
+        if req.placement != "separate":
+            raise VramcalcError(
+                "GPUs per model need --placement separate (colocated models share GPUs)"
+            )
+        for role, n in gpus.items():
+            if role not in valid:
+                raise VramcalcError(
+                    f"no model {role!r} in the {req.stage} stage; give GPUs for: {', '.join(valid)}"
+                )
+            if not isinstance(n, int) or n < 1:
+                raise VramcalcError(f"GPUs for {role} must be a positive integer (got {n!r})")
+    ctx = _Context(req, opts, policy, fmt, b, gpus)
 
     if req.stage == "sft":
         ctx.sft()
@@ -435,14 +458,35 @@ class _Context:
         policy: ModelSpec,
         fmt: WeightFormat,
         b: _Builder,
+        role_gpus: dict[str, int],
     ) -> None:
         self.req, self.opts, self.policy, self.fmt, self.b = req, opts, policy, fmt, b
         self.infos: list[RoleInfo] = []
         self.assumptions: list[str] = []
-        self.plan = plan_for(policy, self.seq_for_plan(), opts)
-        self.shards = frozen_divisor(self.plan)
+        self.role_gpus = role_gpus
+        self.plans: dict[str, ParallelPlan] = {}
+        self.lead = "actor" if req.stage == "ppo" else ("reward" if req.stage == "rm" else "policy")
+        self.plan = plan_for(policy, self.seq_for_plan(), self.opts_for(self.lead))
         self.act_bytes = 4 if req.precision == "fp32" else 2
         self.dp_ranks = self.plan.dp
+
+    def opts_for(self, role: str) -> dict[str, Any]:
+        """Training options of a role: its own GPU count when role_gpus gives one."""
+        if role not in self.role_gpus:
+            return self.opts
+        rest = {k: v for k, v in self.opts.items() if k not in ("nodes", "gpus_per_node")}
+        return rest | {"num_gpus": self.role_gpus[role]}
+
+    def plan_of(self, role: str, spec: ModelSpec) -> ParallelPlan:
+        if role not in self.plans:
+            self.plans[role] = plan_for(spec, self.seq_for_plan(), self.opts_for(role))
+        return self.plans[role]
+
+    def per_rank(self, role: str, spec: ModelSpec, sequences: int) -> int:
+        """Sequences one rank of `role` handles when the lead model's ranks hold `sequences` each:
+        the same global batch spread over the role's own data-parallel ranks."""
+        dp = self.plan_of(role, spec).dp
+        return max(1, -(-sequences * self.dp_ranks // dp))
 
     def seq_for_plan(self) -> int:
         req = self.req
@@ -454,11 +498,12 @@ class _Context:
         """A forward over parameters sharded by ZeRO-3 / FSDP gathers one unit (a decoder layer,
         or the embedding when larger) at a time, plus the prefetched next one
         (vramcalc.parallel.unit_numel, as the training estimate counts it)."""
-        if not (self.plan.shards("params") and self.plan.shard_degree > 1):
+        plan = self.plan_of(role, spec)
+        if not (plan.shards("params") and plan.shard_degree > 1):
             return []
-        unit = unit_numel(spec, self.plan)
+        unit = unit_numel(spec, plan)
         # ZeRO-3 prefetches up to stage3_prefetch_bucket_size elements; FSDP the next whole unit
-        ahead = min(DS_PREFETCH_BUCKET_ELEMENTS, unit) if self.plan.zero == 3 else unit
+        ahead = min(DS_PREFETCH_BUCKET_ELEMENTS, unit) if plan.zero == 3 else unit
         return [
             RoleComponent(
                 role=role,
@@ -477,11 +522,11 @@ class _Context:
                 spec,
                 precision=self.req.precision,
                 optimizer=self.req.optimizer.value,
-                batch_size=sequences,
+                batch_size=self.per_rank(role, spec, sequences),
                 seq_len=seq,
                 grad_checkpointing=self.req.grad_checkpointing,
                 attention=self.req.attention,
-                **self.opts,
+                **self.opts_for(role),
             )
         except TypeError as exc:  # an option estimate_training does not know
             raise VramcalcError(f"training option not supported: {exc}") from None
@@ -521,8 +566,9 @@ class _Context:
                 bytes=0,
                 note="the actor's frozen base with adapters disabled (no copy)",
             )
-        w = weight_bytes(tensor_groups(spec), self.fmt) // self.shards
-        shard = f", split over {self.shards} GPUs" if self.shards > 1 else ""
+        shards = frozen_divisor(self.plan_of(role, spec))
+        w = weight_bytes(tensor_groups(spec), self.fmt) // shards
+        shard = f", split over {shards} GPUs" if shards > 1 else ""
         return RoleComponent(
             role=role, group=g, name="weights", bytes=w, note=f"{self.fmt.name}{shard} (frozen)"
         )
@@ -532,6 +578,7 @@ class _Context:
     ) -> list[RoleComponent]:
         """No-grad forward over `sequences` × `seq` tokens keeping logits of every position (plus
         the gathered units of sharded parameters, `bpp` bytes per parameter)."""
+        sequences = self.per_rank(role, spec, sequences)
         acts, part = inference_activation_bytes(
             spec, sequences, seq, self.act_bytes, "all", self.req.attention
         )
@@ -871,6 +918,12 @@ class _Context:
         )
 
     # ---- result ---------------------------------------------------------------------------------
+    def group_gpus(self, group: str) -> int:
+        """GPUs of a group: those of the plan of (the first of) its roles."""
+        if group == "all":
+            return self.plan.num_gpus
+        return self.plans[group].num_gpus if group in self.plans else self.plan.num_gpus
+
     def finish(self, fit: tuple[str, int] | None) -> RlhfEstimate:
         req, b = self.req, self.b
         group_names = list(dict.fromkeys(i.group for i in self.infos))
@@ -906,7 +959,6 @@ class _Context:
                     total_bytes=sum(c.bytes for c in comps),
                 )
             )
-        n_gpus = self.plan.num_gpus
         groups = []
         for g in group_names:
             per_phase = {p.name: p.group_bytes(g) for p in phases}
@@ -921,7 +973,7 @@ class _Context:
                         if g == b.group_of("experience") and req.stage in EXPERIENCE_FLOATS
                         else []
                     ),
-                    num_gpus=n_gpus,
+                    num_gpus=self.group_gpus(g),
                     phase_bytes=per_phase,
                     peak_phase=peak_name,
                     peak_bytes=peak,
@@ -930,11 +982,16 @@ class _Context:
             )
         worst = max(groups, key=lambda x: x.peak_bytes)
         total_flops = sum(f.flops for f in b.flops) * req.iterations
-        total_gpus = n_gpus * len(groups)
+        total_gpus = sum(g.num_gpus for g in groups)
         time_s = cost = None
         if req.peak_tflops is not None:
             time_s = sum(
-                seconds_for(f.flops * req.iterations, n_gpus, req.peak_tflops, req.mfu)
+                seconds_for(
+                    f.flops * req.iterations,
+                    self.group_gpus(b.group_of(f.role)),
+                    req.peak_tflops,
+                    req.mfu,
+                )
                 for f in b.flops
             )
             if req.usd_per_gpu_hour is not None:
