@@ -430,3 +430,20 @@ def test_cli_role_gpus(capsys: pytest.CaptureFixture[str]) -> None:
         main([*argv, "--role-gpus", "critic:2"])
     assert exc.value.code == 2
     assert "role=count" in capsys.readouterr().err
+
+
+def test_scoring_batch() -> None:
+    est = estimate_rlhf(
+        "llama-2-7b", stage="grpo", rollout_batch=4, group_size=8, prompt_len=512, response_len=512
+    )
+    ref = est.phase("score ref")
+    acts = [c.bytes for c in ref.components if c.role == "reference" and c.name == "activations"]
+    # TRL scores in chunks of the training batch (1 sequence of 1,024 tokens): the residual stream
+    # and its normalised copy 2 × 2 B × 4,096 per token, beside the largest workspace, the logits of
+    # every position in bf16 + their fp32 copy: 1,024 × 32,000 × (2 + 4) B
+    assert acts == [1024 * 2 * 2 * 4096 + 1024 * 32000 * 6] == [213_385_216]
+    # PPO scores the whole rollout by default (DeepSpeed-Chat); --score-batch chunks it
+    whole = _ppo(rollout_batch=8).phase("score ref").role_bytes("reference")
+    chunked = _ppo(rollout_batch=8, score_batch=2).phase("score ref").role_bytes("reference")
+    per_seq = 512 * 2 * 2 * 4096 + 512 * 50257 * 6  # residual + all-position logits per sequence
+    assert whole - chunked == 6 * per_seq

@@ -141,6 +141,15 @@ def rlhf(
     ppo_epochs: Annotated[
         int, typer.Option("--ppo-epochs", min=1, max=1000, help="passes over each experience")
     ] = 1,
+    score_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--score-batch",
+            min=1,
+            max=1_000_000,
+            help="sequences per scoring forward (default: ppo the rollout, grpo --batch-size)",
+        ),
+    ] = None,
     iterations: Annotated[
         int, typer.Option("--iterations", min=1, max=10**9, help="iterations to cost")
     ] = 1,
@@ -240,6 +249,7 @@ def rlhf(
         rollout_weights=rollout_weights.value,
         rollout_tp=rollout_tp,
         ppo_epochs=ppo_epochs,
+        score_batch=score_batch,
         iterations=iterations,
         gpu=gpu,
         gpu_mem_gib=gpu_mem,

@@ -144,6 +144,9 @@ class RlhfRequest(BaseModel):
     rollout_weights: Literal["shared", "copy"] = "shared"
     rollout_tp: int = Field(1, gt=0, le=1024, description="GPUs a rollout weight copy spans")
     ppo_epochs: int = Field(1, gt=0, le=1000, description="passes over each experience batch")
+    score_batch: int | None = Field(
+        None, gt=0, le=1_000_000, description="sequences per scoring forward (ppo/grpo)"
+    )
     iterations: int = Field(1, gt=0, le=10**9, description="iterations (steps) costed")
     gpu: str | None = None
     gpu_mem_gib: float | None = Field(None, gt=0, le=1 << 20)
@@ -364,6 +367,7 @@ def estimate_rlhf(
     rollout_weights: str = "shared",
     rollout_tp: int = 1,
     ppo_epochs: int = 1,
+    score_batch: int | None = None,
     iterations: int = 1,
     gpu: str | None = None,
     gpu_mem_gib: float | None = None,
@@ -404,6 +408,7 @@ def estimate_rlhf(
         rollout_weights=rollout_weights,
         rollout_tp=rollout_tp,
         ppo_epochs=ppo_epochs,
+        score_batch=score_batch,
         iterations=iterations,
         gpu=gpu,
         gpu_mem_gib=gpu_mem_gib,
@@ -794,6 +799,8 @@ class _Context:
         seq = req.prompt_len + req.response_len
         sequences = req.rollout_batch * req.group_size
         self.b.experience_group = "policy"
+        # TRL's GRPOTrainer computes old and reference log-probs in chunks of the training batch
+        chunk = min(req.score_batch or req.batch_size, sequences)
         est = self.train("policy", spec, req.batch_size, seq)
         resident = self.resident("policy", est)
         ref = self.frozen("reference", spec, self._shares_base())
@@ -818,7 +825,7 @@ class _Context:
                 "old log-probs",
                 [
                     *resident,
-                    *self.forward("policy", spec, sequences, seq, "old log-probs"),
+                    *self.forward("policy", spec, chunk, seq, "old log-probs"),
                     *held,
                     buf,
                 ],
@@ -830,7 +837,7 @@ class _Context:
             [
                 *resident,
                 *self.forward(
-                    "reference", spec, sequences, seq, "reference log-probs", self.frozen_bpp(spec)
+                    "reference", spec, chunk, seq, "reference log-probs", self.frozen_bpp(spec)
                 ),
                 *self._with(ref, held),
                 buf,
@@ -843,9 +850,7 @@ class _Context:
                 "reward model scores each response",
                 [
                     *resident,
-                    *self.forward(
-                        "reward", rm, sequences, seq, "scalar reward", self.frozen_bpp(rm)
-                    ),
+                    *self.forward("reward", rm, chunk, seq, "scalar reward", self.frozen_bpp(rm)),
                     *self._with(reward, held),
                     buf,
                 ],
@@ -869,6 +874,8 @@ class _Context:
         req, spec = self.req, self.policy
         seq = req.prompt_len + req.response_len
         sequences = req.rollout_batch
+        # DeepSpeed-Chat's generate_experience scores the whole generation batch at once
+        chunk = min(req.score_batch or sequences, sequences)
         actor_est = self.train("actor", spec, req.batch_size, seq)
         critic_est = self.train("critic", critic, req.batch_size, seq)
         actor, crit = self.resident("actor", actor_est), self.resident("critic", critic_est)
@@ -880,7 +887,7 @@ class _Context:
 
         def score(name: str, role: str, model: ModelSpec, what: str, extra: list[RoleComponent]):
             bpp = self.frozen_bpp(model) if role in ("reference", "reward") else 2.0
-            fwd = self.forward(role, model, sequences, seq, what, bpp)
+            fwd = self.forward(role, model, chunk, seq, what, bpp)
             self.b.add_phase(name, what, [*actor, *crit, *fwd, *extra, buf])
             self.fwd_flops(name, role, model, tokens)
 
