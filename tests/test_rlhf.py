@@ -54,7 +54,7 @@ def test_reward_model_counts_by_hand() -> None:
 @pytest.mark.parametrize(
     ("name", "cls"),
     [
-        ("gpt3-6.7b", "GPT2ForSequenceClassification"),
+        ("gpt3-1.3b", "GPT2ForSequenceClassification"),  # InstructGPT 1.3B shape
         ("gpt2", "GPT2ForSequenceClassification"),
         ("llama-2-7b", "LlamaForSequenceClassification"),
         ("qwen2.5-0.5b", "Qwen2ForSequenceClassification"),
