@@ -248,6 +248,7 @@ def test_grpo_group_samples_and_no_critic() -> None:
     rollout=st.integers(1, 64),
     placement=st.sampled_from(["colocated", "separate"]),
     offload=st.booleans(),
+    options=st.sampled_from([{}, {"num_gpus": 4, "zero": 3}, {"method": "lora"}]),
 )
 def test_phases_add_up_and_peak_is_the_max(
     stage: str,
@@ -257,6 +258,7 @@ def test_phases_add_up_and_peak_is_the_max(
     rollout: int,
     placement: str,
     offload: bool,
+    options: dict[str, object],
 ) -> None:
     kw = dict(
         stage=stage,
@@ -266,6 +268,7 @@ def test_phases_add_up_and_peak_is_the_max(
         response_len=response,
         rollout_batch=rollout,
         placement=placement,
+        **options,
     )
     est = estimate_rlhf("instructgpt-1.3b", offload_frozen=offload, **kw)  # type: ignore[arg-type]
     for p in est.phases:
@@ -447,3 +450,16 @@ def test_scoring_batch() -> None:
     chunked = _ppo(rollout_batch=8, score_batch=2).phase("score ref").role_bytes("reference")
     per_seq = 512 * 2 * 2 * 4096 + 512 * 50257 * 6  # residual + all-position logits per sequence
     assert whole - chunked == 6 * per_seq
+
+
+def test_rollout_weight_copy_and_fp8_frozen() -> None:
+    shared = _ppo().phase("rollout")
+    copy = _ppo(rollout_weights="copy", rollout_tp=4).phase("rollout")
+    # a bf16 inference copy of the actor split over 4 GPUs: 2 B × 6,658,404,352 / 4
+    extra = [c.bytes for c in copy.components if c.name == "rollout_weights"]
+    assert extra == [2 * N6 // 4]
+    assert copy.role_bytes("actor") - shared.role_bytes("actor") == 2 * N6 // 4
+    # fp8 frozen models: one byte per linear weight + a fp32 scale per tensor, the rest in bf16
+    fp8 = _ppo(frozen_dtype="fp8").phase("train actor")
+    linear = 32 * (4 * 4096**2 + 2 * 4096 * 16384)
+    assert fp8.role_bytes("reference") == linear + 4 * 32 * 6 + 2 * (N6 - linear)
