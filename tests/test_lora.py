@@ -49,6 +49,19 @@ TINY_GPT2 = ModelSpec(
     tie_word_embeddings=True,
     position_embedding="learned",
 )
+TINY_MIXTRAL = ModelSpec(
+    name="tiny-mixtral",
+    architecture="mixtral",
+    vocab_size=100,
+    hidden_size=16,
+    num_layers=2,
+    num_attention_heads=4,
+    num_kv_heads=2,
+    intermediate_size=32,
+    max_position_embeddings=64,
+    num_experts=4,
+    experts_per_token=2,
+)
 TINY_PHI3 = ModelSpec(
     name="tiny-phi3",
     architecture="phi3",
@@ -114,6 +127,9 @@ def _peft_count(spec: ModelSpec, target_modules: object, rank: int) -> int:
         (TINY_GPT2, "o,up", ["attn.c_proj", "c_fc"]),
         (TINY_PHI3, "all-linear", "all-linear"),
         (TINY_PHI3, "k,up", ["qkv_proj", "gate_up_proj"]),
+        # transformers 5 keeps Mixtral's experts as 3-D parameters, which PEFT wraps its own way;
+        # the attention projections and the router are modules like any other
+        (TINY_MIXTRAL, "q,v,router", ["q_proj", "v_proj", "mlp.gate"]),
     ],
 )
 def test_adapter_count_matches_peft(spec: ModelSpec, ours: str, peft_targets: object) -> None:
@@ -238,7 +254,9 @@ def test_moe_experts_target() -> None:
     # 8 experts × 32 layers; r = 8
     per_expert = 3 * 8 * (4096 + 14336)
     assert lora.adapter_param_count(spec, _targets(spec, "experts"), 8) == per_expert * 8 * 32
-    assert "experts" in lora.valid_targets(spec)
+    assert {"experts", "router"} <= set(lora.valid_targets(spec))
+    # router: r·(4096 + 8) per layer
+    assert lora.adapter_param_count(spec, _targets(spec, "router"), 8) == 8 * (4096 + 8) * 32
 
 
 def test_frozen_projections_save_no_input() -> None:

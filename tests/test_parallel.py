@@ -54,6 +54,19 @@ def test_general_path_reproduces_single_gpu(name: str, kw: dict[str, object]) ->
 # ---- ZeRO and FSDP model states (ZeRO paper §5.1; DeepSpeed estimator) -------------------------
 
 
+def test_zero_paper_figure_1() -> None:
+    # ZeRO paper Figure 1: Ψ = 7.5B, K = 12, N_d = 64 → 120 GB, 31.4 GB, 16.6 GB, 1.88 GB per GPU
+    psi = 7_500_000_000
+    figures = [par.zero_model_state_bytes(psi, stage, 64) / 1e9 for stage in (0, 1, 2, 3)]
+    assert [round(f, 1) for f in figures[:3]] == [120.0, 31.4, 16.6]
+    assert round(figures[3], 2) == 1.88
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
+def test_estimator_equals_paper_formula(stage: int) -> None:
+    assert _states(zero=stage, num_gpus=8) == par.zero_model_state_bytes(PSI, stage, 8)
+
+
 def test_zero_stages_follow_the_paper() -> None:
     # mixed-precision Adam: 2Ψ weights + 2Ψ grads + 12Ψ (fp32 master, m, v); N = 8; Ψ/8 = 842,301,952
     n = PSI // 8
@@ -64,6 +77,14 @@ def test_zero_stages_follow_the_paper() -> None:
     assert _states(zero=3, num_gpus=8) == 16 * n  # 16Ψ/N
     est = estimate_training("llama-2-7b", zero=3, num_gpus=8, grad_accum=2)
     assert est.component("optimizer_state") == 8 * n and est.component("master_weights") == 4 * n
+
+
+def test_zero_step_casts_gradient_partition_to_fp32() -> None:
+    # at optimizer.step() DeepSpeed builds a fp32 copy of this rank's gradient partition:
+    # 4 B × Ψ/8 = 3,369,207,808 B for ZeRO-2 over 8 GPUs (short sequences: the step is the peak)
+    est = estimate_training("llama-2-7b", zero=2, num_gpus=8, seq_len=128)
+    assert est.phase == "optimizer step"
+    assert est.component("optimizer_temporaries") == 4 * PSI // 8 == 3_369_207_808
 
 
 def test_zero3_within_deepspeed_estimator() -> None:
@@ -110,6 +131,10 @@ def test_offload_matches_deepspeed_cpu_figures() -> None:
     assert est.cpu_bytes_per_node == 18 * PSI
     saved = {s.choice: s.saved_bytes for s in est.savings}
     assert saved["offload params"] > 0
+    # ZeRO-1 + offload: the full 16-bit gradients stay on the GPU (2Ψ + 2Ψ), 16Ψ/N per GPU on CPU
+    est = estimate_training("llama-2-7b", zero=1, num_gpus=8, offload="optimizer", grad_accum=2)
+    assert sum(est.component(n) for n in MODEL_STATES) == 4 * PSI
+    assert est.cpu_bytes_per_node == 16 * PSI
 
 
 # ---- tensor / pipeline / context / expert parallel ---------------------------------------------
@@ -216,18 +241,27 @@ def test_hf_layers_without_tensor_parallel() -> None:
 
 
 def test_pipeline_first_stage_holds_pp_micro_batches() -> None:
-    # 1F1B: stage 0 keeps pp = 4 micro-batches of its 8 layers = 32 layers' worth, without the head
-    spec = vramcalc.get_model("llama-2-7b")
-    kw = dict(pp=4, num_gpus=4, zero=0, seq_len=2048, batch_size=8)
+    # 1F1B: stage 0 keeps pp = 4 micro-batches of its 8 layers = 32 layers' worth and no head
+    # (Korthikanti §4.2.3); Megatron-Core layer of Llama-2-7B: 32,768 + 98,816 B per token
+    kw = dict(pp=4, num_gpus=4, seq_len=2048, batch_size=8)
     est = estimate_training("llama-2-7b", grad_accum=8, **kw)  # type: ignore[arg-type]
     assert est.parallel["most_loaded_stage"] == 0
-    head = 8 * 2048 * act.head_saved_bytes_per_token(spec, "bf16")
-    one = _acts(zero=0, num_gpus=4, grad_accum=8)
-    assert est.component("activations") == one - head
+    tokens = 8 * 2048
+    assert est.component("activations") == 4 * 8 * tokens * (32_768 + 98_816)
     assert len(est.stage_totals_bytes) == 4 and est.total_bytes == max(est.stage_totals_bytes)
     # fewer micro-batches than stages: only that many are in flight
     two = estimate_training("llama-2-7b", grad_accum=2, **kw)  # type: ignore[arg-type]
-    assert two.component("activations") == (one - head) // 2
+    assert two.component("activations") == 2 * 8 * tokens * (32_768 + 98_816)
+
+
+def test_megatron_distributed_optimizer() -> None:
+    # --zero 1 with tp: Megatron's distributed optimizer, bf16 params + fp32 grads: 6 + 12/d B
+    # per parameter (Megatron-LM docs); tp = 2 → 3,369,340,928 params per GPU, d = 4
+    est = estimate_training("llama-2-7b", tp=2, zero=1, num_gpus=8, grad_accum=2, seq_len=512)
+    assert est.parallel["framework"] == "megatron"
+    assert (
+        sum(est.component(n) for n in MODEL_STATES) == 6 * 3_369_340_928 + 12 * 3_369_340_928 // 4
+    )
 
 
 def test_context_parallel_halves_tokens() -> None:
@@ -374,3 +408,57 @@ def test_ep_must_divide_experts(capsys: pytest.CaptureFixture[str]) -> None:
         main(["train", "mixtral-8x7b", "--ep", "3", "--num-gpus", "3"])
     assert exc.value.code == 2
     assert "does not divide mixtral-8x7b's 8 experts" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"explain": True},
+        {"method": "qlora", "grad_checkpointing": "full"},
+        {"zero": 3, "num_gpus": 8, "offload": "optimizer"},
+        {"fsdp": "full", "num_gpus": 8, "grad_accum": 4},
+        {"tp": 4, "pp": 2, "sp": True, "num_gpus": 16, "grad_accum": 4},
+    ],
+)
+def test_every_nonzero_component_has_a_formula(kw: dict[str, object]) -> None:
+    est = estimate_training("llama-2-7b", seq_len=1024, **kw)  # type: ignore[arg-type]
+    missing = [c.name for c in est.components if c.bytes and not c.formula]
+    assert missing == []
+
+
+def test_ddp_adds_gradient_buckets() -> None:
+    # plain data parallel (torch layout): every state replicated as on one GPU, plus DDP's
+    # gradient buckets, one more gradient-sized buffer (gradient_as_bucket_view=False): 4Ψ in fp32
+    one = estimate_training("llama-2-7b", grad_accum=2, seq_len=512)
+    ddp = estimate_training("llama-2-7b", grad_accum=2, seq_len=512, num_gpus=8)
+    assert ddp.component("communication_buffers") == 4 * PSI
+    for name in ("weights", "gradients", "optimizer_state", "activations", "logits_buffer"):
+        assert ddp.component(name) == one.component(name)
+
+
+def test_lora_under_zero3_shards_the_frozen_base() -> None:
+    # ZeRO-3 partitions every parameter, frozen ones included: 2Ψ bf16 base / 8 GPUs
+    est = estimate_training("llama-2-7b", method="lora", zero=3, num_gpus=8, seq_len=512)
+    assert est.component("weights") == 2 * PSI // 8
+    single = estimate_training("llama-2-7b", method="lora", seq_len=512)
+    assert single.component("weights") == 2 * PSI
+
+
+def test_cli_help_lists_options() -> None:
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in (
+        "--method",
+        "--lora-rank",
+        "--zero",
+        "--fsdp",
+        "--offload",
+        "--tp",
+        "--pp",
+        "--sequence-parallel",
+        "--ep",
+        "--cp",
+        "--nodes",
+        "--explain",
+    ):
+        assert option in result.output

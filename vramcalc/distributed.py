@@ -100,6 +100,26 @@ def _act_precision(precision: str, method: str, framework: str) -> str:
     return "fp16" if precision.startswith("fp16") else "bf16"
 
 
+def _runtime_with_formulas(dynamic: int, acts_logits: int, grads_all: int) -> list[Component]:
+    """inference.runtime_overhead_components with the arithmetic written out for --explain."""
+    from .calibration import runtime
+
+    rt = runtime()
+    formulas = {
+        "cuda_context": f"{rt.cuda_context_mib} MiB (presets/calibration.toml)",
+        "allocator_slack": f"{rt.allocator_slack_fraction:g} × max(activations + logits "
+        f"{acts_logits:,}, all gradients {grads_all:,})",
+    }
+    return [
+        c.model_copy(update={"formula": formulas.get(c.name, "")})
+        for c in runtime_overhead_components(dynamic)
+    ]
+
+
+def _target_list(ft: Finetune) -> str:
+    return ",".join(t for t in lora.TARGETS if t in ft.targets)
+
+
 def _div(n: float, d: int) -> int:
     return math.ceil(n / d)
 
@@ -140,12 +160,20 @@ def _states(
         state_bytes(dense_g, optimizer, lay.state),
         state_bytes(exp_g, optimizer, lay.state),
     )
-    temp = 0
+    temp, temp_note = 0, ""
     if plan.framework in ("torch", "fsdp"):
         temp, _ = shard(
             "optimizer",
             step_temporary_bytes(dense_g, optimizer, lay.state),
             step_temporary_bytes(exp_g, optimizer, lay.state),
+        )
+        temp_note = "foreach AdamW's sqrt(exp_avg_sq) buffer of the local partition"
+    elif plan.framework == "deepspeed" and lay.master:
+        # ZeRO step() flattens this rank's 16-bit gradient partition into a fp32 copy for the
+        # optimizer (stage_1_and_2.py / stage3.py: single_grad_partition .to(fp32)), freed after it
+        temp, _ = shard("optimizer", n_dense * 4, n_exp * 4)
+        temp_note = (
+            "fp32 copy of the gradient partition that DeepSpeed's step() hands the optimizer"
         )
     return {
         "numel": n_dense + n_exp,
@@ -154,6 +182,7 @@ def _states(
         "master": (master, mtxt),
         "optimizer": (opt, otxt),
         "temp": temp,
+        "temp_note": temp_note,
     }
 
 
@@ -192,6 +221,7 @@ def _stage_estimate(
     off_params = plan.offload == "params"
     off_opt = plan.offload in ("optimizer", "params")
     cpu = 0
+    frozen_bytes = 0
     comps: list[Component] = []
     if full:
         w_formula = f"{st['numel']:,} params{held} × {lay.weights} B {wtxt}".strip()
@@ -200,7 +230,7 @@ def _stage_estimate(
         ad_formula = ""
     else:
         assert ft.base_format is not None
-        base = lora.base_weight_bytes(stage_all, ft.method, ft.base_format)
+        base = frozen_bytes = lora.base_weight_bytes(stage_all, ft.method, ft.base_format)
         frozen_n = par.numel(stage_all)
         if plan.shards("params") and N > 1:
             base_gpu = _div(base, N)
@@ -222,7 +252,7 @@ def _stage_estimate(
             Component(
                 name="adapter_weights",
                 bytes=adapter,
-                note=f"LoRA r={ft.rank} on {','.join(sorted(ft.targets))}, fp32",
+                note=f"LoRA r={ft.rank} on {_target_list(ft)}, fp32",
                 formula=ad_formula,
             )
         )
@@ -238,8 +268,11 @@ def _stage_estimate(
         # estimator: 16 B/param on CPU with optimizer offload, 18 with parameter offload).
         cpu += master + opt_state
         if fw == "deepspeed":
-            cpu += _div(st["numel"] * 4, N if plan.shards("gradients") else 1)
-            grads_all = 0
+            # fp32 gradient partition on the CPU; from stage 2 on the GPU keeps no gradient
+            # partition (ZeRO-1 still all-reduces full 16-bit gradients on the GPU)
+            cpu += _div(st["numel"] * 4, N)
+            if plan.zero and plan.zero >= 2:
+                grads_all = 0
         elif fw == "fsdp":
             cpu += grads_all
             grads_all = 0
@@ -249,14 +282,16 @@ def _stage_estimate(
         grads_head = _div(spec.output_width * spec.hidden_size * lay.grads, plan.tp)
         if plan.shards("gradients") and N > 1:
             grads_head = _div(grads_head, N)
-    if off_opt and fw in ("deepspeed", "fsdp"):
+    if off_opt and grads_all == 0:
         grads_head = 0
 
     # ---- transient copies of weights and communication buffers ---------------------------------
     unit = par.unit_numel(spec, plan)
-    base_bpp = 2 if w.a == 2 else 4  # bytes per parameter of a gathered 16-bit (or fp32) unit
-    if not full and ft.base_format is not None:
-        base_bpp = ft.base_format.compute_bytes
+    # bytes per parameter of a gathered unit: 16-bit (fp32) weights, or the frozen base's storage
+    # (a quantized base is gathered packed, as FSDP-QLoRA does with bnb_4bit_quant_storage)
+    base_bpp: float = 2 if w.a == 2 else 4
+    if not full:
+        base_bpp = round(frozen_bytes / max(par.numel(stage_all), 1), 3)
     copies, copies_name, copies_formula = 0, "autocast_weight_copies", ""
     comm, comm_formula = 0, ""
     if fw == "torch":
@@ -276,10 +311,13 @@ def _stage_estimate(
         if plan.zero == 3:
             prefetch = min(par.DS_PREFETCH_BUCKET_ELEMENTS, unit)
             copies_name = "gathered_parameters"
-            copies = (unit + prefetch) * base_bpp
+            copies = math.ceil((unit + prefetch) * base_bpp)
             copies_formula = f"(layer {unit:,} + prefetch {prefetch:,}) params × {base_bpp} B"
-            comm = unit * 2
-            comm_formula = f"16-bit gradients of one layer before reduce-scatter: {unit:,} × 2 B"
+            layer_grads = unit if full else _div(st["numel"], max(spec.num_layers // plan.pp, 1))
+            comm = layer_grads * 2
+            comm_formula = (
+                f"16-bit gradients of one layer before reduce-scatter: {layer_grads:,} × 2 B"
+            )
         else:
             bucket = min(par.DS_REDUCE_BUCKET_ELEMENTS, st["numel"])
             comm = bucket * 2
@@ -287,13 +325,13 @@ def _stage_estimate(
     elif fw == "fsdp":
         copies_name = "gathered_parameters"
         if plan.fsdp in ("full", "hybrid"):
-            copies = 2 * unit * base_bpp
+            copies = math.ceil(2 * unit * base_bpp)
             copies_formula = f"2 units (running + prefetched) × {unit:,} params × {base_bpp} B"
         else:
-            copies = par.numel(stage_all) * base_bpp
+            copies = math.ceil(par.numel(stage_all) * base_bpp)
             copies_formula = f"all {par.numel(stage_all):,} params kept gathered × {base_bpp} B"
         if plan.fsdp != "no-shard" and full:
-            comm = unit * base_bpp
+            comm = math.ceil(unit * base_bpp)
             comm_formula = f"unsharded gradient of one unit: {unit:,} × {base_bpp} B"
         elif plan.fsdp == "no-shard":
             comm = grads_all
@@ -385,7 +423,8 @@ def _stage_estimate(
     static = weights + adapter + master + opt_state + comm
     backward_peak = static + copies + dequant + acts + logit_bytes + grads
     step_peak = static + grads_all + temp
-    rt_dynamic = max(acts + logit_bytes, grads_all)
+    backward_dynamic = int(acts + logit_bytes)
+    rt_dynamic = max(backward_dynamic, grads_all)
     if step_peak > backward_peak:
         phase, copies, dequant, acts, logit_bytes, grads = "optimizer step", 0, 0, 0, 0, grads_all
         a_formula = "freed before optimizer.step()"
@@ -426,8 +465,8 @@ def _stage_estimate(
         Component(
             name="optimizer_temporaries",
             bytes=temp,
-            note="foreach AdamW's sqrt(exp_avg_sq) buffer during step()",
-            formula="one state-sized buffer of the local partition",
+            note="transient buffer of optimizer.step()",
+            formula=st["temp_note"],
         ),
         Component(
             name="communication_buffers",
@@ -454,7 +493,7 @@ def _stage_estimate(
             note="fp32 log-softmax output and two vocab-sized gradients at the loss",
             formula=f"{tokens:,} tok × 12 B × {spec.vocab_size:,} vocab{tp_txt}",
         ),
-        *runtime_overhead_components(int(rt_dynamic)),
+        *_runtime_with_formulas(int(rt_dynamic), backward_dynamic, grads_all),
     ]
     keep = ("weights", "gradients", "activations")
     comps = [c for c in comps if c.bytes or c.name in keep]
@@ -497,7 +536,7 @@ def estimate_finetune(
         inputs |= {
             "lora_rank": ft.rank,
             "lora_alpha": ft.alpha,
-            "lora_targets": ",".join(t for t in lora.TARGETS if t in ft.targets),
+            "lora_targets": _target_list(ft),
             "lora_dropout": ft.dropout,
             "trainable_params": lora.adapter_param_count(spec, ft.targets, ft.rank),
         }

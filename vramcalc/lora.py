@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 from . import activations as act
 from .errors import VramcalcError
-from .params import LINEAR, TensorGroup, tensor_groups
+from .params import LINEAR, ROUTER, TensorGroup, tensor_groups
 from .quant import FORMATS, WeightFormat, weight_bytes
 from .specs import ModelSpec
 
-TARGETS = ("q", "k", "v", "o", "gate", "up", "down", "experts")
+TARGETS = ("q", "k", "v", "o", "gate", "up", "down", "experts", "router")
 ALL_LINEAR = "all-linear"
 # Accepted spellings of the same targets (Hugging Face module names).
 _ALIASES = {
@@ -68,7 +68,10 @@ class AdapterSite:
 
 
 def _target_of(group_name: str) -> str | None:
-    """'layers.attn.q_proj' → 'q'; routed experts → 'experts'; other tensors → None."""
+    """'layers.attn.q_proj' → 'q'; routed experts → 'experts'; MoE routers (and Qwen2-MoE's
+    shared-expert gate) → 'router'; other tensors → None."""
+    if group_name in ("layers.moe.router", "layers.moe.shared_expert_gate"):
+        return "router"
     if group_name.startswith("layers.moe.experts."):
         return "experts"
     leaf = group_name.rsplit(".", 1)[-1]
@@ -84,11 +87,12 @@ def adapter_sites(spec: ModelSpec) -> tuple[AdapterSite, ...]:
     if spec.architecture in act._FUSED_GATE_UP:
         fuse.update({"gate": "gate_up", "up": "gate_up"})
     for g in tensor_groups(spec):
-        target = _target_of(g.name) if g.kind == LINEAR else None
+        target = _target_of(g.name) if g.kind in (LINEAR, ROUTER) else None
         if target is None:
             continue
         prefix = g.name.rsplit(".", 1)[0]
-        key = g.name if target == "experts" else f"{prefix}.{fuse.get(target, target)}"
+        unfused = target in ("experts", "router")
+        key = g.name if unfused else f"{prefix}.{fuse.get(target, target)}"
         prev = sites.get(key)
         if prev is None:
             sites[key] = AdapterSite(key, frozenset({target}), g.cols, g.rows, g.count, g.expert)

@@ -222,16 +222,18 @@ def make_plan(
 
 
 def engine_of(zero: int | None, fsdp: str | None, tp: int, pp: int, cp: int, ep: int) -> str:
-    """deepspeed (--zero), fsdp (--fsdp), megatron (tp/pp/cp/ep without either) or torch (one GPU
-    and DistributedDataParallel). Tensor, context and expert parallelism need Megatron-style layers,
+    """deepspeed (--zero), fsdp (--fsdp), megatron (tp/pp/cp/ep, alone or with --zero 0/1: Megatron-LM
+    with or without --use-distributed-optimizer, which its docs equate with ZeRO-1) or torch (one
+    GPU and DistributedDataParallel). --zero 2/3 with model parallelism is Megatron-DeepSpeed. Tensor, context and expert parallelism need Megatron-style layers,
     so their activations follow Megatron-Core whatever shards the states."""
+    model_parallel = max(tp, pp, cp, ep) > 1
+    if zero in (0, 1) and model_parallel:
+        return "megatron"  # --zero 1 = Megatron's distributed optimizer (shards ZeRO-1's states)
     if zero is not None:
         return "deepspeed"
     if fsdp is not None:
         return "fsdp"
-    if max(tp, pp, cp, ep) > 1:
-        return "megatron"
-    return "torch"
+    return "megatron" if model_parallel else "torch"
 
 
 # ---- parameters per GPU ----------------------------------------------------------------------
@@ -342,6 +344,18 @@ def megatron_layer_parts(
     else:
         split += 2 * spec.intermediate_size * (3 if spec.mlp_kind == "gated" else 2)
     return rep, split
+
+
+def zero_model_state_bytes(psi: int, stage: int, n: int, k: int = 12) -> float:
+    """Model states per GPU under ZeRO (Rajbhandari et al. 2019, §5 and Figure 1), mixed precision
+    with K bytes of optimizer state per parameter: stage 0 (2 + 2 + K)Ψ, stage 1 4Ψ + KΨ/N,
+    stage 2 2Ψ + (2 + K)Ψ/N, stage 3 (4 + K)Ψ/N. The reference the estimator is tested against."""
+    return {
+        0: (4 + k) * psi,
+        1: 4 * psi + k * psi / n,
+        2: 2 * psi + (2 + k) * psi / n,
+        3: (4 + k) * psi / n,
+    }[stage]
 
 
 def korthikanti_layer_bytes(
