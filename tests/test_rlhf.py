@@ -463,3 +463,10 @@ def test_rollout_weight_copy_and_fp8_frozen() -> None:
     fp8 = _ppo(frozen_dtype="fp8").phase("train actor")
     linear = 32 * (4 * 4096**2 + 2 * 4096 * 16384)
     assert fp8.role_bytes("reference") == linear + 4 * 32 * 6 + 2 * (N6 - linear)
+
+
+def test_offloaded_frozen_models_report_host_memory() -> None:
+    # one GPU: the reference (2 B × N) and reward (2 B × (N + h)) wait in host memory
+    off = _ppo(offload_frozen=True)
+    assert off.cpu_bytes_per_node == 2 * N6 + 2 * N6_RM
+    assert _ppo().cpu_bytes_per_node == 0

@@ -100,5 +100,9 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
             line += f"; price: ${est.cost_usd:,.2f}"
         console.print(line)
     console.print(f"[dim]GPUs: {est.num_gpus} in {len(est.groups)} group(s) ({est.placement})[/]")
+    if est.cpu_bytes_per_node:
+        console.print(
+            f"host memory per node (offloaded): {_fmt(est.cpu_bytes_per_node, units)} {units}"
+        )
     for note in est.assumptions:
         console.print(f"[dim]· {note}[/]")

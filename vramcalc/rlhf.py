@@ -236,6 +236,9 @@ class RlhfEstimate(BaseModel):
     total_bytes: int = Field(description="per-GPU peak of the most loaded GPU group")
     gpu: GPUFit | None = None
     num_gpus: int = Field(description="GPUs of all groups together")
+    cpu_bytes_per_node: int = Field(
+        0, description="host memory per node: offloaded optimizer state/params and frozen models"
+    )
     flops: list[FlopTerm]
     total_flops: float
     time_s: float | None = None
@@ -468,6 +471,7 @@ class _Context:
         self.req, self.opts, self.policy, self.fmt, self.b = req, opts, policy, fmt, b
         self.infos: list[RoleInfo] = []
         self.assumptions: list[str] = []
+        self.cpu_bytes_per_node = 0
         self.role_gpus = role_gpus
         self.plans: dict[str, ParallelPlan] = {}
         self.lead = "actor" if req.stage == "ppo" else ("reward" if req.stage == "rm" else "policy")
@@ -547,6 +551,7 @@ class _Context:
                 group=self.b.group_of(role),
             )
         )
+        self.cpu_bytes_per_node += getattr(est, "cpu_bytes_per_node", 0)
         return est
 
     def frozen(self, role: str, spec: ModelSpec, shares_base: bool = False) -> RoleComponent:
@@ -574,6 +579,8 @@ class _Context:
         shards = frozen_divisor(self.plan_of(role, spec))
         w = weight_bytes(tensor_groups(spec), self.fmt) // shards
         shard = f", split over {shards} GPUs" if shards > 1 else ""
+        if self.req.offload_frozen:  # each GPU's shard waits in host memory
+            self.cpu_bytes_per_node += w * self.plan_of(role, spec).gpus_per_node
         return RoleComponent(
             role=role, group=g, name="weights", bytes=w, note=f"{self.fmt.name}{shard} (frozen)"
         )
@@ -1020,6 +1027,7 @@ class _Context:
         inputs = req.model_dump(mode="json", exclude_none=True) | {
             "model": self.policy.name,
             "training_options": self.opts,
+            "role_gpus": self.role_gpus,
         }
         return RlhfEstimate(
             stage=req.stage,
@@ -1032,6 +1040,7 @@ class _Context:
             total_bytes=worst.peak_bytes,
             gpu=_fit(fit, worst.peak_bytes),
             num_gpus=total_gpus,
+            cpu_bytes_per_node=self.cpu_bytes_per_node,
             flops=[
                 f.model_copy(
                     update={
