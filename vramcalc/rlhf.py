@@ -44,7 +44,14 @@ from .inference import inference_activation_bytes, kv_cache_bytes, runtime_overh
 from .optimizers import Optimizer
 from .parallel import DS_PREFETCH_BUCKET_ELEMENTS, ParallelPlan, make_plan, unit_numel
 from .params import active_param_count, param_count, tensor_groups
-from .quant import DEFAULT_FORMAT, FORMATS, WeightFormat, kv_bytes_per_element, resolve_format
+from .quant import (
+    DEFAULT_FORMAT,
+    FORMATS,
+    WeightFormat,
+    kv_bytes_per_element,
+    resolve_format,
+    weight_bytes,
+)
 from .results import SCHEMA_VERSION, Estimate, GPUFit
 from .specs import ModelSpec
 from .training import Precision, estimate_training
@@ -555,8 +562,6 @@ class _Context:
         return est
 
     def frozen(self, role: str, spec: ModelSpec, shares_base: bool = False) -> RoleComponent:
-        from .quant import weight_bytes
-
         g = self.b.group_of(role)
         self.infos.append(
             RoleInfo(
@@ -604,8 +609,6 @@ class _Context:
         return [fwd, *self.gathered(role, spec, bpp)]
 
     def frozen_bpp(self, spec: ModelSpec) -> float:
-        from .quant import weight_bytes
-
         return weight_bytes(tensor_groups(spec), self.fmt) / param_count(spec)
 
     def resident(self, role: str, est: Estimate) -> list[RoleComponent]:
@@ -670,8 +673,6 @@ class _Context:
     ) -> list[RoleComponent]:
         """Generation: KV cache for prompt + response of every sequence, the prefill workspace
         (logits of the last position only), and an inference copy of the weights if asked."""
-        from .quant import weight_bytes
-
         req, spec = self.req, self.policy
         seq = req.prompt_len + req.response_len
         kv_name = req.kv_dtype or {"fp32": "fp32", "fp16-mixed": "fp16", "fp16": "fp16"}.get(
