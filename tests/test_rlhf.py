@@ -470,3 +470,13 @@ def test_offloaded_frozen_models_report_host_memory() -> None:
     off = _ppo(offload_frozen=True)
     assert off.cpu_bytes_per_node == 2 * N6 + 2 * N6_RM
     assert _ppo().cpu_bytes_per_node == 0
+
+
+def test_cli_separate_table_has_one_table_per_group() -> None:
+    result = CliRunner().invoke(
+        app, ["rlhf", "gpt2", "--stage", "ppo", "--placement", "separate", "--offload-frozen"]
+    )
+    assert result.exit_code == 0, result.output
+    for group in ("actor", "critic", "reference", "reward"):
+        assert f"group '{group}'" in result.stdout
+    assert "host memory per node" in result.stdout
