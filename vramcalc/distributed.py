@@ -13,21 +13,24 @@ Model-state layouts (bytes per trainable parameter: weights / gradients / fp32 m
   (16-bit weights and grads, fp32 master + m + v; Rajbhandari et al. 2019 §3.1), partitioned per stage
   over N ranks: ZeRO-1 4Ψ + 12Ψ/N, ZeRO-2 2Ψ + 14Ψ/N, ZeRO-3 16Ψ/N. We follow the paper's partition
   and add the buffers DeepSpeed really allocates as their own components (the 5e8-element reduce
-  bucket; under ZeRO-3 the gathered layer and the 5e7-element prefetch bucket). DeepSpeed's own
-  estimator (``estimate_zero3_model_states_mem_needs``) instead writes 18Ψ/N + 4·largest_layer
-  without naming the terms; tests check that our model states lie at or below it.
+  bucket; under ZeRO-3 the gathered layer and the 5e7-element prefetch bucket; at the step the fp32
+  copy of the gradient partition, 4Ψ/N). DeepSpeed's own estimator
+  (``estimate_zero3_model_states_mem_needs``) instead writes 18Ψ/N + 4·largest_layer without naming
+  the terms; tests check that our model states plus buffers lie at or below it.
 * ``fsdp`` (--fsdp, MixedPrecision(param_dtype=bf16)): sharded fp32 parameters (which are what the
   optimizer updates: no separate master), fp32 sharded gradients, fp32 optimizer state; the 16-bit
   parameters of the running unit and of the prefetched one are gathered, and the unit's unsharded
   gradient waits for its reduce-scatter. SHARD_GRAD_OP keeps all 16-bit parameters gathered between
   forward and backward; NO_SHARD keeps everything replicated.
-* ``megatron`` (tp/pp/cp/ep without --zero/--fsdp): bf16 parameters, fp32 main gradients, fp32
-  master + Adam state: 18 bytes (Megatron-LM distributed-optimizer docs, "bf16 params, fp32 grads").
+* ``megatron`` (tp/pp/cp/ep without --fsdp, with --zero 0/1 or none): bf16 parameters, fp32 main
+  gradients, fp32 master + Adam state: 18 bytes (fp16: 20); --zero 1 is Megatron's distributed
+  optimizer, 6 + 12/d (Megatron-LM distributed-optimizer docs). Tensor, context and expert
+  parallelism use Megatron-Core layers' activations (parallel.megatron_layer_parts).
 
 LoRA/QLoRA: only the adapters are trainable (fp32, see lora.py); the frozen base costs its storage
 only and is sharded with the parameters under ZeRO-3 / FSDP. Activations are those of the frozen base
-in its compute dtype (backprop still runs through every layer; no weight gradients) plus what the
-adapters save.
+in its compute dtype without the inputs of its frozen projections (backprop still runs through every
+layer; no weight gradients) plus what the adapters save.
 """
 
 from __future__ import annotations
@@ -351,10 +354,14 @@ def _stage_estimate(
     extra = 0
     unsaved = dict.fromkeys(("attention", "mlp"), (0, 0))
     if not full:
+        # adapters keep their own input copies: bf16 under autocast, fp32 (their dtype) without
+        copy_width = w.a if precision.endswith("-mixed") else 4
         extra = sum(
-            lora.adapter_saved_bytes_per_token(spec, ft.targets, ft.rank, ft.dropout, w.a).values()
+            lora.adapter_saved_bytes_per_token(
+                spec, ft.targets, ft.rank, ft.dropout, copy_width
+            ).values()
         )
-        frozen = lora.frozen_inputs_not_saved_per_token(spec, ft.targets, ft.dropout, ap)
+        frozen = lora.frozen_inputs_not_saved_per_token(spec, ap)
         for part in ("attention", "mlp"):
             unsaved[part] = (frozen[f"{part}_replicated"], frozen[f"{part}_split"])
 
@@ -384,7 +391,10 @@ def _stage_estimate(
     dense_layer = tokens * dense_pt
     moe_layer = tokens * moe_pt
     layer_ws = max(dense_layer if dense_s else 0, moe_layer if moe_s else 0)
-    head = tokens * act.head_saved_bytes_per_token(spec, ap) / rep_div if last else 0
+    head_per_token = act.head_saved_bytes_per_token(spec, ap)
+    if not full:  # a frozen lm_head saves no input
+        head_per_token -= act._inputs_saved(1, True, spec, w)
+    head = tokens * head_per_token / rep_div if last else 0
     logits = _div(tokens * act.training_logits_peak_bytes_per_token(spec), plan.tp) if last else 0
     ckpt = req.grad_checkpointing == "full"
     m = par.in_flight_micro_batches(plan, stage, req.grad_accum)

@@ -150,18 +150,26 @@ def adapter_param_count(spec: ModelSpec, targets: frozenset[str], rank: int) -> 
 
 
 def adapter_saved_bytes_per_token(
-    spec: ModelSpec, targets: frozenset[str], rank: int, dropout: float, act_width: int
+    spec: ModelSpec,
+    targets: frozenset[str],
+    rank: int,
+    dropout: float,
+    width: int,
 ) -> dict[str, int]:
-    """Bytes per token one decoder layer saves for the adapters' backward, beyond the base layer.
+    """Bytes per token one decoder layer saves for the adapters' backward.
 
-    lora_B saves lora_A's output (r values); with lora_dropout > 0 every adapter applies its own
-    nn.Dropout to the module input, which keeps a bool mask and hands lora_A a new tensor that it
-    saves (d_in values); with dropout 0 lora_A saves the input the base layer already holds.
-    Routed experts see experts_per_token copies of each token.
+    PEFT 0.21 ``lora.Linear.forward`` casts the module input to the adapter's fp32 dtype
+    (``_cast_input_dtype``) before ``lora_A(dropout(x))``: every adapted module therefore saves its
+    own copy of its input, ``width`` bytes per element (2 under autocast, which casts it back to
+    bf16 for the matmul; 4 without autocast), and lora_B saves lora_A's output (r values, same
+    width). With
+    lora_dropout > 0 each adapter's nn.Dropout keeps a mask (1 byte per element with CUDA's
+    native_dropout). Routed experts see experts_per_token copies of each token. Measured with
+    autograd saved-tensor hooks on a PEFT model (tests/test_lora.py).
     """
     per_layer = {"attention": 0, "mlp": 0}
     for s in selected_sites(spec, targets):
-        per_module = rank * act_width + (s.d_in * (act_width + 1) if dropout > 0 else 0)
+        per_module = (s.d_in + rank) * width + (s.d_in if dropout > 0 else 0)
         modules_per_layer = s.count / max(spec.num_layers, 1)
         if s.expert:
             # count = moe_layers × E; a token passes experts_per_token of them
@@ -171,15 +179,11 @@ def adapter_saved_bytes_per_token(
     return per_layer
 
 
-def frozen_inputs_not_saved_per_token(
-    spec: ModelSpec, targets: frozenset[str], dropout: float, precision: str
-) -> dict[str, int]:
+def frozen_inputs_not_saved_per_token(spec: ModelSpec, precision: str) -> dict[str, int]:
     """Bytes per token of one dense decoder layer that a full fine-tune saves and LoRA does not.
 
     A matmul saves its input only to compute its weight's gradient: a frozen projection saves
-    nothing. The input of an adapted module is still saved by its lora_A when lora_dropout is 0 (the
-    same tensor); with dropout the adapter saves its dropped copy instead (counted in
-    adapter_saved_bytes_per_token) and the undropped input is not kept. Keys: attention/mlp ×
+    nothing (adapters keep their own copies, adapter_saved_bytes_per_token). Keys: attention/mlp ×
     replicated (layer-boundary inputs, whole under tensor parallelism) / split (inside the block).
     The inputs are the ones activations.py counts: the normalised stream read by q,k,v and by the
     MLP's first projection(s), o_proj's input (the attention output) and down_proj's (the product).
@@ -187,21 +191,13 @@ def frozen_inputs_not_saved_per_token(
     w = act.widths(precision)
     arch = spec.architecture
     gated = spec.mlp_kind == "gated"
-
-    def kept(keys: set[str]) -> bool:
-        return dropout == 0 and bool(targets & keys)
-
-    out = {"attention_replicated": 0, "attention_split": 0, "mlp_replicated": 0, "mlp_split": 0}
-    if not kept({"q", "k", "v"}):
-        out["attention_replicated"] = act._inputs_saved(3, arch in act._FUSED_QKV, spec, w)
-    if not kept({"o"}):
-        out["attention_split"] = w.a * spec.q_dim
-    if not kept({"gate", "up"}):
-        fused = arch in act._FUSED_GATE_UP or not gated
-        out["mlp_replicated"] = act._inputs_saved(2 if gated else 1, fused, spec, w)
-    if not kept({"down"}):
-        out["mlp_split"] = w.a * spec.intermediate_size
-    return out
+    fused_mlp = arch in act._FUSED_GATE_UP or not gated
+    return {
+        "attention_replicated": act._inputs_saved(3, arch in act._FUSED_QKV, spec, w),
+        "attention_split": w.a * spec.q_dim,
+        "mlp_replicated": act._inputs_saved(2 if gated else 1, fused_mlp, spec, w),
+        "mlp_split": w.a * spec.intermediate_size,
+    }
 
 
 def qlora_format(quant: str | None) -> WeightFormat:

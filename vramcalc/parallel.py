@@ -57,13 +57,12 @@ class ParallelPlan:
     zero: int | None = None  # DeepSpeed ZeRO stage; None: not DeepSpeed
     fsdp: str | None = None  # PyTorch FSDP sharding strategy; None: not FSDP
     offload: str = "none"
+    engine: str = "torch"  # whose memory layout applies (see engine_of); kept by savings variants
+    megatron_layers: bool = False  # activations of Megatron-Core layers instead of transformers'
 
     @property
     def dp(self) -> int:
         return self.num_gpus // (self.tp * self.pp * self.cp)
-
-    engine: str = "torch"  # whose memory layout applies (see engine_of); kept by savings variants
-    megatron_layers: bool = False  # activations of Megatron-Core layers instead of transformers'
 
     @property
     def framework(self) -> str:
