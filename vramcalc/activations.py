@@ -149,8 +149,8 @@ def training_logits_peak_bytes_per_token(spec: ModelSpec, act_bytes: int = 2) ->
     tokens × vocab × 4 bytes (transformers upcasts logits to fp32 before the loss). Gemma-2's final
     logit soft-capping (cap · tanh(logits / cap)) also keeps the tanh output in the activation
     width (traced: tiny-gemma2, bf16-mixed)."""
-    softcap = act_bytes * spec.vocab_size if spec.architecture in LOGIT_SOFTCAP else 0
-    return 12 * spec.vocab_size + softcap
+    softcap = act_bytes * spec.output_width if spec.architecture in LOGIT_SOFTCAP else 0
+    return 12 * spec.output_width + softcap
 
 
 # ---- inference (no grad) -----------------------------------------------------------------------

@@ -377,6 +377,11 @@ from .cli_measure import register as _register_measure  # noqa: E402
 _register_measure(app)
 
 
+from .cli_rlhf import register as _register_rlhf  # noqa: E402
+
+_register_rlhf(app)
+
+
 def _print_json(data: object) -> None:
     import json
 

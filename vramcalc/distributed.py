@@ -283,7 +283,7 @@ def _stage_estimate(
         master, opt_state, temp = 0, 0, 0
     grads_head = 0
     if full and last:
-        grads_head = _div(spec.vocab_size * spec.hidden_size * lay.grads, plan.tp)
+        grads_head = _div(spec.output_width * spec.hidden_size * lay.grads, plan.tp)
         if plan.shards("gradients") and N > 1:
             grads_head = _div(grads_head, N)
     if off_opt and grads_all == 0:
@@ -530,7 +530,7 @@ def _stage_estimate(
             name="logits_buffer",
             bytes=int(logit_bytes),
             note="fp32 log-softmax output and two vocab-sized gradients at the loss",
-            formula=f"{tokens:,} tok × 12 B × {spec.vocab_size:,} vocab{tp_txt}",
+            formula=f"{tokens:,} tok × 12 B × {spec.output_width:,} outputs{tp_txt}",
         ),
         *_runtime_with_formulas(int(rt_dynamic), backward_dynamic, grads_all),
     ]

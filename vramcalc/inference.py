@@ -75,7 +75,7 @@ def inference_activation_bytes(
         if spec.architecture in act.KEEPS_ATTN_OUTPUT:  # the block returns the probabilities
             candidates["mlp"] += scores * act_bytes
     logit_rows = tokens if logits == "all" else batch_size
-    candidates["logits"] = logit_rows * spec.vocab_size * (act_bytes + 4)
+    candidates["logits"] = logit_rows * spec.output_width * (act_bytes + 4)
     peak_part = max(candidates, key=lambda k: candidates[k])
     return int(candidates[peak_part]), peak_part
 

@@ -170,7 +170,9 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             groups.append(TensorGroup("layers.moe.shared_expert_gate", ROUTER, 1, h, moe_layers))
     if spec.final_norm:
         groups.append(TensorGroup("final_norm", NORM, h, 1, norm_width))
-    if not spec.tie_word_embeddings:
+    if spec.output_head == "scalar":  # reward/value head: nn.Linear(h, 1, bias=False)
+        groups.append(TensorGroup("score", LM_HEAD, 1, spec.embed_dim, 1))
+    elif not spec.tie_word_embeddings:
         groups.append(TensorGroup("lm_head", LM_HEAD, V, spec.embed_dim, 1))
     return tuple(groups)
 

@@ -46,6 +46,11 @@ class ModelSpec(BaseModel):
     tie_word_embeddings: bool = False
     position_embedding: PositionKind = "rotary"
     max_position_embeddings: int = Field(gt=0)
+    output_head: Literal["lm_head", "scalar"] = Field(
+        "lm_head",
+        description="lm_head: vocabulary logits; scalar: a reward/value head (h×1, no bias), as "
+        "transformers' *ForSequenceClassification with num_labels=1 (rlhf.reward_model_spec)",
+    )
     sliding_window: int | None = Field(None, gt=0)
     sliding_window_layers: int | None = Field(
         None, ge=0, description="layers that use the window (None: all when a window is set)"
@@ -166,6 +171,11 @@ class ModelSpec(BaseModel):
         if self.sliding_window is None:
             return 0
         return self.num_layers if self.sliding_window_layers is None else self.sliding_window_layers
+
+    @property
+    def output_width(self) -> int:
+        """Width of the model's output per token: the vocabulary, or 1 for a scalar head."""
+        return 1 if self.output_head == "scalar" else self.vocab_size
 
     @property
     def title(self) -> str:

@@ -79,7 +79,7 @@ def autocast_copies(spec: ModelSpec, autocast: bool, checkpointing: bool) -> tup
     if not autocast:
         return 0, 0
     every = autocast_copy_bytes(spec)
-    head = 2 * spec.vocab_size * spec.hidden_size
+    head = 2 * spec.output_width * spec.embed_dim
     one_layer = max(every - head, 0) // spec.num_layers
     return (head if checkpointing else every), one_layer
 
@@ -225,9 +225,8 @@ def estimate_training(
     ckpt = req.grad_checkpointing == "full"
     autocast, autocast_end = autocast_copies(spec, w.autocast, ckpt)
     grads_all = n_params * pw
-    grads_head = (
-        spec.vocab_size * spec.hidden_size * pw
-    )  # lm_head (or tied embedding) gradient first
+    # lm_head (or tied embedding, or scalar head) gradient first
+    grads_head = spec.output_width * spec.hidden_size * pw
     opt_state = state_bytes(groups, opt, pw)
     opt_temp = step_temporary_bytes(groups, opt, pw)
 
