@@ -323,3 +323,21 @@ def test_cli_cost_errors_one_line(argv: list[str], capsys: pytest.CaptureFixture
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("vramcalc: error:") and err.count("\n") == 1
+
+
+def test_duration_and_price_formatting() -> None:
+    from vramcalc.units import format_duration, format_usd
+
+    assert [format_duration(s) for s in (42.84, 90, 5400, 86400, 3 * 86400)] == [
+        "42.8 s",
+        "1.5 min",
+        "1.5 h",
+        "24.0 h",
+        "3.0 days",
+    ]
+    assert [format_usd(v) for v in (None, 0.0, 0.0012345, 4421.754)] == [
+        "—",
+        "$0.00",
+        "$0.0012",
+        "$4,421.75",
+    ]

@@ -176,6 +176,30 @@ def test_ppo_flops_by_hand_and_time() -> None:
     assert twice.total_flops == 3 * (expected + trains)
 
 
+def test_ppo_time_and_price_from_the_gpu_catalog() -> None:
+    """--gpu alone prices the run as `vramcalc cost train` would: the catalog's dense peak for the
+    precision's math, its generation's default MFU and its on-demand price; given values win."""
+    from vramcalc.cost import compute_peak, default_mfu
+    from vramcalc.presets import get_gpu
+
+    a100 = get_gpu("a100-80gb")
+    peak_tflops, _ = compute_peak(a100, "bf16")
+    mfu, _ = default_mfu(a100)
+    assert (peak_tflops, mfu) == (312.0, 0.40)  # NVIDIA A100 datasheet; PaLM/Megatron range
+    est = _ppo(rollout_batch=8, gpu="a100-80gb", num_gpus=8, zero=3)
+    assert est.time_s == pytest.approx(est.total_flops / (8 * 312e12 * 0.40), rel=1e-12)
+    assert a100.price_usd_per_hour is not None
+    assert est.cost_usd == pytest.approx(est.time_s / 3600 * 8 * a100.price_usd_per_hour)
+    mine = _ppo(rollout_batch=8, gpu="a100-80gb", num_gpus=8, zero=3, mfu=0.5, usd_per_gpu_hour=1)
+    assert mine.time_s == pytest.approx(est.time_s * 0.40 / 0.5, rel=1e-12)
+    assert mine.cost_usd == pytest.approx(mine.time_s / 3600 * 8)
+    # fp16-mixed on a V100 (no bf16 tensor cores): the fp16 peak, Volta's 21 % (GPT-3's run)
+    v100 = _ppo(rollout_batch=8, gpu="v100-32gb", precision="fp16-mixed", num_gpus=8, zero=3)
+    assert v100.time_s == pytest.approx(v100.total_flops / (8 * 125e12 * 0.21), rel=1e-12)
+    # no GPU: FLOPs only
+    assert _ppo(rollout_batch=8).time_s is None
+
+
 # ---- SFT, RM, DPO, GRPO --------------------------------------------------------------------------
 
 

@@ -196,11 +196,19 @@ def rlhf(
     gpu_mem: GpuMemOpt = None,
     peak_tflops: Annotated[
         float | None,
-        typer.Option("--peak-tflops", min=0.001, max=1e6, help="dense 16-bit TFLOP/s per GPU"),
+        typer.Option(
+            "--peak-tflops",
+            min=0.001,
+            max=1e6,
+            help="dense TFLOP/s per GPU [default: the --gpu catalog entry's]",
+        ),
     ] = None,
     mfu: Annotated[
-        float, typer.Option("--mfu", min=0.001, max=1.0, help="FLOPs utilisation")
-    ] = 0.4,
+        float | None,
+        typer.Option(
+            "--mfu", min=0.001, max=1.0, help="FLOPs utilisation [default: the GPU generation's]"
+        ),
+    ] = None,
     usd_per_gpu_hour: Annotated[
         float | None, typer.Option("--usd-per-gpu-hour", min=0, max=1e5, help="price per GPU-hour")
     ] = None,

@@ -12,7 +12,7 @@ from .cost import InferenceCost, TrainingCost
 from .fit import FitResult, Plan
 from .gpu import LocalGPU
 from .specs import GPUSpec
-from .units import GIB
+from .units import GIB, format_duration, format_usd
 
 
 def _console() -> Console:
@@ -23,18 +23,8 @@ def _num(value: float | None, fmt: str = ",.2f", missing: str = "—") -> str:
     return missing if value is None else format(value, fmt)
 
 
-def _usd(value: float | None) -> str:
-    return "—" if value is None else f"${value:,.2f}"
-
-
 def _duration(hours: float) -> str:
-    if hours < 1 / 60:
-        return f"{hours * 3600:.1f} s"
-    if hours < 1:
-        return f"{hours * 60:.1f} min"
-    if hours < 48:
-        return f"{hours:.1f} h"
-    return f"{hours / 24:,.1f} days"
+    return format_duration(hours * 3600)
 
 
 _LINK = {"nvlink": "NVLink", "pcie": "PCIe", "infinity-fabric": "IF"}
@@ -124,7 +114,7 @@ def render_training_cost(c: TrainingCost) -> None:
         (f"wall time on {c.num_gpus:,} GPUs", _duration(c.wall_hours)),
         (
             "price",
-            f"{_usd(c.price_usd)} at {_usd(c.price_usd_per_gpu_hour)}/GPU-hour"
+            f"{format_usd(c.price_usd)} at {format_usd(c.price_usd_per_gpu_hour)}/GPU-hour"
             if c.price_usd is not None
             else "— (no price in catalog)",
         ),
@@ -150,9 +140,9 @@ def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None
         ("request latency", f"{c.latency_seconds:,.2f} s"),
         ("throughput (output)", f"{c.output_tokens_per_second:,.0f} tokens/s"),
         ("throughput (prompt + output)", f"{c.total_tokens_per_second:,.0f} tokens/s"),
-        ("price", f"{_usd(c.price_usd_per_hour)}/hour for {c.num_gpus} GPU(s)"),
-        ("$ per 1M output tokens", _usd(c.usd_per_million_output_tokens)),
-        ("$ per 1M tokens (prompt + output)", _usd(c.usd_per_million_tokens)),
+        ("price", f"{format_usd(c.price_usd_per_hour)}/hour for {c.num_gpus} GPU(s)"),
+        ("$ per 1M output tokens", format_usd(c.usd_per_million_output_tokens)),
+        ("$ per 1M tokens (prompt + output)", format_usd(c.usd_per_million_tokens)),
     ]
     if memory is not None:
         verdict = "[green]fits[/]" if memory["fits"] else "[red]does not fit[/]"
@@ -187,7 +177,7 @@ def render_plan(p: Plan) -> None:
     train = p.task == "train"
     title = f"Plan: {p.model} ({p.task}), cheapest first"
     if p.budget_usd is not None:
-        title += f"; budget {_usd(p.budget_usd)} ({p.budget_meaning})"
+        title += f"; budget {format_usd(p.budget_usd)} ({p.budget_meaning})"
     caption = (
         "PyTorch FSDP full shard (vramcalc.distributed), micro-batch per GPU"
         if train
@@ -210,14 +200,14 @@ def render_plan(p: Plan) -> None:
             body = [
                 _duration(r.wall_hours) if r.wall_hours is not None else "—",
                 _num(r.gpu_hours, ",.0f"),
-                _usd(r.price_usd),
+                format_usd(r.price_usd),
             ]
         else:
             body = [
                 _num(r.output_tokens_per_second, ",.0f"),
                 "—" if r.latency_seconds is None else f"{r.latency_seconds:.1f} s",
-                _usd(r.usd_per_hour),
-                _usd(r.usd_per_million_output_tokens),
+                format_usd(r.usd_per_hour),
+                format_usd(r.usd_per_million_output_tokens),
             ]
         note = r.note
         if r.within_budget is False:

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .rlhf import RlhfEstimate
-from .units import bytes_to
+from .units import bytes_to, format_duration, format_usd
 
 ROLE_ORDER = ("policy", "actor", "critic", "reference", "reward", "experience", "runtime")
 
@@ -18,16 +18,6 @@ def _fmt(value_bytes: int, units: str) -> str:
 
 def _flops(value: float) -> str:
     return f"{value:.3e}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:,.1f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:,.1f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:,.1f} h"
-    return f"{seconds / 86400:,.1f} days"
 
 
 def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
@@ -95,9 +85,10 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
     flops.add_row("[bold]total", "", f"[bold]{_flops(est.total_flops)}", "")
     console.print(flops)
     if est.time_s is not None:
-        line = f"time: {_duration(est.time_s)} on {est.num_gpus} GPUs"
+        gpus = f"{est.num_gpus} GPU" + ("s" if est.num_gpus > 1 else "")
+        line = f"time: {format_duration(est.time_s)} on {gpus}"
         if est.cost_usd is not None:
-            line += f"; price: ${est.cost_usd:,.2f}"
+            line += f"; price: {format_usd(est.cost_usd)}"
         console.print(line)
     console.print(f"[dim]GPUs: {est.num_gpus} in {len(est.groups)} group(s) ({est.placement})[/]")
     if est.cpu_bytes_per_node:

@@ -35,15 +35,18 @@ activations of a phase are gone by the next one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .cost import compute_peak, default_mfu
 from .errors import VramcalcError
 from .inference import inference_activation_bytes, kv_cache_bytes, runtime_overhead_components
 from .optimizers import Optimizer
 from .parallel import DS_PREFETCH_BUCKET_ELEMENTS, ParallelPlan, make_plan, unit_numel
 from .params import active_param_count, param_count, tensor_groups
+from .presets import get_gpu
 from .quant import (
     DEFAULT_FORMAT,
     FORMATS,
@@ -158,7 +161,9 @@ class RlhfRequest(BaseModel):
     gpu: str | None = None
     gpu_mem_gib: float | None = Field(None, gt=0, le=1 << 20)
     peak_tflops: float | None = Field(None, gt=0, le=1e6, description="dense 16-bit peak per GPU")
-    mfu: float = Field(0.4, gt=0, le=1, description="model FLOPs utilisation")
+    mfu: float | None = Field(
+        None, gt=0, le=1, description="model FLOPs utilisation (default: the GPU generation's)"
+    )
     usd_per_gpu_hour: float | None = Field(None, ge=0, le=1e5)
 
 
@@ -323,9 +328,49 @@ def train_flops_per_token(n_params: int, options: dict[str, Any], checkpointing:
 
 
 def seconds_for(flops: float, gpus: int, peak_tflops: float, mfu: float) -> float:
-    """Wall time of `flops` on `gpus` GPUs at `mfu` of `peak_tflops` (one small function so the lead
-    can route it through the GPU catalog and cost model)."""
+    """Wall time of `flops` on `gpus` GPUs at `mfu` of `peak_tflops`."""
     return flops / (gpus * peak_tflops * 1e12 * mfu)
+
+
+# Without a catalog GPU: the MFU vramcalc.cost assumes for Ampere and Hopper training runs.
+DEFAULT_MFU_NO_GPU = 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeRate:
+    """What turns FLOPs into hours and dollars, and where each figure comes from."""
+
+    peak_tflops: float | None
+    mfu: float
+    usd_per_gpu_hour: float | None
+    note: str
+
+
+def compute_rate(req: RlhfRequest) -> ComputeRate:
+    """Peak, MFU and price: the user's values first, then the GPU catalog's (the dense peak of the
+    training precision's math, the GPU generation's default MFU and its on-demand price, as
+    `vramcalc cost train` uses them: vramcalc.cost), else none (FLOPs only)."""
+    math = {"fp32": "fp32", "fp16-mixed": "fp16"}.get(req.precision, "bf16")
+    gpu = get_gpu(req.gpu) if req.gpu is not None else None
+    if gpu is None:
+        mfu = req.mfu or DEFAULT_MFU_NO_GPU
+        how = "" if req.mfu else " (assumed)"
+        note = f"{mfu:.0%} MFU{how} of {req.peak_tflops or 0:g} TFLOP/s per GPU"
+        return ComputeRate(req.peak_tflops, mfu, req.usd_per_gpu_hour, note)
+    peak, peak_src = req.peak_tflops, "given"
+    if peak is None:
+        peak, dtype = compute_peak(gpu, math)
+        peak_src = f"{gpu.title} dense {dtype}"
+    mfu, mfu_src = (req.mfu, "given") if req.mfu else default_mfu(gpu)
+    price = req.usd_per_gpu_hour
+    price_src = "given"
+    if price is None and gpu.price_usd_per_hour is not None:
+        price = gpu.price_usd_per_hour
+        price_src = f"catalog on-demand price read {gpu.price_date or '(undated)'}"
+    note = f"{mfu:.0%} MFU ({mfu_src}) of {peak:g} TFLOP/s per GPU ({peak_src})"
+    if price is not None:
+        note += f", ${price:g} per GPU-hour ({price_src})"
+    return ComputeRate(peak, mfu, price, note)
 
 
 # ---- the estimate --------------------------------------------------------------------------------
@@ -382,7 +427,7 @@ def estimate_rlhf(
     gpu: str | None = None,
     gpu_mem_gib: float | None = None,
     peak_tflops: float | None = None,
-    mfu: float = 0.4,
+    mfu: float | None = None,
     usd_per_gpu_hour: float | None = None,
     role_gpus: dict[str, int] | None = None,
     **training_options: Any,
@@ -999,18 +1044,20 @@ class _Context:
         total_flops = sum(f.flops for f in b.flops) * req.iterations
         total_gpus = sum(g.num_gpus for g in groups)
         time_s = cost = None
-        if req.peak_tflops is not None:
+        rate = compute_rate(req)
+        if rate.peak_tflops is not None:
+            peak_tflops = rate.peak_tflops
             time_s = sum(
                 seconds_for(
                     f.flops * req.iterations,
                     self.group_gpus(b.group_of(f.role)),
-                    req.peak_tflops,
-                    req.mfu,
+                    peak_tflops,
+                    rate.mfu,
                 )
                 for f in b.flops
             )
-            if req.usd_per_gpu_hour is not None:
-                cost = time_s / 3600 * total_gpus * req.usd_per_gpu_hour
+            if rate.usd_per_gpu_hour is not None:
+                cost = time_s / 3600 * total_gpus * rate.usd_per_gpu_hour
         assumptions = [
             "sizes are per data-parallel rank; phases run one after another and free their activations",
             "gradients freed between phases (zero_grad(set_to_none=True)); optimizer state stays on the GPU",
@@ -1020,15 +1067,18 @@ class _Context:
         ]
         if req.offload_frozen:
             assumptions.append("frozen models offloaded: on the GPU only during their own forward")
-        if req.peak_tflops is not None:
+        if rate.peak_tflops is not None:
             assumptions.append(
-                f"time at {req.mfu:.0%} MFU of {req.peak_tflops:g} TFLOP/s per GPU for every term; "
+                f"time at {rate.note} for every term; "
                 "generation is memory-bandwidth bound, so its real time is longer"
             )
         inputs = req.model_dump(mode="json", exclude_none=True) | {
             "model": self.policy.name,
             "training_options": self.opts,
             "role_gpus": self.role_gpus,
+            "peak_tflops_used": rate.peak_tflops,
+            "mfu_used": rate.mfu,
+            "usd_per_gpu_hour_used": rate.usd_per_gpu_hour,
         }
         return RlhfEstimate(
             stage=req.stage,

@@ -57,3 +57,23 @@ def bytes_to(value_bytes: int | float, units: str = "GiB") -> float:
 
 def format_bytes(value_bytes: int | float, units: str = "GiB") -> str:
     return f"{bytes_to(value_bytes, units):.2f} {units}"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as the unit a person reads best: s, min, h, then days past two days."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:,.1f} days"
+
+
+def format_usd(value: float | None) -> str:
+    """Dollars to the cent; sums under a cent keep two significant digits instead of "$0.00"."""
+    if value is None:
+        return "—"
+    if 0 < value < 0.01:
+        return f"${value:.2g}"
+    return f"${value:,.2f}"
