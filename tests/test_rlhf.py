@@ -504,3 +504,24 @@ def test_cli_separate_table_has_one_table_per_group() -> None:
     for group in ("actor", "critic", "reference", "reward"):
         assert f"group '{group}'" in result.stdout
     assert "host memory per node" in result.stdout
+
+
+def test_band_and_verdict_per_group() -> None:
+    """Each group's peak carries the error band of its peak phase's components (results.error_band,
+    as every estimate does), and the fit verdict follows it: tight inside the band."""
+    from vramcalc.results import Component, error_band
+
+    est = _ppo(rollout_batch=8)
+    group = est.groups[0]
+    at_peak = est.phase(group.peak_phase)
+    kind = "training" if group.peak_phase.startswith("train") else "inference"
+    comps = [Component(name=c.name, bytes=c.bytes) for c in at_peak.components]
+    assert (group.low_bytes, group.high_bytes) == error_band(comps, kind, weights_only=False)
+    assert est.low_bytes < est.total_bytes < est.high_bytes
+    gib = 2**30
+    inside = (est.total_bytes + est.high_bytes) / 2 / gib
+    assert _ppo(rollout_batch=8, gpu_mem_gib=inside).gpu.verdict == "tight"  # type: ignore[union-attr]
+    roomy = _ppo(rollout_batch=8, gpu_mem_gib=est.high_bytes / gib + 1)
+    assert roomy.gpu is not None and roomy.gpu.verdict == "fits"
+    short = _ppo(rollout_batch=8, gpu_mem_gib=est.low_bytes / gib - 1)
+    assert short.gpu is not None and short.gpu.verdict == "does not fit" and not short.gpu.fits

@@ -18,6 +18,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "estimate_inference": "inference",
     "estimate_training": "training",
+    "estimate_rlhf": "rlhf",
+    "estimate_training_cost": "cost",
+    "estimate_inference_cost": "cost",
+    "fit": "fit",
+    "plan": "fit",
+    "resolve_model_source": "sources",
     "Estimate": "results",
     "Component": "results",
     "GPUFit": "results",
@@ -39,20 +45,30 @@ __all__ = [
     "ModelSpec",
     "VramcalcError",
     "estimate_inference",
+    "estimate_inference_cost",
+    "estimate_rlhf",
     "estimate_training",
+    "estimate_training_cost",
+    "fit",
     "get_gpu",
     "get_model",
     "list_gpus",
     "list_models",
     "param_count",
+    "plan",
+    "resolve_model_source",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .cost import estimate_inference_cost, estimate_training_cost
     from .errors import VramcalcError
+    from .fit import fit, plan
     from .inference import estimate_inference
     from .params import param_count
     from .presets import get_gpu, get_model, list_gpus, list_models
     from .results import Component, Estimate, GPUFit
+    from .rlhf import estimate_rlhf
+    from .sources import resolve_model_source
     from .specs import GPUSpec, ModelSpec
     from .training import estimate_training
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from .results import Estimate
+from .results import Estimate, GPUFit
 from .specs import GPUSpec, ModelSpec
 from .units import bytes_to
 
@@ -37,9 +37,13 @@ def print_json(data: object) -> None:
 def fit_line(est: Estimate, units: str) -> str:
     if est.gpu is None:
         return ""
-    g = est.gpu
+    return gpu_fit_line(est.gpu, est.low_bytes, est.high_bytes, units)
+
+
+def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
+    """fits / tight / does not fit on one GPU, with the headroom, shortfall or likely range."""
     if g.verdict == "tight":
-        return f"[yellow]tight[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): inside the likely range {_fmt(est.low_bytes, units)}–{_fmt(est.high_bytes, units)} {units}"
+        return f"[yellow]tight[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): inside the likely range {_fmt(low_bytes, units)}–{_fmt(high_bytes, units)} {units}"
     if g.fits:
         return f"[green]fits[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): {_fmt(g.headroom_bytes, units)} {units} headroom"
     return f"[red]does not fit[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): short by {_fmt(-g.headroom_bytes, units)} {units}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from .report import gpu_fit_line
 from .rlhf import RlhfEstimate
 from .units import bytes_to, format_duration, format_usd
 
@@ -51,13 +52,13 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
             "[bold]total per GPU", *(_fmt(group.phase_bytes[p.name], units) for p in est.phases)
         )
         console.print(table)
-        if group.gpu is not None:
-            g = group.gpu
-            verdict = (
-                f"[green]fits[/] on {g.gpu}: {_fmt(g.headroom_bytes, units)} {units} headroom"
-                if g.fits
-                else f"[red]does not fit[/] on {g.gpu}: short by {_fmt(-g.headroom_bytes, units)} {units}"
+        if group.high_bytes > group.low_bytes:
+            console.print(
+                f"{_fmt(group.peak_bytes, units)} {units}, likely "
+                f"{_fmt(group.low_bytes, units)}–{_fmt(group.high_bytes, units)} {units}"
             )
+        if group.gpu is not None:
+            verdict = gpu_fit_line(group.gpu, group.low_bytes, group.high_bytes, units)
             console.print(f"group '{group.name}' ({group.num_gpus} GPUs): {verdict}")
 
     peak = est.phase(est.peak_phase)

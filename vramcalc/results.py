@@ -120,17 +120,22 @@ def make_estimate(
     low, high = error_band(
         components, fields.get("kind", "inference"), fields.get("weights_only", False)
     )
-    fit = None
-    if gpu_memory is not None:
-        name, memory = gpu_memory
-        verdict = "fits" if high <= memory else "does not fit" if low > memory else "tight"
-        fit = GPUFit(
-            gpu=name,
-            memory_bytes=memory,
-            fits=total <= memory,
-            headroom_bytes=memory - total,
-            verdict=verdict,
-        )
+    fit = gpu_fit(gpu_memory, total, low, high)
     return Estimate(
         components=components, total_bytes=total, low_bytes=low, high_bytes=high, gpu=fit, **fields
+    )
+
+
+def gpu_fit(gpu_memory: tuple[str, int] | None, total: int, low: int, high: int) -> GPUFit | None:
+    """Fit of a total with its likely range on one GPU of (name, memory_bytes)."""
+    if gpu_memory is None:
+        return None
+    name, memory = gpu_memory
+    verdict = "fits" if high <= memory else "does not fit" if low > memory else "tight"
+    return GPUFit(
+        gpu=name,
+        memory_bytes=memory,
+        fits=total <= memory,
+        headroom_bytes=memory - total,
+        verdict=verdict,
     )

@@ -55,7 +55,7 @@ from .quant import (
     resolve_format,
     weight_bytes,
 )
-from .results import SCHEMA_VERSION, Estimate, GPUFit
+from .results import SCHEMA_VERSION, Component, Estimate, GPUFit, error_band, gpu_fit
 from .specs import ModelSpec
 from .training import Precision, estimate_training
 from .workloads import MAX_TOKENS, resolve_gpu, resolve_model, resolve_seq_len, validate
@@ -219,6 +219,8 @@ class GPUGroup(BaseModel):
     phase_bytes: dict[str, int]
     peak_phase: str
     peak_bytes: int
+    low_bytes: int = Field(0, description="low end of the likely range of peak_bytes")
+    high_bytes: int = Field(0, description="high end of the likely range of peak_bytes")
     gpu: GPUFit | None = None
 
 
@@ -246,6 +248,8 @@ class RlhfEstimate(BaseModel):
     groups: list[GPUGroup]
     peak_phase: str
     total_bytes: int = Field(description="per-GPU peak of the most loaded GPU group")
+    low_bytes: int = Field(0, description="low end of the likely range (docs/validation.md)")
+    high_bytes: int = Field(0, description="high end of the likely range")
     gpu: GPUFit | None = None
     num_gpus: int = Field(description="GPUs of all groups together")
     cpu_bytes_per_node: int = Field(
@@ -1024,6 +1028,12 @@ class _Context:
             per_phase = {p.name: p.group_bytes(g) for p in phases}
             peak_name = max(per_phase, key=lambda k: per_phase[k])
             peak = per_phase[peak_name]
+            at_peak = next(p for p in phases if p.name == peak_name)
+            low, high = error_band(
+                [Component(name=c.name, bytes=c.bytes) for c in at_peak.components if c.group == g],
+                "training" if peak_name.startswith("train") else "inference",
+                weights_only=False,
+            )
             groups.append(
                 GPUGroup(
                     name=g,
@@ -1037,7 +1047,9 @@ class _Context:
                     phase_bytes=per_phase,
                     peak_phase=peak_name,
                     peak_bytes=peak,
-                    gpu=_fit(fit, peak),
+                    low_bytes=low,
+                    high_bytes=high,
+                    gpu=gpu_fit(fit, peak, low, high),
                 )
             )
         worst = max(groups, key=lambda x: x.peak_bytes)
@@ -1089,7 +1101,9 @@ class _Context:
             groups=groups,
             peak_phase=worst.peak_phase,
             total_bytes=worst.peak_bytes,
-            gpu=_fit(fit, worst.peak_bytes),
+            low_bytes=worst.low_bytes,
+            high_bytes=worst.high_bytes,
+            gpu=worst.gpu,
             num_gpus=total_gpus,
             cpu_bytes_per_node=self.cpu_bytes_per_node,
             flops=[
@@ -1108,15 +1122,6 @@ class _Context:
             inputs=inputs,
             assumptions=assumptions,
         )
-
-
-def _fit(fit: tuple[str, int] | None, total: int) -> GPUFit | None:
-    if fit is None:
-        return None
-    name, memory = fit
-    return GPUFit(
-        gpu=name, memory_bytes=memory, fits=total <= memory, headroom_bytes=memory - total
-    )
 
 
 __all__ = [
