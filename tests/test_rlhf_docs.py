@@ -1,4 +1,4 @@
-"""docs/rlhf.md's worked-example grid is real `estimate_rlhf` output: a stale row fails here.
+"""The InstructGPT worked-example grid (docs/rlhf.md, README.md) is real `estimate_rlhf` output: a stale row fails here.
 
 The command blocks of the same page are checked with every other document by tests/test_readme.py
 (refresh them with ``python scripts/doc_examples.py``); print fresh grid rows with
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "rlhf.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = (ROOT / "docs" / "rlhf.md", ROOT / "README.md")  # both show the grid
 # The worked example's table of GPU counts × episodes generated at once per GPU.
 GRID = [(32, 1), (64, 1), (64, 2), (64, 4), (128, 4)]
 
@@ -41,9 +42,11 @@ def grid_rows() -> list[str]:
 
 
 def test_rlhf_doc_grid_is_current() -> None:
-    text = DOC.read_text(encoding="utf-8")
-    for row in grid_rows():
-        assert row in text, f"docs/rlhf.md grid row stale or missing: {row}"
+    rows = grid_rows()
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for row in rows:
+            assert row in text, f"{doc.name}: grid row stale or missing: {row}"
 
 
 if __name__ == "__main__":
