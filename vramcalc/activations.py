@@ -15,6 +15,7 @@ residual stream beside the largest of attention workspace, MLP intermediates and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .specs import ModelSpec
 
@@ -121,6 +122,7 @@ def moe_mlp_saved_per_token(spec: ModelSpec, precision: str) -> int:
     return routed + router
 
 
+@lru_cache(maxsize=1024)  # sweeps ask the same layer again and again
 def layer_bytes_per_token(
     spec: ModelSpec, precision: str, seq_len: int, attention: str, moe: bool
 ) -> int:

@@ -10,6 +10,7 @@ absmax per 256-element block; tensors under 4,096 elements stay 32-bit: ``min_8b
 from __future__ import annotations
 
 from enum import Enum
+from functools import lru_cache
 
 from .params import TensorGroup
 
@@ -29,8 +30,9 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+@lru_cache(maxsize=1024)
 def state_bytes(groups: tuple[TensorGroup, ...], optimizer: str, state_width: int) -> int:
-    """Bytes of optimizer state for the given trainable tensors."""
+    """Bytes of optimizer state for the given trainable tensors (cached: sweeps repeat them)."""
     opt = Optimizer(optimizer)
     total = 0
     for g in groups:
@@ -51,6 +53,7 @@ def state_bytes(groups: tuple[TensorGroup, ...], optimizer: str, state_width: in
     return total
 
 
+@lru_cache(maxsize=1024)
 def step_temporary_bytes(groups: tuple[TensorGroup, ...], optimizer: str, state_width: int) -> int:
     """Transient memory of optimizer.step(): the foreach (multi-tensor) Adam/AdamW computes
     sqrt(exp_avg_sq) for the whole parameter group at once (torch.optim.adamw._multi_tensor_adamw),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import VramcalcError
 from .params import LINEAR, TensorGroup
@@ -171,5 +172,7 @@ def kv_bytes_per_element(kv_dtype: str) -> float:
     return width
 
 
+@lru_cache(maxsize=1024)
 def weight_bytes(groups: tuple[TensorGroup, ...], fmt: WeightFormat) -> int:
+    """Stored bytes of `groups` in `fmt` (cached: sweeps repeat the same model and format)."""
     return sum(fmt.group_bytes(g) for g in groups)

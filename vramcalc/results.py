@@ -6,6 +6,8 @@ stable: ``params``, ``total_bytes`` and ``components`` (list of ``{name, bytes, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -92,24 +94,48 @@ def error_band(components: list[Component], kind: str, weights_only: bool) -> tu
     """Likely range of the total: the tensor bytes widened by their residual against the trace
     (calibration.toml [trace_residuals]) plus the runtime terms at their low and high calibration
     values ([runtime]). Weights-only estimates are exact arithmetic: no band."""
-    from .calibration import runtime, trace_residuals
-
-    total = sum(c.bytes for c in components)
+    total = tensor = context = slack = 0
+    for c in components:
+        total += c.bytes
+        if c.name == "cuda_context":
+            context += 1
+        elif c.name == "allocator_slack":
+            slack += c.bytes
+        else:
+            tensor += c.bytes
     if weights_only:
         return total, total
-    tensor = sum(c.bytes for c in components if c.name not in RUNTIME)
+    b = _band_constants(kind)
+    low = tensor * b.tensor_low + context * b.context_low_bytes + slack * b.slack_low
+    high = tensor * b.tensor_high + context * b.context_high_bytes + slack * b.slack_high
+    return int(min(low, total)), int(max(high, total))
+
+
+@dataclass(frozen=True, slots=True)
+class _Band:
+    tensor_low: float  # multipliers of the tensor bytes
+    tensor_high: float
+    context_low_bytes: int  # CUDA context at its low / high calibration value
+    context_high_bytes: int
+    slack_low: float  # multipliers of the allocator slack
+    slack_high: float
+
+
+@cache
+def _band_constants(kind: str) -> _Band:
+    from .calibration import runtime, trace_residuals
+
     err_low, err_high = trace_residuals().range(kind)
     rt = runtime()
-    low = tensor / (1 + err_high)
-    high = tensor / (1 + err_low)
-    for c in components:
-        if c.name == "cuda_context":
-            low += rt.cuda_context_low_mib * 1024**2
-            high += rt.cuda_context_high_mib * 1024**2
-        elif c.name == "allocator_slack" and rt.allocator_slack_fraction:
-            low += c.bytes * rt.allocator_slack_low_fraction / rt.allocator_slack_fraction
-            high += c.bytes * rt.allocator_slack_high_fraction / rt.allocator_slack_fraction
-    return int(min(low, total)), int(max(high, total))
+    nominal = rt.allocator_slack_fraction
+    return _Band(
+        tensor_low=1 / (1 + err_high),
+        tensor_high=1 / (1 + err_low),
+        context_low_bytes=rt.cuda_context_low_mib * 1024**2,
+        context_high_bytes=rt.cuda_context_high_mib * 1024**2,
+        slack_low=rt.allocator_slack_low_fraction / nominal if nominal else 0.0,
+        slack_high=rt.allocator_slack_high_fraction / nominal if nominal else 0.0,
+    )
 
 
 def make_estimate(

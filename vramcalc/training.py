@@ -18,6 +18,7 @@ of its two ends; with gradient accumulation the gradients stay through the next 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -55,6 +56,7 @@ def param_width(precision: str) -> int:
     return 4 if precision in ("fp32", "bf16-mixed", "fp16-mixed") else 2
 
 
+@lru_cache(maxsize=512)
 def autocast_copy_bytes(spec: ModelSpec) -> int:
     """16-bit copies autocast caches of the weights that matmuls read (linear layers, routers and the
     output projection, which is the embedding matrix when tied); embeddings and norms run uncast."""

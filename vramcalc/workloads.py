@@ -44,7 +44,10 @@ def resolve_source(
     if isinstance(model, ModelSource):
         return model
     if isinstance(model, ModelSpec):
-        return ModelSource(spec=model, kind="spec", origin=model.source or model.name)
+        # already validated: construct without re-running ModelSpec's validators (sweeps call this)
+        return ModelSource.model_construct(
+            spec=model, kind="spec", origin=model.source or model.name
+        )
     return resolve_model_source(model, revision=revision)
 
 

@@ -22,7 +22,6 @@ from vramcalc.presets import get_model
 from vramcalc.specs import ModelSpec
 
 from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes
-from .hf_config import SUPPORTED_MODEL_TYPES, spec_from_config
 
 SourceKind = Literal["preset", "spec", "config", "hub", "gguf"]
 
@@ -90,6 +89,9 @@ def _from_config(
     tensors_origin: str,
     notes: list[str],
 ) -> ModelSource:
+    # imported only when a config is read: keeps preset start-up lean
+    from .hf_config import spec_from_config
+
     spec, more = spec_from_config(cfg, name, origin)
     checkpoint = None
     if tensors is not None:
@@ -201,6 +203,14 @@ def resolve_model_source(
     if preset_error is not None:
         raise preset_error
     raise VramcalcError(f"{text!r} is not a Hub id (org/name)")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SUPPORTED_MODEL_TYPES":  # loaded on first use, as spec_from_config is
+        from .hf_config import SUPPORTED_MODEL_TYPES
+
+        return SUPPORTED_MODEL_TYPES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
