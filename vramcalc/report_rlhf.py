@@ -17,6 +17,10 @@ def _fmt(value_bytes: int, units: str) -> str:
     return f"{bytes_to(value_bytes, units):,.2f}"
 
 
+def _gpus(n: int) -> str:
+    return f"{n} GPU" if n == 1 else f"{n} GPUs"
+
+
 def _flops(value: float) -> str:
     return f"{value:.3e}"
 
@@ -59,7 +63,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
             )
         if group.gpu is not None:
             verdict = gpu_fit_line(group.gpu, group.low_bytes, group.high_bytes, units)
-            console.print(f"group '{group.name}' ({group.num_gpus} GPUs): {verdict}")
+            console.print(f"group '{group.name}' ({_gpus(group.num_gpus)}): {verdict}")
 
     peak = est.phase(est.peak_phase)
     worst = max(est.groups, key=lambda g: g.peak_bytes)
@@ -86,8 +90,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
     flops.add_row("[bold]total", "", f"[bold]{_flops(est.total_flops)}", "")
     console.print(flops)
     if est.time_s is not None:
-        gpus = f"{est.num_gpus} GPU" + ("s" if est.num_gpus > 1 else "")
-        line = f"time: {format_duration(est.time_s)} on {gpus}"
+        line = f"time: {format_duration(est.time_s)} on {_gpus(est.num_gpus)}"
         if est.cost_usd is not None:
             line += f"; price: {format_usd(est.cost_usd)}"
         console.print(line)
