@@ -97,16 +97,33 @@ def test_bad_input_one_line_exit_2(
     assert err.count("\n") == 1 and needle in err and "Traceback" not in err
 
 
-def test_console_script_startup_does_not_import_heavy_modules() -> None:
+LIGHT_COMMANDS = [
+    ["infer", "llama-2-7b"],
+    ["train", "llama-2-7b"],
+    ["train", "llama-2-7b", "--method", "qlora", "--num-gpus", "8", "--zero", "3", "--explain"],
+    ["rlhf", "instructgpt-6b", "--stage", "ppo", "--gpu", "h100"],
+    ["cost", "train", "llama-2-7b", "--tokens", "1T", "--gpu", "h100"],
+    ["cost", "infer", "llama-2-7b", "--gpu", "h100"],
+    ["fit", "llama-2-7b", "--gpu", "rtx-4090"],
+    ["plan", "llama-2-7b"],
+    ["gpus"],
+    ["inspect", "llama-2-7b"],
+    ["presets", "list"],
+]
+
+
+@pytest.mark.parametrize("args", LIGHT_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_commands_do_not_import_heavy_modules(args: list[str]) -> None:
+    """Every command but trace/measure/validate runs without torch, numpy or transformers."""
     code = (
         "import sys; from vramcalc.cli import main\n"
-        "try:\n    main(['infer', 'llama-2-7b', '--json'])\nexcept SystemExit: pass\n"
+        f"try:\n    main({args + ['--json']!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "heavy = [m for m in ('torch', 'numpy', 'transformers') if m in sys.modules]\n"
         "sys.stderr.write(repr(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stderr == "[]"
-    assert json.loads(out.stdout)["model"] == "llama-2-7b"
+    json.loads(out.stdout)  # the command ran and printed its result
 
 
 def test_import_vramcalc_is_light() -> None:
