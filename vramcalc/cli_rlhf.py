@@ -215,8 +215,10 @@ def rlhf(
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
 ) -> None:
-    """Memory per GPU, phase by phase, and compute of an RLHF stage of MODEL (InstructGPT's SFT,
-    reward model and PPO; DPO; GRPO)."""
+    """Memory per GPU, phase by phase, and compute of an RLHF stage: SFT, RM, PPO, DPO or GRPO.
+
+    The InstructGPT stages (supervised fine-tuning, reward model on K-way comparisons, PPO with
+    actor, critic, reference and reward models), plus DPO and GRPO; see docs/rlhf.md."""
     from .rlhf import estimate_rlhf
 
     options = {
