@@ -283,7 +283,7 @@ def _stage_estimate(
         master, opt_state, temp = 0, 0, 0
     grads_head = 0
     if full and last:
-        grads_head = _div(spec.output_width * spec.hidden_size * lay.grads, plan.tp)
+        grads_head = _div(spec.head_numel * lay.grads, plan.tp)
         if plan.shards("gradients") and N > 1:
             grads_head = _div(grads_head, N)
     if off_opt and grads_all == 0:
@@ -430,7 +430,7 @@ def _stage_estimate(
     grads_persist = grads_all if req.grad_accum > 1 else 0
     tied_grad = 0
     if full and spec.tie_word_embeddings and plan.pp == 1:
-        tied_grad = _div(spec.vocab_size * spec.hidden_size * lay.grads, plan.tp)
+        tied_grad = _div(spec.head_numel * lay.grads, plan.tp)
         if plan.shards("gradients") and N > 1:
             tied_grad = _div(tied_grad, N)
     peak = backward_peak_moment(
@@ -466,7 +466,7 @@ def _stage_estimate(
     if grads == 0:
         g_formula = "none held (set to None after each step; kept while accumulating)"
     elif grads != grads_all:
-        g_formula = f"lm_head gradient first: {spec.vocab_size:,} × {spec.hidden_size} × {lay.grads} B{tp_txt}"
+        g_formula = f"output head gradient first: {spec.output_width:,} × {spec.embed_dim} × {lay.grads} B{tp_txt}"
         g_formula += f" ÷ {N}" if plan.shards("gradients") and N > 1 else ""
     phase = f"{where}{phase}" if where else phase
 
@@ -505,7 +505,7 @@ def _stage_estimate(
             name="temporaries",
             bytes=tied,
             note="the embedding's dense gradient before it is added to the tied lm_head's",
-            formula=f"{spec.vocab_size:,} × {spec.hidden_size} × {lay.grads} B{tp_txt}",
+            formula=f"{spec.output_width:,} × {spec.embed_dim} × {lay.grads} B{tp_txt}",
         ),
         Component(
             name="communication_buffers",

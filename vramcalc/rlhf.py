@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .cost import compute_peak, default_mfu
+from .cost import DEFAULT_MFU, compute_peak, default_mfu
 from .errors import VramcalcError
 from .inference import inference_activation_bytes, kv_cache_bytes, runtime_overhead_components
 from .optimizers import Optimizer
@@ -336,8 +336,8 @@ def seconds_for(flops: float, gpus: int, peak_tflops: float, mfu: float) -> floa
     return flops / (gpus * peak_tflops * 1e12 * mfu)
 
 
-# Without a catalog GPU: the MFU vramcalc.cost assumes for Ampere and Hopper training runs.
-DEFAULT_MFU_NO_GPU = 0.4
+# Without a catalog GPU: the MFU vramcalc.cost assumes for Ampere training runs.
+DEFAULT_MFU_NO_GPU = DEFAULT_MFU["ampere"][0]
 
 
 @dataclass(frozen=True, slots=True)

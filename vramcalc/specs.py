@@ -178,6 +178,12 @@ class ModelSpec(BaseModel):
         return 1 if self.output_head == "scalar" else self.vocab_size
 
     @property
+    def head_numel(self) -> int:
+        """Elements of the output projection: output width × embedding width (the embedding
+        matrix itself when tied)."""
+        return self.output_width * self.embed_dim
+
+    @property
     def title(self) -> str:
         return self.display_name or self.name
 

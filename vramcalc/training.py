@@ -81,7 +81,7 @@ def autocast_copies(spec: ModelSpec, autocast: bool, checkpointing: bool) -> tup
     if not autocast:
         return 0, 0
     every = autocast_copy_bytes(spec)
-    head = 2 * spec.output_width * spec.embed_dim
+    head = 2 * spec.head_numel
     one_layer = max(every - head, 0) // spec.num_layers
     return (head if checkpointing else every), one_layer
 
@@ -228,7 +228,7 @@ def estimate_training(
     autocast, autocast_end = autocast_copies(spec, w.autocast, ckpt)
     grads_all = n_params * pw
     # lm_head (or tied embedding, or scalar head) gradient first
-    grads_head = spec.output_width * spec.hidden_size * pw
+    grads_head = spec.head_numel * pw
     opt_state = state_bytes(groups, opt, pw)
     opt_temp = step_temporary_bytes(groups, opt, pw)
 
@@ -260,7 +260,7 @@ def estimate_training(
         grads_persist=grads_persist,
         grads_head=grads_head,
         grads_all=grads_all,
-        tied_grad=spec.vocab_size * spec.hidden_size * pw if spec.tie_word_embeddings else 0,
+        tied_grad=spec.head_numel * pw if spec.tie_word_embeddings else 0,
     )
     phase = peak.phase
     autocast, acts, logit_bytes = int(peak.copies), int(peak.activations), int(peak.logits)
