@@ -161,6 +161,11 @@ def inference_compute_dtype(dtype: str, quant: str | None, gpu: GPUSpec) -> str:
     return "fp16" if fmt.dtype == "fp16" else "bf16"
 
 
+def compute_seconds(flops: float, gpus: int, peak_tflops: float, mfu: float) -> float:
+    """Wall time of `flops` on `gpus` GPUs running at `mfu` of `peak_tflops` each."""
+    return flops / (gpus * peak_tflops * 1e12 * mfu)
+
+
 def _need(value: float | None, gpu: GPUSpec, what: str) -> float:
     if not value:
         raise VramcalcError(f"{gpu.name} has no {what} in the catalog (add it with a GPU file)")
@@ -231,7 +236,7 @@ def estimate_training_cost(
             raise VramcalcError(f"--mfu must be in (0, 1] (got {mfu})")
         mfu_value, source = mfu, "given"
     peak, peak_dtype = compute_peak(g, dtype)
-    gpu_seconds = flops.model_flops / (peak * 1e12 * mfu_value)
+    gpu_seconds = compute_seconds(flops.model_flops, 1, peak, mfu_value)
     gpu_hours = gpu_seconds / SECONDS_PER_HOUR
     wall_hours = gpu_hours / num_gpus
     price = price_usd_per_hour if price_usd_per_hour is not None else g.price_usd_per_hour

@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .cost import DEFAULT_MFU, compute_peak, default_mfu
+from .cost import DEFAULT_MFU, compute_peak, compute_seconds, default_mfu
 from .errors import VramcalcError
 from .inference import inference_activation_bytes, kv_cache_bytes, runtime_overhead_components
 from .optimizers import Optimizer
@@ -329,11 +329,6 @@ def train_flops_per_token(n_params: int, options: dict[str, Any], checkpointing:
     forward (+2·N). Adapter FLOPs and attention's 12·L·h·s are left out."""
     per = 4 if options.get("method") in ("lora", "qlora") else 6
     return (per + (2 if checkpointing == "full" else 0)) * n_params
-
-
-def seconds_for(flops: float, gpus: int, peak_tflops: float, mfu: float) -> float:
-    """Wall time of `flops` on `gpus` GPUs at `mfu` of `peak_tflops`."""
-    return flops / (gpus * peak_tflops * 1e12 * mfu)
 
 
 # Without a catalog GPU: the MFU vramcalc.cost assumes for Ampere training runs.
@@ -1060,7 +1055,7 @@ class _Context:
         if rate.peak_tflops is not None:
             peak_tflops = rate.peak_tflops
             time_s = sum(
-                seconds_for(
+                compute_seconds(
                     f.flops * req.iterations,
                     self.group_gpus(b.group_of(f.role)),
                     peak_tflops,
