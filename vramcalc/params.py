@@ -141,6 +141,11 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
 @lru_cache(maxsize=512)
 def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
     """Every parameter tensor of the model, grouped by role and shape."""
+    if spec.exact_tensors:  # read from the real model: nothing to derive
+        return tuple(
+            TensorGroup(t.name, t.kind, t.rows, t.cols, t.count, t.expert)
+            for t in spec.exact_tensors
+        )
     h, L, V = spec.hidden_size, spec.num_layers, spec.vocab_size
     norm_width = 2 if spec.norm_kind == "layernorm" else 1  # LayerNorm has weight and bias
     groups = [TensorGroup("embed_tokens", EMBEDDING, V, spec.embed_dim, 1)]

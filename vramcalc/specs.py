@@ -16,6 +16,21 @@ NormKind = Literal["rmsnorm", "layernorm"]
 PositionKind = Literal["rotary", "learned"]
 
 
+class ExactTensor(BaseModel):
+    """``count`` parameter tensors of shape (rows, cols) read from the real model (a meta-device
+    build of the transformers class, or a checkpoint's tensor headers); ``kind`` is one of the
+    kinds in :mod:`vramcalc.params` (linear, embedding, lm_head, norm, bias, router, ...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: str
+    rows: int = Field(gt=0)
+    cols: int = Field(gt=0)
+    count: int = Field(1, gt=0)
+    expert: bool = False
+
+
 class ModelSpec(BaseModel):
     """Architecture of a decoder-only transformer (dense or mixture of experts)."""
 
@@ -78,6 +93,19 @@ class ModelSpec(BaseModel):
     qk_rope_head_dim: int | None = Field(None, gt=0, description="MLA rotary part of a head")
     qk_nope_head_dim: int | None = Field(None, gt=0, description="MLA non-rotary part of a head")
     v_head_dim: int | None = Field(None, gt=0, description="MLA value head width")
+
+    # Exact inventory from the real model. When set, these replace what the fields above derive:
+    # the tensors (params.tensor_groups), the cache elements per token summed over all layers and
+    # the fixed per-sequence cache state (state-space conv + SSM state).
+    exact_tensors: tuple[ExactTensor, ...] = Field(
+        (), description="every parameter tensor, as built by the model's own code"
+    )
+    kv_elements_per_token: int | None = Field(
+        None, ge=0, description="cache elements one token adds, all layers (None: from the fields)"
+    )
+    state_elements_per_sequence: int = Field(
+        0, ge=0, description="fixed cache elements per sequence (SSM conv + state), all layers"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
