@@ -1,111 +1,29 @@
-"""Hugging Face ``config.json`` → :class:`ModelSpec`, one mapping per ``model_type``.
-
-Each architecture's field names and defaults follow its transformers configuration and modeling
-code (``transformers/models/<type>/configuration_<type>.py`` / ``modeling_<type>.py``, v5): which
-projections carry biases, how many norms a layer has, which layers are mixture-of-experts, which
-use a sliding window. Tests build the transformers model from the same config on the meta device
-and compare parameter counts to the parameter.
-
-Pure data in, data out: no file or network access here (``vramcalc.sources`` reads the files).
-"""
+"""Builders for the first architectures mapped: Llama/Mistral/Mixtral, Qwen2/3 (+MoE), Gemma 1-3,
+Phi-3, GPT-2, GPT-NeoX, Falcon, OPT, DeepSeek-V2/V3. Each returns ModelSpec fields for one
+``model_type``; its defaults are transformers' configuration-class defaults (v5)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
-
-from vramcalc.errors import VramcalcError, format_validation_error
-from vramcalc.specs import ModelSpec
-
-Config = dict[str, Any]
-
-_MISSING = object()
-
-# Generic names of the fields every decoder has, with the aliases older configs use.
-_FIELD_NAMES: dict[str, tuple[str, ...]] = {
-    "vocab_size": ("vocab_size", "padded_vocab_size"),
-    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
-    "num_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
-    "num_attention_heads": ("num_attention_heads", "n_head", "n_heads"),
-    "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size"),
-    "max_position_embeddings": ("max_position_embeddings", "n_positions", "seq_length"),
-}
+from .reader import Reader, common_fields, window_fields
 
 
-class _Reader:
-    """Reads config fields, remembering which required ones are missing."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self.missing: list[str] = []
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self.cfg.get(key, default)
-        return default if value is None else value
-
-    def need(self, field: str, *names: str) -> Any:
-        for name in names or _FIELD_NAMES[field]:
-            value = self.cfg.get(name)
-            if value is not None:
-                return value
-        self.missing.append(f"{field} (tried {', '.join(names or _FIELD_NAMES[field])})")
-        return 1  # placeholder; the caller raises before building a spec
-
-
-def _window(r: _Reader, layers: int, default_windowed: int | None) -> dict[str, Any]:
-    """Sliding-window fields: an explicit ``layer_types`` list wins over each family's default."""
-    window = r.get("sliding_window")
-    layer_types = r.get("layer_types")
-    if isinstance(layer_types, list) and layer_types:
-        windowed = sum(1 for t in layer_types if t == "sliding_attention")
-        if not windowed or window is None:
-            return {}
-        return {"sliding_window": window, "sliding_window_layers": windowed}
-    if window is None or default_windowed == 0:
-        return {}
-    if default_windowed is None or default_windowed >= layers:
-        return {"sliding_window": window}
-    return {"sliding_window": window, "sliding_window_layers": default_windowed}
-
-
-def _common(r: _Reader, arch: str, tie_default: bool) -> dict[str, Any]:
-    heads = r.need("num_attention_heads")
-    hidden = r.need("hidden_size")
-    kv = r.get("num_key_value_heads", heads)
-    out: dict[str, Any] = {
-        "architecture": arch,
-        "vocab_size": r.need("vocab_size"),
-        "hidden_size": hidden,
-        "num_layers": r.need("num_layers"),
-        "num_attention_heads": heads,
-        "num_kv_heads": kv,
-        "intermediate_size": r.need("intermediate_size"),
-        "max_position_embeddings": r.need("max_position_embeddings"),
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", tie_default)),
-        "activation": str(r.get("hidden_act", r.get("hidden_activation", "silu"))),
-    }
-    head_dim = r.get("head_dim")
-    if head_dim is not None and not r.missing and head_dim * heads != hidden:
-        out["head_dim"] = head_dim
-    return out
-
-
-def _llama(r: _Reader, arch: str) -> dict[str, Any]:
+def _llama(r: Reader, arch: str) -> dict[str, Any]:
     """Llama, Mistral, Mixtral: attention_bias on q/k/v/o, mlp_bias on the MLP (LlamaAttention)."""
-    out = _common(r, arch, tie_default=False)
+    out = common_fields(r, arch, tie_default=False)
     bias = bool(r.get("attention_bias", False))
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
     out["mlp_bias"] = bool(r.get("mlp_bias", False))
-    out |= _window(r, out["num_layers"], None)
+    out |= window_fields(r, out["num_layers"], None)
     if arch == "mixtral":
         out["num_experts"] = r.need("num_experts", "num_local_experts")
         out["experts_per_token"] = r.need("experts_per_token", "num_experts_per_tok")
     return out
 
 
-def _moe_layer_count(r: _Reader, layers: int) -> int:
+def _moe_layer_count(r: Reader, layers: int) -> int:
     """Qwen2-MoE / Qwen3-MoE: layer i is sparse unless listed in mlp_only_layers, and only every
     decoder_sparse_step-th layer is ((i + 1) % step == 0)."""
     step = int(r.get("decoder_sparse_step", 1)) or 1
@@ -113,10 +31,10 @@ def _moe_layer_count(r: _Reader, layers: int) -> int:
     return sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
 
 
-def _qwen(r: _Reader, arch: str) -> dict[str, Any]:
+def _qwen(r: Reader, arch: str) -> dict[str, Any]:
     """Qwen2 (q/k/v biased, o not), Qwen2-MoE (qkv_bias, shared expert + its sigmoid gate),
     Qwen3 / Qwen3-MoE (attention_bias on all four, RMSNorm on q and k)."""
-    out = _common(r, arch, tie_default=False)
+    out = common_fields(r, arch, tie_default=False)
     layers = out["num_layers"]
     if arch == "qwen2":
         out["attention_qkv_bias"] = True
@@ -128,7 +46,7 @@ def _qwen(r: _Reader, arch: str) -> dict[str, Any]:
     windowed = 0
     if r.get("use_sliding_window", False):
         windowed = max(layers - int(r.get("max_window_layers", layers)), 0)
-    out |= _window(r, layers, windowed)
+    out |= window_fields(r, layers, windowed)
     if arch.endswith("_moe"):
         experts = r.need("num_experts", "num_experts", "num_local_experts")
         moe_layers = _moe_layer_count(r, layers) if experts else 0
@@ -144,10 +62,10 @@ def _qwen(r: _Reader, arch: str) -> dict[str, Any]:
     return out
 
 
-def _gemma(r: _Reader, arch: str) -> dict[str, Any]:
+def _gemma(r: Reader, arch: str) -> dict[str, Any]:
     """Gemma (2 norms per layer), Gemma-2 (4; every other layer windowed), Gemma-3 (4 + q/k norms;
     5 of every 6 layers windowed). head_dim defaults to 256; embeddings are tied."""
-    out = _common(r, arch, tie_default=True)
+    out = common_fields(r, arch, tie_default=True)
     if "head_dim" not in out and r.get("head_dim") is None and not r.missing:
         if 256 * out["num_attention_heads"] != out["hidden_size"]:
             out["head_dim"] = 256
@@ -158,23 +76,23 @@ def _gemma(r: _Reader, arch: str) -> dict[str, Any]:
         return out
     out["norms_per_layer"] = 4
     if arch == "gemma2":
-        out |= _window(r, layers, (layers + 1) // 2)
+        out |= window_fields(r, layers, (layers + 1) // 2)
     else:
         pattern = int(r.get("sliding_window_pattern", 6)) or 1
-        out |= _window(r, layers, layers - layers // pattern)
+        out |= window_fields(r, layers, layers - layers // pattern)
         out["qk_norm"] = True
         out["architecture"] = "gemma3_text"
     return out
 
 
-def _phi3(r: _Reader, arch: str) -> dict[str, Any]:
+def _phi3(r: Reader, arch: str) -> dict[str, Any]:
     """Phi-3: fused qkv_proj and gate_up_proj (same counts as separate ones), no biases."""
-    out = _common(r, arch, tie_default=False)
-    out |= _window(r, out["num_layers"], None)
+    out = common_fields(r, arch, tie_default=False)
+    out |= window_fields(r, out["num_layers"], None)
     return out
 
 
-def _gpt2(r: _Reader, arch: str) -> dict[str, Any]:
+def _gpt2(r: Reader, arch: str) -> dict[str, Any]:
     """GPT-2: Conv1D with biases everywhere, LayerNorm, learned positions, n_inner = 4·n_embd."""
     hidden = r.need("hidden_size", "n_embd")
     return {
@@ -196,10 +114,10 @@ def _gpt2(r: _Reader, arch: str) -> dict[str, Any]:
     }
 
 
-def _gpt_neox(r: _Reader, arch: str) -> dict[str, Any]:
+def _gpt_neox(r: Reader, arch: str) -> dict[str, Any]:
     """GPT-NeoX (Pythia): fused qkv and dense with attention_bias, biased MLP, two LayerNorms,
     separate embed_out (partial rotary has no parameters)."""
-    out = _common(r, arch, tie_default=False)
+    out = common_fields(r, arch, tie_default=False)
     bias = bool(r.get("attention_bias", True))
     out |= {
         "num_kv_heads": None,
@@ -213,7 +131,7 @@ def _gpt_neox(r: _Reader, arch: str) -> dict[str, Any]:
     return out
 
 
-def _falcon(r: _Reader, arch: str) -> dict[str, Any]:
+def _falcon(r: Reader, arch: str) -> dict[str, Any]:
     """Falcon: fused query_key_value of (heads + 2·kv_heads)·head_dim, where kv_heads is num_kv_heads
     (new decoder architecture), 1 (multi_query) or heads; `bias` on attention and MLP; one LayerNorm
     per layer for parallel attention, two for the new architecture or sequential blocks."""
@@ -251,7 +169,7 @@ def _falcon(r: _Reader, arch: str) -> dict[str, Any]:
     }
 
 
-def _opt(r: _Reader, arch: str) -> dict[str, Any]:
+def _opt(r: Reader, arch: str) -> dict[str, Any]:
     """OPT: biased q/k/v/out and fc1/fc2 (enable_bias), learned positions with an offset of 2,
     word_embed_proj_dim with project_in/out when it differs, no final norm for post-norm models."""
     hidden = r.need("hidden_size", "hidden_size")
@@ -284,10 +202,10 @@ def _opt(r: _Reader, arch: str) -> dict[str, Any]:
     }
 
 
-def _deepseek(r: _Reader, arch: str) -> dict[str, Any]:
+def _deepseek(r: Reader, arch: str) -> dict[str, Any]:
     """DeepSeek-V2/V3: multi-head latent attention and a mixture of experts after
     first_k_dense_replace dense layers, n_shared_experts × moe_intermediate_size shared MLP."""
-    out = _common(r, arch, tie_default=False)
+    out = common_fields(r, arch, tie_default=False)
     out.pop("head_dim", None)
     bias = bool(r.get("attention_bias", False))
     out |= {
@@ -313,7 +231,7 @@ def _deepseek(r: _Reader, arch: str) -> dict[str, Any]:
     return out
 
 
-_BUILDERS: dict[str, Callable[[_Reader, str], dict[str, Any]]] = {
+BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "llama": _llama,
     "mistral": _llama,
     "mixtral": _llama,
@@ -333,9 +251,7 @@ _BUILDERS: dict[str, Callable[[_Reader, str], dict[str, Any]]] = {
     "deepseek_v3": _deepseek,
 }
 # Older or wrapper names of the same architectures.
-_ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemma3_text"}
 
-SUPPORTED_MODEL_TYPES = tuple(sorted(_BUILDERS))
 
 # What transformers (v5) fills in when a config.json leaves a field out: its configuration class
 # defaults (configuration_<type>.py). Configs saved as a diff, such as the text_config of many
@@ -355,7 +271,7 @@ _GEMMA2 = {"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216}
 _GEMMA2 |= {"num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4}
 _MLA = {"kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": 64}
 _MLA |= {"qk_nope_head_dim": 128, "v_head_dim": 128}
-_DEFAULTS: dict[str, dict[str, Any]] = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "llama": _LLAMA_7B,
     "mistral": _LLAMA_7B
     | {"intermediate_size": 14336, "num_key_value_heads": 8, "max_position_embeddings": 131072},
@@ -456,60 +372,3 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "first_k_dense_replace": 3,
     },
 }
-
-
-def _with_defaults(cfg: Config, arch: str) -> tuple[Config, list[str]]:
-    """`cfg` completed with transformers' defaults for the fields it leaves out."""
-    defaults = _DEFAULTS.get(arch, {})
-    filled = {k: v for k, v in defaults.items() if k not in cfg}  # an explicit null stays null
-    if not filled:
-        return cfg, []
-    shown = ", ".join(f"{k}={v}" for k, v in filled.items())
-    return cfg | filled, [f"not in config.json, transformers' {arch} defaults used: {shown}"]
-
-
-def spec_from_config(cfg: Config, name: str, source: str = "") -> tuple[ModelSpec, list[str]]:
-    """The ModelSpec a config.json describes, and notes on what was assumed.
-
-    An unknown model_type is read with the generic Llama-style field names when they are all
-    there (and says so in the notes); otherwise the error lists the fields it could not map.
-    """
-    if not isinstance(cfg, dict):
-        raise VramcalcError(f"{source or name}: config.json must hold a JSON object")
-    notes: list[str] = []
-    model_type = str(cfg.get("model_type", "") or "")
-    arch = _ALIASES.get(model_type, model_type)
-    if arch == "gemma3_text" and isinstance(cfg.get("text_config"), dict):
-        cfg = {"model_type": "gemma3_text"} | cfg["text_config"]
-        notes.append("Gemma-3 multimodal config: text model only (vision tower not counted)")
-    elif arch not in _BUILDERS and isinstance(cfg.get("text_config"), dict):
-        inner = cfg["text_config"]
-        inner_type = _ALIASES.get(
-            str(inner.get("model_type", "")), str(inner.get("model_type", ""))
-        )
-        if inner_type in _BUILDERS:
-            notes.append(f"{model_type} config: its {inner_type} text model only")
-            cfg, arch = inner, inner_type
-    cfg, filled = _with_defaults(cfg, arch)
-    notes += filled
-    r = _Reader(cfg)
-    if arch in _BUILDERS:
-        fields = _BUILDERS[arch](r, arch)
-    else:
-        fields = _llama(r, arch or "unknown")
-        if r.missing:
-            raise VramcalcError(
-                f"{source or name}: unknown architecture {model_type or '(no model_type)'!r}; "
-                f"could not map {'; '.join(r.missing)} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
-            )
-        notes.append(
-            f"unknown model_type {model_type!r}: read as a Llama-style decoder from its generic fields"
-        )
-    if r.missing:
-        raise VramcalcError(f"{source or name}: {arch} config could not map {'; '.join(r.missing)}")
-    fields = {k: v for k, v in fields.items() if v is not None}
-    try:
-        spec = ModelSpec(name=name, source=source, **fields)
-    except ValidationError as exc:
-        raise VramcalcError(f"{source or name}: {format_validation_error(exc)}") from None
-    return spec, notes
