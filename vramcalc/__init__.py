@@ -35,15 +35,38 @@ _EXPORTS = {
     "list_gpus": "presets",
     "param_count": "params",
     "VramcalcError": "errors",
+    "Saving": "results",
+    "TrainingCost": "cost",
+    "InferenceCost": "cost",
+    "FitResult": "fit",
+    "Plan": "fit",
+    "PlanRow": "fit",
+    "RlhfEstimate": "rlhf",
+    "sweep": "sweeps",
+    "compare": "sweeps",
+    "SweepResult": "sweeps",
+    "SweepRow": "sweeps",
+    "Comparison": "sweeps",
 }
 
 __all__ = [
+    "Comparison",
     "Component",
     "Estimate",
     "GPUFit",
+    "FitResult",
     "GPUSpec",
+    "InferenceCost",
     "ModelSpec",
+    "Plan",
+    "PlanRow",
+    "RlhfEstimate",
+    "Saving",
+    "SweepResult",
+    "SweepRow",
+    "TrainingCost",
     "VramcalcError",
+    "compare",
     "estimate_inference",
     "estimate_inference_cost",
     "estimate_rlhf",
@@ -57,19 +80,26 @@ __all__ = [
     "param_count",
     "plan",
     "resolve_model_source",
+    "sweep",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cost import estimate_inference_cost, estimate_training_cost
+    from .cost import (
+        InferenceCost,
+        TrainingCost,
+        estimate_inference_cost,
+        estimate_training_cost,
+    )
     from .errors import VramcalcError
-    from .fit import fit, plan
+    from .fit import FitResult, Plan, PlanRow, fit, plan
     from .inference import estimate_inference
     from .params import param_count
     from .presets import get_gpu, get_model, list_gpus, list_models
-    from .results import Component, Estimate, GPUFit
-    from .rlhf import estimate_rlhf
+    from .results import Component, Estimate, GPUFit, Saving
+    from .rlhf import RlhfEstimate, estimate_rlhf
     from .sources import resolve_model_source
     from .specs import GPUSpec, ModelSpec
+    from .sweeps import Comparison, SweepResult, SweepRow, compare, sweep
     from .training import estimate_training
 
 

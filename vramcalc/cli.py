@@ -382,6 +382,11 @@ from .cli_rlhf import register as _register_rlhf  # noqa: E402
 _register_rlhf(app)
 
 
+from .cli_sweep import register as _register_sweep  # noqa: E402
+
+_register_sweep(app)
+
+
 def _print_json(data: object) -> None:
     import json
 

@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import VramcalcError
+from .errors import VramcalcError, checked_keywords
 from .params import EMBEDDING, POSITION, active_param_count, param_count, tensor_groups
 from .quant import kv_bytes_per_element, resolve_format, weight_bytes
 from .specs import GPUSpec, ModelSpec
@@ -196,6 +196,7 @@ class TrainingCost(BaseModel):
     assumptions: list[str] = Field(default_factory=list)
 
 
+@checked_keywords
 def estimate_training_cost(
     model: str | ModelSpec,
     *,
@@ -362,6 +363,7 @@ class InferenceCost(BaseModel):
     assumptions: list[str] = Field(default_factory=list)
 
 
+@checked_keywords
 def estimate_inference_cost(
     model: str | ModelSpec,
     *,

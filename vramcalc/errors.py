@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class VramcalcError(Exception):
@@ -39,3 +46,40 @@ def format_validation_error(exc: Exception) -> str:
         shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
         parts.append(f"{where}: {err.get('msg', 'invalid')}{shown}")
     return "; ".join(parts)
+
+
+def checked_keywords(fn: Callable[P, R]) -> Callable[P, R]:
+    """Make a misspelt keyword argument a VramcalcError naming the close matches, like every other
+    bad input; a call that binds costs nothing extra (the signature is read only on TypeError)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except TypeError:
+            problem = _binding_problem(fn, args, kwargs)
+            if problem is None:
+                raise
+            raise VramcalcError(problem) from None
+
+    return wrapper
+
+
+def _binding_problem(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """Why `args`/`kwargs` do not fit `fn`'s signature, or None when they do."""
+    signature = inspect.signature(fn)
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        known = [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        unknown = [k for k in kwargs if k not in known]
+        if not unknown:
+            return f"{fn.__name__}(): {exc}"
+        close = difflib.get_close_matches(unknown[0], known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return f"{fn.__name__}(): unknown keyword {unknown[0]!r}{hint} (valid: {', '.join(known)})"
+    return None

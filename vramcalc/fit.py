@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .cost import check_context, estimate_inference_cost, estimate_training_cost
-from .errors import VramcalcError
+from .errors import VramcalcError, checked_keywords
 from .inference import estimate_inference
 from .results import Component, Estimate
 from .specs import GPUSpec, ModelSpec
@@ -167,6 +167,7 @@ def _fits_fn(
     return fits
 
 
+@checked_keywords
 def fit(
     model: str | ModelSpec,
     gpu: str | GPUSpec,
@@ -258,6 +259,7 @@ def _counts(task: Task, spec: ModelSpec, max_gpus: int) -> list[int]:
     return [n for n in out if n <= max_gpus]
 
 
+@checked_keywords
 def plan(
     model: str | ModelSpec,
     *,

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from . import activations as act
 from .calibration import runtime
+from .errors import checked_keywords
 from .params import tensor_groups
 from .quant import (
     FORMATS,
@@ -97,6 +98,7 @@ def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
     ]
 
 
+@checked_keywords
 def estimate_inference(
     model: str | ModelSpec | ModelSource | None = None,
     *,

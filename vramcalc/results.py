@@ -86,6 +86,30 @@ class Estimate(BaseModel):
         """Bytes of one component (0 when absent)."""
         return sum(c.bytes for c in self.components if c.name == name)
 
+    @property
+    def total_gib(self) -> float:
+        """The total in GiB (2^30 bytes)."""
+        return self.total_bytes / 1024**3
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat dict (inputs, then ``<component>_bytes``, totals and the fit) for a DataFrame."""
+        fit = self.gpu
+        row: dict[str, Any] = {"model": self.model, "kind": self.kind, **self.inputs}
+        row["params"] = self.params
+        row |= {f"{c.name}_bytes": self.component(c.name) for c in self.components}
+        row |= {
+            "total_bytes": self.total_bytes,
+            "total_gib": self.total_gib,
+            "low_bytes": self.low_bytes,
+            "high_bytes": self.high_bytes,
+            "num_gpus": self.num_gpus,
+            "gpu_name": None if fit is None else fit.gpu,
+            "gpu_memory_bytes": None if fit is None else fit.memory_bytes,
+            "headroom_bytes": None if fit is None else fit.headroom_bytes,
+            "verdict": None if fit is None else fit.verdict,
+        }
+        return row
+
 
 RUNTIME = ("cuda_context", "allocator_slack")
 

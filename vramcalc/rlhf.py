@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .cost import DEFAULT_MFU, compute_peak, compute_seconds, default_mfu
-from .errors import VramcalcError
+from .errors import VramcalcError, checked_keywords
 from .inference import inference_activation_bytes, kv_cache_bytes, runtime_overhead_components
 from .optimizers import Optimizer
 from .parallel import DS_PREFETCH_BUCKET_ELEMENTS, ParallelPlan, make_plan, unit_numel
@@ -395,6 +395,7 @@ class _Builder:
         )
 
 
+@checked_keywords
 def estimate_rlhf(
     model: str | ModelSpec,
     *,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from . import activations as act
+from .errors import checked_keywords
 from .inference import runtime_overhead_components
 from .optimizers import Optimizer, state_bytes, step_temporary_bytes
 from .params import (
@@ -153,6 +154,7 @@ def _non_default(plan_args: dict[str, Any]) -> bool:
     )
 
 
+@checked_keywords
 def estimate_training(
     model: str | ModelSpec | ModelSource,
     *,
