@@ -109,16 +109,19 @@ LIGHT_COMMANDS = [
     ["gpus"],
     ["inspect", "llama-2-7b"],
     ["presets", "list"],
+    ["sweep", "llama-2-7b", "--seq-len", "1k..8k", "--gpu", "rtx-4090,h100"],
+    ["compare", "llama-2-7b", "--config", "--dtype bf16", "--config", "--dtype int4"],
 ]
 
 
 @pytest.mark.parametrize("args", LIGHT_COMMANDS, ids=lambda a: " ".join(a[:2]))
 def test_commands_do_not_import_heavy_modules(args: list[str]) -> None:
-    """Every command but trace/measure/validate runs without torch, numpy or transformers."""
+    """Every command but trace/measure/validate runs without torch, numpy or transformers (and
+    without matplotlib, which only `sweep --plot` loads)."""
     code = (
         "import sys; from vramcalc.cli import main\n"
         f"try:\n    main({args + ['--json']!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = [m for m in ('torch', 'numpy', 'transformers') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'numpy', 'transformers', 'matplotlib') if m in sys.modules]\n"
         "sys.stderr.write(repr(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -127,7 +130,7 @@ def test_commands_do_not_import_heavy_modules(args: list[str]) -> None:
 
 
 def test_import_vramcalc_is_light() -> None:
-    code = "import sys, vramcalc; print([m for m in ('torch','numpy','transformers','rich') if m in sys.modules])"
+    code = "import sys, vramcalc; print([m for m in ('torch','numpy','transformers','rich','matplotlib') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -87,7 +87,7 @@ def _curve_figure(plt: Any, c: Curve, scale: float, units: str) -> Any:
         y = memory / scale
         style = ("-", "--", ":", "-.")[k % 4]
         ax.axhline(y, color="black", linestyle=style, linewidth=1)
-        ax.annotate(f"{gpu} ({y:,.0f} {units})", (xs[-1] + 0.4, y), ha="right", va="bottom",
+        ax.annotate(f"{gpu} ({y:,.0f} {units})", (xs[0] - 0.4, y), ha="left", va="bottom",
                     fontsize=8)
         first = c.first_over[gpu]
         if first is not None:
@@ -98,7 +98,7 @@ def _curve_figure(plt: Any, c: Curve, scale: float, units: str) -> Any:
     ax.set_xticks(xs, c.labels, rotation=45 if len(xs) > 8 else 0)
     ax.set_xlabel(c.axis.replace("_", "-"))
     ax.set_ylabel(f"memory per GPU ({units})")
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
 
@@ -112,13 +112,19 @@ def _grid_figure(plt: Any, gs: list[Grid], scale: float, units: str) -> Any:
         if g.gpu is None:  # totals: no headroom without a GPU
             image = ax.imshow(values, cmap="viridis", aspect="auto", origin="lower")
             label = f"total ({units})"
-        else:  # headroom: red short, white at the edge, green room to spare
-            image = ax.imshow(values, cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto",
-                              origin="lower")
-            label = f"headroom on {g.gpu} ({units})"
+        else:  # headroom: red short, pale at the edge, green room to spare
+            from matplotlib.colors import TwoSlopeNorm
+
+            low = min([v for row in values for v in row if v == v] + [-limit / 10])
+            high = max([v for row in values for v in row if v == v] + [limit / 10])
+            norm = TwoSlopeNorm(vmin=min(low, -1e-9), vcenter=0.0, vmax=max(high, 1e-9))
+            image = ax.imshow(values, cmap="RdYlGn", norm=norm, aspect="auto", origin="lower")
+            label = f"headroom on {g.gpu} ({units}); * tight"
         for i, row in enumerate(values):
             for j, v in enumerate(row):
-                ax.text(j, i, "—" if v != v else f"{v:,.0f}", ha="center", va="center", fontsize=7)
+                text = "—" if v != v else f"{v:,.1f}" if abs(v) < 10 else f"{v:,.0f}"
+                text += "*" if g.verdicts[i][j] == "tight" else ""
+                ax.text(j, i, text, ha="center", va="center", fontsize=7)
         ax.set_xticks(range(len(g.col_labels)), g.col_labels, rotation=45)
         ax.set_yticks(range(len(g.row_labels)), g.row_labels)
         ax.set_xlabel(g.cols_axis.replace("_", "-"))

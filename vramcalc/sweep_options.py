@@ -96,7 +96,8 @@ class SweepOption:
 
 
 def _opt(flag: str, tasks: frozenset[Task], help: str, **kw: Any) -> SweepOption:
-    return SweepOption(flag=flag, keyword=flag.replace("-", "_"), tasks=tasks, help=help, **kw)
+    kw.setdefault("keyword", flag.replace("-", "_"))
+    return SweepOption(flag=flag, tasks=tasks, help=help, **kw)
 
 
 _PRECISIONS = ("fp32", "bf16-mixed", "fp16-mixed", "bf16", "fp16")
@@ -110,7 +111,7 @@ OPTIONS: dict[str, SweepOption] = {
         _opt("batch-size", BOTH, "sequences per step", parse=parse_count, ranges=True),
         _opt("seq-len", BOTH, "tokens per sequence (8k = 8000)", parse=parse_count, ranges=True),
         _opt("gpu", BOTH, "GPU preset: fit verdict and headroom per GPU"),
-        _opt("gpu-mem", BOTH, "GPU memory in GiB", parse=_float, ranges=True),
+        _opt("gpu-mem", BOTH, "GPU memory in GiB", parse=_float, ranges=True, keyword="gpu_mem_gib"),
         _opt("attention", BOTH, "flash or eager", choices=("flash", "eager")),
         _opt("quant", BOTH, "quantization format (qlora: the base format)", choices=tuple(FORMATS)),
         # inference
@@ -187,13 +188,16 @@ def parse_values(option: SweepOption, text: str | Any) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-def option_for(name: str, task: Task) -> SweepOption:
-    """The option named by a flag (``seq-len``) or keyword (``seq_len``) that applies to `task`."""
+def option_for(name: str, task: Task, also: tuple[str, ...] = ()) -> SweepOption:
+    """The option named by a flag (``seq-len``) or keyword (``seq_len``) that applies to `task`;
+    an unknown name is refused with the close matches among the options and `also` (the calling
+    function's own keywords)."""
     key = name.lstrip("-")
     option = OPTIONS.get(key) or KEYWORDS.get(key)
     if option is None:
         known = sorted(OPTIONS)
         close = difflib.get_close_matches(key.replace("_", "-"), known, n=3, cutoff=0.5)
+        close += difflib.get_close_matches(key, also, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise VramcalcError(
             f"unknown sweep option {name!r}{hint} (valid: {', '.join(known)})"

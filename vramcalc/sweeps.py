@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .cost import InferenceCost, TrainingCost, estimate_inference_cost, estimate_training_cost
 from .errors import VramcalcError, checked_keywords
 from .inference import estimate_inference
-from .results import Estimate
+from .results import Estimate, gpu_fit
 from .sweep_options import OPTIONS, TASKS, Task, option_for, parse_values
 from .training import estimate_training
 from .units import GIB
@@ -156,10 +156,12 @@ class SweepResult(BaseModel):
         return sum(1 for r in self.rows if r.error)
 
 
-def _axes(task: Task, options: Mapping[str, Values]) -> dict[str, list[Any]]:
+def _axes(
+    task: Task, options: Mapping[str, Values], keywords: tuple[str, ...] = ()
+) -> dict[str, list[Any]]:
     axes: dict[str, list[Any]] = {}
     for name, raw in options.items():
-        option = option_for(name, task)
+        option = option_for(name, task, keywords)
         items = raw if isinstance(raw, list | tuple) else [raw]
         values: list[Any] = []
         for item in items:
@@ -223,13 +225,23 @@ def _cost(
 
 
 def evaluate(
-    task: Task, model: str, source: Any, values: dict[str, Any], question: CostQuestion | None
+    task: Task,
+    model: str,
+    source: Any,
+    values: dict[str, Any],
+    question: CostQuestion | None,
+    estimate: Estimate | str | None = None,
 ) -> SweepRow:
-    """One row: the estimate (or the library's refusal) and, if asked, its cost."""
-    try:
-        est = _estimate(task, source, values)
-    except VramcalcError as exc:
-        return SweepRow(model=model, task=task, values=values, error=str(exc))
+    """One row: the estimate (or the library's refusal) and, if asked, its cost. `estimate` is
+    the row's estimate (or refusal) when the caller already has it."""
+    if estimate is None:
+        try:
+            estimate = _estimate(task, source, values)
+        except VramcalcError as exc:
+            estimate = str(exc)
+    if isinstance(estimate, str):
+        return SweepRow(model=model, task=task, values=values, error=estimate)
+    est = estimate
     cost = cost_error = None
     if question is not None and est.gpu is not None and est.gpu.verdict == "does not fit":
         cost_error = f"cost: not priced, does not fit on {est.gpu.gpu}"
@@ -241,6 +253,48 @@ def evaluate(
     return SweepRow(
         model=model, task=task, values=values, estimate=est, cost=cost, cost_error=cost_error
     )
+
+
+FIT_KEYWORDS = ("gpu", "gpu_mem_gib")
+
+
+class _Estimates:
+    """Estimates of one sweep, each computed once per model and non-GPU options: the GPU only
+    decides the fit (make_estimate's ``gpu_fit`` of the total and its band), so sweeping five GPUs
+    costs one estimate per point, not five. Each GPU value is validated once, as the library does."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.memo: dict[tuple[int, tuple[tuple[str, Any], ...]], Estimate | str] = {}
+        self.fits: dict[tuple[Any, Any], tuple[str, int] | None] = {}
+
+    def gpu(self, values: Mapping[str, Any]) -> tuple[str, int] | None:
+        key = (values.get("gpu"), values.get("gpu_mem_gib"))
+        if key not in self.fits:
+            from .workloads import Common, resolve_gpu, validate
+
+            req = validate(Common, gpu=key[0], gpu_mem_gib=key[1])
+            assert isinstance(req, Common)
+            self.fits[key] = resolve_gpu(req.gpu, req.gpu_mem_gib)
+        return self.fits[key]
+
+    def get(self, source: Any, values: Mapping[str, Any]) -> Estimate | str:
+        """The estimate of `values` (or the library's refusal as a message)."""
+        fit = self.gpu(values)  # a bad GPU is the user's typo: raised, not a row
+        base = {k: v for k, v in values.items() if k not in FIT_KEYWORDS}
+        key = (id(source), tuple(base.items()))
+        found = self.memo.get(key)
+        if found is None:
+            try:
+                found = _estimate(self.task, source, base)
+            except VramcalcError as exc:
+                found = str(exc)
+            self.memo[key] = found
+        if isinstance(found, str) or fit is None:
+            return found
+        return found.model_copy(
+            update={"gpu": gpu_fit(fit, found.total_bytes, found.low_bytes, found.high_bytes)}
+        )
 
 
 def _question(
@@ -311,7 +365,7 @@ def sweep(
     if task not in TASKS:
         raise VramcalcError(f"task must be infer or train (got {task!r})")
     question = _question(task, tokens, output_tokens, price_usd_per_hour)
-    axes = _axes(task, options)
+    axes = _axes(task, options, _SWEEP_KEYWORDS)
     resolved = resolve_models(models, revision)
     points = len(resolved)
     for values in axes.values():
@@ -319,11 +373,13 @@ def sweep(
     if points > MAX_POINTS:
         raise VramcalcError(f"{points:,} combinations: at most {MAX_POINTS:,} per sweep")
     keys = list(axes)
-    rows = [
-        evaluate(task, name, source, dict(zip(keys, combo, strict=True)), question)
-        for name, source in resolved
-        for combo in itertools.product(*axes.values())
-    ]
+    estimates = _Estimates(task)
+    rows = []
+    for name, source in resolved:
+        for combo in itertools.product(*axes.values()):
+            values = dict(zip(keys, combo, strict=True))
+            est = estimates.get(source, values)
+            rows.append(evaluate(task, name, source, values, question, est))
     return SweepResult(
         task=task,
         models=[name for name, _ in resolved],
@@ -383,7 +439,7 @@ def compare(
         name = chosen.pop("model", model)
         if name is None:
             raise VramcalcError("give a MODEL, or a model in every configuration")
-        axes = _axes(task, {**common, **chosen})
+        axes = _axes(task, {**common, **chosen}, _COMPARE_KEYWORDS)
         many = [k for k, v in axes.items() if len(v) > 1]
         if many:
             raise VramcalcError(f"compare takes one value per option (several for {many[0]})")
@@ -395,5 +451,8 @@ def compare(
     names = list(labels) if labels else [chr(ord("A") + i) for i in range(len(rows))]
     return Comparison(task=task, labels=names, rows=rows)
 
+
+_SWEEP_KEYWORDS = ("tokens", "output_tokens", "price_usd_per_hour", "revision", "task", "models")
+_COMPARE_KEYWORDS = ("configs", "task", "model", "labels", "revision")
 
 __all__ = ["OPTIONS", "Comparison", "SweepResult", "SweepRow", "compare", "sweep"]
