@@ -368,8 +368,8 @@ def sweep(
     axes = _axes(task, options, _SWEEP_KEYWORDS)
     resolved = resolve_models(models, revision)
     points = len(resolved)
-    for values in axes.values():
-        points *= len(values)
+    for axis in axes.values():
+        points *= len(axis)
     if points > MAX_POINTS:
         raise VramcalcError(f"{points:,} combinations: at most {MAX_POINTS:,} per sweep")
     keys = list(axes)
