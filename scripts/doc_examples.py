@@ -9,6 +9,14 @@ Each example is an HTML comment naming the command, followed by a fenced text bl
 
     python scripts/doc_examples.py          # rewrite the files in place
     python scripts/doc_examples.py --check  # exit 1 if any block is stale
+
+A chart is an HTML comment naming a `sweep` command, followed by the image that shows it:
+
+    <!-- vramcalc-chart: sweep llama-3.1-8b --seq-len 4k..128k --gpu rtx-4090 -->
+    ![what it shows](docs/capacity.svg)
+
+The default run redraws the image (`--plot docs/capacity.svg --force`); `--check` only checks that
+it exists (its bytes depend on the matplotlib version; tests/test_sweep_docs.py compares labels).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- vramcalc: (?P<args>.+?) -->\n```text\n)(?P<body>.*?)(```)", re.S)
 WIDTH = "100"
+CHART = re.compile(r"<!-- vramcalc-chart: (?P<args>.+?) -->\n!\[[^\]]*\]\((?P<path>[^)\s]+)\)")
 
 
 def run(args: str) -> str:
@@ -40,6 +49,25 @@ def run(args: str) -> str:
     return "\n".join(line.rstrip() for line in text.rstrip().splitlines()) + "\n"
 
 
+def charts(text: str) -> list[tuple[str, str]]:
+    """(sweep arguments, image path relative to the repository) of each chart in a document."""
+    return [(m.group("args"), m.group("path")) for m in CHART.finditer(text)]
+
+
+def draw(args: str, target: Path) -> None:
+    """Draw one chart with the real CLI (`--plot`), replacing the generated image."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(ROOT / ".no-config")}
+    env.pop("VRAMCALC_GPUS", None)  # the shipped catalog, as for the text examples
+    cmd = [*shlex.split(args), "--plot", str(target), "--force", "--format", "json"]
+    subprocess.run(
+        [sys.executable, "-m", "vramcalc", *cmd],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    )
+
+
 def render(readme: str) -> str:
     return BLOCK.sub(lambda m: m.group(1) + run(m.group("args")) + m.group(4), readme)
 
@@ -52,6 +80,11 @@ def main() -> int:
     stale = []
     for path in documents():
         old = path.read_text(encoding="utf-8")
+        for args, image in charts(old):
+            if "--check" not in sys.argv:
+                draw(args, ROOT / image)
+            elif not (ROOT / image).is_file():
+                stale.append(image)
         new = render(old)
         if new == old:
             continue

@@ -12,6 +12,7 @@ from .units import bytes_to
 
 CHART_WIDTH = 48
 BAND_STYLES = ("blue", "magenta", "cyan", "green", "yellow", "bright_blue", "bright_magenta")
+BAND_CHARS = "█▓▒░▚▞▙"  # told apart without colour too (NO_COLOR, a pasted README block)
 VERDICT_STYLE = {"fits": "green", "tight": "yellow", "does not fit": "red"}
 
 
@@ -60,6 +61,7 @@ def render_curve(console: Console, c: Curve, units: str) -> None:
     top = max([*known, *c.capacities.values(), 1])
     scale = CHART_WIDTH / top
     styles = dict(zip(c.bands, BAND_STYLES * 2, strict=False))
+    chars = dict(zip(c.bands, BAND_CHARS * 2, strict=False))
     marks = {gpu: str(i + 1) for i, gpu in enumerate(c.capacities)}
     width = max(len(label) for label in c.labels)
     console.print()
@@ -68,7 +70,7 @@ def render_curve(console: Console, c: Curve, units: str) -> None:
         cells: list[tuple[str, str]] = []
         for band, series in c.bands.items():
             n = round((series[i] or 0) * scale)
-            cells += [("█", styles[band])] * n
+            cells += [(chars[band], styles[band])] * n
         cells += [(" ", "")] * (CHART_WIDTH + 1 - len(cells))
         for gpu, memory in c.capacities.items():
             at = min(round(memory * scale), CHART_WIDTH)
@@ -81,7 +83,7 @@ def render_curve(console: Console, c: Curve, units: str) -> None:
         console.print(line)
     legend = Text("  ")
     for band, style in styles.items():
-        legend.append("█ ", style=style).append(f"{band}  ")
+        legend.append(f"{chars[band]} ", style=style).append(f"{band}  ")
     console.print(legend)
     for gpu, memory in c.capacities.items():
         first = c.first_over[gpu]

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cost import TrainingCost
 from .sweeps import RUNTIME, SweepResult, SweepRow
 from .units import bytes_to, format_usd
 
@@ -90,7 +91,7 @@ def display_table(result: SweepResult, units: str = "GiB") -> tuple[list[str], l
     if has_gpu:
         headers += ["gpu"] * gpu_column + ["verdict", "headroom"]
     if result.cost is not None:
-        headers += ["gpu-hours", "price"] if result.task == "train" else ["tok/s out", "$/M out"]
+        headers += ["gpu-hours", "days", "price"] if result.task == "train" else ["tok/s out", "$/M out"]
     headers.append("error")
 
     def gib(value_bytes: int) -> str:
@@ -125,13 +126,10 @@ def display_table(result: SweepResult, units: str = "GiB") -> tuple[list[str], l
 def _cost_cells(row: SweepRow) -> list[str]:
     cost = row.cost
     if cost is None:
-        return ["—", "—"] if row.cost_error else ["", ""]
-    if row.task == "train":
-        return [f"{cost.gpu_hours:,.0f}", format_usd(cost.price_usd)]  # type: ignore[union-attr]
-    return [
-        f"{cost.output_tokens_per_second:,.0f}",  # type: ignore[union-attr]
-        format_usd(cost.usd_per_million_output_tokens),  # type: ignore[union-attr]
-    ]
+        return ["—" if row.cost_error else ""] * (3 if row.task == "train" else 2)
+    if isinstance(cost, TrainingCost):
+        return [f"{cost.gpu_hours:,.0f}", f"{cost.wall_days:,.1f}", format_usd(cost.price_usd)]
+    return [f"{cost.output_tokens_per_second:,.0f}", format_usd(cost.usd_per_million_output_tokens)]
 
 
 # ---- chart data ---------------------------------------------------------------------------------
