@@ -372,3 +372,22 @@ def test_plot_files(tmp_path: Path, suffix: str) -> None:
     if suffix == ".svg":
         text = curve.read_text()
         assert "over NVIDIA GeForce RTX 4090" in text and "kv_cache" in text
+
+
+def test_sweep_a_config_file(tmp_path: Path) -> None:
+    """A config.json sweeps like a preset; rows equal the single command on the same file."""
+    cfg = {
+        "model_type": "llama", "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 512, "tie_word_embeddings": False,
+    }  # fmt: skip
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    rows = json.loads(invoke("sweep", str(path), "--seq-len", "128..1024", "--offline", "--json"))
+    assert [r["seq_len"] for r in rows] == [128, 256, 512, 1024]
+    assert rows[3]["error"] is None  # rope positions: no learned limit
+    for row in rows:
+        single = estimate_inference(str(path), seq_len=row["seq_len"])
+        assert row["total_bytes"] == single.total_bytes
+        # 2 (K,V) × 2 layers × s tokens × 2 kv heads × 16 head_dim × 2 bytes (bf16)
+        assert row["kv_cache_bytes"] == 2 * 2 * row["seq_len"] * 2 * 16 * 2

@@ -37,6 +37,9 @@ TaskOpt = Annotated[TaskChoice, typer.Option("--task", "-t", help="infer (servin
 RevisionOpt = Annotated[
     str | None, typer.Option("--revision", help="Hub revision of org/name models")
 ]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Hub models from the local cache only (HF_HUB_OFFLINE)")
+]
 _SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".md": "md", ".json": "json", ".jsonl": "jsonl"}
 
 
@@ -48,13 +51,15 @@ def _with_options(extra_help: str) -> Callable[[Callable[..., Any]], Callable[..
         own = inspect.signature(fn, eval_str=True)
         params = [p for p in own.parameters.values() if p.name != "options"]
         for option in OPTIONS.values():
-            tasks = "/".join(sorted(option.tasks))
+            tasks = " (train)" if option.tasks == {"train"} else ""
+            tasks = " (infer)" if option.tasks == {"infer"} else tasks
+            values = f": {', '.join(option.choices)}" if 0 < len(option.choices) <= 8 else ""
             annotation = Annotated[
                 str | None,
                 typer.Option(
                     f"--{option.flag}",
-                    help=f"{option.help} [{tasks}]{extra_help}",
-                    rich_help_panel="Options to sweep",
+                    help=f"{option.help}{tasks}{values}",
+                    rich_help_panel=extra_help,
                 ),
             ]
             params.append(
@@ -89,12 +94,13 @@ def _writable(path: Path, force: bool, flag: str) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    @_with_options(
-        "; comma list, a..b doubling, a..b:step linear (see docs/sweep.md)"
-    )
+    @_with_options("Options to sweep: a,b,c lists, a..b doubling, a..b:step linear ranges")
     def sweep(
         models: Annotated[
-            str, typer.Argument(help="MODEL[,MODEL...]: presets, config files or Hub ids")
+            str,
+            typer.Argument(
+                metavar="MODEL[,MODEL...]", help="presets, config files, .gguf files or Hub ids"
+            ),
         ],
         task: TaskOpt = TaskChoice.infer,
         fmt: Annotated[
@@ -107,7 +113,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         plot: Annotated[
             Path | None,
-            typer.Option("--plot", help="chart FILE.svg, .png or .html (needs vramcalc[plot])"),
+            typer.Option("--plot", help="chart FILE.svg, .png or .html (needs the plot extra)"),
         ] = None,
         force: Annotated[
             bool, typer.Option("--force", help="overwrite an existing --output/--plot file")
@@ -124,6 +130,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         units: UnitsOpt = UnitsChoice.GiB,
         revision: RevisionOpt = None,
+        offline: OfflineOpt = False,
         *,
         options: dict[str, str],
     ) -> None:
@@ -153,6 +160,7 @@ def register(app: typer.Typer) -> None:
             output_tokens=output_tokens,
             price_usd_per_hour=price,
             revision=revision,
+            offline=offline,
             **options,
         )
         if plot is not None:
@@ -181,7 +189,7 @@ def register(app: typer.Typer) -> None:
             sys.stderr.write(f"vramcalc: wrote {written}\n")
 
     @app.command()
-    @_with_options("; one value, common to every --config")
+    @_with_options("Options common to every --config (one value each)")
     def compare(
         model: Annotated[
             str | None,
@@ -200,6 +208,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
         units: UnitsOpt = UnitsChoice.GiB,
         revision: RevisionOpt = None,
+        offline: OfflineOpt = False,
         *,
         options: dict[str, str],
     ) -> None:
@@ -210,7 +219,13 @@ def register(app: typer.Typer) -> None:
         configs = [parse_config(text) for text in config or []]
         labels = [text.strip() or "(defaults)" for text in config or []]
         comp = run_compare(
-            configs, task.value, model=model, labels=labels, revision=revision, **options
+            configs,
+            task.value,
+            model=model,
+            labels=labels,
+            revision=revision,
+            offline=offline,
+            **options,
         )
         if as_json:
             import json

@@ -323,8 +323,11 @@ def _question(
     return question
 
 
-def resolve_models(models: str | Sequence[Any], revision: str | None = None) -> list[tuple[str, Any]]:
+def resolve_models(
+    models: str | Sequence[Any], revision: str | None = None, offline: bool = False
+) -> list[tuple[str, Any]]:
     """(name as given, resolved ModelSource) for each model; a comma string is a list."""
+    from .sources import resolve_model_source
     from .workloads import resolve_source
 
     if isinstance(models, str):
@@ -335,7 +338,10 @@ def resolve_models(models: str | Sequence[Any], revision: str | None = None) -> 
         raise VramcalcError(f"give one or more models, comma separated (got {models!r})")
     out = []
     for item in items:
-        source = resolve_source(item, revision)
+        if isinstance(item, str):
+            source = resolve_model_source(item, revision=revision, offline=offline)
+        else:
+            source = resolve_source(item, revision)
         out.append((item if isinstance(item, str) else source.spec.name, source))
     return out
 
@@ -349,6 +355,7 @@ def sweep(
     output_tokens: str | int | None = None,
     price_usd_per_hour: float | None = None,
     revision: str | None = None,
+    offline: bool = False,
     **options: Values,
 ) -> SweepResult:
     """Estimate every combination of `models` (names, ModelSpecs or a comma string) and option
@@ -366,7 +373,7 @@ def sweep(
         raise VramcalcError(f"task must be infer or train (got {task!r})")
     question = _question(task, tokens, output_tokens, price_usd_per_hour)
     axes = _axes(task, options, _SWEEP_KEYWORDS)
-    resolved = resolve_models(models, revision)
+    resolved = resolve_models(models, revision, offline)
     points = len(resolved)
     for axis in axes.values():
         points *= len(axis)
@@ -427,6 +434,7 @@ def compare(
     model: str | Any | None = None,
     labels: Sequence[str] | None = None,
     revision: str | None = None,
+    offline: bool = False,
     **common: Value,
 ) -> Comparison:
     """Estimate 2-6 configurations (each a mapping of option -> one value, optionally with its own
@@ -445,14 +453,16 @@ def compare(
             raise VramcalcError(f"compare takes one value per option (several for {many[0]})")
         if isinstance(name, str) and "," in name:
             raise VramcalcError(f"compare takes one model per configuration (got {name!r})")
-        ((given, source),) = resolve_models([name], revision)
+        ((given, source),) = resolve_models([name], revision, offline)
         values = {k: v[0] for k, v in axes.items()}
         rows.append(evaluate(task, given, source, values, None))
     names = list(labels) if labels else [chr(ord("A") + i) for i in range(len(rows))]
     return Comparison(task=task, labels=names, rows=rows)
 
 
-_SWEEP_KEYWORDS = ("tokens", "output_tokens", "price_usd_per_hour", "revision", "task", "models")
-_COMPARE_KEYWORDS = ("configs", "task", "model", "labels", "revision")
+_SWEEP_KEYWORDS = (
+    "tokens", "output_tokens", "price_usd_per_hour", "revision", "offline", "task", "models"
+)  # fmt: skip
+_COMPARE_KEYWORDS = ("configs", "task", "model", "labels", "revision", "offline")
 
 __all__ = ["OPTIONS", "Comparison", "SweepResult", "SweepRow", "compare", "sweep"]
