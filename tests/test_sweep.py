@@ -169,8 +169,19 @@ def test_estimate_accessors() -> None:
 
 
 def test_result_types_exported() -> None:
-    for name in ("sweep", "compare", "SweepResult", "SweepRow", "Comparison", "TrainingCost",
-                 "InferenceCost", "FitResult", "Plan", "Saving", "RlhfEstimate"):
+    for name in (
+        "sweep",
+        "compare",
+        "SweepResult",
+        "SweepRow",
+        "Comparison",
+        "TrainingCost",
+        "InferenceCost",
+        "FitResult",
+        "Plan",
+        "Saving",
+        "RlhfEstimate",
+    ):
         assert name in vramcalc.__all__ and getattr(vramcalc, name) is not None
     assert callable(vramcalc.sweep)
 
@@ -305,7 +316,10 @@ def test_cli_output_file_and_overwrite_refusal(
         (["sweep", "llama-2-7b", "--plot", "chart.pdf"], ".svg"),
         (["sweep", "llama-2-7b", "--price", "2"], "--tokens"),
         (["compare", "llama-2-7b", "--config", "--dtype int8"], "2 to 6"),
-        (["compare", "llama-2-7b", "-c", "--dtyp int8", "-c", "--dtype int4"], "did you mean --dtype"),
+        (
+            ["compare", "llama-2-7b", "-c", "--dtyp int8", "-c", "--dtype int4"],
+            "did you mean --dtype",
+        ),
     ],
 )
 def test_cli_bad_input(args: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -391,3 +405,12 @@ def test_sweep_a_config_file(tmp_path: Path) -> None:
         assert row["total_bytes"] == single.total_bytes
         # 2 (K,V) × 2 layers × s tokens × 2 kv heads × 16 head_dim × 2 bytes (bf16)
         assert row["kv_cache_bytes"] == 2 * 2 * row["seq_len"] * 2 * 16 * 2
+
+
+def test_csv_keys_when_the_first_row_is_refused() -> None:
+    # gpt2 has 12 heads: tensor parallel 5 is refused, 1 is fine; no --seq-len given
+    text = invoke("sweep", "gpt2", "--task", "train", "--tp", "5,1", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[0]["error"] and rows[0]["seq_len"] == "" and rows[0]["total_bytes"] == ""
+    assert rows[1]["error"] == "" and rows[1]["seq_len"] == "1024"  # gpt2's default: its max
+    assert int(rows[1]["total_bytes"]) == estimate_training("gpt2", tp=1).total_bytes

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli import UnitsChoice, UnitsOpt
 from .errors import VramcalcError
 from .sweep_options import OPTIONS
 
@@ -22,6 +21,11 @@ from .sweep_options import OPTIONS
 class TaskChoice(str, Enum):
     infer = "infer"
     train = "train"
+
+
+class UnitsChoice(str, Enum):  # as cli.UnitsChoice; not imported, so cli_sweep adds no cycle
+    GiB = "GiB"
+    GB = "GB"
 
 
 class FormatChoice(str, Enum):
@@ -33,6 +37,7 @@ class FormatChoice(str, Enum):
     jsonl = "jsonl"
 
 
+UnitsOpt = Annotated[UnitsChoice, typer.Option("--units", help="GiB (2^30 bytes) or GB (10^9)")]
 TaskOpt = Annotated[TaskChoice, typer.Option("--task", "-t", help="infer (serving) or train")]
 RevisionOpt = Annotated[
     str | None, typer.Option("--revision", help="Hub revision of org/name models")
@@ -64,7 +69,9 @@ def _with_options(extra_help: str) -> Callable[[Callable[..., Any]], Callable[..
             ]
             params.append(
                 inspect.Parameter(
-                    option.keyword, inspect.Parameter.KEYWORD_ONLY, default=None,
+                    option.keyword,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=None,
                     annotation=annotation,
                 )
             )
@@ -92,155 +99,158 @@ def _writable(path: Path, force: bool, flag: str) -> None:
         raise VramcalcError(f"{flag} {path}: folder {path.parent} does not exist")
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    @_with_options("Options to sweep: a,b,c lists, a..b doubling, a..b:step linear ranges")
-    def sweep(
-        models: Annotated[
-            str,
-            typer.Argument(
-                metavar="MODEL[,MODEL...]", help="presets, config files, .gguf files or Hub ids"
-            ),
-        ],
-        task: TaskOpt = TaskChoice.infer,
-        fmt: Annotated[
-            FormatChoice,
-            typer.Option("--format", "-f", help="table (with a chart), csv, tsv, md, json, jsonl"),
-        ] = FormatChoice.table,
-        as_json: Annotated[bool, typer.Option("--json", help="same as --format json")] = False,
-        output: Annotated[
-            Path | None, typer.Option("--output", "-o", help="write the rows to FILE")
-        ] = None,
-        plot: Annotated[
-            Path | None,
-            typer.Option("--plot", help="chart FILE.svg, .png or .html (needs the plot extra)"),
-        ] = None,
-        force: Annotated[
-            bool, typer.Option("--force", help="overwrite an existing --output/--plot file")
-        ] = False,
-        tokens: Annotated[
-            str | None, typer.Option("--tokens", help="training tokens (e.g. 2T): cost columns")
-        ] = None,
-        output_tokens: Annotated[
-            str | None,
-            typer.Option("--output-tokens", help="generated tokens per request: serving cost"),
-        ] = None,
-        price: Annotated[
-            float | None, typer.Option("--price", min=0.0, help="USD per GPU-hour for the cost")
-        ] = None,
-        units: UnitsOpt = UnitsChoice.GiB,
-        revision: RevisionOpt = None,
-        offline: OfflineOpt = False,
-        *,
-        options: dict[str, str],
-    ) -> None:
-        """Estimate every combination of models and option values: one row each, with the fit
-        verdict per GPU and (with --tokens / --output-tokens) the cost; optionally a chart."""
-        from .sweeps import sweep as run_sweep
+@_with_options("Options to sweep: a,b,c lists, a..b doubling, a..b:step linear ranges")
+def sweep(
+    models: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL[,MODEL...]", help="presets, config files, .gguf files or Hub ids"
+        ),
+    ],
+    task: TaskOpt = TaskChoice.infer,
+    fmt: Annotated[
+        FormatChoice,
+        typer.Option("--format", "-f", help="table (with a chart), csv, tsv, md, json, jsonl"),
+    ] = FormatChoice.table,
+    as_json: Annotated[bool, typer.Option("--json", help="same as --format json")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write the rows to FILE")
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="chart FILE.svg, .png or .html (needs the plot extra)"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="overwrite an existing --output/--plot file")
+    ] = False,
+    tokens: Annotated[
+        str | None, typer.Option("--tokens", help="training tokens (e.g. 2T): cost columns")
+    ] = None,
+    output_tokens: Annotated[
+        str | None,
+        typer.Option("--output-tokens", help="generated tokens per request: serving cost"),
+    ] = None,
+    price: Annotated[
+        float | None, typer.Option("--price", min=0.0, help="USD per GPU-hour for the cost")
+    ] = None,
+    units: UnitsOpt = UnitsChoice.GiB,
+    revision: RevisionOpt = None,
+    offline: OfflineOpt = False,
+    *,
+    options: dict[str, str],
+) -> None:
+    """Estimate every combination of models and option values: one row each, with the fit
+    verdict per GPU and (with --tokens / --output-tokens) the cost; optionally a chart."""
+    from .sweeps import sweep as run_sweep
 
-        chosen = "json" if as_json else fmt.value
-        if output is not None and chosen == "table":
-            chosen = _SUFFIX_FORMAT.get(output.suffix.lower(), "")
-            if not chosen:
-                raise VramcalcError(
-                    f"--output {output}: give --format csv|tsv|md|json|jsonl or a file name "
-                    f"ending in {', '.join(_SUFFIX_FORMAT)}"
-                )
-        for path, flag in ((output, "--output"), (plot, "--plot")):
-            if path is not None:
-                _writable(path, force, flag)
-        if plot is not None:
-            from .plot import check_plot_path
+    chosen = "json" if as_json else fmt.value
+    if output is not None and chosen == "table":
+        chosen = _SUFFIX_FORMAT.get(output.suffix.lower(), "")
+        if not chosen:
+            raise VramcalcError(
+                f"--output {output}: give --format csv|tsv|md|json|jsonl or a file name "
+                f"ending in {', '.join(_SUFFIX_FORMAT)}"
+            )
+    for path, flag in ((output, "--output"), (plot, "--plot")):
+        if path is not None:
+            _writable(path, force, flag)
+    if plot is not None:
+        from .plot import check_plot_path
 
-            check_plot_path(plot)
-        result = run_sweep(
-            models,
-            task.value,
-            tokens=tokens,
-            output_tokens=output_tokens,
-            price_usd_per_hour=price,
-            revision=revision,
-            offline=offline,
-            **options,
-        )
-        if plot is not None:
-            from .plot import write_plot
+        check_plot_path(plot)
+    result = run_sweep(
+        models,
+        task.value,
+        tokens=tokens,
+        output_tokens=output_tokens,
+        price_usd_per_hour=price,
+        revision=revision,
+        offline=offline,
+        **options,
+    )
+    if plot is not None:
+        from .plot import write_plot
 
-            write_plot(result, plot, units.value)
-        if chosen == "table":
-            from . import report_sweep
-
-            report_sweep.render_sweep(result, units.value)
-        else:
-            from .sweep_output import to_text
-
-            text = to_text(result, chosen, units.value)
-            if output is None:
-                sys.stdout.write(text)
-            else:
-                output.write_text(text, encoding="utf-8")
-            if result.errors:
-                sys.stderr.write(
-                    f"vramcalc: {result.errors} of {len(result.rows)} combinations were refused "
-                    "(see the error column)\n"
-                )
-        if output is not None or plot is not None:
-            written = ", ".join(str(p) for p in (output, plot) if p is not None)
-            sys.stderr.write(f"vramcalc: wrote {written}\n")
-
-    @app.command()
-    @_with_options("Options common to every --config (one value each)")
-    def compare(
-        model: Annotated[
-            str | None,
-            typer.Argument(help="MODEL of every configuration (or --model inside each --config)"),
-        ] = None,
-        config: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--config",
-                "-c",
-                help='one configuration in option syntax, e.g. "--method qlora --lora-rank 16"; '
-                "give it 2 to 6 times",
-            ),
-        ] = None,
-        task: TaskOpt = TaskChoice.infer,
-        as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
-        units: UnitsOpt = UnitsChoice.GiB,
-        revision: RevisionOpt = None,
-        offline: OfflineOpt = False,
-        *,
-        options: dict[str, str],
-    ) -> None:
-        """Put 2-6 configurations side by side, component by component, with each one's
-        difference from the first (e.g. --config "--method lora" --config "--method qlora")."""
-        from .sweeps import compare as run_compare
-
-        configs = [parse_config(text) for text in config or []]
-        labels = [text.strip() or "(defaults)" for text in config or []]
-        comp = run_compare(
-            configs,
-            task.value,
-            model=model,
-            labels=labels,
-            revision=revision,
-            offline=offline,
-            **options,
-        )
-        if as_json:
-            import json
-
-            data = {
-                "task": comp.task,
-                "labels": comp.labels,
-                "configurations": [r.model_dump(mode="json") for r in comp.rows],
-                "differences_bytes": comp.differences(),
-            }
-            sys.stdout.write(json.dumps(data, indent=2) + "\n")
-            return
+        write_plot(result, plot, units.value)
+    if chosen == "table":
         from . import report_sweep
 
-        report_sweep.render_comparison(comp, units.value)
+        report_sweep.render_sweep(result, units.value)
+    else:
+        from .sweep_output import to_text
+
+        text = to_text(result, chosen, units.value)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+        if result.errors:
+            sys.stderr.write(
+                f"vramcalc: {result.errors} of {len(result.rows)} combinations were refused "
+                "(see the error column)\n"
+            )
+    if output is not None or plot is not None:
+        written = ", ".join(str(p) for p in (output, plot) if p is not None)
+        sys.stderr.write(f"vramcalc: wrote {written}\n")
+
+
+@_with_options("Options common to every --config (one value each)")
+def compare(
+    model: Annotated[
+        str | None,
+        typer.Argument(help="MODEL of every configuration (or --model inside each --config)"),
+    ] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help='one configuration in option syntax, e.g. "--method qlora --lora-rank 16"; '
+            "give it 2 to 6 times",
+        ),
+    ] = None,
+    task: TaskOpt = TaskChoice.infer,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    units: UnitsOpt = UnitsChoice.GiB,
+    revision: RevisionOpt = None,
+    offline: OfflineOpt = False,
+    *,
+    options: dict[str, str],
+) -> None:
+    """Put 2-6 configurations side by side, component by component, with each one's
+    difference from the first (e.g. --config "--method lora" --config "--method qlora")."""
+    from .sweeps import compare as run_compare
+
+    configs = [parse_config(text) for text in config or []]
+    labels = [text.strip() or "(defaults)" for text in config or []]
+    comp = run_compare(
+        configs,
+        task.value,
+        model=model,
+        labels=labels,
+        revision=revision,
+        offline=offline,
+        **options,
+    )
+    if as_json:
+        import json
+
+        data = {
+            "task": comp.task,
+            "labels": comp.labels,
+            "configurations": [r.model_dump(mode="json") for r in comp.rows],
+            "differences_bytes": comp.differences(),
+        }
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    from . import report_sweep
+
+    report_sweep.render_comparison(comp, units.value)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep)
+    app.command("compare")(compare)
 
 
 def parse_config(text: str) -> dict[str, str]:

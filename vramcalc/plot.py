@@ -87,14 +87,22 @@ def _curve_figure(plt: Any, c: Curve, scale: float, units: str) -> Any:
         y = memory / scale
         style = ("-", "--", ":", "-.")[k % 4]
         ax.axhline(y, color="black", linestyle=style, linewidth=1)
-        ax.annotate(f"{gpu} ({y:,.0f} {units})", (xs[0] - 0.4, y), ha="left", va="bottom",
-                    fontsize=8)
+        ax.annotate(
+            f"{gpu} ({y:,.0f} {units})", (xs[0] - 0.4, y), ha="left", va="bottom", fontsize=8
+        )
         first = c.first_over[gpu]
         if first is not None:
             top = (c.totals[first] or 0) / scale
             ax.plot([first], [top], marker="v", color="red", markersize=9, zorder=5)
-            ax.annotate(f"over {gpu}", (first, top), xytext=(0, 8), textcoords="offset points",
-                        ha="center", fontsize=8, color="red")
+            ax.annotate(
+                f"over {gpu}",
+                (first, top),
+                xytext=(0, 8),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+                color="red",
+            )
     ax.set_xticks(xs, c.labels, rotation=45 if len(xs) > 8 else 0)
     ax.set_xlabel(c.axis.replace("_", "-"))
     ax.set_ylabel(f"memory per GPU ({units})")
@@ -145,7 +153,7 @@ def _html_page(result: SweepResult, svg: str, units: str) -> str:
     svg_body = svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: invalid inside HTML
     title = html.escape(f"vramcalc {result.task} sweep: {', '.join(result.models)}")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{title}</title>\n<style>body{{font-family:sans-serif;margin:2em}}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
         "padding:2px 6px;text-align:right}</style>\n</head>\n<body>\n"

@@ -92,9 +92,7 @@ def render_curve(console: Console, c: Curve, units: str) -> None:
             if first is None
             else f"first does not fit at {c.axis.replace('_', '-')}={c.labels[first]}"
         )
-        console.print(
-            f"  {marks[gpu]} = {gpu} ({bytes_to(memory, units):,.2f} {units}): {where}"
-        )
+        console.print(f"  {marks[gpu]} = {gpu} ({bytes_to(memory, units):,.2f} {units}): {where}")
 
 
 def render_grid(console: Console, g: Grid, units: str) -> None:
@@ -159,6 +157,8 @@ def render_comparison(comp: Comparison, units: str = "GiB") -> None:
     console.print(table)
     for letter, label, row in zip(letters, comp.labels, comp.rows, strict=True):
         options = ", ".join(f"{k.replace('_', '-')}={v}" for k, v in row.values.items())
-        console.print(f"[bold]{letter}[/] {label}: {row.model}" + (f", {options}" if options else ""))
+        console.print(
+            f"[bold]{letter}[/] {label}: {row.model}" + (f", {options}" if options else "")
+        )
         if row.error:
             console.print(f"  [red]refused:[/] {row.error}")

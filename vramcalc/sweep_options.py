@@ -111,13 +111,17 @@ OPTIONS: dict[str, SweepOption] = {
         _opt("batch-size", BOTH, "sequences per step", parse=parse_count, ranges=True),
         _opt("seq-len", BOTH, "tokens per sequence (8k = 8000)", parse=parse_count, ranges=True),
         _opt("gpu", BOTH, "GPU preset: fit verdict and headroom per GPU"),
-        _opt("gpu-mem", BOTH, "GPU memory in GiB", parse=_float, ranges=True, keyword="gpu_mem_gib"),
+        _opt(
+            "gpu-mem", BOTH, "GPU memory in GiB", parse=_float, ranges=True, keyword="gpu_mem_gib"
+        ),
         _opt("attention", BOTH, "attention kernel", choices=("flash", "eager")),
         _opt("quant", BOTH, "quantization format (qlora: the base format)", choices=tuple(FORMATS)),
         # inference
         _opt("dtype", INFER, "weight dtype", choices=tuple(DEFAULT_FORMAT)),
         _opt("kv-dtype", INFER, "KV cache dtype", choices=tuple(KV_BYTES)),
-        _opt("logits", INFER, "logits kept (last: generation, all: scoring)", choices=("last", "all")),
+        _opt(
+            "logits", INFER, "logits kept (last: generation, all: scoring)", choices=("last", "all")
+        ),
         # training
         _opt("method", TRAIN, "fine-tuning method", choices=("full", "lora", "qlora")),
         _opt("lora-rank", TRAIN, "LoRA rank r", parse=parse_count, ranges=True),
@@ -199,9 +203,7 @@ def option_for(name: str, task: Task, also: tuple[str, ...] = ()) -> SweepOption
         close = difflib.get_close_matches(key.replace("_", "-"), known, n=3, cutoff=0.5)
         close += difflib.get_close_matches(key, also, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise VramcalcError(
-            f"unknown sweep option {name!r}{hint} (valid: {', '.join(known)})"
-        )
+        raise VramcalcError(f"unknown sweep option {name!r}{hint} (valid: {', '.join(known)})")
     if task not in option.tasks:
         other = "train" if task == "infer" else "infer"
         raise VramcalcError(f"--{option.flag} is a {other} option; use it with --task {other}")

@@ -91,7 +91,9 @@ def display_table(result: SweepResult, units: str = "GiB") -> tuple[list[str], l
     if has_gpu:
         headers += ["gpu"] * gpu_column + ["verdict", "headroom"]
     if result.cost is not None:
-        headers += ["gpu-hours", "days", "price"] if result.task == "train" else ["tok/s out", "$/M out"]
+        headers += (
+            ["gpu-hours", "days", "price"] if result.task == "train" else ["tok/s out", "$/M out"]
+        )
     headers.append("error")
 
     def gib(value_bytes: int) -> str:

@@ -71,8 +71,7 @@ class SweepRow(BaseModel):
         """A flat row: options, then bytes per component (`components` fixes the column set)."""
         row: dict[str, Any] = {"model": self.model, **self.values}
         est = self.estimate
-        if est is not None and "seq_len" not in row:
-            row["seq_len"] = est.inputs.get("seq_len")
+        row.setdefault("seq_len", None if est is None else est.inputs.get("seq_len"))
         if est is None:
             row |= {f"{name}_bytes": None for name in components}
             row |= dict.fromkeys(_FIGURES)
@@ -140,11 +139,7 @@ class SweepResult(BaseModel):
 
     def component_names(self) -> list[str]:
         """Every component any row has, in order of first appearance."""
-        seen: dict[str, None] = {}
-        for row in self.rows:
-            if row.estimate is not None:
-                seen |= dict.fromkeys(c.name for c in row.estimate.components)
-        return list(seen)
+        return component_names(self.rows)
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """One flat dict per row with the same keys (``pandas.DataFrame(result.to_dicts())``)."""
@@ -154,6 +149,15 @@ class SweepResult(BaseModel):
     @property
     def errors(self) -> int:
         return sum(1 for r in self.rows if r.error)
+
+
+def component_names(rows: Sequence[SweepRow]) -> list[str]:
+    """Every component any of `rows` has, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        if row.estimate is not None:
+            seen |= dict.fromkeys(c.name for c in row.estimate.components)
+    return list(seen)
 
 
 def _axes(
@@ -406,10 +410,11 @@ class Comparison(BaseModel):
     rows: list[SweepRow]
 
     def component_names(self) -> list[str]:
-        return SweepResult(task=self.task, models=[], axes={}, rows=self.rows).component_names()
+        return component_names(self.rows)
 
     def differences(self) -> dict[str, list[int | None]]:
         """component (and ``total``) -> bytes of each configuration minus the first's."""
+
         def of(row: SweepRow, name: str) -> int | None:
             est = row.estimate
             if est is None:
