@@ -19,6 +19,7 @@ import vramcalc
 from vramcalc.cli import app, main
 from vramcalc.cost import estimate_inference_cost, estimate_training_cost
 from vramcalc.errors import VramcalcError
+from vramcalc.fit import fit
 from vramcalc.inference import estimate_inference
 from vramcalc.sweep_options import OPTIONS, parse_values
 from vramcalc.sweeps import compare, sweep
@@ -143,7 +144,7 @@ def test_misspelt_keyword_is_a_vramcalc_error_everywhere() -> None:
         lambda: estimate_training("gpt2", optimiser="sgd"),
         lambda: estimate_training_cost("gpt2", tokens="1B", gpu="h100", num_gpu=2),
         lambda: estimate_inference_cost("gpt2", gpu="h100", batch=2),
-        lambda: vramcalc.fit("gpt2", gpus="h100"),
+        lambda: fit("gpt2", gpus="h100"),
         lambda: sweep("gpt2", seqlen="1k"),
         lambda: compare([{}, {}], model="gpt2", label=["a", "b"]),
     ]
