@@ -145,6 +145,7 @@ def test_misspelt_keyword_is_a_vramcalc_error_everywhere() -> None:
         lambda: estimate_training_cost("gpt2", tokens="1B", gpu="h100", num_gpu=2),
         lambda: estimate_inference_cost("gpt2", gpu="h100", batch=2),
         lambda: fit("gpt2", gpus="h100"),
+        lambda: vramcalc.estimate_rlhf("gpt2", stag="sft"),
         lambda: sweep("gpt2", seqlen="1k"),
         lambda: compare([{}, {}], model="gpt2", label=["a", "b"]),
     ]
@@ -415,3 +416,13 @@ def test_csv_keys_when_the_first_row_is_refused() -> None:
     assert rows[0]["error"] and rows[0]["seq_len"] == "" and rows[0]["total_bytes"] == ""
     assert rows[1]["error"] == "" and rows[1]["seq_len"] == "1024"  # gpt2's default: its max
     assert int(rows[1]["total_bytes"]) == estimate_training("gpt2", tp=1).total_bytes
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from vramcalc import sweep_options, sweeps
+
+    for module in (sweep_options, sweeps):
+        outcome = doctest.testmod(module)
+        assert outcome.attempted > 0 and outcome.failed == 0, module.__name__
