@@ -426,3 +426,22 @@ def test_docstring_examples() -> None:
     for module in (sweep_options, sweeps):
         outcome = doctest.testmod(module)
         assert outcome.attempted > 0 and outcome.failed == 0, module.__name__
+
+
+def test_cli_rows_follow_the_command_line_order() -> None:
+    first = json.loads(invoke("sweep", "gpt2", "--seq-len", "256,512", "-b", "1,2", "--json"))
+    assert [(r["seq_len"], r["batch_size"]) for r in first] == [
+        (256, 1),
+        (256, 2),
+        (512, 1),
+        (512, 2),
+    ]
+    second = json.loads(
+        invoke("sweep", "gpt2", "--batch-size", "1,2", "--seq-len", "256,512", "--json")
+    )
+    assert [(r["batch_size"], r["seq_len"]) for r in second] == [
+        (1, 256),
+        (1, 512),
+        (2, 256),
+        (2, 512),
+    ]

@@ -63,6 +63,7 @@ def _with_options(extra_help: str) -> Callable[[Callable[..., Any]], Callable[..
                 str | None,
                 typer.Option(
                     f"--{option.flag}",
+                    *([option.short] if option.short else []),
                     help=f"{option.help}{tasks}{values}",
                     rich_help_panel=extra_help,
                 ),
@@ -76,8 +77,17 @@ def _with_options(extra_help: str) -> Callable[[Callable[..., Any]], Callable[..
                 )
             )
 
+        params.append(
+            inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        )
+
         def command(**kwargs: Any) -> None:
-            options = {o.keyword: kwargs.pop(o.keyword) for o in OPTIONS.values()}
+            # click fills ctx.params in command-line order: the sweep keeps that order
+            # (the last option given varies fastest, as written)
+            ctx = kwargs.pop("ctx")
+            keywords = {o.keyword for o in OPTIONS.values()}
+            order = [k for k in ctx.params if k in keywords]
+            options = {k: kwargs.pop(k) for k in order}
             fn(**kwargs, options={k: v for k, v in options.items() if v is not None})
 
         command.__name__ = fn.__name__

@@ -77,6 +77,7 @@ class SweepOption:
     parse: Callable[[str], Any] = str
     choices: tuple[str, ...] = ()
     ranges: bool = False  # numeric: accepts a..b and a..b:step
+    short: str = ""  # one-letter CLI spelling, as infer/train have it (-b, -s)
 
     def read(self, text: str) -> Any:
         """One value; a name outside `choices` is refused with the close matches."""
@@ -108,8 +109,15 @@ OPTIONS: dict[str, SweepOption] = {
     o.flag: o
     for o in (
         # both tasks
-        _opt("batch-size", BOTH, "sequences per step", parse=parse_count, ranges=True),
-        _opt("seq-len", BOTH, "tokens per sequence (8k = 8000)", parse=parse_count, ranges=True),
+        _opt("batch-size", BOTH, "sequences per step", parse=parse_count, ranges=True, short="-b"),
+        _opt(
+            "seq-len",
+            BOTH,
+            "tokens per sequence (8k = 8000)",
+            parse=parse_count,
+            ranges=True,
+            short="-s",
+        ),
         _opt("gpu", BOTH, "GPU preset: fit verdict and headroom per GPU"),
         _opt(
             "gpu-mem", BOTH, "GPU memory in GiB", parse=_float, ranges=True, keyword="gpu_mem_gib"
