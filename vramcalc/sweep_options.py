@@ -105,23 +105,15 @@ _PRECISIONS = ("fp32", "bf16-mixed", "fp16-mixed", "bf16", "fp16")
 
 # flag -> option. The keyword is the flag with underscores, as estimate_inference/estimate_training
 # spell it; the library validates each combination (an invalid one becomes a row with an error).
+# fmt: off
 OPTIONS: dict[str, SweepOption] = {
     o.flag: o
     for o in (
         # both tasks
         _opt("batch-size", BOTH, "sequences per step", parse=parse_count, ranges=True, short="-b"),
-        _opt(
-            "seq-len",
-            BOTH,
-            "tokens per sequence (8k = 8000)",
-            parse=parse_count,
-            ranges=True,
-            short="-s",
-        ),
+        _opt("seq-len", BOTH, "tokens, 8k = 8000", parse=parse_count, ranges=True, short="-s"),
         _opt("gpu", BOTH, "GPU preset: fit verdict and headroom per GPU"),
-        _opt(
-            "gpu-mem", BOTH, "GPU memory in GiB", parse=_float, ranges=True, keyword="gpu_mem_gib"
-        ),
+        _opt("gpu-mem", BOTH, "GPU memory, GiB", parse=_float, ranges=True, keyword="gpu_mem_gib"),
         _opt("attention", BOTH, "attention kernel", choices=("flash", "eager")),
         _opt("quant", BOTH, "quantization format (qlora: the base format)", choices=tuple(FORMATS)),
         # inference
@@ -148,6 +140,7 @@ OPTIONS: dict[str, SweepOption] = {
         _opt("sp", TRAIN, "Megatron sequence parallelism (true, false)", parse=_bool),
     )
 }
+# fmt: on
 KEYWORDS: dict[str, SweepOption] = {o.keyword: o for o in OPTIONS.values()}
 assert set(get_args(Task)) == set(TASKS)
 
