@@ -111,7 +111,7 @@ OPTIONS: dict[str, SweepOption] = {
     for o in (
         # both tasks
         _opt("batch-size", BOTH, "sequences per step", parse=parse_count, ranges=True, short="-b"),
-        _opt("seq-len", BOTH, "tokens, 8k = 8000", parse=parse_count, ranges=True, short="-s"),
+        _opt("seq-len", BOTH, "tokens per sequence", parse=parse_count, ranges=True, short="-s"),
         _opt("gpu", BOTH, "GPU preset: fit verdict and headroom per GPU"),
         _opt("gpu-mem", BOTH, "GPU memory, GiB", parse=_float, ranges=True, keyword="gpu_mem_gib"),
         _opt("attention", BOTH, "attention kernel", choices=("flash", "eager")),
