@@ -445,3 +445,16 @@ def test_cli_rows_follow_the_command_line_order() -> None:
         (2, 256),
         (2, 512),
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(start=st.integers(1, 5000), span=st.integers(0, 200_000), step=st.integers(1, 5000))
+def test_range_grammar(start: int, span: int, step: int) -> None:
+    end = start + span
+    doubling = parse_values(OPTIONS["seq-len"], f"{start}..{end}")
+    assert doubling[0] == start and doubling[-1] <= end < doubling[-1] * 2
+    assert all(b == 2 * a for a, b in zip(doubling, doubling[1:], strict=False))
+    if span // step < 10_000:
+        linear = parse_values(OPTIONS["seq-len"], f"{start}..{end}:{step}")
+        assert len(linear) == span // step + 1 and linear[-1] <= end < linear[-1] + step
+        assert all(b - a == step for a, b in zip(linear, linear[1:], strict=False))
