@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .cli_types import GpusFileOpt, VramcalcGroup, size_option, use_gpus_file
 from .errors import VramcalcError
 from .optimizers import Optimizer
 from .quant import DEFAULT_FORMAT, FORMATS, KV_BYTES
@@ -16,11 +17,37 @@ app = typer.Typer(
     name="vramcalc",
     help="How much GPU memory does serving or training a large language model take?",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    cls=VramcalcGroup,
 )
-presets_app = typer.Typer(help="Model and GPU presets shipped with vramcalc.", no_args_is_help=True)
+presets_app = typer.Typer(
+    help="Model and GPU presets shipped with vramcalc.", no_args_is_help=True, cls=VramcalcGroup
+)
 app.add_typer(presets_app, name="presets")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sys.stdout.write(f"vramcalc {version('vramcalc')}\n")
+        except PackageNotFoundError:  # pragma: no cover - run from a checkout without install
+            sys.stdout.write("vramcalc (not installed)\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """How much GPU memory does serving or training a large language model take?"""
 
 DtypeChoice = Enum("DtypeChoice", {k: k for k in DEFAULT_FORMAT}, type=str)  # type: ignore[misc]
 QuantChoice = Enum("QuantChoice", {k: k for k in FORMATS}, type=str)  # type: ignore[misc]
@@ -74,8 +101,9 @@ class OffloadChoice(str, Enum):
     params = "params"
 
 
-ModelArg = Annotated[str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")]
-_SOURCE_HELP = "preset, config.json or model folder, .gguf file, or Hugging Face id org/name[@rev]"
+_SOURCE_HELP = "preset name, config.json, model folder, .gguf or Hub id org/name[@rev]"
+ModelArg = Annotated[str, typer.Argument(help=_SOURCE_HELP + " (see `vramcalc presets list`)")]
+PresetArg = Annotated[str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")]
 SourceArg = Annotated[str, typer.Argument(help=_SOURCE_HELP)]
 RevisionOpt = Annotated[
     str | None, typer.Option("--revision", help="Hub revision (branch, tag, commit) of org/name")
@@ -84,26 +112,40 @@ OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Hub models from the local cache only (HF_HUB_OFFLINE)")
 ]
 BatchOpt = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, max=1_000_000, help="sequences per step")
+    int, size_option("--batch-size", "-b", high=1_000_000, help="sequences per step")
 ]
+_SEQ_HELP = "tokens per sequence{}; default min(4096, model max)"
 SeqOpt = Annotated[
     int | None,
-    typer.Option(
-        "--seq-len",
-        "-s",
-        min=1,
-        max=1 << 24,
-        help="tokens per sequence (prompt + generated); default min(4096, model max)",
+    size_option("--seq-len", "-s", high=1 << 24, binary=True, help=_SEQ_HELP.format("")),
+]
+InferSeqOpt = Annotated[
+    int | None,
+    size_option(
+        "--seq-len", "-s", high=1 << 24, binary=True, help=_SEQ_HELP.format(" (prompt + generated)")
     ),
 ]
 GpuOpt = Annotated[
-    str | None, typer.Option("--gpu", help="GPU preset: does it fit, with how much headroom")
+    str | None,
+    typer.Option(
+        "--gpu", metavar="GPU", help="GPU (see `vramcalc gpus`): does it fit, with how much headroom"
+    ),
 ]
 GpuMemOpt = Annotated[
     float | None, typer.Option("--gpu-mem", min=0.001, max=1 << 20, help="GPU memory in GiB")
 ]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="print the result as JSON (schema in README)")
+]
+NodesOpt = Annotated[
+    int | None,
+    typer.Option("--nodes", min=1, max=100_000, help="machines in the job, GPUs split evenly (default 1; sets the host-memory figures)"),
+]
+GpusPerNodeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--gpus-per-node", min=1, max=1024, help="GPUs per machine (default: --num-gpus / --nodes)"
+    ),
 ]
 UnitsOpt = Annotated[UnitsChoice, typer.Option("--units", help="GiB (2^30 bytes) or GB (10^9)")]
 AttnOpt = Annotated[
@@ -120,7 +162,10 @@ def _value(choice: Any) -> Any:
 def infer(
     model: Annotated[str | None, typer.Argument(help=_SOURCE_HELP + "; omit with --params")] = None,
     params: Annotated[
-        str | None, typer.Option("--params", help="model size only, e.g. 7B: weights-only estimate")
+        str | None,
+        typer.Option(
+            "--params", metavar="SIZE", help="model size only, e.g. 7B: weights-only estimate"
+        ),
     ] = None,
     dtype: Annotated[
         DtypeChoice,
@@ -134,7 +179,7 @@ def infer(
         KvChoice | None, typer.Option("--kv-dtype", help="KV cache dtype (default: compute dtype)")
     ] = None,
     batch_size: BatchOpt = 1,
-    seq_len: SeqOpt = None,
+    seq_len: InferSeqOpt = None,
     logits: Annotated[
         LogitsChoice, typer.Option("--logits", help="last: generation; all: score whole sequences")
     ] = LogitsChoice.last,
@@ -148,10 +193,12 @@ def infer(
     units: UnitsOpt = UnitsChoice.GiB,
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
+    gpus_file: GpusFileOpt = None,
 ) -> None:
     """Memory to serve MODEL: weights + KV cache + prefill activations + runtime overhead."""
     from .inference import estimate_inference
 
+    use_gpus_file(gpus_file)
     if model is None and params is None:
         raise VramcalcError("give a MODEL (e.g. llama-2-7b) or --params (e.g. --params 7B)")
     if model is not None and params is not None:
@@ -232,8 +279,8 @@ def train(
     num_gpus: Annotated[
         int | None, typer.Option("--num-gpus", min=1, max=1_000_000, help="GPUs in the job")
     ] = None,
-    nodes: Annotated[int | None, typer.Option("--nodes", min=1, max=100_000)] = None,
-    gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", min=1, max=1024)] = None,
+    nodes: NodesOpt = None,
+    gpus_per_node: GpusPerNodeOpt = None,
     zero: Annotated[
         int | None, typer.Option("--zero", min=0, max=3, help="DeepSpeed ZeRO stage 0-3")
     ] = None,
@@ -255,10 +302,12 @@ def train(
     ] = False,
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
+    gpus_file: GpusFileOpt = None,
 ) -> None:
     """Peak memory per GPU of a training step of MODEL: full, LoRA or QLoRA; one GPU or many."""
     from .training import estimate_training
 
+    use_gpus_file(gpus_file)
     est = estimate_training(
         _source(model, revision, offline),
         precision=precision.value,
@@ -334,7 +383,7 @@ def presets_list(
 
 
 @presets_app.command("show")
-def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
+def presets_show(name: PresetArg, as_json: JsonOpt = False) -> None:
     """Show one model preset with its source and exact parameter count."""
     from .params import active_param_count, param_count
     from .presets import get_model

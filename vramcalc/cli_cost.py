@@ -11,6 +11,7 @@ import typer
 from .cli import (
     AttentionChoice,
     AttnOpt,
+    BatchOpt,
     CheckpointChoice,
     DtypeChoice,
     JsonOpt,
@@ -21,6 +22,7 @@ from .cli import (
     SeqOpt,
     _value,
 )
+from .cli_types import GpusFileOpt, VramcalcGroup, size_option
 from .optimizers import Optimizer
 
 
@@ -37,15 +39,9 @@ class TrainDtypeChoice(str, Enum):
     fp32 = "fp32"
 
 
-GpusFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--gpus-file",
-        help="TOML file of [[gpu]] tables adding GPUs or overriding catalog fields such as prices "
-        "(also $VRAMCALC_GPUS or ~/.config/vramcalc/gpus.toml)",
-    ),
+GpuArg = Annotated[
+    str, typer.Option("--gpu", metavar="GPU", help="catalog GPU (see `vramcalc gpus`)")
 ]
-GpuArg = Annotated[str, typer.Option("--gpu", help="catalog GPU (see `vramcalc gpus`)")]
 NumGpusOpt = Annotated[
     int, typer.Option("--num-gpus", "-n", min=1, max=1_000_000, help="GPUs working together")
 ]
@@ -58,8 +54,11 @@ MfuOpt = Annotated[
 PriceOpt = Annotated[
     float | None, typer.Option("--price", min=0.0, help="USD per GPU-hour (default: the catalog's)")
 ]
-BatchOpt = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, max=1_000_000, help="sequences per step")
+PromptOpt = Annotated[
+    int, size_option("--prompt", high=1 << 24, binary=True, help="prompt tokens per request")
+]
+OutputOpt = Annotated[
+    int, size_option("--output", high=1 << 24, binary=True, help="generated tokens per request")
 ]
 
 
@@ -120,7 +119,9 @@ def _use_gpus_file(path: Path | None) -> None:
 
 def register(app: typer.Typer) -> None:
     cost_app = typer.Typer(
-        help="Compute, time and price of training or serving a model.", no_args_is_help=True
+        help="Compute, time and price of training or serving a model.",
+        no_args_is_help=True,
+        cls=VramcalcGroup,
     )
     app.add_typer(cost_app, name="cost")
 
@@ -170,7 +171,9 @@ def register(app: typer.Typer) -> None:
     @cost_app.command("train")
     def cost_train(
         model: ModelArg,
-        tokens: Annotated[str, typer.Option("--tokens", help="tokens to train on, e.g. 2T, 300B")],
+        tokens: Annotated[
+            str, typer.Option("--tokens", metavar="SIZE", help="tokens to train on, e.g. 2T, 300B")
+        ],
         gpu: GpuArg,
         num_gpus: NumGpusOpt = 1,
         mfu: MfuOpt = None,
@@ -223,12 +226,8 @@ def register(app: typer.Typer) -> None:
             KvChoice | None, typer.Option("--kv-dtype", help="KV cache dtype (default: 16-bit)")
         ] = None,
         batch_size: BatchOpt = 1,
-        prompt: Annotated[
-            int, typer.Option("--prompt", min=1, max=1 << 24, help="prompt tokens per request")
-        ] = 1000,
-        output: Annotated[
-            int, typer.Option("--output", min=1, max=1 << 24, help="generated tokens per request")
-        ] = 200,
+        prompt: PromptOpt = 1000,
+        output: OutputOpt = 200,
         num_gpus: NumGpusOpt = 1,
         mfu: MfuOpt = None,
         mbu: Annotated[
@@ -290,9 +289,7 @@ def register(app: typer.Typer) -> None:
         num_gpus: NumGpusOpt = 1,
         batch_size: Annotated[
             int | None,
-            typer.Option(
-                "--batch-size", "-b", min=1, max=1_000_000, help="batch for the context search"
-            ),
+            size_option("--batch-size", "-b", high=1_000_000, help="batch for the context search"),
         ] = None,
         seq_len: SeqOpt = None,
         dtype: DtypeOpt = DtypeChoice("bf16"),  # type: ignore[assignment]
@@ -332,7 +329,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         tokens: Annotated[
-            str | None, typer.Option("--tokens", help="train: tokens to train on, e.g. 2T")
+            str | None,
+            typer.Option("--tokens", metavar="SIZE", help="train: tokens to train on, e.g. 2T"),
         ] = None,
         max_hours: Annotated[
             float | None,
@@ -345,18 +343,19 @@ def register(app: typer.Typer) -> None:
         ] = 16384,
         batch_size: Annotated[
             int | None,
-            typer.Option(
+            size_option(
                 "--batch-size",
                 "-b",
-                min=1,
-                max=1_000_000,
+                high=1_000_000,
                 help="infer: concurrent requests; train: micro-batch per GPU",
             ),
         ] = None,
         seq_len: SeqOpt = None,
-        prompt: Annotated[int, typer.Option("--prompt", min=1, help="infer: prompt tokens")] = 1000,
+        prompt: Annotated[
+            int, size_option("--prompt", high=1 << 24, binary=True, help="infer: prompt tokens")
+        ] = 1000,
         output: Annotated[
-            int, typer.Option("--output", min=1, help="infer: generated tokens")
+            int, size_option("--output", high=1 << 24, binary=True, help="infer: generated tokens")
         ] = 200,
         dtype: DtypeOpt = DtypeChoice("bf16"),  # type: ignore[assignment]
         quant: QuantOpt = None,

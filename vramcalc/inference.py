@@ -19,7 +19,7 @@ from .quant import (
 )
 from .results import Component, Estimate, make_estimate
 from .specs import ModelSpec
-from .units import parse_count
+from .units import parse_param_count
 from .workloads import Common, resolve_gpu, resolve_seq_len, resolve_source, validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -140,7 +140,7 @@ def estimate_inference(
             from .errors import VramcalcError
 
             raise VramcalcError("give a model name or --params (e.g. --params 7B)")
-        return weights_only_estimate(parse_count(params), fmt, req.dtype, fit)
+        return weights_only_estimate(parse_param_count(params), fmt, req.dtype, fit)
     source = resolve_source(model, revision)
     spec = source.spec
     seq = resolve_seq_len(spec, req.seq_len)
@@ -229,7 +229,7 @@ def weights_only_estimate(
             Component(
                 name="weights",
                 bytes=weights,
-                note=f"{n_params:,} params × {nominal:g} bytes ({dtype})",
+                note=f"{n_params:,} params × {nominal:g} byte{'' if nominal == 1 else 's'} ({dtype})",
             )
         ],
         fit,

@@ -42,6 +42,10 @@ def fit_line(est: Estimate, units: str) -> str:
 
 def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
     """fits / tight / does not fit on one GPU, with the headroom, shortfall or likely range."""
+    if g.weights_only:  # the verdict itself says what it counted
+        return "weights only: " + gpu_fit_line(
+            g.model_copy(update={"weights_only": False}), low_bytes, high_bytes, units
+        ) + " (no KV cache, activations or runtime counted)"
     if g.verdict == "tight":
         return f"[yellow]tight[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): inside the likely range {_fmt(low_bytes, units)}–{_fmt(high_bytes, units)} {units}"
     if g.fits:

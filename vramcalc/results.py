@@ -41,6 +41,9 @@ class GPUFit(BaseModel):
         description="fits: even the band's high end fits; does not fit: even its low end does not; "
         "tight: the memory lies inside the band",
     )
+    weights_only: bool = Field(
+        False, description="the verdict counts the weights alone (model given only by size)"
+    )
 
 
 class Saving(BaseModel):
@@ -146,13 +149,20 @@ def make_estimate(
     low, high = error_band(
         components, fields.get("kind", "inference"), fields.get("weights_only", False)
     )
-    fit = gpu_fit(gpu_memory, total, low, high)
+    fit = gpu_fit(gpu_memory, total, low, high, weights_only=fields.get("weights_only", False))
     return Estimate(
         components=components, total_bytes=total, low_bytes=low, high_bytes=high, gpu=fit, **fields
     )
 
 
-def gpu_fit(gpu_memory: tuple[str, int] | None, total: int, low: int, high: int) -> GPUFit | None:
+def gpu_fit(
+    gpu_memory: tuple[str, int] | None,
+    total: int,
+    low: int,
+    high: int,
+    *,
+    weights_only: bool = False,
+) -> GPUFit | None:
     """Fit of a total with its likely range on one GPU of (name, memory_bytes)."""
     if gpu_memory is None:
         return None
@@ -164,4 +174,5 @@ def gpu_fit(gpu_memory: tuple[str, int] | None, total: int, low: int, high: int)
         fits=total <= memory,
         headroom_bytes=memory - total,
         verdict=verdict,
+        weights_only=weights_only,
     )

@@ -1,0 +1,102 @@
+"""Option types and help tidying shared by the commands: sizes as people write them (4k, 1.5B),
+case-insensitive choices, and help without a type placeholder on every flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from .errors import VramcalcError
+from .units import parse_count
+
+
+class SizeParser:
+    """Parse '4096', '4k', '32K', '1M', '1.5B' into an int within [low, high].
+
+    `binary` reads k/M as 1024/1024² (context lengths are quoted that way: "4k" = 4,096);
+    otherwise they are 10³/10⁶ (batch sizes, token budgets). The help says which."""
+
+    def __init__(self, low: int, high: int, *, binary: bool = False) -> None:
+        self.low, self.high, self.binary = low, high, binary
+
+    def __call__(self, value: str | int) -> int:
+        try:
+            n = parse_count(value, binary=self.binary)
+        except VramcalcError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if not self.low <= n <= self.high:
+            raise typer.BadParameter(f"{value} is not in the range {self.low:,}..{self.high:,}")
+        return n
+
+
+LENGTH_HELP = " (4k = 4,096, 128k = 131,072)"
+
+
+def size_option(*decls: str, help: str, low: int = 1, high: int, binary: bool = False) -> Any:
+    """A count option that accepts human sizes; metavar LENGTH (binary) or SIZE (decimal)."""
+    return typer.Option(
+        *decls,
+        parser=SizeParser(low, high, binary=binary),
+        metavar="LENGTH" if binary else "SIZE",
+        help=help + (LENGTH_HELP if binary else " (1k = 1,000)"),
+    )
+
+
+GpusFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--gpus-file",
+        help="TOML file of \\[\\[gpu]] tables adding GPUs or overriding catalog fields such as prices "
+        "(also $VRAMCALC_GPUS or ~/.config/vramcalc/gpus.toml)",
+    ),
+]
+
+def use_gpus_file(path: Path | None) -> None:
+    """Each command starts from the default lookup, then `--gpus-file` if given (so one
+    invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""
+    from .presets import use_gpus_file as use
+
+    use(path)
+
+
+# typer ≥ 0.2x prints each option's Python type as a placeholder (<bool>, <str>, <int range>):
+# flags take no value, so they get none; other values get a plain metavar.
+_METAVARS: dict[Any, str] = {str: "TEXT", int: "INTEGER", float: "NUMBER", Path: "FILE"}
+
+
+def tidy_params(command: Any, ctx: Any) -> None:
+    """Help without placeholders on flags; every choice matched case-insensitively (--dtype INT8)."""
+    params = [*command.params, command.get_help_option(ctx)]
+    for param in params:
+        if param is None or not isinstance(param, typer.core.TyperOption):
+            continue
+        desc = getattr(param, "type_descriptor", None)
+        if desc is not None and desc.is_choice:
+            desc.parameter_info.case_sensitive = False
+        if param.metavar is not None:
+            continue
+        if param.is_flag:
+            param.metavar = ""
+        elif desc is not None and not desc.is_choice:
+            annotation = desc.annotation
+            args = getattr(annotation, "__args__", ())
+            base = next((a for a in args if a is not type(None)), annotation) if args else annotation
+            if base in _METAVARS:
+                param.metavar = _METAVARS[base]
+
+
+class VramcalcGroup(TyperGroup):
+    """The command group: each command's options tidied before help or parsing sees them."""
+
+    def get_params(self, ctx: Any) -> Any:
+        tidy_params(self, ctx)
+        return super().get_params(ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            tidy_params(command, ctx)
+        return command
