@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__.startswith("NoArgsIsHelp") and ctx is not None:
             sys.stdout.write(ctx.get_help() + "\n")
             sys.exit(0)
-        _fail(exc.format_message().replace("\n", " "))  # type: ignore[attr-defined]
+        _fail(exc.format_message())  # type: ignore[attr-defined]
     except _ClickException as exc:
         _fail(exc.format_message())  # type: ignore[attr-defined]
     except typer.Abort:
@@ -481,5 +481,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str) -> None:
+    # One line: click lists choices on tab-indented lines, pydantic prefixes "Value error, ".
+    message = " ".join(message.replace("Value error, ", "").split())
     sys.stderr.write(f"vramcalc: error: {message}\n")
     sys.exit(2)

@@ -54,6 +54,7 @@ GpusFileOpt = Annotated[
     ),
 ]
 
+
 def use_gpus_file(path: Path | None) -> None:
     """Each command starts from the default lookup, then `--gpus-file` if given (so one
     invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""
@@ -83,7 +84,9 @@ def tidy_params(command: Any, ctx: Any) -> None:
         elif desc is not None and not desc.is_choice:
             annotation = desc.annotation
             args = getattr(annotation, "__args__", ())
-            base = next((a for a in args if a is not type(None)), annotation) if args else annotation
+            base = (
+                next((a for a in args if a is not type(None)), annotation) if args else annotation
+            )
             if base in _METAVARS:
                 param.metavar = _METAVARS[base]
 

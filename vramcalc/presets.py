@@ -48,10 +48,12 @@ def load_toml(path: Path, model: type[T]) -> T:
         raise PresetError(f"{path}: field {field!r}: {first['msg']}") from None
 
 
-def _keys(name: str, aliases: tuple[str, ...], hf_id: str = "") -> set[str]:
-    keys = {normalise(name), *(normalise(a) for a in aliases)}
-    if hf_id:
-        keys |= {normalise(hf_id), normalise(hf_id.split("/")[-1])}
+def _keys(name: str, aliases: tuple[str, ...], hf_id: str = "") -> dict[str, str]:
+    """Lookup key → the spelling it came from (the name, an alias or the Hub id)."""
+    spellings = [name, *aliases, *([hf_id, hf_id.split("/")[-1]] if hf_id else [])]
+    keys: dict[str, str] = {}
+    for spelling in spellings:
+        keys.setdefault(normalise(spelling), spelling)
     return keys
 
 
@@ -59,6 +61,7 @@ class _Catalog:
     def __init__(self, folder: Path, model: type[Any]) -> None:
         self.items: dict[str, Any] = {}
         self.index: dict[str, str] = {}
+        self.spelling: dict[str, tuple[str, str]] = {}  # lookup key → (as users write it, preset)
         for path in sorted(folder.glob("*.toml")):
             self.add(load_toml(path, model), str(path))
 
@@ -66,15 +69,16 @@ class _Catalog:
         if item.name in self.items:
             raise PresetError(f"{where}: duplicate preset name {item.name!r}")
         self.items[item.name] = item
-        for key in _keys(item.name, item.aliases, getattr(item, "hf_id", "")):
+        for key, spelling in _keys(item.name, item.aliases, getattr(item, "hf_id", "")).items():
             other = self.index.setdefault(key, item.name)
             if other != item.name:
                 raise PresetError(f"{where}: alias {key!r} also names {other!r}")
+            self.spelling.setdefault(key, (spelling, item.name))
 
     def get(self, kind: str, name: str) -> Any:
         found = self.index.get(normalise(name))
         if found is None:
-            raise UnknownNameError(kind, name, sorted(self.items) + sorted(self.index))
+            raise UnknownNameError(kind, name, self.spelling, normalise)
         return self.items[found]
 
 
@@ -141,10 +145,11 @@ def _merge_user_gpus(catalog: _Catalog, path: Path) -> None:
             raise PresetError(f"{where}: field {field!r}: {first['msg']}") from None
         if found:
             catalog.items[found] = gpu
-            for key in _keys(gpu.name, gpu.aliases):
+            for key, spelling in _keys(gpu.name, gpu.aliases).items():
                 other = catalog.index.setdefault(key, found)
                 if other != found:
                     raise PresetError(f"{where}: alias {key!r} also names {other!r}")
+                catalog.spelling.setdefault(key, (spelling, found))
         else:
             catalog.add(gpu, where)
 

@@ -1,0 +1,205 @@
+"""Issue 17, friction: sizes, names, flags and help the way a new user types and reads them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from vramcalc.cli import app, main
+from vramcalc.errors import VramcalcError
+from vramcalc.units import GIB, parse_count, parse_param_count
+
+runner = CliRunner()
+
+
+def run_json(*args: str) -> object:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def fail(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """main() on bad input: exit 2 and exactly one stderr line, returned."""
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+# ---- sizes as people write them ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "binary", "expected"),
+    [
+        ("4k", True, 4096),  # Llama 2's "4k context" = max_position_embeddings 4096
+        ("32K", True, 32768),
+        ("128k", True, 131072),  # Llama 3.1's 128k = 131072
+        ("1M", True, 1048576),
+        ("1.5k", True, 1536),
+        ("4k", False, 4000),
+        ("1.5B", False, 1_500_000_000),
+        ("2T", False, 2_000_000_000_000),
+        ("4096", True, 4096),
+    ],
+)
+def test_parse_count_units(text: str, binary: bool, expected: int) -> None:
+    assert parse_count(text, binary=binary) == expected
+
+
+@pytest.mark.parametrize("text", ["0.4", "2.5", "0", "-3", "4q", "", "nan"])
+def test_parse_count_refuses(text: str) -> None:
+    with pytest.raises(VramcalcError):
+        parse_count(text)
+
+
+@given(st.integers(min_value=1, max_value=10**6))
+def test_parse_count_binary_k_is_1024(n: int) -> None:
+    assert parse_count(f"{n}k", binary=True) == n * 1024
+    assert parse_count(f"{n}k") == n * 1000
+    assert parse_count(str(n), binary=True) == n
+
+
+def test_seq_len_and_batch_accept_sizes() -> None:
+    data = run_json("infer", "llama-2-7b", "--seq-len", "4k", "-b", "2", "--dtype", "INT8")
+    assert isinstance(data, dict)
+    assert data["inputs"]["seq_len"] == 4096 and data["inputs"]["dtype"] == "int8"
+    kv = next(c for c in data["components"] if c["name"] == "kv_cache")
+    # 2 (K,V) × 32 layers × 2 seqs × 4096 tokens × 4096 hidden × 2 bytes = 4 GiB
+    assert kv["bytes"] == 4 * GIB
+    data = run_json("train", "gpt2", "-s", "1k", "-b", "1K")
+    assert isinstance(data, dict)
+    assert data["inputs"]["seq_len"] == 1024 and data["inputs"]["batch_size"] == 1000
+
+
+def test_cost_infer_prompt_output_sizes() -> None:
+    data = run_json(
+        "cost", "infer", "llama-2-7b", "--gpu", "H100-SXM", "--prompt", "2k", "--output", "1K"
+    )
+    assert isinstance(data, dict)
+    assert data["prompt_tokens"] == 2048 and data["output_tokens"] == 1024
+
+
+def test_rlhf_lengths() -> None:
+    data = run_json(
+        "rlhf", "gpt2", "--stage", "PPO", "--prompt-len", "512", "--response-len", "0.5k"
+    )
+    assert isinstance(data, dict) and data["kind"] == "rlhf"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("infer", "gpt2", "-s", "4q"), "'--seq-len'"),
+        (("infer", "gpt2", "-s", "0.5"), "whole number"),
+        (("infer", "gpt2", "-s", "32M"), "range"),
+        (("infer", "gpt2", "-b", "0"), "--batch-size"),
+    ],
+)
+def test_bad_sizes_one_line(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], needle: str
+) -> None:
+    assert needle in fail(capsys, *args)
+
+
+# ---- --params ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["7", "0.4", "70", "999"])
+def test_params_without_unit_refused(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    err = fail(capsys, "infer", "--params", text)
+    assert f"'{text}' has no unit" in err and f"{text}B" in err
+    with pytest.raises(VramcalcError):
+        parse_param_count(text)
+
+
+def test_params_with_unit_and_large_bare_number() -> None:
+    assert parse_param_count("0.4B") == 400_000_000
+    assert parse_param_count("7000000000") == 7_000_000_000
+    assert parse_param_count(1000) == 1000
+
+
+def test_weights_only_verdict_says_so() -> None:
+    result = runner.invoke(app, ["infer", "--params", "7B", "--gpu", "rtx-4090", "--dtype", "int8"])
+    assert result.exit_code == 0
+    assert "weights only: fits on NVIDIA GeForce RTX 4090" in result.stdout
+    assert "× 1 byte (int8)" in result.stdout  # 7e9 params × 1 byte, singular
+    data = run_json("infer", "--params", "7B", "--gpu", "rtx-4090", "--dtype", "int8")
+    assert isinstance(data, dict)
+    assert data["gpu"]["weights_only"] is True and data["total_bytes"] == 7_000_000_000
+    full = run_json("infer", "llama-2-7b", "--gpu", "rtx-4090")
+    assert isinstance(full, dict) and full["gpu"]["weights_only"] is False
+
+
+# ---- names and messages -----------------------------------------------------------------------
+def test_model_typo_suggests_user_spelling(capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(capsys, "infer", "lama-2-7b")
+    assert "did you mean llama-2-7b" in err and "llama27b" not in err
+    assert "`vramcalc presets list`" in err
+
+
+def test_gpu_typo_suggests_user_spelling_and_gpu_list(capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(capsys, "infer", "gpt2", "--gpu", "h100-80")
+    assert "h100-80gb (h100-sxm)" in err and "h10080gb" not in err
+    assert "`vramcalc gpus`" in err and "presets list" not in err
+    # suggestions never show a normalised key (lower case with no separators)
+    for name in re.findall(r"did you mean ([^?]*)\?", err)[0].split(", "):
+        assert "-" in name
+
+
+def test_no_pydantic_prefix_and_choices_comma_separated(capsys: pytest.CaptureFixture[str]) -> None:
+    err = fail(capsys, "infer", "gpt2", "--dtype", "int3")
+    assert "Value error" not in err and "'int3'" in err
+    err = fail(capsys, "rlhf", "gpt2")
+    assert "Choose from: sft, rm, ppo, dpo, grpo" in err and "\t" not in err
+
+
+# ---- help -------------------------------------------------------------------------------------
+def help_text(*args: str) -> str:
+    result = runner.invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [(), ("infer",), ("train",), ("fit",), ("plan",), ("gpus",), ("cost", "infer"), ("rlhf",)],
+)
+def test_help_has_no_type_placeholders(command: tuple[str, ...]) -> None:
+    text = help_text(*command)
+    assert "<bool>" not in text and "<str>" not in text.split("Options")[-1]
+
+
+def test_help_contents() -> None:
+    assert "TOML file of [[gpu]] tables" in help_text("gpus")
+    assert "--gpus-file" in help_text("infer") and "--gpus-file" in help_text("train")
+    train = help_text("train")
+    assert "(prompt + generated)" not in train and "4k = 4,096" in train
+    assert "(prompt + generated)" in help_text("infer")
+    assert re.search(r"--nodes\s+INTEGER\s+\S*\s*machines", train) or "machines in the job" in train
+    assert "GPUs per machine" in train
+    for command in (("fit",), ("plan",), ("cost", "train"), ("cost", "infer"), ("rlhf",)):
+        assert "preset name, config.json, model folder, .gguf or Hub id" in help_text(*command)
+
+
+def test_version_and_completion() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and re.fullmatch(r"vramcalc \S+\n", result.stdout)
+    assert "--install-completion" in help_text()
+
+
+def test_console_entry_point_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "vramcalc", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=True,
+    )
+    assert out.stdout.startswith("vramcalc ")
