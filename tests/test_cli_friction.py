@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -203,3 +204,123 @@ def test_console_entry_point_version() -> None:
         check=True,
     )
     assert out.stdout.startswith("vramcalc ")
+
+
+# ---- exit codes -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        # llama-2-7b bf16: 12.55 GiB weights + 2 GiB KV at 4096 + ~0.5 GiB runtime < 24 GiB
+        (("infer", "llama-2-7b", "--gpu", "rtx-4090"), 0),
+        # llama-2-70b bf16 weights alone are 128 GiB
+        (("infer", "llama-2-70b", "--gpu", "rtx-4090"), 1),
+        (("infer", "--params", "70B", "--gpu", "rtx-4090"), 1),
+        # full AdamW training of 7B: 16 bytes per parameter > 100 GiB
+        (("train", "llama-2-7b", "--gpu", "rtx-4090"), 1),
+        (("train", "gpt2", "--gpu", "rtx-4090", "-s", "512"), 0),
+        (("train", "llama-2-7b", "--method", "qlora", "-s", "512", "--gpu", "a100-80gb"), 0),
+        (("fit", "llama-2-70b", "--gpu", "rtx-4090"), 1),
+        (("fit", "gpt2", "--gpu", "rtx-4090"), 0),
+        (("cost", "infer", "llama-2-70b", "--gpu", "rtx-4090"), 1),
+        (("cost", "infer", "llama-2-7b", "--gpu", "h100"), 0),
+        (("plan", "llama-2-7b"), 0),
+        # full training of 70B: ≥ 16 bytes per parameter ≈ 1 TB, no single catalog GPU holds it
+        (("plan", "llama-2-70b", "--task", "train", "--tokens", "1B", "--max-gpus", "1"), 1),
+        (("rlhf", "llama-2-7b", "--stage", "ppo", "--gpu", "rtx-4090"), 1),
+        (("rlhf", "gpt2", "--stage", "dpo", "-s", "512", "--gpu", "h100"), 0),
+    ],
+)
+def test_check_exit_codes(args: tuple[str, ...], code: int) -> None:
+    result = runner.invoke(app, [*args, "--check", "--json"])
+    assert result.exit_code == code, result.output
+    json.loads(result.stdout)  # the answer is still printed
+    assert runner.invoke(app, list(args)).exit_code == 0  # without --check: exit 0
+
+
+def test_check_needs_a_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--gpu" in fail(capsys, "infer", "gpt2", "--check")
+    assert "--gpu" in fail(capsys, "train", "gpt2", "--check")
+
+
+# ---- without torch ----------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [["validate"], ["trace", "gpt2"], ["measure", "gpt2"]])
+def test_torch_commands_without_torch(args: list[str]) -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; from vramcalc.cli import main; main(sys.argv[1:])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env={**os.environ}
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert 'pip install "vramcalc[torch]"' in out.stderr
+
+
+# ---- JSON: schema_version and kind everywhere, fit's dtype ------------------------------------
+@pytest.mark.parametrize(
+    ("args", "kind"),
+    [
+        (("infer", "gpt2"), "inference"),
+        (("infer", "gpt2", "--compare-dtypes"), "inference_comparison"),
+        (("train", "gpt2", "-s", "256"), "training"),
+        (("train", "gpt2", "-s", "256", "--method", "lora"), "training"),
+        (("fit", "gpt2", "--gpu", "h100"), "fit"),
+        (("plan", "gpt2", "--prompt", "512", "--output", "128"), "plan"),
+        (
+            ("cost", "infer", "gpt2", "--gpu", "h100", "--prompt", "512", "--output", "128"),
+            "inference_cost",
+        ),
+        (("cost", "train", "gpt2", "--gpu", "h100", "--tokens", "1B"), "training_cost"),
+        (("gpus",), "gpu_list"),
+        (("presets", "list"), "model_list"),
+        (("presets", "list", "--gpus"), "gpu_list"),
+        (("presets", "show", "gpt2"), "model_preset"),
+        (("inspect", "gpt2"), "model_source"),
+        (("rlhf", "gpt2", "--stage", "sft", "-s", "256"), "rlhf"),
+    ],
+)
+def test_every_json_has_schema_version_and_kind(args: tuple[str, ...], kind: str) -> None:
+    data = run_json(*args)
+    assert isinstance(data, dict)
+    assert list(data)[:2] == ["schema_version", "kind"]
+    assert data["schema_version"] == 2 and data["kind"] == kind
+
+
+def test_fit_json_has_dtype() -> None:
+    data = run_json("fit", "gpt2", "--gpu", "h100", "--dtype", "fp8")
+    assert isinstance(data, dict) and data["workload"]["dtype"] == "fp8"
+    data = run_json("fit", "gpt2", "--gpu", "h100", "--task", "train")
+    assert isinstance(data, dict) and data["workload"]["precision"] == "bf16-mixed"
+
+
+# ---- warnings: beyond the trained context, GGUF --dtype ignored -------------------------------
+def test_seq_len_beyond_trained_context_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["infer", "llama-2-7b", "-s", "8192", "--json"])
+    assert exc.value.code == 0
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1 and "trained context of 4,096" in out.err
+    assert json.loads(out.out)["inputs"]["seq_len"] == 8192
+    with pytest.raises(SystemExit):
+        main(["infer", "llama-2-7b", "-s", "4k", "--json"])
+    assert capsys.readouterr().err == ""  # 4096 is within llama-2's context
+
+
+def test_gguf_dtype_reports_what_was_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_sources import tiny_gguf
+
+    path = tmp_path / "tiny.gguf"
+    data_bytes = tiny_gguf(path)
+    with pytest.raises(SystemExit):
+        main(["infer", str(path), "--dtype", "int4", "--json"])
+    out = capsys.readouterr()
+    data = json.loads(out.out)
+    assert data["inputs"]["dtype"] == "bf16" and data["inputs"]["quant"].startswith("GGUF Q4_K")
+    assert data["components"][0]["bytes"] == data_bytes == 907392  # as stored (test_sources)
+    assert "--dtype int4 ignored" in out.err and out.err.count("\n") == 1
+    assert data["warnings"] and "awq" not in json.dumps(data["inputs"])
+    with pytest.raises(SystemExit):
+        main(["infer", str(path), "--json"])
+    assert capsys.readouterr().err == ""  # the default dtype asks nothing of the weights

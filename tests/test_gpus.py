@@ -235,7 +235,7 @@ def test_cli_gpus_local_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml([("NVIDIA L4", total, total)]))
     result = runner.invoke(app, ["gpus", "--local", "--json"])
     assert result.exit_code == 0, result.output
-    (row,) = json.loads(result.output)
+    (row,) = json.loads(result.output)["gpus"]
     assert row["catalog"] == "l4" and row["total_bytes"] == total and row["driver_version"]
 
 
@@ -249,7 +249,7 @@ def test_cli_gpus_local_says_no_driver(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_gpus_json_lists_catalog() -> None:
     result = runner.invoke(app, ["gpus", "--json"])
     assert result.exit_code == 0
-    rows = {r["name"]: r for r in json.loads(result.output)}
+    rows = {r["name"]: r for r in json.loads(result.output)["gpus"]}
     assert set(REQUIRED) <= set(rows)
     assert rows["h100-sxm"]["peak_bf16_tflops"] == get_gpu("h100").peak_bf16_tflops
 

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli_types import GpusFileOpt, VramcalcGroup, size_option, use_gpus_file
+from .cli_types import (
+    CheckOpt,
+    GpusFileOpt,
+    VramcalcGroup,
+    exit_if_not_fit,
+    print_json,
+    size_option,
+    use_gpus_file,
+)
 from .errors import VramcalcError
 from .optimizers import Optimizer
 from .quant import DEFAULT_FORMAT, FORMATS, KV_BYTES
@@ -194,11 +202,13 @@ def infer(
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
     gpus_file: GpusFileOpt = None,
+    check: CheckOpt = False,
 ) -> None:
     """Memory to serve MODEL: weights + KV cache + prefill activations + runtime overhead."""
     from .inference import estimate_inference
 
     use_gpus_file(gpus_file)
+    _need_gpu_for_check(check, gpu, gpu_mem)
     if model is None and params is None:
         raise VramcalcError("give a MODEL (e.g. llama-2-7b) or --params (e.g. --params 7B)")
     if model is not None and params is not None:
@@ -219,15 +229,19 @@ def infer(
             ["fp32", "bf16", "int8", "int4"] if params else ["fp32", "bf16", "fp8", "int8", "int4"]
         )
         rows = [estimate_inference(source, dtype=d, **common) for d in dtypes]  # type: ignore[arg-type]
+        _warn([w for r in rows for w in r.warnings if "--seq-len" in w])
         if as_json:
-            _print_json([r.model_dump(mode="json") for r in rows])
-            return
-        from . import report
+            _print_json([r.model_dump(mode="json") for r in rows], "inference_comparison", "rows")
+        else:
+            from . import report
 
-        (report.render_weights_only_compare if params else report.render_compare)(rows, units.value)
+            render = report.render_weights_only_compare if params else report.render_compare
+            render(rows, units.value)
+        exit_if_not_fit(check, any(r.gpu is not None and r.gpu.fits for r in rows))
         return
     est = estimate_inference(source, dtype=_value(dtype), quant=_value(quant), **common)  # type: ignore[arg-type]
     _emit(est, as_json, units)
+    exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
 
 
 @app.command()
@@ -303,11 +317,13 @@ def train(
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
     gpus_file: GpusFileOpt = None,
+    check: CheckOpt = False,
 ) -> None:
     """Peak memory per GPU of a training step of MODEL: full, LoRA or QLoRA; one GPU or many."""
     from .training import estimate_training
 
     use_gpus_file(gpus_file)
+    _need_gpu_for_check(check, gpu, gpu_mem)
     est = estimate_training(
         _source(model, revision, offline),
         precision=precision.value,
@@ -340,10 +356,16 @@ def train(
     )
     if as_json or not (explain or est.parallel):
         _emit(est, as_json, units)
-        return
-    from . import report_train
+    else:
+        from . import report_train
 
-    report_train.render_training(est, units.value, explain=explain)
+        report_train.render_training(est, units.value, explain=explain)
+    exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
+
+
+def _need_gpu_for_check(check: bool, gpu: str | None, gpu_mem: float | None) -> None:
+    if check and gpu is None and gpu_mem is None:
+        raise VramcalcError("--check needs a GPU to check against: add --gpu or --gpu-mem")
 
 
 @presets_app.command("list")
@@ -360,7 +382,9 @@ def presets_list(
     if gpus:
         if as_json:
             _print_json(
-                [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in list_gpus()]
+                [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in list_gpus()],
+                "gpu_list",
+                "gpus",
             )
             return
         from . import report
@@ -374,7 +398,9 @@ def presets_list(
             [
                 m.model_dump(mode="json", by_alias=True) | {"params": n}
                 for m, n in zip(models, counts, strict=True)
-            ]
+            ],
+            "model_list",
+            "models",
         )
         return
     from . import report
@@ -396,7 +422,8 @@ def presets_show(name: PresetArg, as_json: JsonOpt = False) -> None:
                 "params": param_count(spec),
                 "active_params": active_param_count(spec),
                 "head_dim": spec.head_dim,
-            }
+            },
+            "model_preset",
         )
         return
     from . import report
@@ -431,13 +458,18 @@ from .cli_rlhf import register as _register_rlhf  # noqa: E402
 _register_rlhf(app)
 
 
-def _print_json(data: object) -> None:
-    import json
+def _print_json(data: object, kind: str | None = None, key: str = "items") -> None:
+    print_json(data, kind, key)
 
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+def _warn(messages: list[str]) -> None:
+    """Inputs used as given that may not be what was meant: one stderr line each, exit code kept."""
+    for message in dict.fromkeys(messages):
+        sys.stderr.write(f"vramcalc: warning: {message}\n")
 
 
 def _emit(est: Any, as_json: bool, units: UnitsChoice) -> None:
+    _warn(est.warnings)
     if as_json:
         _print_json(est.model_dump(mode="json"))
         return

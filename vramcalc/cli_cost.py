@@ -22,7 +22,7 @@ from .cli import (
     SeqOpt,
     _value,
 )
-from .cli_types import GpusFileOpt, VramcalcGroup, size_option
+from .cli_types import CheckOpt, GpusFileOpt, VramcalcGroup, exit_if_not_fit, size_option
 from .optimizers import Optimizer
 
 
@@ -103,10 +103,10 @@ CkptOpt = Annotated[
 ]
 
 
-def _print_json(data: object) -> None:
-    from .cli import _print_json as print_json  # defined after this module is registered
+def _print_json(data: object, kind: str | None = None, key: str = "items") -> None:
+    from .cli_types import print_json
 
-    print_json(data)
+    print_json(data, kind, key)
 
 
 def _use_gpus_file(path: Path | None) -> None:
@@ -155,7 +155,9 @@ def register(app: typer.Typer) -> None:
                             "catalog": m.name if m else None,
                         }
                         for d, m in found
-                    ]
+                    ],
+                    "local_gpus",
+                    "gpus",
                 )
                 return
             report_cost.render_local_gpus(found)
@@ -163,7 +165,9 @@ def register(app: typer.Typer) -> None:
         catalog = list_gpus()
         if as_json:
             _print_json(
-                [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in catalog]
+                [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in catalog],
+                "gpu_list",
+                "gpus",
             )
             return
         report_cost.render_gpu_catalog(catalog)
@@ -237,6 +241,7 @@ def register(app: typer.Typer) -> None:
         price: PriceOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        check: CheckOpt = False,
     ) -> None:
         """Prefill time, decode speed, latency, throughput and price per million tokens."""
         from .cost import estimate_inference_cost
@@ -276,10 +281,11 @@ def register(app: typer.Typer) -> None:
         }
         if as_json:
             _print_json(c.model_dump(mode="json") | {"memory": fits})
-            return
-        from . import report_cost
+        else:
+            from . import report_cost
 
-        report_cost.render_inference_cost(c, fits)
+            report_cost.render_inference_cost(c, fits)
+        exit_if_not_fit(check, bool(fits["fits"]))
 
     @app.command("fit")
     def fit_cmd(
@@ -301,6 +307,7 @@ def register(app: typer.Typer) -> None:
         attention: AttnOpt = AttentionChoice.flash,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        check: CheckOpt = False,
     ) -> None:
         """The largest batch size and the longest context of MODEL that fit the GPU(s)."""
         from .fit import fit
@@ -312,11 +319,13 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
         r = fit(model, gpu, task=task.value, num_gpus=num_gpus, **workload)  # type: ignore[arg-type]
         if as_json:
-            _print_json(r.model_dump(mode="json"))
-            return
-        from . import report_cost
+            _print_json(r.model_dump(mode="json"), "fit")
+        else:
+            from . import report_cost
 
-        report_cost.render_fit(r)
+            report_cost.render_fit(r)
+        # does not fit: not one sequence of the context searched (--seq-len) fits
+        exit_if_not_fit(check, r.max_batch_size > 0)
 
     @app.command("plan")
     def plan_cmd(
@@ -367,6 +376,7 @@ def register(app: typer.Typer) -> None:
         mfu: MfuOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        check: CheckOpt = False,
     ) -> None:
         """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
         from .fit import plan
@@ -390,7 +400,9 @@ def register(app: typer.Typer) -> None:
         )
         if as_json:
             _print_json(p.model_dump(mode="json"))
-            return
-        from . import report_cost
+        else:
+            from . import report_cost
 
-        report_cost.render_plan(p)
+            report_cost.render_plan(p)
+        # does not fit: no GPU of the catalog holds it (within --budget when one is given)
+        exit_if_not_fit(check, any(r.fits and r.within_budget is not False for r in p.rows))

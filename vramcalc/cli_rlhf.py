@@ -28,7 +28,7 @@ from .cli import (
     UnitsOpt,
     _value,
 )
-from .cli_types import size_option
+from .cli_types import CheckOpt, exit_if_not_fit, size_option
 from .errors import VramcalcError
 from .optimizers import Optimizer
 
@@ -218,6 +218,7 @@ def rlhf(
     ] = None,
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
+    check: CheckOpt = False,
 ) -> None:
     """Memory per GPU, phase by phase, and compute of an RLHF stage: SFT, RM, PPO, DPO or GRPO.
 
@@ -273,14 +274,18 @@ def rlhf(
         role_gpus=parse_role_gpus(role_gpus),
         **{k: v for k, v in options.items() if v is not None},
     )
+    if check and gpu is None and gpu_mem is None:
+        raise VramcalcError("--check needs a GPU to check against: add --gpu or --gpu-mem")
     if as_json:
         from .cli import _print_json  # defined after the command registration in cli.py
 
         _print_json(est.model_dump(mode="json"))
-        return
-    from .report_rlhf import render_rlhf
+    else:
+        from .report_rlhf import render_rlhf
 
-    render_rlhf(est, units.value)
+        render_rlhf(est, units.value)
+    # does not fit: any GPU group's peak exceeds its GPU
+    exit_if_not_fit(check, all(g.gpu is None or g.gpu.fits for g in est.groups))
 
 
 def parse_role_gpus(text: str | None) -> dict[str, int] | None:

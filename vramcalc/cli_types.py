@@ -55,6 +55,36 @@ GpusFileOpt = Annotated[
 ]
 
 
+CheckOpt = Annotated[
+    bool,
+    typer.Option(
+        "--check",
+        help="exit code 1 when the job does not fit the GPU(s); 0 when it does, 2 on bad input",
+    ),
+]
+
+
+def exit_if_not_fit(check: bool, fits: bool) -> None:
+    """With --check, a job that does not fit ends the command with exit code 1 (after output)."""
+    if check and not fits:
+        raise typer.Exit(1)
+
+
+def print_json(data: object, kind: str | None = None, key: str = "items") -> None:
+    """Every JSON document is an object that begins with schema_version and kind; a list is put
+    under `key`."""
+    import json
+    import sys
+
+    from .results import SCHEMA_VERSION
+
+    if isinstance(data, list):
+        data = {key: data}
+    if isinstance(data, dict):
+        data = {"schema_version": SCHEMA_VERSION, "kind": data.get("kind", kind)} | data
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
 def use_gpus_file(path: Path | None) -> None:
     """Each command starts from the default lookup, then `--gpus-file` if given (so one
     invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""

@@ -151,6 +151,9 @@ class FitResult(BaseModel):
     max_seq_len: int = Field(description="0: not even one token fits")
     seq_len_cap: int = Field(description="the search stops here (model maximum or 16M)")
     parallelism: str
+    workload: dict[str, Any] = Field(
+        default_factory=dict, description="the options the search held fixed (dtype, precision…)"
+    )
 
 
 def _fits_fn(
@@ -205,6 +208,7 @@ def fit(
         parallelism=memory_fn(
             spec, task, {**workload, "batch_size": 1, "seq_len": 1}, num_gpus
         ).parallelism,
+        workload={k: v for k, v in workload.items() if k not in ("batch_size", "seq_len")},
     )
 
 

@@ -20,7 +20,14 @@ from .quant import (
 from .results import Component, Estimate, make_estimate
 from .specs import ModelSpec
 from .units import parse_param_count
-from .workloads import Common, resolve_gpu, resolve_seq_len, resolve_source, validate
+from .workloads import (
+    Common,
+    context_warnings,
+    resolve_gpu,
+    resolve_seq_len,
+    resolve_source,
+    validate,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sources import ModelSource
@@ -146,11 +153,22 @@ def estimate_inference(
     seq = resolve_seq_len(spec, req.seq_len)
     weights = weight_bytes(tensor_groups(spec), fmt)
     weights_note = f"{fmt.name}: {fmt.description}"
+    compute_dtype = "fp32" if fmt.compute_bytes == 4 else "bf16"
+    dtype_used, quant_used, warnings = req.dtype, fmt.name, context_warnings(spec, seq)
     if source.checkpoint is not None:
         from .sources import checkpoint_weight_bytes
 
         weights, weights_note = checkpoint_weight_bytes(source.checkpoint, fmt)
-    kv_dtype_name = req.kv_dtype or ("fp32" if fmt.compute_bytes == 4 else "bf16")
+        stored = source.checkpoint.quantization
+        if stored:  # pre-quantized weights are used as stored: report what was used
+            dtype_used, quant_used = compute_dtype, stored
+            if req.quant is not None or req.dtype not in ("bf16", "fp16", "fp32"):
+                asked = f"--quant {req.quant}" if req.quant else f"--dtype {req.dtype}"
+                warnings.append(
+                    f"{asked} ignored for the weights: {source.checkpoint.format} weights are "
+                    f"used as stored ({stored}); compute dtype {compute_dtype}"
+                )
+    kv_dtype_name = req.kv_dtype or compute_dtype
     kv = kv_cache_bytes(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
     activations, peak_part = inference_activation_bytes(
         spec, req.batch_size, seq, fmt.compute_bytes, req.logits, req.attention
@@ -180,8 +198,8 @@ def estimate_inference(
     ]
     inputs = {
         "model": spec.name,
-        "dtype": req.dtype,
-        "quant": fmt.name,
+        "dtype": dtype_used,
+        "quant": quant_used,
         "kv_dtype": kv_dtype_name,
         "batch_size": req.batch_size,
         "seq_len": seq,
@@ -205,6 +223,7 @@ def estimate_inference(
             "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
             *source.notes,
         ],
+        warnings=warnings,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every --json output an object with schema_version and kind
 
 
 class Component(BaseModel):
@@ -75,6 +75,9 @@ class Estimate(BaseModel):
     gpu: GPUFit | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     assumptions: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list, description="inputs used as given that may not be what was meant"
+    )
     # Multi-GPU jobs (training with sharding or parallelism); defaults describe one GPU.
     num_gpus: int = Field(1, description="GPUs of the job; components and total are per GPU")
     cluster_total_bytes: int | None = Field(None, description="GPU memory summed over all GPUs")
