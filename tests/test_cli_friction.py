@@ -324,3 +324,65 @@ def test_gguf_dtype_reports_what_was_used(
     with pytest.raises(SystemExit):
         main(["infer", str(path), "--json"])
     assert capsys.readouterr().err == ""  # the default dtype asks nothing of the weights
+
+
+# ---- --explain on infer: every formula evaluates to its component's bytes ---------------------
+def evaluate(formula: str) -> float:
+    """The arithmetic of a formula with its labels (words, dotted names, units) removed."""
+    expr = re.sub(r"[A-Za-z_][\w.]*", "", formula.replace(",", "")).replace("×", "*")
+    assert re.fullmatch(r"[\d.\s*+()]+", expr), expr
+    return float(eval(expr))  # only digits and + * ( ) remain (checked above)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("llama-2-7b",),
+        ("llama-2-7b", "--dtype", "int4", "-b", "4"),
+        ("mistral-7b", "--attention", "eager", "-s", "1k"),
+        ("gpt2", "--attention", "eager", "--logits", "all", "-s", "512"),
+        ("mixtral-8x7b", "--dtype", "fp8", "-s", "2k"),
+        ("--params", "7B", "--dtype", "int4"),
+    ],
+)
+def test_infer_formulas_evaluate_to_bytes(args: tuple[str, ...]) -> None:
+    data = run_json("infer", *args)
+    assert isinstance(data, dict)
+    for c in data["components"]:
+        assert c["formula"], c["name"]
+        assert int(evaluate(c["formula"])) == c["bytes"], (c["name"], c["formula"])
+
+
+def test_infer_explain_table() -> None:
+    result = runner.invoke(app, ["infer", "llama-2-7b", "--explain"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    # 2 (K,V) × 32 layers × 4096 tokens × 4096 hidden × 2 bytes = 2 GiB
+    assert "kv_cache = 1 seqs × 32 layers × 4096 tokens × 8192 values × 2 B = 2,147,483,648" in (
+        result.stdout
+    )
+    assert "total = " in result.stdout
+
+
+# ---- the likely range on every estimate -------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--method", "lora"),
+        ("--method", "qlora"),
+        ("--num-gpus", "8", "--zero", "3"),
+        ("--method", "lora", "--num-gpus", "2"),
+    ],
+)
+def test_band_for_lora_qlora_multi_gpu(args: tuple[str, ...]) -> None:
+    data = run_json("train", "llama-2-7b", "-s", "1k", *args)
+    assert isinstance(data, dict)
+    assert data["low_bytes"] < data["total_bytes"] < data["high_bytes"]
+    assert any("full-training trace residual" in a for a in data["assumptions"])
+    table = runner.invoke(app, ["train", "llama-2-7b", "-s", "1k", *args], env={"COLUMNS": "200"})
+    assert re.search(r"GiB, likely [\d.]+–[\d.]+ GiB", table.stdout)
+
+
+def test_full_single_gpu_band_has_no_extrapolation_note() -> None:
+    data = run_json("train", "gpt2", "-s", "256")
+    assert isinstance(data, dict) and data["low_bytes"] < data["total_bytes"]
+    assert not any("trace residual" in a for a in data["assumptions"])

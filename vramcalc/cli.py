@@ -155,6 +155,9 @@ GpusPerNodeOpt = Annotated[
         "--gpus-per-node", min=1, max=1024, help="GPUs per machine (default: --num-gpus / --nodes)"
     ),
 ]
+ExplainOpt = Annotated[
+    bool, typer.Option("--explain", help="print each term's formula with the numbers")
+]
 UnitsOpt = Annotated[UnitsChoice, typer.Option("--units", help="GiB (2^30 bytes) or GB (10^9)")]
 AttnOpt = Annotated[
     AttentionChoice,
@@ -203,6 +206,7 @@ def infer(
     offline: OfflineOpt = False,
     gpus_file: GpusFileOpt = None,
     check: CheckOpt = False,
+    explain: ExplainOpt = False,
 ) -> None:
     """Memory to serve MODEL: weights + KV cache + prefill activations + runtime overhead."""
     from .inference import estimate_inference
@@ -240,7 +244,7 @@ def infer(
         exit_if_not_fit(check, any(r.gpu is not None and r.gpu.fits for r in rows))
         return
     est = estimate_inference(source, dtype=_value(dtype), quant=_value(quant), **common)  # type: ignore[arg-type]
-    _emit(est, as_json, units)
+    _emit(est, as_json, units, explain)
     exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
 
 
@@ -311,9 +315,7 @@ def train(
     ] = False,
     ep: Annotated[int, typer.Option("--ep", min=1, max=4096, help="expert-parallel degree")] = 1,
     cp: Annotated[int, typer.Option("--cp", min=1, max=4096, help="context-parallel degree")] = 1,
-    explain: Annotated[
-        bool, typer.Option("--explain", help="print each term's formula with the numbers")
-    ] = False,
+    explain: ExplainOpt = False,
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
     gpus_file: GpusFileOpt = None,
@@ -468,14 +470,14 @@ def _warn(messages: list[str]) -> None:
         sys.stderr.write(f"vramcalc: warning: {message}\n")
 
 
-def _emit(est: Any, as_json: bool, units: UnitsChoice) -> None:
+def _emit(est: Any, as_json: bool, units: UnitsChoice, explain: bool = False) -> None:
     _warn(est.warnings)
     if as_json:
         _print_json(est.model_dump(mode="json"))
         return
     from . import report
 
-    report.render_estimate(est, units.value)
+    report.render_estimate(est, units.value, explain=explain)
 
 
 def _click_class(name: str) -> type[Exception]:

@@ -43,9 +43,13 @@ def fit_line(est: Estimate, units: str) -> str:
 def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
     """fits / tight / does not fit on one GPU, with the headroom, shortfall or likely range."""
     if g.weights_only:  # the verdict itself says what it counted
-        return "weights only: " + gpu_fit_line(
-            g.model_copy(update={"weights_only": False}), low_bytes, high_bytes, units
-        ) + " (no KV cache, activations or runtime counted)"
+        return (
+            "weights only: "
+            + gpu_fit_line(
+                g.model_copy(update={"weights_only": False}), low_bytes, high_bytes, units
+            )
+            + " (no KV cache, activations or runtime counted)"
+        )
     if g.verdict == "tight":
         return f"[yellow]tight[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): inside the likely range {_fmt(low_bytes, units)}–{_fmt(high_bytes, units)} {units}"
     if g.fits:
@@ -53,7 +57,30 @@ def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
     return f"[red]does not fit[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): short by {_fmt(-g.headroom_bytes, units)} {units}"
 
 
-def render_estimate(est: Estimate, units: str = "GiB") -> None:
+def band_line(est: Estimate, units: str) -> str:
+    """'13.35 GiB, likely 13.04–14.63 GiB' (empty for exact weights-only arithmetic)."""
+    if est.high_bytes <= est.low_bytes:
+        return ""
+    return (
+        f"{_fmt(est.total_bytes, units)} {units}, likely "
+        f"{_fmt(est.low_bytes, units)}–{_fmt(est.high_bytes, units)} {units}"
+    )
+
+
+def explain_lines(est: Estimate) -> list[str]:
+    """--explain: each component's arithmetic with its numbers, then the total as their sum."""
+    lines = ["[bold]how each term is computed[/] (bytes)"]
+    for c in est.components:
+        if c.formula:
+            lines.append(f"  {c.name} = {c.formula} = {c.bytes:,}")
+        elif c.note:
+            lines.append(f"  {c.name} = {c.bytes:,}  ({c.note})")
+    terms = " + ".join(f"{c.bytes:,}" for c in est.components if c.bytes)
+    lines.append(f"  total = {terms} = {est.total_bytes:,}")
+    return lines
+
+
+def render_estimate(est: Estimate, units: str = "GiB", explain: bool = False) -> None:
     console = _console()
     title = f"{est.kind.title()} memory: {est.model}"
     if not est.weights_only:
@@ -72,16 +99,17 @@ def render_estimate(est: Estimate, units: str = "GiB") -> None:
     table.add_section()
     table.add_row("[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%", "")
     console.print(table)
-    if est.high_bytes > est.low_bytes:
-        console.print(
-            f"{_fmt(est.total_bytes, units)} {units}, likely {_fmt(est.low_bytes, units)}–{_fmt(est.high_bytes, units)} {units}"
-        )
+    if band_line(est, units):
+        console.print(band_line(est, units))
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
     console.print(f"[dim]inputs: {inputs}[/]")
     if est.gpu is not None:
         console.print(fit_line(est, units))
+    if explain:
+        for line in explain_lines(est):
+            console.print(line)
     for c in est.components:
-        if c.note:
+        if c.note and not explain:
             console.print(f"[dim]{c.name}: {c.note}[/]")
     for note in est.assumptions:
         console.print(f"[dim]· {note}[/]")

@@ -99,7 +99,13 @@ RUNTIME = ("cuda_context", "allocator_slack")
 def error_band(components: list[Component], kind: str, weights_only: bool) -> tuple[int, int]:
     """Likely range of the total: the tensor bytes widened by their residual against the trace
     (calibration.toml [trace_residuals]) plus the runtime terms at their low and high calibration
-    values ([runtime]). Weights-only estimates are exact arithmetic: no band."""
+    values ([runtime]). Weights-only estimates are exact arithmetic: no band.
+
+    One rule for every training estimate: LoRA, QLoRA and multi-GPU layouts are built from the
+    same terms as full single-GPU training (weights, gradients, optimizer state, activations),
+    restricted to the adapters or divided over ranks, so the training residual is applied to
+    their tensor bytes too; the traced grid holds full single-GPU training only, and
+    `band_note` says so on those estimates."""
     total = tensor = context = slack = 0
     for c in components:
         total += c.bytes
@@ -115,6 +121,22 @@ def error_band(components: list[Component], kind: str, weights_only: bool) -> tu
     low = tensor * b.tensor_low + context * b.context_low_bytes + slack * b.slack_low
     high = tensor * b.tensor_high + context * b.context_high_bytes + slack * b.slack_high
     return int(min(low, total)), int(max(high, total))
+
+
+def band_note(kind: str, inputs: dict[str, Any], num_gpus: int) -> str | None:
+    """The assumption behind the band of an estimate outside the traced grid (see error_band)."""
+    method = inputs.get("method", "full")
+    if kind != "training" or (method == "full" and num_gpus == 1):
+        return None
+    what = " and ".join(
+        x
+        for x in (method if method != "full" else "", f"{num_gpus} GPUs" if num_gpus > 1 else "")
+        if x
+    )
+    return (
+        f"likely range ({what}): the full-training trace residual applied to these tensor bytes "
+        "(same terms, restricted or sharded; not traced separately)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +175,9 @@ def make_estimate(
         components, fields.get("kind", "inference"), fields.get("weights_only", False)
     )
     fit = gpu_fit(gpu_memory, total, low, high, weights_only=fields.get("weights_only", False))
+    note = band_note(fields.get("kind", ""), fields.get("inputs", {}), fields.get("num_gpus", 1))
+    if note:
+        fields["assumptions"] = [*fields.get("assumptions", []), note]
     return Estimate(
         components=components, total_bytes=total, low_bytes=low, high_bytes=high, gpu=fit, **fields
     )
