@@ -386,3 +386,45 @@ def test_full_single_gpu_band_has_no_extrapolation_note() -> None:
     data = run_json("train", "gpt2", "-s", "256")
     assert isinstance(data, dict) and data["low_bytes"] < data["total_bytes"]
     assert not any("trace residual" in a for a in data["assumptions"])
+
+
+# ---- narrow terminals -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("infer", "llama-2-7b"),
+        ("infer", "llama-2-7b", "--compare-dtypes"),
+        ("train", "llama-2-7b", "--num-gpus", "8", "--zero", "3"),
+        ("train", "gpt2", "-s", "256"),
+        ("gpus",),
+        ("plan", "llama-2-7b"),
+        ("fit", "gpt2", "--gpu", "h100"),
+        ("cost", "infer", "llama-2-7b", "--gpu", "h100"),
+        ("cost", "train", "llama-2-7b", "--gpu", "h100", "--tokens", "2T", "-n", "1024"),
+        ("rlhf", "gpt2", "--stage", "ppo"),
+        ("presets", "list"),
+    ],
+)
+def test_no_ellipsis_at_40_columns(args: tuple[str, ...]) -> None:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    wide = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    # every number of the wide table is still printed whole
+    for number in re.findall(r"\d[\d,]*\.\d+", wide.stdout):
+        assert number in result.stdout, number
+
+
+def test_narrow_infer_drops_the_bar_first() -> None:
+    narrow = runner.invoke(app, ["infer", "llama-2-7b"], env={"COLUMNS": "40"}).stdout
+    assert "█" not in narrow and "12.55" in narrow and "80.8%" in narrow
+    assert "█" in runner.invoke(app, ["infer", "llama-2-7b"], env={"COLUMNS": "80"}).stdout
+
+
+def test_presets_list_full_names_at_80_columns() -> None:
+    from vramcalc.presets import list_models
+
+    out = runner.invoke(app, ["presets", "list"], env={"COLUMNS": "80"}).stdout
+    assert "…" not in out
+    for spec in list_models():
+        assert re.search(rf"│ {re.escape(spec.name)}\s+│", out), spec.name

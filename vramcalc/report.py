@@ -7,7 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from .results import Estimate, GPUFit
 from .specs import GPUSpec, ModelSpec
@@ -19,6 +21,48 @@ OVERHEAD = ("cuda_context", "allocator_slack")
 
 def _console() -> Console:
     return Console(highlight=False, soft_wrap=False)
+
+
+def print_table(
+    console: Console, table: Table, optional: Sequence[int] = (), whole: Sequence[int] = ()
+) -> None:
+    """Print `table` so that on a narrow terminal no number becomes "…": right-aligned (numeric)
+    columns and those in `whole` keep their widest cell whole, other text folds onto more lines,
+    and the `optional` columns (the share bar first) are dropped while the table is too wide."""
+    for i, column in enumerate(table.columns):
+        if column.justify == "right" or i in whole:
+            widest = max((_cell_len(c) for c in column.cells), default=0)
+            column.min_width = max(column.min_width or 0, widest)
+        column.overflow = "fold"  # headers and long names wrap instead of ending in "…"
+    unbounded = console.options.update(max_width=1 << 16)
+    for index in sorted(optional, reverse=True):
+        if Measurement.get(console, unbounded, table).minimum <= console.width:
+            break
+        table.columns.pop(index)
+    if Measurement.get(console, unbounded, table).minimum > console.width:
+        _print_records(console, table)  # still too wide: one block of "header: value" per row
+        return
+    console.print(table)
+
+
+def _print_records(console: Console, table: Table) -> None:
+    """A table as stacked records, for terminals narrower than its numbers."""
+    if table.title:
+        console.print(table.title, style="bold")
+    headers = [str(c.header) for c in table.columns]
+    columns = [list(c.cells) for c in table.columns]
+    for row in zip(*columns, strict=True):
+        first, *rest = row
+        console.print(first, style="bold")
+        for header, value in zip(headers[1:], rest, strict=True):
+            if _cell_len(value):
+                console.print(Text("  " + header + ": ").append_text(Text.from_markup(str(value))))
+    if table.caption:
+        console.print(table.caption, style="dim")
+
+
+def _cell_len(cell: object) -> int:
+    return Text.from_markup(cell).cell_len if isinstance(cell, str) else 0
 
 
 def _fmt(value_bytes: int, units: str) -> str:
@@ -98,7 +142,7 @@ def render_estimate(est: Estimate, units: str = "GiB", explain: bool = False) ->
         table.add_row(c.name, _fmt(c.bytes, units), f"{share:.1%}", _bar(share))
     table.add_section()
     table.add_row("[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%", "")
-    console.print(table)
+    print_table(console, table, optional=[3])
     if band_line(est, units):
         console.print(band_line(est, units))
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
@@ -148,7 +192,7 @@ def render_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
                 else "[red]no[/]"
             )
         table.add_row(*cells)
-    console.print(table)
+    print_table(console, table)
     if first.gpu is not None:
         console.print(
             f"fits: on {first.gpu.gpu} ({_fmt(first.gpu.memory_bytes, units)} {units}); overhead = CUDA context + allocator slack"
@@ -180,7 +224,7 @@ def render_weights_only_compare(rows: Sequence[Estimate], units: str = "GiB") ->
             _fmt(real, units),
             f"{(real - raw) / raw:+.1%}",
         )
-    console.print(table)
+    print_table(console, table)
     console.print(
         "[dim]· 'with format metadata': bytes per parameter of the format on a 4096×4096 linear "
         "weight (scales, zero points, absmax); real models also keep embeddings and norms in 16-bit[/]"
@@ -207,7 +251,7 @@ def render_model_list(models: Sequence[ModelSpec], param_counts: Sequence[int]) 
             str(spec.max_position_embeddings),
             ", ".join(spec.aliases),
         )
-    _console().print(table)
+    print_table(_console(), table, optional=[len(table.columns) - 1], whole=[0])
 
 
 def render_model(spec: ModelSpec, n_params: int, n_active: int) -> None:
@@ -230,4 +274,4 @@ def render_gpu_list(gpus: Sequence[GPUSpec]) -> None:
     table.add_column("aliases")
     for g in gpus:
         table.add_row(g.name, f"{g.memory_bytes / 2**30:.1f}", ", ".join(g.aliases))
-    _console().print(table)
+    print_table(_console(), table, optional=[len(table.columns) - 1], whole=[0])

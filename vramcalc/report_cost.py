@@ -11,6 +11,7 @@ from rich.table import Table
 from .cost import InferenceCost, TrainingCost
 from .fit import FitResult, Plan
 from .gpu import LocalGPU
+from .report import print_table
 from .specs import GPUSpec
 from .units import GIB, format_duration, format_usd
 
@@ -63,7 +64,7 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec]) -> None:
             _num(g.tdp_watts, ",.0f"),
             _num(g.price_usd_per_hour, ".2f"),
         )
-    _console().print(table)
+    print_table(_console(), table)
 
 
 def render_local_gpus(found: Sequence[tuple[LocalGPU, GPUSpec | None]]) -> None:
@@ -83,7 +84,7 @@ def render_local_gpus(found: Sequence[tuple[LocalGPU, GPUSpec | None]]) -> None:
             f"{dev.used_bytes / GIB:.2f}",
             match.name if match else "[yellow]not in catalog[/]",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 def _kv_table(title: str, rows: list[tuple[str, str]], notes: Sequence[str]) -> None:
@@ -93,7 +94,7 @@ def _kv_table(title: str, rows: list[tuple[str, str]], notes: Sequence[str]) -> 
     for key, value in rows:
         table.add_row(key, value)
     console = _console()
-    console.print(table)
+    print_table(console, table)
     for note in notes:
         console.print(f"  · {note}")
 
@@ -213,4 +214,4 @@ def render_plan(p: Plan) -> None:
         if r.within_budget is False:
             note = ("[yellow]> budget[/] " + note).strip()
         table.add_row(*head, *body, note)
-    _console().print(table)
+    print_table(_console(), table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .report import _bar, _console, _fmt, band_line, explain_lines, fit_line
+from .report import _bar, _console, _fmt, band_line, explain_lines, fit_line, print_table
 from .results import Estimate
 
 
@@ -20,7 +20,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     multi = est.num_gpus > 1
     caption = f"peak at: {est.phase}" if est.phase else None
     table = Table(title=title, caption=caption)
-    table.add_column("component", no_wrap=True)
+    table.add_column("component")
     table.add_column(f"per GPU ({units})", justify="right")
     table.add_column("share", justify="right")
     if multi:
@@ -43,7 +43,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     else:
         row.append("")
     table.add_row(*row)
-    console.print(table)
+    print_table(console, table, optional=[] if multi else [3])
     if band_line(est, units):
         console.print(band_line(est, units) + (" per GPU" if multi else ""))
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
