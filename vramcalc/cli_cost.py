@@ -51,6 +51,15 @@ MfuOpt = Annotated[
         "--mfu", min=0.0001, max=1.0, help="model FLOPs utilisation (default: docs/cost.md)"
     ),
 ]
+PriceSourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--price-source",
+        metavar="SET|FILE",
+        help="price set to use (default runpod-on-demand; see `vramcalc gpus`) or a TOML file "
+        "of the same form",
+    ),
+]
 PriceOpt = Annotated[
     float | None, typer.Option("--price", min=0.0, help="USD per GPU-hour (default: the catalog's)")
 ]
@@ -109,12 +118,14 @@ def _print_json(data: object, kind: str | None = None, key: str = "items") -> No
     print_json(data, kind, key)
 
 
-def _use_gpus_file(path: Path | None) -> None:
-    """Each command starts from the default lookup, then `--gpus-file` if given (so one
-    invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""
-    from .presets import use_gpus_file
+def _use_gpus_file(path: Path | None, price_source: str | None = None) -> None:
+    """Each command starts from the default lookup and price set, then `--gpus-file` and
+    `--price-source` if given (so one invocation's choice never leaks into the next in the same
+    process, e.g. under CliRunner)."""
+    from .presets import use_gpus_file, use_price_source
 
     use_gpus_file(path)
+    use_price_source(price_source)
 
 
 def register(app: typer.Typer) -> None:
@@ -132,12 +143,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
     ) -> None:
         """The GPU catalog: memory, dense peaks, bandwidth, interconnect, power and price."""
         from . import report_cost
         from .presets import list_gpus, match_gpu
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         if local:
             from .gpu import local_gpus
 
@@ -170,7 +182,9 @@ def register(app: typer.Typer) -> None:
                 "gpus",
             )
             return
-        report_cost.render_gpu_catalog(catalog)
+        from .presets import price_set
+
+        report_cost.render_gpu_catalog(catalog, price_set())
 
     @cost_app.command("train")
     def cost_train(
@@ -192,11 +206,12 @@ def register(app: typer.Typer) -> None:
         price: PriceOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
     ) -> None:
         """FLOPs, GPU-hours, wall time, price and energy of training MODEL on TOKENS tokens."""
         from .cost import estimate_training_cost
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         c = estimate_training_cost(
             model,
             tokens=tokens,
@@ -241,6 +256,7 @@ def register(app: typer.Typer) -> None:
         price: PriceOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
         check: CheckOpt = False,
     ) -> None:
         """Prefill time, decode speed, latency, throughput and price per million tokens."""
@@ -249,7 +265,7 @@ def register(app: typer.Typer) -> None:
         from .presets import get_gpu
         from .workloads import resolve_model
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         c = estimate_inference_cost(
             model,
             gpu=gpu,
@@ -307,12 +323,13 @@ def register(app: typer.Typer) -> None:
         attention: AttnOpt = AttentionChoice.flash,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
         check: CheckOpt = False,
     ) -> None:
         """The largest batch size and the longest context of MODEL that fit the GPU(s)."""
         from .fit import fit
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len,
@@ -376,12 +393,13 @@ def register(app: typer.Typer) -> None:
         mfu: MfuOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
         check: CheckOpt = False,
     ) -> None:
         """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
         from .fit import plan
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len if task is TaskChoice.train else None,

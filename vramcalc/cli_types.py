@@ -89,8 +89,10 @@ def use_gpus_file(path: Path | None) -> None:
     """Each command starts from the default lookup, then `--gpus-file` if given (so one
     invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""
     from .presets import use_gpus_file as use
+    from .presets import use_price_source
 
     use(path)
+    use_price_source(None)
 
 
 # typer ≥ 0.2x prints each option's Python type as a placeholder (<bool>, <str>, <int range>):

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -27,22 +26,59 @@ def print_table(
     console: Console, table: Table, optional: Sequence[int] = (), whole: Sequence[int] = ()
 ) -> None:
     """Print `table` so that on a narrow terminal no number becomes "…": right-aligned (numeric)
-    columns and those in `whole` keep their widest cell whole, other text folds onto more lines,
-    and the `optional` columns (the share bar first) are dropped while the table is too wide."""
-    for i, column in enumerate(table.columns):
-        if column.justify == "right" or i in whole:
-            widest = max((_cell_len(c) for c in column.cells), default=0)
-            column.min_width = max(column.min_width or 0, widest)
-        column.overflow = "fold"  # headers and long names wrap instead of ending in "…"
-    unbounded = console.options.update(max_width=1 << 16)
-    for index in sorted(optional, reverse=True):
-        if Measurement.get(console, unbounded, table).minimum <= console.width:
+    columns and those in `whole` get the width of their widest cell, the other (text) columns
+    share what is left and fold; the `optional` columns (the share bar first) are dropped while
+    that leaves under 6 characters per text column, and as a last resort each row is printed as a
+    block of "header: value" lines."""
+    pending = sorted((i for i in optional if i < len(table.columns)), reverse=True)
+    while True:
+        widths = _column_widths(table, console.width, whole)
+        cramped = widths is None or any(
+            widths[i] < _natural_width(table, i) for i in pending
+        )
+        if not cramped or not pending:
             break
-        table.columns.pop(index)
-    if Measurement.get(console, unbounded, table).minimum > console.width:
-        _print_records(console, table)  # still too wide: one block of "header: value" per row
+        table.columns.pop(pending.pop(0))  # drop an optional column rather than squeeze it
+    if widths is None:
+        _print_records(console, table)
         return
+    for column, width in zip(table.columns, widths, strict=True):
+        column.width = width
+        column.no_wrap = False
+        column.overflow = "fold"
     console.print(table)
+
+
+def _natural_width(table: Table, index: int) -> int:
+    column = table.columns[index]
+    header = _cell_len(str(column.header)) if table.show_header else 0
+    return max([header, *(_cell_len(c) for c in column.cells), 1])
+
+
+_MIN_TEXT_WIDTH = 6
+
+
+def _column_widths(table: Table, width: int, whole: Sequence[int]) -> list[int] | None:
+    """Content width of each column for a table `width` characters wide, or None when the
+    numbers alone leave under _MIN_TEXT_WIDTH characters for each text column."""
+    cells = [[_cell_len(c) for c in column.cells] for column in table.columns]
+    words = [max((len(w) for w in str(c.header).split()), default=0) for c in table.columns]
+    fixed = {
+        i: max([*cells[i], words[i] if table.show_header else 0, 1])
+        for i, column in enumerate(table.columns)
+        if column.justify == "right" or i in whole
+    }
+    text = [i for i in range(len(table.columns)) if i not in fixed]
+    frame = 3 * len(table.columns) + 1  # one space either side of each cell, and the rules
+    left = width - frame - sum(fixed.values())
+    if left < _MIN_TEXT_WIDTH * len(text):
+        return None
+    natural = {i: _natural_width(table, i) for i in text}
+    widths = dict(fixed)
+    for n, i in enumerate(sorted(text, key=lambda i: natural[i])):  # share what is left fairly
+        widths[i] = min(natural[i], left // (len(text) - n))
+        left -= widths[i]
+    return [widths[i] for i in range(len(table.columns))]
 
 
 def _print_records(console: Console, table: Table) -> None:
