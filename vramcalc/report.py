@@ -30,6 +30,10 @@ def print_table(
     share what is left and fold; the `optional` columns (the share bar first) are dropped while
     that leaves under 6 characters per text column, and as a last resort each row is printed as a
     block of "header: value" lines."""
+    natural = sum(_natural_width(table, i) for i in range(len(table.columns)))
+    if natural + 3 * len(table.columns) + 1 <= console.width:
+        console.print(table)  # it fits as it is
+        return
     pending = sorted((i for i in optional if i < len(table.columns)), reverse=True)
     while True:
         widths = _column_widths(table, console.width, whole)
