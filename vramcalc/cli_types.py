@@ -104,6 +104,9 @@ def tidy_params(command: Any, ctx: Any) -> None:
     """Help without placeholders on flags; every choice matched case-insensitively (--dtype INT8)."""
     params = [*command.params, command.get_help_option(ctx)]
     for param in params:
+        if isinstance(param, typer.core.TyperArgument) and param.display_type(ctx) == "<str>":
+            # arguments print their type beside their name; a plain string needs no "<str>"
+            param.display_type_rich = lambda ctx: "TEXT"  # type: ignore[method-assign]
         if param is None or not isinstance(param, typer.core.TyperOption):
             continue
         desc = getattr(param, "type_descriptor", None)
