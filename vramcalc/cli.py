@@ -10,12 +10,18 @@ import typer
 
 from .cli_types import (
     CheckOpt,
+    ExplainOpt,
     GpusFileOpt,
+    GpusPerNodeOpt,
+    NodesOpt,
     VramcalcGroup,
     exit_if_not_fit,
+    need_gpu_for_check,
     print_json,
+    print_version,
     size_option,
     use_gpus_file,
+    warn,
 )
 from .errors import VramcalcError
 from .optimizers import Optimizer
@@ -35,27 +41,17 @@ presets_app = typer.Typer(
 app.add_typer(presets_app, name="presets")
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            sys.stdout.write(f"vramcalc {version('vramcalc')}\n")
-        except PackageNotFoundError:  # pragma: no cover - run from a checkout without install
-            sys.stdout.write("vramcalc (not installed)\n")
-        raise typer.Exit()
-
-
 @app.callback()
 def _root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+            "--version", callback=print_version, is_eager=True, help="print the version and exit"
         ),
     ] = False,
 ) -> None:
     """How much GPU memory does serving or training a large language model take?"""
+
 
 DtypeChoice = Enum("DtypeChoice", {k: k for k in DEFAULT_FORMAT}, type=str)  # type: ignore[misc]
 QuantChoice = Enum("QuantChoice", {k: k for k in FORMATS}, type=str)  # type: ignore[misc]
@@ -111,7 +107,9 @@ class OffloadChoice(str, Enum):
 
 _SOURCE_HELP = "preset name, config.json, model folder, .gguf or Hub id org/name[@rev]"
 ModelArg = Annotated[str, typer.Argument(help=_SOURCE_HELP + " (see `vramcalc presets list`)")]
-PresetArg = Annotated[str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")]
+PresetArg = Annotated[
+    str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")
+]
 SourceArg = Annotated[str, typer.Argument(help=_SOURCE_HELP)]
 RevisionOpt = Annotated[
     str | None, typer.Option("--revision", help="Hub revision (branch, tag, commit) of org/name")
@@ -136,7 +134,9 @@ InferSeqOpt = Annotated[
 GpuOpt = Annotated[
     str | None,
     typer.Option(
-        "--gpu", metavar="GPU", help="GPU (see `vramcalc gpus`): does it fit, with how much headroom"
+        "--gpu",
+        metavar="GPU",
+        help="GPU (see `vramcalc gpus`): does it fit, with how much headroom",
     ),
 ]
 GpuMemOpt = Annotated[
@@ -144,19 +144,6 @@ GpuMemOpt = Annotated[
 ]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="print the result as JSON (schema in README)")
-]
-NodesOpt = Annotated[
-    int | None,
-    typer.Option("--nodes", min=1, max=100_000, help="machines in the job, GPUs split evenly (default 1; sets the host-memory figures)"),
-]
-GpusPerNodeOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--gpus-per-node", min=1, max=1024, help="GPUs per machine (default: --num-gpus / --nodes)"
-    ),
-]
-ExplainOpt = Annotated[
-    bool, typer.Option("--explain", help="print each term's formula with the numbers")
 ]
 UnitsOpt = Annotated[UnitsChoice, typer.Option("--units", help="GiB (2^30 bytes) or GB (10^9)")]
 AttnOpt = Annotated[
@@ -212,7 +199,7 @@ def infer(
     from .inference import estimate_inference
 
     use_gpus_file(gpus_file)
-    _need_gpu_for_check(check, gpu, gpu_mem)
+    need_gpu_for_check(check, gpu, gpu_mem)
     if model is None and params is None:
         raise VramcalcError("give a MODEL (e.g. llama-2-7b) or --params (e.g. --params 7B)")
     if model is not None and params is not None:
@@ -233,7 +220,7 @@ def infer(
             ["fp32", "bf16", "int8", "int4"] if params else ["fp32", "bf16", "fp8", "int8", "int4"]
         )
         rows = [estimate_inference(source, dtype=d, **common) for d in dtypes]  # type: ignore[arg-type]
-        _warn([w for r in rows for w in r.warnings if "--seq-len" in w])
+        warn([w for r in rows for w in r.warnings if "--seq-len" in w])
         if as_json:
             _print_json([r.model_dump(mode="json") for r in rows], "inference_comparison", "rows")
         else:
@@ -325,7 +312,7 @@ def train(
     from .training import estimate_training
 
     use_gpus_file(gpus_file)
-    _need_gpu_for_check(check, gpu, gpu_mem)
+    need_gpu_for_check(check, gpu, gpu_mem)
     est = estimate_training(
         _source(model, revision, offline),
         precision=precision.value,
@@ -363,11 +350,6 @@ def train(
 
         report_train.render_training(est, units.value, explain=explain)
     exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
-
-
-def _need_gpu_for_check(check: bool, gpu: str | None, gpu_mem: float | None) -> None:
-    if check and gpu is None and gpu_mem is None:
-        raise VramcalcError("--check needs a GPU to check against: add --gpu or --gpu-mem")
 
 
 @presets_app.command("list")
@@ -464,14 +446,8 @@ def _print_json(data: object, kind: str | None = None, key: str = "items") -> No
     print_json(data, kind, key)
 
 
-def _warn(messages: list[str]) -> None:
-    """Inputs used as given that may not be what was meant: one stderr line each, exit code kept."""
-    for message in dict.fromkeys(messages):
-        sys.stderr.write(f"vramcalc: warning: {message}\n")
-
-
 def _emit(est: Any, as_json: bool, units: UnitsChoice, explain: bool = False) -> None:
-    _warn(est.warnings)
+    warn(est.warnings)
     if as_json:
         _print_json(est.model_dump(mode="json"))
         return

@@ -37,9 +37,7 @@ def _workload(args: dict[str, Any]) -> Any:
     try:
         from .measure.workload import make_workload
     except ImportError as exc:  # pragma: no cover - torch extra missing
-        raise VramcalcError(
-            f"this command needs the torch extra: {TORCH_HINT} ({exc})"
-        ) from None
+        raise VramcalcError(f"this command needs the torch extra: {TORCH_HINT} ({exc})") from None
     return make_workload(task, model, **kw)
 
 

@@ -3,6 +3,7 @@ case-insensitive choices, and help without a type placeholder on every flag."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,6 +63,48 @@ CheckOpt = Annotated[
         help="exit code 1 when the job does not fit the GPU(s); 0 when it does, 2 on bad input",
     ),
 ]
+
+
+NodesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--nodes",
+        min=1,
+        max=100_000,
+        help="machines in the job, GPUs split evenly (default 1; sets the host-memory figures)",
+    ),
+]
+GpusPerNodeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--gpus-per-node", min=1, max=1024, help="GPUs per machine (default: --num-gpus / --nodes)"
+    ),
+]
+ExplainOpt = Annotated[
+    bool, typer.Option("--explain", help="print each term's formula with the numbers")
+]
+
+
+def need_gpu_for_check(check: bool, gpu: str | None, gpu_mem: float | None) -> None:
+    if check and gpu is None and gpu_mem is None:
+        raise VramcalcError("--check needs a GPU to check against: add --gpu or --gpu-mem")
+
+
+def warn(messages: list[str]) -> None:
+    """Inputs used as given that may not be what was meant: one stderr line each, exit code kept."""
+    for message in dict.fromkeys(messages):
+        sys.stderr.write(f"vramcalc: warning: {message}\n")
+
+
+def print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sys.stdout.write(f"vramcalc {version('vramcalc')}\n")
+        except PackageNotFoundError:  # pragma: no cover - run from a checkout without install
+            sys.stdout.write("vramcalc (not installed)\n")
+        raise typer.Exit()
 
 
 def exit_if_not_fit(check: bool, fits: bool) -> None:

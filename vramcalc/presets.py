@@ -138,7 +138,11 @@ def _merge_user_gpus(catalog: _Catalog, path: Path) -> None:
         found = catalog.index.get(normalise(name))
         fields = {**catalog.items[found].model_dump(), **entry, "name": found} if found else entry
         if found and "price_usd_per_hour" in entry:  # the user's price: not the set's market
-            for key, value in (("price_market", "user"), ("price_date", ""), ("price_source", str(path))):
+            for key, value in (
+                ("price_market", "user"),
+                ("price_date", ""),
+                ("price_source", str(path)),
+            ):
                 fields[key] = entry.get(key, value)
         try:
             gpu = GPUSpec.model_validate(fields)

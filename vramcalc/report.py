@@ -37,9 +37,7 @@ def print_table(
     pending = sorted((i for i in optional if i < len(table.columns)), reverse=True)
     while True:
         widths = _column_widths(table, console.width, whole)
-        cramped = widths is None or any(
-            widths[i] < _natural_width(table, i) for i in pending
-        )
+        cramped = widths is None or any(widths[i] < _natural_width(table, i) for i in pending)
         if not cramped or not pending:
             break
         table.columns.pop(pending.pop(0))  # drop an optional column rather than squeeze it

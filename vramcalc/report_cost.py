@@ -77,7 +77,9 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec], prices: Any = None) -> None:
             f"{', '.join(_price_sets())}) or a TOML file; one price: --gpus-file"
         )
         if unpriced:
-            console.print(f"[dim]no dated {prices.market} price in this set: {', '.join(unpriced)}[/]")
+            console.print(
+                f"[dim]no dated {prices.market} price in this set: {', '.join(unpriced)}[/]"
+            )
     console.print("[dim]sources of every figure: `vramcalc gpus --json`[/]")
 
 

@@ -217,9 +217,7 @@ class ModelSpec(BaseModel):
 
 
 Interconnect = Literal["nvlink", "pcie", "infinity-fabric"]
-Generation = Literal[
-    "volta", "turing", "ampere", "ada", "hopper", "blackwell", "cdna2", "cdna3"
-]
+Generation = Literal["volta", "turing", "ampere", "ada", "hopper", "blackwell", "cdna2", "cdna3"]
 PEAK_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
 
 
@@ -231,8 +229,8 @@ class GPUSpec(BaseModel):
     core figures (datasheets often print the 2:4 structured-sparsity figure, twice as large, with an
     asterisk); ``memory_bandwidth_gbps`` and ``interconnect_gbps`` are 10^9 bytes per second, the
     interconnect figure being the vendor's (bidirectional, all links) number. Every value other
-    than the name comes with ``source``. Prices are not part of the GPU file: they come from one price
-set (presets/prices/, one market and date each; `--price-source`) or the user's GPU file.
+    than the name comes with ``source``. Prices are not part of the GPU file: they come from one
+    price set (presets/prices/, one market and date each; `--price-source`) or the user's GPU file.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
