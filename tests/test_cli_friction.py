@@ -428,3 +428,11 @@ def test_presets_list_full_names_at_80_columns() -> None:
     assert "…" not in out
     for spec in list_models():
         assert re.search(rf"│ {re.escape(spec.name)}\s+│", out), spec.name
+
+
+def test_trace_takes_sizes() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    data = run_json("trace", "gpt2", "-s", "0.25k", "-b", "2")
+    assert isinstance(data, dict) and data["kind"] == "trace"
+    assert data["config"]["seq_len"] == 256 and data["config"]["batch_size"] == 2  # 0.25 × 1,024

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli_types import print_json
+from .cli_types import print_json, size_option
 from .errors import VramcalcError
 
 TaskArg = Annotated[str, typer.Option("--task", help="inference or training")]
@@ -77,8 +77,13 @@ def register(app: typer.Typer) -> None:
     def trace(
         model: Annotated[str, typer.Argument(help="preset name or alias")],
         task: TaskArg = "inference",
-        batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 1,
-        seq_len: Annotated[int | None, typer.Option("--seq-len", "-s", min=1)] = None,
+        batch_size: Annotated[
+            int, size_option("--batch-size", "-b", high=1_000_000, help="sequences per step")
+        ] = 1,
+        seq_len: Annotated[
+            int | None,
+            size_option("--seq-len", "-s", high=1 << 24, binary=True, help="tokens per sequence"),
+        ] = None,
         dtype: Annotated[str, typer.Option("--dtype", help="inference: fp32, bf16, fp16")] = "bf16",
         logits: Annotated[str, typer.Option("--logits", help="inference: last or all")] = "last",
         precision: Annotated[str, typer.Option("--precision")] = "bf16-mixed",
