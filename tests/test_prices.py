@@ -143,6 +143,9 @@ def test_plan_ranks_priced_rows_cheapest_first_then_unpriced() -> None:
     priced = [c for c in costs if c is not None]
     assert priced == sorted(priced) and len(priced) >= 10
     assert costs[: len(priced)] == priced  # every unpriced row after every priced one
+    assert data["price_set"] == "runpod-on-demand"
+    table = runner.invoke(app, ["plan", "llama-2-7b", "--price-source", "runpod-spot"]).stdout
+    assert "prices: set 'runpod-spot'" in table.replace("\n", " ")
 
 
 # ---- the GPUs issue 17 adds -------------------------------------------------------------------

@@ -247,6 +247,7 @@ class Plan(BaseModel):
     budget_usd: float | None
     budget_meaning: str
     rows: list[PlanRow] = Field(description="ranked: fitting and priced first, cheapest first")
+    price_set: str = Field("", description="the price set the catalog's prices came from")
 
 
 INFER_GPU_COUNTS = (1, 2, 4, 8)  # tensor parallel inside one 8-GPU node
@@ -287,7 +288,7 @@ def plan(
       ceiling on that price. With `max_hours`, the GPU count grows (powers of two) until the run
       finishes in time.
     """
-    from .presets import list_gpus
+    from .presets import list_gpus, price_set
 
     spec = resolve_model(model)
     if task not in ("infer", "train"):
@@ -365,6 +366,7 @@ def plan(
             else {}
         ),
         budget_usd=budget_usd,
+        price_set=price_set().name if gpus is None else "",
         budget_meaning="USD for the whole run" if task == "train" else "USD per hour of all GPUs",
         rows=rows,
     )

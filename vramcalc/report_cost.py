@@ -206,6 +206,8 @@ def render_plan(p: Plan) -> None:
         if train
         else "tensor parallel inside one node; throughput = output tokens/s of the batch"
     )
+    if p.price_set:
+        caption += f"; prices: set {p.price_set!r} (--price-source)"
     table = Table(title=title, caption=caption)
     cols = ["gpu", "GPUs", "GiB/GPU"]
     cols += ["time", "GPU-hours", "price"] if train else ["tok/s", "latency", "$/h", "$/1M out"]
