@@ -38,8 +38,9 @@ def test_infer_table_and_gpu() -> None:
 
 
 def test_compare_dtypes_params_only_reproduces_classic_table() -> None:
-    rows = run_json("infer", "--params", "7B", "--compare-dtypes")
-    assert isinstance(rows, list)
+    doc = run_json("infer", "--params", "7B", "--compare-dtypes")
+    assert isinstance(doc, dict) and doc["kind"] == "inference_comparison"
+    rows = doc["rows"]
     gib = {r["inputs"]["dtype"]: round(r["total_bytes"] / GIB, 2) for r in rows}
     assert gib == {"fp32": 26.08, "bf16": 13.04, "int8": 6.52, "int4": 3.26}
     table = runner.invoke(app, ["infer", "--params", "7B", "--compare-dtypes"])
@@ -47,8 +48,9 @@ def test_compare_dtypes_params_only_reproduces_classic_table() -> None:
 
 
 def test_compare_dtypes_model() -> None:
-    rows = run_json("infer", "llama-2-7b", "--compare-dtypes", "--gpu", "a100-40gb")
-    assert isinstance(rows, list)
+    doc = run_json("infer", "llama-2-7b", "--compare-dtypes", "--gpu", "a100-40gb")
+    assert isinstance(doc, dict) and doc["schema_version"] == 2
+    rows = doc["rows"]
     totals = [r["total_bytes"] for r in rows]
     assert [r["inputs"]["dtype"] for r in rows] == ["fp32", "bf16", "fp8", "int8", "int4"]
     assert totals[0] > totals[1] > totals[3] > totals[4]
@@ -64,8 +66,9 @@ def test_train_json() -> None:
 
 
 def test_presets_list_and_show() -> None:
-    models = run_json("presets", "list")
-    assert isinstance(models, list) and len(models) >= 22
+    doc = run_json("presets", "list")
+    assert isinstance(doc, dict) and doc["kind"] == "model_list"
+    assert len(doc["models"]) >= 22
     shown = run_json("presets", "show", "meta-llama/Llama-2-7b-hf")
     assert isinstance(shown, dict) and shown["params"] == 6_738_415_616 and shown["source"]
     assert runner.invoke(app, ["presets", "list"]).exit_code == 0

@@ -59,7 +59,8 @@ def test_required_gpu_is_complete(name: str) -> None:
     assert g.generation is not None and g.vendor
     assert g.peak_fp32_tflops and (g.peak_bf16_tflops or g.peak_fp16_tflops)
     assert g.memory_bandwidth_gbps and g.interconnect and g.interconnect_gbps and g.tdp_watts
-    assert g.price_usd_per_hour is not None and g.price_source
+    # a price only from a dated, sourced set of one market (presets/prices/); else none
+    assert g.price_usd_per_hour is None or (g.price_market and g.price_date and g.price_source)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +77,9 @@ def test_peaks_are_dense_figures(g: GPUSpec) -> None:
     dense TF32 half of it on every listed part, so a sparse figure slipped into one dtype shows up
     as a ratio of 4 or 1 (H100 SXM: 494.7 / 989.4 / 1,978.9)."""
     half = g.peak_bf16_tflops or g.peak_fp16_tflops
-    assert half is not None
+    if half is None:  # no tensor figure read from a source (Apple, some GeForce): nothing listed
+        assert g.peak_fp8_tflops is None and g.peak_tf32_tflops is None
+        return
     if g.peak_fp8_tflops:
         assert g.peak_fp8_tflops / half == pytest.approx(2, rel=0.02)
     if g.peak_tf32_tflops:
@@ -108,7 +111,7 @@ price_date = "2026-11-01"
 price_source = "my contract"
 
 [[gpu]]
-name = "rtx-6000-ada"
+name = "my-lab-gpu"
 display_name = "NVIDIA RTX 6000 Ada"
 memory_mib = 49140
 peak_bf16_tflops = 364.2
@@ -120,12 +123,13 @@ def test_user_file_overrides_and_adds(tmp_path: Path) -> None:
     path = tmp_path / "gpus.toml"
     path.write_text(USER_FILE)
     before = path.read_text()
+    shipped = len(list_gpus())
     use_gpus_file(path)
     h100 = get_gpu("h100-sxm")
     assert h100.price_usd_per_hour == 2.0 and h100.price_source == "my contract"
     assert h100.memory_mib == 81559  # untouched fields stay
-    assert get_gpu("rtx-6000-ada").peak_bf16_tflops == 364.2
-    assert len(list_gpus()) == len(REQUIRED) + 1
+    assert get_gpu("my-lab-gpu").peak_bf16_tflops == 364.2
+    assert len(list_gpus()) == shipped + 1
     assert path.read_text() == before  # never written
     use_gpus_file(None)
     assert get_gpu("h100").price_usd_per_hour != 2.0
@@ -143,7 +147,7 @@ def test_config_file_is_picked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (config / "vramcalc").mkdir(parents=True)
     (config / "vramcalc" / "gpus.toml").write_text(USER_FILE)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
-    assert get_gpu("rtx-6000-ada").memory_mib == 49140
+    assert get_gpu("my-lab-gpu").memory_mib == 49140
 
 
 @pytest.mark.parametrize(
@@ -235,7 +239,7 @@ def test_cli_gpus_local_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml([("NVIDIA L4", total, total)]))
     result = runner.invoke(app, ["gpus", "--local", "--json"])
     assert result.exit_code == 0, result.output
-    (row,) = json.loads(result.output)
+    (row,) = json.loads(result.output)["gpus"]
     assert row["catalog"] == "l4" and row["total_bytes"] == total and row["driver_version"]
 
 
@@ -249,7 +253,7 @@ def test_cli_gpus_local_says_no_driver(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_gpus_json_lists_catalog() -> None:
     result = runner.invoke(app, ["gpus", "--json"])
     assert result.exit_code == 0
-    rows = {r["name"]: r for r in json.loads(result.output)}
+    rows = {r["name"]: r for r in json.loads(result.output)["gpus"]}
     assert set(REQUIRED) <= set(rows)
     assert rows["h100-sxm"]["peak_bf16_tflops"] == get_gpu("h100").peak_bf16_tflops
 

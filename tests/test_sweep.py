@@ -52,9 +52,9 @@ def fails(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ("batch-size", "3..64", [3, 6, 12, 24, 48]),  # doubling stops at the last point <= 64
         ("batch-size", "1..8:1", [1, 2, 3, 4, 5, 6, 7, 8]),  # linear
         ("seq-len", "512..2048:512", [512, 1024, 1536, 2048]),
-        ("seq-len", "2k,8k,128k", [2000, 8000, 128000]),  # parse_count: k = 1000
-        ("seq-len", "1k..8k:1k", [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]),
-        ("seq-len", "4096,1k..4k,4096", [4096, 1000, 2000, 4000]),  # in order, no duplicates
+        ("seq-len", "2k,8k,128k", [2048, 8192, 131072]),  # a length: k = 1024, as --seq-len
+        ("seq-len", "1k..8k:1k", [1024 * i for i in range(1, 9)]),
+        ("seq-len", "4096,1k..4k,4096", [4096, 1024, 2048]),  # in order, no duplicates
         ("zero", "0..3:1", [0, 1, 2, 3]),
         ("dtype", "bf16,int4", ["bf16", "int4"]),
         ("gpu-mem", "24,40.5", [24.0, 40.5]),
@@ -282,7 +282,7 @@ def test_cli_table_has_verdicts_and_terminal_chart() -> None:
     out = invoke("sweep", "llama-2-7b", "--seq-len", "1k..32k", "--gpu", "rtx-4090,a100-80gb")
     assert "does not fit" in out and "tight" in out
     # the chart: rtx-4090 is first over at 32,000 tokens (total 32.54 GiB > 23.99 GiB)
-    assert "first does not fit at seq-len=32,000" in out and "fits at every point" in out
+    assert "first does not fit at seq-len=32,768" in out and "fits at every point" in out
 
 
 def test_cli_error_rows_are_reported(tmp_path: Path) -> None:

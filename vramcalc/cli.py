@@ -8,6 +8,21 @@ from typing import Annotated, Any
 
 import typer
 
+from .cli_types import (
+    CheckOpt,
+    ExplainOpt,
+    GpusFileOpt,
+    GpusPerNodeOpt,
+    NodesOpt,
+    VramcalcGroup,
+    exit_if_not_fit,
+    need_gpu_for_check,
+    print_json,
+    print_version,
+    size_option,
+    use_gpus_file,
+    warn,
+)
 from .errors import VramcalcError
 from .optimizers import Optimizer
 from .quant import DEFAULT_FORMAT, FORMATS, KV_BYTES
@@ -16,11 +31,27 @@ app = typer.Typer(
     name="vramcalc",
     help="How much GPU memory does serving or training a large language model take?",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    cls=VramcalcGroup,
 )
-presets_app = typer.Typer(help="Model and GPU presets shipped with vramcalc.", no_args_is_help=True)
+presets_app = typer.Typer(
+    help="Model and GPU presets shipped with vramcalc.", no_args_is_help=True, cls=VramcalcGroup
+)
 app.add_typer(presets_app, name="presets")
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """How much GPU memory does serving or training a large language model take?"""
+
 
 DtypeChoice = Enum("DtypeChoice", {k: k for k in DEFAULT_FORMAT}, type=str)  # type: ignore[misc]
 QuantChoice = Enum("QuantChoice", {k: k for k in FORMATS}, type=str)  # type: ignore[misc]
@@ -74,8 +105,11 @@ class OffloadChoice(str, Enum):
     params = "params"
 
 
-ModelArg = Annotated[str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")]
-_SOURCE_HELP = "preset, config.json or model folder, .gguf file, or Hugging Face id org/name[@rev]"
+_SOURCE_HELP = "preset name, config.json, model folder, .gguf or Hub id org/name[@rev]"
+ModelArg = Annotated[str, typer.Argument(help=_SOURCE_HELP + " (see `vramcalc presets list`)")]
+PresetArg = Annotated[
+    str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")
+]
 SourceArg = Annotated[str, typer.Argument(help=_SOURCE_HELP)]
 RevisionOpt = Annotated[
     str | None, typer.Option("--revision", help="Hub revision (branch, tag, commit) of org/name")
@@ -84,20 +118,26 @@ OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Hub models from the local cache only (HF_HUB_OFFLINE)")
 ]
 BatchOpt = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, max=1_000_000, help="sequences per step")
+    int, size_option("--batch-size", "-b", high=1_000_000, help="sequences per step")
 ]
+_SEQ_HELP = "tokens per sequence{}; default min(4096, model max)"
 SeqOpt = Annotated[
     int | None,
-    typer.Option(
-        "--seq-len",
-        "-s",
-        min=1,
-        max=1 << 24,
-        help="tokens per sequence (prompt + generated); default min(4096, model max)",
+    size_option("--seq-len", "-s", high=1 << 24, binary=True, help=_SEQ_HELP.format("")),
+]
+InferSeqOpt = Annotated[
+    int | None,
+    size_option(
+        "--seq-len", "-s", high=1 << 24, binary=True, help=_SEQ_HELP.format(" (prompt + generated)")
     ),
 ]
 GpuOpt = Annotated[
-    str | None, typer.Option("--gpu", help="GPU preset: does it fit, with how much headroom")
+    str | None,
+    typer.Option(
+        "--gpu",
+        metavar="GPU",
+        help="GPU (see `vramcalc gpus`): does it fit, with how much headroom",
+    ),
 ]
 GpuMemOpt = Annotated[
     float | None, typer.Option("--gpu-mem", min=0.001, max=1 << 20, help="GPU memory in GiB")
@@ -120,7 +160,10 @@ def _value(choice: Any) -> Any:
 def infer(
     model: Annotated[str | None, typer.Argument(help=_SOURCE_HELP + "; omit with --params")] = None,
     params: Annotated[
-        str | None, typer.Option("--params", help="model size only, e.g. 7B: weights-only estimate")
+        str | None,
+        typer.Option(
+            "--params", metavar="SIZE", help="model size only, e.g. 7B: weights-only estimate"
+        ),
     ] = None,
     dtype: Annotated[
         DtypeChoice,
@@ -134,7 +177,7 @@ def infer(
         KvChoice | None, typer.Option("--kv-dtype", help="KV cache dtype (default: compute dtype)")
     ] = None,
     batch_size: BatchOpt = 1,
-    seq_len: SeqOpt = None,
+    seq_len: InferSeqOpt = None,
     logits: Annotated[
         LogitsChoice, typer.Option("--logits", help="last: generation; all: score whole sequences")
     ] = LogitsChoice.last,
@@ -148,10 +191,15 @@ def infer(
     units: UnitsOpt = UnitsChoice.GiB,
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
+    gpus_file: GpusFileOpt = None,
+    check: CheckOpt = False,
+    explain: ExplainOpt = False,
 ) -> None:
     """Memory to serve MODEL: weights + KV cache + prefill activations + runtime overhead."""
     from .inference import estimate_inference
 
+    use_gpus_file(gpus_file)
+    need_gpu_for_check(check, gpu, gpu_mem)
     if model is None and params is None:
         raise VramcalcError("give a MODEL (e.g. llama-2-7b) or --params (e.g. --params 7B)")
     if model is not None and params is not None:
@@ -172,15 +220,19 @@ def infer(
             ["fp32", "bf16", "int8", "int4"] if params else ["fp32", "bf16", "fp8", "int8", "int4"]
         )
         rows = [estimate_inference(source, dtype=d, **common) for d in dtypes]  # type: ignore[arg-type]
+        warn([w for r in rows for w in r.warnings if "--seq-len" in w])
         if as_json:
-            _print_json([r.model_dump(mode="json") for r in rows])
-            return
-        from . import report
+            _print_json([r.model_dump(mode="json") for r in rows], "inference_comparison", "rows")
+        else:
+            from . import report
 
-        (report.render_weights_only_compare if params else report.render_compare)(rows, units.value)
+            render = report.render_weights_only_compare if params else report.render_compare
+            render(rows, units.value)
+        exit_if_not_fit(check, any(r.gpu is not None and r.gpu.fits for r in rows))
         return
     est = estimate_inference(source, dtype=_value(dtype), quant=_value(quant), **common)  # type: ignore[arg-type]
-    _emit(est, as_json, units)
+    _emit(est, as_json, units, explain)
+    exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
 
 
 @app.command()
@@ -232,8 +284,8 @@ def train(
     num_gpus: Annotated[
         int | None, typer.Option("--num-gpus", min=1, max=1_000_000, help="GPUs in the job")
     ] = None,
-    nodes: Annotated[int | None, typer.Option("--nodes", min=1, max=100_000)] = None,
-    gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", min=1, max=1024)] = None,
+    nodes: NodesOpt = None,
+    gpus_per_node: GpusPerNodeOpt = None,
     zero: Annotated[
         int | None, typer.Option("--zero", min=0, max=3, help="DeepSpeed ZeRO stage 0-3")
     ] = None,
@@ -250,15 +302,17 @@ def train(
     ] = False,
     ep: Annotated[int, typer.Option("--ep", min=1, max=4096, help="expert-parallel degree")] = 1,
     cp: Annotated[int, typer.Option("--cp", min=1, max=4096, help="context-parallel degree")] = 1,
-    explain: Annotated[
-        bool, typer.Option("--explain", help="print each term's formula with the numbers")
-    ] = False,
+    explain: ExplainOpt = False,
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
+    gpus_file: GpusFileOpt = None,
+    check: CheckOpt = False,
 ) -> None:
     """Peak memory per GPU of a training step of MODEL: full, LoRA or QLoRA; one GPU or many."""
     from .training import estimate_training
 
+    use_gpus_file(gpus_file)
+    need_gpu_for_check(check, gpu, gpu_mem)
     est = estimate_training(
         _source(model, revision, offline),
         precision=precision.value,
@@ -291,10 +345,11 @@ def train(
     )
     if as_json or not (explain or est.parallel):
         _emit(est, as_json, units)
-        return
-    from . import report_train
+    else:
+        from . import report_train
 
-    report_train.render_training(est, units.value, explain=explain)
+        report_train.render_training(est, units.value, explain=explain)
+    exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
 
 
 @presets_app.command("list")
@@ -311,7 +366,9 @@ def presets_list(
     if gpus:
         if as_json:
             _print_json(
-                [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in list_gpus()]
+                [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in list_gpus()],
+                "gpu_list",
+                "gpus",
             )
             return
         from . import report
@@ -325,7 +382,9 @@ def presets_list(
             [
                 m.model_dump(mode="json", by_alias=True) | {"params": n}
                 for m, n in zip(models, counts, strict=True)
-            ]
+            ],
+            "model_list",
+            "models",
         )
         return
     from . import report
@@ -334,7 +393,7 @@ def presets_list(
 
 
 @presets_app.command("show")
-def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
+def presets_show(name: PresetArg, as_json: JsonOpt = False) -> None:
     """Show one model preset with its source and exact parameter count."""
     from .params import active_param_count, param_count
     from .presets import get_model
@@ -347,7 +406,8 @@ def presets_show(name: ModelArg, as_json: JsonOpt = False) -> None:
                 "params": param_count(spec),
                 "active_params": active_param_count(spec),
                 "head_dim": spec.head_dim,
-            }
+            },
+            "model_preset",
         )
         return
     from . import report
@@ -387,19 +447,18 @@ from .cli_sweep import register as _register_sweep  # noqa: E402
 _register_sweep(app)
 
 
-def _print_json(data: object) -> None:
-    import json
-
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+def _print_json(data: object, kind: str | None = None, key: str = "items") -> None:
+    print_json(data, kind, key)
 
 
-def _emit(est: Any, as_json: bool, units: UnitsChoice) -> None:
+def _emit(est: Any, as_json: bool, units: UnitsChoice, explain: bool = False) -> None:
+    warn(est.warnings)
     if as_json:
         _print_json(est.model_dump(mode="json"))
         return
     from . import report
 
-    report.render_estimate(est, units.value)
+    report.render_estimate(est, units.value, explain=explain)
 
 
 def _click_class(name: str) -> type[Exception]:
@@ -426,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__.startswith("NoArgsIsHelp") and ctx is not None:
             sys.stdout.write(ctx.get_help() + "\n")
             sys.exit(0)
-        _fail(exc.format_message().replace("\n", " "))  # type: ignore[attr-defined]
+        _fail(exc.format_message())  # type: ignore[attr-defined]
     except _ClickException as exc:
         _fail(exc.format_message())  # type: ignore[attr-defined]
     except typer.Abort:
@@ -437,5 +496,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str) -> None:
+    # One line: click lists choices on tab-indented lines, pydantic prefixes "Value error, ".
+    message = " ".join(message.replace("Value error, ", "").split())
     sys.stderr.write(f"vramcalc: error: {message}\n")
     sys.exit(2)

@@ -11,6 +11,7 @@ import typer
 from .cli import (
     AttentionChoice,
     AttnOpt,
+    BatchOpt,
     CheckpointChoice,
     DtypeChoice,
     JsonOpt,
@@ -21,6 +22,7 @@ from .cli import (
     SeqOpt,
     _value,
 )
+from .cli_types import CheckOpt, GpusFileOpt, VramcalcGroup, exit_if_not_fit, size_option
 from .optimizers import Optimizer
 
 
@@ -37,15 +39,9 @@ class TrainDtypeChoice(str, Enum):
     fp32 = "fp32"
 
 
-GpusFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--gpus-file",
-        help="TOML file of [[gpu]] tables adding GPUs or overriding catalog fields such as prices "
-        "(also $VRAMCALC_GPUS or ~/.config/vramcalc/gpus.toml)",
-    ),
+GpuArg = Annotated[
+    str, typer.Option("--gpu", metavar="GPU", help="catalog GPU (see `vramcalc gpus`)")
 ]
-GpuArg = Annotated[str, typer.Option("--gpu", help="catalog GPU (see `vramcalc gpus`)")]
 NumGpusOpt = Annotated[
     int, typer.Option("--num-gpus", "-n", min=1, max=1_000_000, help="GPUs working together")
 ]
@@ -55,11 +51,23 @@ MfuOpt = Annotated[
         "--mfu", min=0.0001, max=1.0, help="model FLOPs utilisation (default: docs/cost.md)"
     ),
 ]
+PriceSourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--price-source",
+        metavar="SET|FILE",
+        help="price set to use (default runpod-on-demand; see `vramcalc gpus`) or a TOML file "
+        "of the same form",
+    ),
+]
 PriceOpt = Annotated[
     float | None, typer.Option("--price", min=0.0, help="USD per GPU-hour (default: the catalog's)")
 ]
-BatchOpt = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, max=1_000_000, help="sequences per step")
+PromptOpt = Annotated[
+    int, size_option("--prompt", high=1 << 24, binary=True, help="prompt tokens per request")
+]
+OutputOpt = Annotated[
+    int, size_option("--output", high=1 << 24, binary=True, help="generated tokens per request")
 ]
 
 
@@ -104,23 +112,27 @@ CkptOpt = Annotated[
 ]
 
 
-def _print_json(data: object) -> None:
-    from .cli import _print_json as print_json  # defined after this module is registered
+def _print_json(data: object, kind: str | None = None, key: str = "items") -> None:
+    from .cli_types import print_json
 
-    print_json(data)
+    print_json(data, kind, key)
 
 
-def _use_gpus_file(path: Path | None) -> None:
-    """Each command starts from the default lookup, then `--gpus-file` if given (so one
-    invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""
-    from .presets import use_gpus_file
+def _use_gpus_file(path: Path | None, price_source: str | None = None) -> None:
+    """Each command starts from the default lookup and price set, then `--gpus-file` and
+    `--price-source` if given (so one invocation's choice never leaks into the next in the same
+    process, e.g. under CliRunner)."""
+    from .presets import use_gpus_file, use_price_source
 
     use_gpus_file(path)
+    use_price_source(price_source)
 
 
 def register(app: typer.Typer) -> None:
     cost_app = typer.Typer(
-        help="Compute, time and price of training or serving a model.", no_args_is_help=True
+        help="Compute, time and price of training or serving a model.",
+        no_args_is_help=True,
+        cls=VramcalcGroup,
     )
     app.add_typer(cost_app, name="cost")
 
@@ -131,12 +143,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
     ) -> None:
         """The GPU catalog: memory, dense peaks, bandwidth, interconnect, power and price."""
         from . import report_cost
         from .presets import list_gpus, match_gpu
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         if local:
             from .gpu import local_gpus
 
@@ -154,7 +167,9 @@ def register(app: typer.Typer) -> None:
                             "catalog": m.name if m else None,
                         }
                         for d, m in found
-                    ]
+                    ],
+                    "local_gpus",
+                    "gpus",
                 )
                 return
             report_cost.render_local_gpus(found)
@@ -162,15 +177,21 @@ def register(app: typer.Typer) -> None:
         catalog = list_gpus()
         if as_json:
             _print_json(
-                [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in catalog]
+                [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in catalog],
+                "gpu_list",
+                "gpus",
             )
             return
-        report_cost.render_gpu_catalog(catalog)
+        from .presets import price_set
+
+        report_cost.render_gpu_catalog(catalog, price_set())
 
     @cost_app.command("train")
     def cost_train(
         model: ModelArg,
-        tokens: Annotated[str, typer.Option("--tokens", help="tokens to train on, e.g. 2T, 300B")],
+        tokens: Annotated[
+            str, typer.Option("--tokens", metavar="SIZE", help="tokens to train on, e.g. 2T, 300B")
+        ],
         gpu: GpuArg,
         num_gpus: NumGpusOpt = 1,
         mfu: MfuOpt = None,
@@ -185,11 +206,12 @@ def register(app: typer.Typer) -> None:
         price: PriceOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
     ) -> None:
         """FLOPs, GPU-hours, wall time, price and energy of training MODEL on TOKENS tokens."""
         from .cost import estimate_training_cost
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         c = estimate_training_cost(
             model,
             tokens=tokens,
@@ -223,12 +245,8 @@ def register(app: typer.Typer) -> None:
             KvChoice | None, typer.Option("--kv-dtype", help="KV cache dtype (default: 16-bit)")
         ] = None,
         batch_size: BatchOpt = 1,
-        prompt: Annotated[
-            int, typer.Option("--prompt", min=1, max=1 << 24, help="prompt tokens per request")
-        ] = 1000,
-        output: Annotated[
-            int, typer.Option("--output", min=1, max=1 << 24, help="generated tokens per request")
-        ] = 200,
+        prompt: PromptOpt = 1000,
+        output: OutputOpt = 200,
         num_gpus: NumGpusOpt = 1,
         mfu: MfuOpt = None,
         mbu: Annotated[
@@ -238,6 +256,8 @@ def register(app: typer.Typer) -> None:
         price: PriceOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
+        check: CheckOpt = False,
     ) -> None:
         """Prefill time, decode speed, latency, throughput and price per million tokens."""
         from .cost import estimate_inference_cost
@@ -245,7 +265,7 @@ def register(app: typer.Typer) -> None:
         from .presets import get_gpu
         from .workloads import resolve_model
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         c = estimate_inference_cost(
             model,
             gpu=gpu,
@@ -277,10 +297,11 @@ def register(app: typer.Typer) -> None:
         }
         if as_json:
             _print_json(c.model_dump(mode="json") | {"memory": fits})
-            return
-        from . import report_cost
+        else:
+            from . import report_cost
 
-        report_cost.render_inference_cost(c, fits)
+            report_cost.render_inference_cost(c, fits)
+        exit_if_not_fit(check, bool(fits["fits"]))
 
     @app.command("fit")
     def fit_cmd(
@@ -290,9 +311,7 @@ def register(app: typer.Typer) -> None:
         num_gpus: NumGpusOpt = 1,
         batch_size: Annotated[
             int | None,
-            typer.Option(
-                "--batch-size", "-b", min=1, max=1_000_000, help="batch for the context search"
-            ),
+            size_option("--batch-size", "-b", high=1_000_000, help="batch for the context search"),
         ] = None,
         seq_len: SeqOpt = None,
         dtype: DtypeOpt = DtypeChoice("bf16"),  # type: ignore[assignment]
@@ -304,22 +323,26 @@ def register(app: typer.Typer) -> None:
         attention: AttnOpt = AttentionChoice.flash,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
+        check: CheckOpt = False,
     ) -> None:
         """The largest batch size and the longest context of MODEL that fit the GPU(s)."""
         from .fit import fit
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len,
         )  # fmt: skip
         r = fit(model, gpu, task=task.value, num_gpus=num_gpus, **workload)  # type: ignore[arg-type]
         if as_json:
-            _print_json(r.model_dump(mode="json"))
-            return
-        from . import report_cost
+            _print_json(r.model_dump(mode="json"), "fit")
+        else:
+            from . import report_cost
 
-        report_cost.render_fit(r)
+            report_cost.render_fit(r)
+        # does not fit: not one sequence of the context searched (--seq-len) fits
+        exit_if_not_fit(check, r.max_batch_size > 0)
 
     @app.command("plan")
     def plan_cmd(
@@ -332,7 +355,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         tokens: Annotated[
-            str | None, typer.Option("--tokens", help="train: tokens to train on, e.g. 2T")
+            str | None,
+            typer.Option("--tokens", metavar="SIZE", help="train: tokens to train on, e.g. 2T"),
         ] = None,
         max_hours: Annotated[
             float | None,
@@ -345,18 +369,19 @@ def register(app: typer.Typer) -> None:
         ] = 16384,
         batch_size: Annotated[
             int | None,
-            typer.Option(
+            size_option(
                 "--batch-size",
                 "-b",
-                min=1,
-                max=1_000_000,
+                high=1_000_000,
                 help="infer: concurrent requests; train: micro-batch per GPU",
             ),
         ] = None,
         seq_len: SeqOpt = None,
-        prompt: Annotated[int, typer.Option("--prompt", min=1, help="infer: prompt tokens")] = 1000,
+        prompt: Annotated[
+            int, size_option("--prompt", high=1 << 24, binary=True, help="infer: prompt tokens")
+        ] = 1000,
         output: Annotated[
-            int, typer.Option("--output", min=1, help="infer: generated tokens")
+            int, size_option("--output", high=1 << 24, binary=True, help="infer: generated tokens")
         ] = 200,
         dtype: DtypeOpt = DtypeChoice("bf16"),  # type: ignore[assignment]
         quant: QuantOpt = None,
@@ -368,11 +393,13 @@ def register(app: typer.Typer) -> None:
         mfu: MfuOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        price_source: PriceSourceOpt = None,
+        check: CheckOpt = False,
     ) -> None:
         """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
         from .fit import plan
 
-        _use_gpus_file(gpus_file)
+        _use_gpus_file(gpus_file, price_source)
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len if task is TaskChoice.train else None,
@@ -391,7 +418,9 @@ def register(app: typer.Typer) -> None:
         )
         if as_json:
             _print_json(p.model_dump(mode="json"))
-            return
-        from . import report_cost
+        else:
+            from . import report_cost
 
-        report_cost.render_plan(p)
+            report_cost.render_plan(p)
+        # does not fit: no GPU of the catalog holds it (within --budget when one is given)
+        exit_if_not_fit(check, any(r.fits and r.within_budget is not False for r in p.rows))

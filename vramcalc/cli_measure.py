@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .cli_types import print_json, size_option
 from .errors import VramcalcError
 
 TaskArg = Annotated[str, typer.Option("--task", help="inference or training")]
@@ -36,10 +37,25 @@ def _workload(args: dict[str, Any]) -> Any:
     try:
         from .measure.workload import make_workload
     except ImportError as exc:  # pragma: no cover - torch extra missing
-        raise VramcalcError(
-            f"this command needs the torch extra: pip install 'vramcalc[torch]' ({exc})"
-        ) from None
+        raise VramcalcError(f"this command needs the torch extra: {TORCH_HINT} ({exc})") from None
     return make_workload(task, model, **kw)
+
+
+TORCH_HINT = 'pip install "vramcalc[torch]"'
+
+
+def require_torch(command: str) -> None:
+    """The torch-backed commands say how to install what they need, in one line, before any
+    work (find_spec looks the packages up without importing them)."""
+    import importlib.util
+
+    for module in ("torch", "transformers"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+            found = False
+        if not found:
+            raise VramcalcError(f"`vramcalc {command}` needs {module}: {TORCH_HINT}")
 
 
 def _guarded(what: str, model: str, run: Any) -> Any:
@@ -61,8 +77,13 @@ def register(app: typer.Typer) -> None:
     def trace(
         model: Annotated[str, typer.Argument(help="preset name or alias")],
         task: TaskArg = "inference",
-        batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 1,
-        seq_len: Annotated[int | None, typer.Option("--seq-len", "-s", min=1)] = None,
+        batch_size: Annotated[
+            int, size_option("--batch-size", "-b", high=1_000_000, help="sequences per step")
+        ] = 1,
+        seq_len: Annotated[
+            int | None,
+            size_option("--seq-len", "-s", high=1 << 24, binary=True, help="tokens per sequence"),
+        ] = None,
         dtype: Annotated[str, typer.Option("--dtype", help="inference: fp32, bf16, fp16")] = "bf16",
         logits: Annotated[str, typer.Option("--logits", help="inference: last or all")] = "last",
         precision: Annotated[str, typer.Option("--precision")] = "bf16-mixed",
@@ -73,6 +94,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Exact peak of live tensor bytes of the transformers model on fake tensors (no GPU)."""
+        require_torch("trace")
         wl = _workload(dict(locals()))
         from .measure.trace import trace as run_trace
         from .measure.validate import tensor_bytes
@@ -81,7 +103,7 @@ def register(app: typer.Typer) -> None:
         est_bytes = tensor_bytes(wl.estimate())
         if as_json:
             out = {"config": wl.describe(), "trace": result, "estimate_tensor_bytes": est_bytes}
-            sys.stdout.write(json.dumps(out, indent=2) + "\n")
+            print_json(out, "trace")
             return
         from .report_measure import render_trace
 
@@ -107,6 +129,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Run the workload on a CUDA GPU with random weights; out-of-memory is a result."""
+        require_torch("measure")
         wl = _workload(dict(locals()))
         from .measure import live
 
@@ -132,10 +155,11 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Estimate vs trace (and vs a live GPU run when one is present), error per row."""
+        require_torch("validate")
         try:
             from .measure import validate as v
         except ImportError as exc:  # pragma: no cover
-            raise VramcalcError(f"validate needs the torch extra ({exc})") from None
+            raise VramcalcError(f"validate needs the torch extra: {TORCH_HINT} ({exc})") from None
         if suite not in ("ci", "7b"):
             raise VramcalcError(f"--suite {suite}: use ci or 7b")
         grid = v.ci_grid() if suite == "ci" else v.seven_b_grid()
@@ -152,7 +176,7 @@ def register(app: typer.Typer) -> None:
                     )
         summ = v.summary(rows)
         if as_json:
-            sys.stdout.write(json.dumps({"rows": data, "summary": summ}, indent=2) + "\n")
+            print_json({"rows": data, "summary": summ}, "validation")
             return
         from .report_measure import render_validate
 

@@ -15,10 +15,12 @@ from .cli import (
     FsdpChoice,
     GpuMemOpt,
     GpuOpt,
+    GpusPerNodeOpt,
     JsonOpt,
     KvChoice,
     MethodChoice,
     ModelArg,
+    NodesOpt,
     OffloadChoice,
     PrecisionChoice,
     QuantChoice,
@@ -26,6 +28,7 @@ from .cli import (
     UnitsOpt,
     _value,
 )
+from .cli_types import CheckOpt, exit_if_not_fit, size_option
 from .errors import VramcalcError
 from .optimizers import Optimizer
 
@@ -88,17 +91,19 @@ def rlhf(
     batch_size: BatchOpt = 1,
     seq_len: Annotated[
         int | None,
-        typer.Option("--seq-len", "-s", min=1, max=1 << 24, help="sft/rm/dpo tokens per sequence"),
+        size_option(
+            "--seq-len", "-s", high=1 << 24, binary=True, help="sft/rm/dpo tokens per sequence"
+        ),
     ] = None,
     prompt_len: Annotated[
-        int, typer.Option("--prompt-len", min=1, max=1 << 24, help="ppo/grpo prompt tokens")
+        int, size_option("--prompt-len", high=1 << 24, binary=True, help="ppo/grpo prompt tokens")
     ] = 256,
     response_len: Annotated[
-        int, typer.Option("--response-len", min=1, max=1 << 24, help="ppo/grpo generated tokens")
+        int,
+        size_option("--response-len", high=1 << 24, binary=True, help="ppo/grpo generated tokens"),
     ] = 256,
     rollout_batch: Annotated[
-        int,
-        typer.Option("--rollout-batch", min=1, max=1_000_000, help="prompts generated at once"),
+        int, size_option("--rollout-batch", high=1_000_000, help="prompts generated at once")
     ] = 8,
     comparisons: Annotated[
         int, typer.Option("--comparisons", "-k", min=2, max=64, help="rm: responses per prompt")
@@ -143,10 +148,9 @@ def rlhf(
     ] = 1,
     score_batch: Annotated[
         int | None,
-        typer.Option(
+        size_option(
             "--score-batch",
-            min=1,
-            max=1_000_000,
+            high=1_000_000,
             help="sequences per scoring forward (default: ppo the rollout, grpo --batch-size)",
         ),
     ] = None,
@@ -170,8 +174,8 @@ def rlhf(
         int | None,
         typer.Option("--num-gpus", min=1, max=1_000_000, help="GPUs per model group"),
     ] = None,
-    nodes: Annotated[int | None, typer.Option("--nodes", min=1, max=100_000)] = None,
-    gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", min=1, max=1024)] = None,
+    nodes: NodesOpt = None,
+    gpus_per_node: GpusPerNodeOpt = None,
     zero: Annotated[
         int | None, typer.Option("--zero", min=0, max=3, help="DeepSpeed ZeRO stage (all models)")
     ] = None,
@@ -214,6 +218,7 @@ def rlhf(
     ] = None,
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
+    check: CheckOpt = False,
 ) -> None:
     """Memory per GPU, phase by phase, and compute of an RLHF stage: SFT, RM, PPO, DPO or GRPO.
 
@@ -269,14 +274,18 @@ def rlhf(
         role_gpus=parse_role_gpus(role_gpus),
         **{k: v for k, v in options.items() if v is not None},
     )
+    if check and gpu is None and gpu_mem is None:
+        raise VramcalcError("--check needs a GPU to check against: add --gpu or --gpu-mem")
     if as_json:
         from .cli import _print_json  # defined after the command registration in cli.py
 
         _print_json(est.model_dump(mode="json"))
-        return
-    from .report_rlhf import render_rlhf
+    else:
+        from .report_rlhf import render_rlhf
 
-    render_rlhf(est, units.value)
+        render_rlhf(est, units.value)
+    # does not fit: any GPU group's peak exceeds its GPU
+    exit_if_not_fit(check, all(g.gpu is None or g.gpu.fits for g in est.groups))
 
 
 def parse_role_gpus(text: str | None) -> dict[str, int] | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -62,7 +60,9 @@ def register(app: typer.Typer) -> None:
         source = resolve_model_source(model, revision=revision, offline=offline)
         data = source_summary(source)
         if as_json:
-            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+            from .cli_types import print_json
+
+            print_json(data, "model_source")
             return
         from .report_sources import render_source
 

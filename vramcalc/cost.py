@@ -42,7 +42,7 @@ PFLOP_S_DAY = 1e15 * 86400  # one petaflop/s-day, the unit of Brown et al. 2020,
 #                (PaLM Table 3); Megatron-LM 2021 reports 44-52 % of peak on A100 (Narayanan et
 #                al., Table 1, hardware FLOPs with recomputation). 0.40 is the middle of that range.
 #   hopper 0.40  Llama 3 405B on H100: 38-43 % BF16 MFU (Llama 3 paper, Dubey et al. 2024, Table 4)
-#   turing / ada / blackwell / cdna3: no published large-scale run; assumed (say so in reports).
+#   turing / ada / blackwell / cdna2 / cdna3: no published large-scale run; assumed (say so in reports).
 DEFAULT_MFU: dict[str, tuple[float, str]] = {
     "volta": (0.21, "GPT-3 175B on V100, 21.3 % (PaLM paper, Table 3)"),
     "turing": (0.30, "assumed: no published large-scale training run"),
@@ -50,6 +50,7 @@ DEFAULT_MFU: dict[str, tuple[float, str]] = {
     "ada": (0.30, "assumed: no published large-scale training run"),
     "hopper": (0.40, "Llama 3 405B on H100, 38-43 % (Llama 3 paper, Table 4)"),
     "blackwell": (0.35, "assumed: no published large-scale run yet; below Hopper's 0.40"),
+    "cdna2": (0.30, "assumed: no published large-scale training run"),
     "cdna3": (0.30, "assumed: no published large-scale training run"),
 }
 FALLBACK_MFU = (0.30, "assumed: GPU generation unknown")

@@ -49,6 +49,7 @@ from .quant import FORMATS, WeightFormat
 from .results import Component, Estimate, Saving, make_estimate
 from .specs import ModelSpec
 from .training import autocast_copies, backward_peak_moment
+from .workloads import context_warnings
 
 METHODS = ("full", "lora", "qlora")
 
@@ -634,6 +635,7 @@ def estimate_finetune(
         cpu_bytes_per_node=cpu_node,
         stage_totals_bytes=[s.total for s in stages],
         parallel=parallel,
+        warnings=context_warnings(spec, seq),
     )
     if savings:
         est = est.model_copy(update={"savings": _savings(spec, req, seq, ft, plan, est)})

@@ -17,14 +17,26 @@ class VramcalcError(Exception):
 
 
 class UnknownNameError(VramcalcError, KeyError):
-    """An unknown preset name; carries the closest known names as suggestions."""
+    """An unknown preset name; carries the closest known names as suggestions.
 
-    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+    `known` maps each lookup key (normalised: lower case, no '-', '_', '.', '/' or spaces) to
+    (the spelling it came from, the preset's name), so that suggestions read `llama-2-7b` or
+    `h100-80gb (h100-sxm)`, never the key `llama27b`; one suggestion per preset."""
+
+    def __init__(
+        self, kind: str, name: str, known: dict[str, tuple[str, str]], normalise: Any = None
+    ) -> None:
         self.kind = kind
         self.name = name
-        self.suggestions = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.5)
+        key = normalise(name) if normalise is not None else name.lower()
+        shown: dict[str, str] = {}  # preset → how it is suggested
+        for k in difflib.get_close_matches(key, list(known), n=12, cutoff=0.5):
+            spelling, preset = known[k]
+            shown.setdefault(preset, spelling if spelling == preset else f"{spelling} ({preset})")
+        self.suggestions = list(shown.values())[:3]
         hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"unknown {kind} {name!r}{hint} (see `vramcalc presets list`)")
+        where = "vramcalc gpus" if kind.lower() == "gpu" else "vramcalc presets list"
+        super().__init__(f"unknown {kind} {name!r}{hint} (see `{where}`)")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
@@ -44,7 +56,8 @@ def format_validation_error(exc: Exception) -> str:
         where = ".".join(str(p) for p in err.get("loc", ())) or "input"
         value = err.get("input")
         shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
-        parts.append(f"{where}: {err.get('msg', 'invalid')}{shown}")
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}{shown}")
     return "; ".join(parts)
 
 

@@ -151,6 +151,9 @@ class FitResult(BaseModel):
     max_seq_len: int = Field(description="0: not even one token fits")
     seq_len_cap: int = Field(description="the search stops here (model maximum or 16M)")
     parallelism: str
+    workload: dict[str, Any] = Field(
+        default_factory=dict, description="the options the search held fixed (dtype, precision…)"
+    )
 
 
 def _fits_fn(
@@ -206,6 +209,7 @@ def fit(
         parallelism=memory_fn(
             spec, task, {**workload, "batch_size": 1, "seq_len": 1}, num_gpus
         ).parallelism,
+        workload={k: v for k, v in workload.items() if k not in ("batch_size", "seq_len")},
     )
 
 
@@ -244,6 +248,7 @@ class Plan(BaseModel):
     budget_usd: float | None
     budget_meaning: str
     rows: list[PlanRow] = Field(description="ranked: fitting and priced first, cheapest first")
+    price_set: str = Field("", description="the price set the catalog's prices came from")
 
 
 INFER_GPU_COUNTS = (1, 2, 4, 8)  # tensor parallel inside one 8-GPU node
@@ -285,7 +290,7 @@ def plan(
       ceiling on that price. With `max_hours`, the GPU count grows (powers of two) until the run
       finishes in time.
     """
-    from .presets import list_gpus
+    from .presets import list_gpus, price_set
 
     spec = resolve_model(model)
     if task not in ("infer", "train"):
@@ -363,6 +368,7 @@ def plan(
             else {}
         ),
         budget_usd=budget_usd,
+        price_set=price_set().name if gpus is None else "",
         budget_meaning="USD for the whole run" if task == "train" else "USD per hour of all GPUs",
         rows=rows,
     )

@@ -9,7 +9,7 @@ from pydantic import Field
 from . import activations as act
 from .calibration import runtime
 from .errors import checked_keywords
-from .params import tensor_groups
+from .params import TensorGroup, tensor_groups
 from .quant import (
     FORMATS,
     NOMINAL_BYTES,
@@ -20,8 +20,15 @@ from .quant import (
 )
 from .results import Component, Estimate, make_estimate
 from .specs import ModelSpec
-from .units import parse_count
-from .workloads import Common, resolve_gpu, resolve_seq_len, resolve_source, validate
+from .units import parse_param_count
+from .workloads import (
+    Common,
+    context_warnings,
+    resolve_gpu,
+    resolve_seq_len,
+    resolve_source,
+    validate,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sources import ModelSource
@@ -40,11 +47,24 @@ class InferenceRequest(Common):
 def kv_cache_bytes(spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float) -> int:
     """2 (K and V) × layers × batch × context × kv_heads × head_dim × bytes; sliding-window layers
     keep at most `sliding_window` tokens (REFERENCES: KV cache)."""
-    per_token_layer = spec.kv_cache_width * kv_bytes  # 2·kv_dim, or MLA's latent + rope key
+    return kv_cache_terms(spec, batch_size, seq_len, kv_bytes)[0]
+
+
+def kv_cache_terms(
+    spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float
+) -> tuple[int, str]:
+    """kv_cache_bytes and its arithmetic with the numbers substituted (--explain)."""
+    width = spec.kv_cache_width  # 2·kv_dim, or MLA's latent + rope key
     windowed = spec.windowed_layers
     full_layers = spec.num_layers - windowed
     window_tokens = min(seq_len, spec.sliding_window or seq_len)
-    return int(batch_size * per_token_layer * (full_layers * seq_len + windowed * window_tokens))
+    total = int(batch_size * width * kv_bytes * (full_layers * seq_len + windowed * window_tokens))
+    tokens = (
+        f"({full_layers} layers × {seq_len} + {windowed} layers × {window_tokens} tokens)"
+        if windowed
+        else f"{full_layers} layers × {seq_len} tokens"
+    )
+    return total, f"{batch_size} seqs × {tokens} × {width} values × {kv_bytes:g} B"
 
 
 def inference_activation_bytes(
@@ -61,24 +81,47 @@ def inference_activation_bytes(
     the fp32 copy that generate() (or a scorer) makes are alive: rows × V × (a + 4).
     Coefficients checked against ``vramcalc validate`` (docs/validation.md).
     """
+    activations, peak_part, _ = inference_activation_terms(
+        spec, batch_size, seq_len, act_bytes, logits, attention
+    )
+    return activations, peak_part
+
+
+def inference_activation_terms(
+    spec: ModelSpec, batch_size: int, seq_len: int, act_bytes: int, logits: str, attention: str
+) -> tuple[int, str, str]:
+    """inference_activation_bytes, the part that sets the peak, and its arithmetic (--explain)."""
     tokens = batch_size * seq_len
-    residual = tokens * act.inference_residual_per_token(spec, act_bytes)
+    res_per_token = act.inference_residual_per_token(spec, act_bytes)
+    residual = tokens * res_per_token
     ws = act.inference_layer_workspace_per_token(spec, act_bytes)
     candidates = {name: residual + tokens * per_token for name, per_token in ws.items()}
+    formulas = {
+        name: f"{tokens} tokens × ({res_per_token:g} residual + {per_token:g} {name}) B"
+        for name, per_token in ws.items()
+    }
     if attention == "eager":
         upcast = 4 if act_bytes < 4 else 0
         scores = batch_size * spec.num_attention_heads * seq_len * seq_len
         mask = batch_size * seq_len * seq_len * act_bytes  # additive causal mask, whole forward
         at_softmax = tokens * spec.q_dim * act_bytes  # q (k and v are in the cache by now)
         at_softmax += scores * (act_bytes + 4 + upcast)
-        candidates["attention"] = max(candidates["attention"], residual + at_softmax)
+        if residual + at_softmax > candidates["attention"]:
+            candidates["attention"] = residual + at_softmax
+            formulas["attention"] = (
+                f"{tokens} tokens × ({res_per_token:g} residual + {spec.q_dim} × {act_bytes} q) B"
+                f" + {scores} scores × {act_bytes + 4 + upcast} B"
+            )
         candidates = {k: v + mask for k, v in candidates.items()}
+        formulas = {k: f"{f} + {mask} mask B" for k, f in formulas.items()}
         if spec.architecture in act.KEEPS_ATTN_OUTPUT:  # the block returns the probabilities
             candidates["mlp"] += scores * act_bytes
+            formulas["mlp"] += f" + {scores} probabilities × {act_bytes} B"
     logit_rows = tokens if logits == "all" else batch_size
     candidates["logits"] = logit_rows * spec.output_width * (act_bytes + 4)
+    formulas["logits"] = f"{logit_rows} rows × {spec.output_width} vocab × ({act_bytes} + 4) B"
     peak_part = max(candidates, key=lambda k: candidates[k])
-    return int(candidates[peak_part]), peak_part
+    return int(candidates[peak_part]), peak_part, formulas[peak_part]
 
 
 def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
@@ -89,13 +132,25 @@ def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
             name="cuda_context",
             bytes=rt.cuda_context_bytes,
             note=f"CUDA context and library workspaces, {rt.cuda_context_mib} MiB ({rt.cuda_context_source})",
+            formula=f"{rt.cuda_context_mib} MiB × 1,048,576",
         ),
         Component(
             name="allocator_slack",
             bytes=int(rt.allocator_slack_fraction * dynamic_bytes),
             note=f"{rt.allocator_slack_fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks",
+            formula=f"{rt.allocator_slack_fraction:g} × {dynamic_bytes:,}",
         ),
     ]
+
+
+def weights_formula(groups: tuple[TensorGroup, ...], fmt: WeightFormat) -> str:
+    """The weights' arithmetic: values × width when every tensor has one width, else the bytes
+    of each tensor group in `fmt` (quantized linears carry their scales and zeros)."""
+    numel = sum(g.numel for g in groups)
+    total = sum(fmt.group_bytes(g) for g in groups)
+    if total == numel * fmt.compute_bytes:
+        return f"{numel:,} values × {fmt.compute_bytes} B"
+    return " + ".join(f"{fmt.group_bytes(g):,} {g.name}" for g in groups)
 
 
 @checked_keywords
@@ -142,19 +197,37 @@ def estimate_inference(
             from .errors import VramcalcError
 
             raise VramcalcError("give a model name or --params (e.g. --params 7B)")
-        return weights_only_estimate(parse_count(params), fmt, req.dtype, fit)
+        return weights_only_estimate(parse_param_count(params), fmt, req.dtype, fit)
     source = resolve_source(model, revision)
     spec = source.spec
     seq = resolve_seq_len(spec, req.seq_len)
     weights = weight_bytes(tensor_groups(spec), fmt)
     weights_note = f"{fmt.name}: {fmt.description}"
+    w_formula = weights_formula(tensor_groups(spec), fmt)
+    compute_dtype = "fp32" if fmt.compute_bytes == 4 else "bf16"
+    dtype_used, quant_used, warnings = req.dtype, fmt.name, context_warnings(spec, seq)
     if source.checkpoint is not None:
         from .sources import checkpoint_weight_bytes
+        from .sources.checkpoint import tensor_groups_of
 
         weights, weights_note = checkpoint_weight_bytes(source.checkpoint, fmt)
-    kv_dtype_name = req.kv_dtype or ("fp32" if fmt.compute_bytes == 4 else "bf16")
-    kv = kv_cache_bytes(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
-    activations, peak_part = inference_activation_bytes(
+        stored = source.checkpoint.quantization
+        w_formula = (
+            " + ".join(f"{b:,} {dt}" for dt, b in source.checkpoint.bytes_by_dtype().items())
+            if stored
+            else weights_formula(tensor_groups_of(source.checkpoint), fmt)
+        )
+        if stored:  # pre-quantized weights are used as stored: report what was used
+            dtype_used, quant_used = compute_dtype, stored
+            if req.quant is not None or req.dtype not in ("bf16", "fp16", "fp32"):
+                asked = f"--quant {req.quant}" if req.quant else f"--dtype {req.dtype}"
+                warnings.append(
+                    f"{asked} ignored for the weights: {source.checkpoint.format} weights are "
+                    f"used as stored ({stored}); compute dtype {compute_dtype}"
+                )
+    kv_dtype_name = req.kv_dtype or compute_dtype
+    kv, kv_formula = kv_cache_terms(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
+    activations, peak_part, act_formula = inference_activation_terms(
         spec, req.batch_size, seq, fmt.compute_bytes, req.logits, req.attention
     )
     window = (
@@ -163,7 +236,7 @@ def estimate_inference(
         else ""
     )
     components = [
-        Component(name="weights", bytes=weights, note=weights_note),
+        Component(name="weights", bytes=weights, note=weights_note, formula=w_formula),
         Component(
             name="kv_cache",
             bytes=kv,
@@ -172,18 +245,20 @@ def estimate_inference(
                 if spec.is_mla
                 else f"2 × {spec.num_layers} layers × {req.batch_size} × {seq} tokens × {spec.kv_heads} kv heads × {spec.head_dim} × {kv_dtype_name}{window}"
             ),
+            formula=kv_formula,
         ),
         Component(
             name="activations",
             bytes=activations,
             note=f"prefill peak: residual stream + {peak_part} workspace ({req.attention} attention, logits of {req.logits} positions)",
+            formula=act_formula,
         ),
         *runtime_overhead_components(kv + activations),
     ]
     inputs = {
         "model": spec.name,
-        "dtype": req.dtype,
-        "quant": fmt.name,
+        "dtype": dtype_used,
+        "quant": quant_used,
         "kv_dtype": kv_dtype_name,
         "batch_size": req.batch_size,
         "seq_len": seq,
@@ -207,6 +282,7 @@ def estimate_inference(
             "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
             *source.notes,
         ],
+        warnings=warnings,
     )
 
 
@@ -231,7 +307,8 @@ def weights_only_estimate(
             Component(
                 name="weights",
                 bytes=weights,
-                note=f"{n_params:,} params × {nominal:g} bytes ({dtype})",
+                note=f"{n_params:,} params × {nominal:g} byte{'' if nominal == 1 else 's'} ({dtype})",
+                formula=f"{n_params:,} × {nominal:g} B",
             )
         ],
         fit,

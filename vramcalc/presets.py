@@ -11,9 +11,9 @@ import re
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import PresetError, UnknownNameError
 from .specs import GPUSpec, ModelSpec
@@ -48,10 +48,12 @@ def load_toml(path: Path, model: type[T]) -> T:
         raise PresetError(f"{path}: field {field!r}: {first['msg']}") from None
 
 
-def _keys(name: str, aliases: tuple[str, ...], hf_id: str = "") -> set[str]:
-    keys = {normalise(name), *(normalise(a) for a in aliases)}
-    if hf_id:
-        keys |= {normalise(hf_id), normalise(hf_id.split("/")[-1])}
+def _keys(name: str, aliases: tuple[str, ...], hf_id: str = "") -> dict[str, str]:
+    """Lookup key → the spelling it came from (the name, an alias or the Hub id)."""
+    spellings = [name, *aliases, *([hf_id, hf_id.split("/")[-1]] if hf_id else [])]
+    keys: dict[str, str] = {}
+    for spelling in spellings:
+        keys.setdefault(normalise(spelling), spelling)
     return keys
 
 
@@ -59,6 +61,7 @@ class _Catalog:
     def __init__(self, folder: Path, model: type[Any]) -> None:
         self.items: dict[str, Any] = {}
         self.index: dict[str, str] = {}
+        self.spelling: dict[str, tuple[str, str]] = {}  # lookup key → (as users write it, preset)
         for path in sorted(folder.glob("*.toml")):
             self.add(load_toml(path, model), str(path))
 
@@ -66,15 +69,16 @@ class _Catalog:
         if item.name in self.items:
             raise PresetError(f"{where}: duplicate preset name {item.name!r}")
         self.items[item.name] = item
-        for key in _keys(item.name, item.aliases, getattr(item, "hf_id", "")):
+        for key, spelling in _keys(item.name, item.aliases, getattr(item, "hf_id", "")).items():
             other = self.index.setdefault(key, item.name)
             if other != item.name:
                 raise PresetError(f"{where}: alias {key!r} also names {other!r}")
+            self.spelling.setdefault(key, (spelling, item.name))
 
     def get(self, kind: str, name: str) -> Any:
         found = self.index.get(normalise(name))
         if found is None:
-            raise UnknownNameError(kind, name, sorted(self.items) + sorted(self.index))
+            raise UnknownNameError(kind, name, self.spelling, normalise)
         return self.items[found]
 
 
@@ -133,6 +137,13 @@ def _merge_user_gpus(catalog: _Catalog, path: Path) -> None:
             raise PresetError(f"{where}: needs a name (a catalog GPU to override, or a new one)")
         found = catalog.index.get(normalise(name))
         fields = {**catalog.items[found].model_dump(), **entry, "name": found} if found else entry
+        if found and "price_usd_per_hour" in entry:  # the user's price: not the set's market
+            for key, value in (
+                ("price_market", "user"),
+                ("price_date", ""),
+                ("price_source", str(path)),
+            ):
+                fields[key] = entry.get(key, value)
         try:
             gpu = GPUSpec.model_validate(fields)
         except ValidationError as exc:
@@ -141,24 +152,103 @@ def _merge_user_gpus(catalog: _Catalog, path: Path) -> None:
             raise PresetError(f"{where}: field {field!r}: {first['msg']}") from None
         if found:
             catalog.items[found] = gpu
-            for key in _keys(gpu.name, gpu.aliases):
+            for key, spelling in _keys(gpu.name, gpu.aliases).items():
                 other = catalog.index.setdefault(key, found)
                 if other != found:
                     raise PresetError(f"{where}: alias {key!r} also names {other!r}")
+                catalog.spelling.setdefault(key, (spelling, found))
         else:
             catalog.add(gpu, where)
 
 
+# ---- prices: one set at a time (one provider, market and date), never mixed ------------------
+DEFAULT_PRICE_SET = "runpod-on-demand"
+_price_source: str | None = None
+
+
+class PriceSet(BaseModel):
+    """GPU-hour prices of one market read on one date from one cited source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    market: Literal["on-demand", "spot", "community", "reserved"]
+    provider: str = Field(min_length=1)
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="when the prices were read")
+    source: str = Field(min_length=1, description="where the figures were read (URL)")
+    prices: dict[str, float] = Field(description="GPU name or alias → USD per GPU-hour")
+
+    @field_validator("prices")
+    @classmethod
+    def _finite(cls, prices: dict[str, float]) -> dict[str, float]:
+        for gpu, usd in prices.items():
+            if not 0 <= usd < 1e6:  # also refuses NaN and infinity
+                raise ValueError(f"{gpu}: price {usd} is not a finite USD amount")
+        return prices
+
+
+def use_price_source(source: str | Path | None) -> None:
+    """Price GPUs from `source` from now on: a set name under presets/prices/ or a TOML file of
+    the same form; None goes back to the default set."""
+    global _price_source
+    if source is not None:
+        _load_price_set(str(source))  # a bad name or file fails now, before any work
+    _price_source = str(source) if source is not None else None
+
+
+def list_price_sets() -> list[str]:
+    return sorted(p.stem for p in (presets_dir() / "prices").glob("*.toml"))
+
+
+def price_set(source: str | None = None) -> PriceSet:
+    """The price set named `source` (or at that path); the current one when None."""
+    return _load_price_set(source or _price_source or DEFAULT_PRICE_SET)
+
+
 @cache
-def _gpu_catalog(user_file: Path | None) -> _Catalog:
+def _load_price_set(source: str) -> PriceSet:
+    path = Path(source).expanduser()
+    if not (source.endswith(".toml") or path.is_file()):
+        path = presets_dir() / "prices" / f"{source}.toml"
+        if not path.is_file():
+            raise PresetError(
+                f"unknown price set {source!r}; valid: {', '.join(list_price_sets())} "
+                "or a TOML file of the same form"
+            )
+    return load_toml(path, PriceSet)
+
+
+def _apply_prices(catalog: _Catalog, prices: PriceSet) -> None:
+    """Give each GPU its price from `prices` (and its market, date and source); GPUs the set does
+    not list stay unpriced."""
+    priced: dict[str, float] = {}
+    for key, usd in prices.prices.items():
+        found = catalog.index.get(normalise(key))
+        if found is None:
+            raise UnknownNameError("GPU", f"{key} (price set {prices.name})", catalog.spelling)
+        priced[found] = usd
+    for name, usd in priced.items():
+        catalog.items[name] = catalog.items[name].model_copy(
+            update={
+                "price_usd_per_hour": usd,
+                "price_market": prices.market,
+                "price_date": prices.date,
+                "price_source": f"{prices.name}: {prices.provider} {prices.market}, {prices.source}",
+            }
+        )
+
+
+@cache
+def _gpu_catalog(user_file: Path | None, prices: str | None = None) -> _Catalog:
     catalog = _Catalog(presets_dir() / "gpus", GPUSpec)
+    _apply_prices(catalog, price_set(prices))
     if user_file is not None:
         _merge_user_gpus(catalog, user_file)
     return catalog
 
 
 def _gpus() -> _Catalog:
-    return _gpu_catalog(user_gpus_path())
+    return _gpu_catalog(user_gpus_path(), _price_source)
 
 
 def get_model(name: str) -> ModelSpec:

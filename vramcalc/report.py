@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .results import Estimate, GPUFit
 from .specs import GPUSpec, ModelSpec
@@ -19,6 +20,87 @@ OVERHEAD = ("cuda_context", "allocator_slack")
 
 def _console() -> Console:
     return Console(highlight=False, soft_wrap=False)
+
+
+def print_table(
+    console: Console, table: Table, optional: Sequence[int] = (), whole: Sequence[int] = ()
+) -> None:
+    """Print `table` so that on a narrow terminal no number becomes "…": right-aligned (numeric)
+    columns and those in `whole` get the width of their widest cell, the other (text) columns
+    share what is left and fold; the `optional` columns (the share bar first) are dropped while
+    that leaves under 6 characters per text column, and as a last resort each row is printed as a
+    block of "header: value" lines."""
+    natural = sum(_natural_width(table, i) for i in range(len(table.columns)))
+    if natural + 3 * len(table.columns) + 1 <= console.width:
+        console.print(table)  # it fits as it is
+        return
+    pending = sorted((i for i in optional if i < len(table.columns)), reverse=True)
+    while True:
+        widths = _column_widths(table, console.width, whole)
+        cramped = widths is None or any(widths[i] < _natural_width(table, i) for i in pending)
+        if not cramped or not pending:
+            break
+        table.columns.pop(pending.pop(0))  # drop an optional column rather than squeeze it
+    if widths is None:
+        _print_records(console, table)
+        return
+    for column, width in zip(table.columns, widths, strict=True):
+        column.width = width
+        column.no_wrap = False
+        column.overflow = "fold"
+    console.print(table)
+
+
+def _natural_width(table: Table, index: int) -> int:
+    column = table.columns[index]
+    header = _cell_len(str(column.header)) if table.show_header else 0
+    return max([header, *(_cell_len(c) for c in column.cells), 1])
+
+
+_MIN_TEXT_WIDTH = 6
+
+
+def _column_widths(table: Table, width: int, whole: Sequence[int]) -> list[int] | None:
+    """Content width of each column for a table `width` characters wide, or None when the
+    numbers alone leave under _MIN_TEXT_WIDTH characters for each text column."""
+    cells = [[_cell_len(c) for c in column.cells] for column in table.columns]
+    words = [max((len(w) for w in str(c.header).split()), default=0) for c in table.columns]
+    fixed = {
+        i: max([*cells[i], words[i] if table.show_header else 0, 1])
+        for i, column in enumerate(table.columns)
+        if column.justify == "right" or i in whole
+    }
+    text = [i for i in range(len(table.columns)) if i not in fixed]
+    frame = 3 * len(table.columns) + 1  # one space either side of each cell, and the rules
+    left = width - frame - sum(fixed.values())
+    if left < _MIN_TEXT_WIDTH * len(text):
+        return None
+    natural = {i: _natural_width(table, i) for i in text}
+    widths = dict(fixed)
+    for n, i in enumerate(sorted(text, key=lambda i: natural[i])):  # share what is left fairly
+        widths[i] = min(natural[i], left // (len(text) - n))
+        left -= widths[i]
+    return [widths[i] for i in range(len(table.columns))]
+
+
+def _print_records(console: Console, table: Table) -> None:
+    """A table as stacked records, for terminals narrower than its numbers."""
+    if table.title:
+        console.print(table.title, style="bold")
+    headers = [str(c.header) for c in table.columns]
+    columns = [list(c.cells) for c in table.columns]
+    for row in zip(*columns, strict=True):
+        first, *rest = row
+        console.print(first, style="bold")
+        for header, value in zip(headers[1:], rest, strict=True):
+            if _cell_len(value):
+                console.print(Text("  " + header + ": ").append_text(Text.from_markup(str(value))))
+    if table.caption:
+        console.print(table.caption, style="dim")
+
+
+def _cell_len(cell: object) -> int:
+    return Text.from_markup(cell).cell_len if isinstance(cell, str) else 0
 
 
 def _fmt(value_bytes: int, units: str) -> str:
@@ -42,6 +124,14 @@ def fit_line(est: Estimate, units: str) -> str:
 
 def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
     """fits / tight / does not fit on one GPU, with the headroom, shortfall or likely range."""
+    if g.weights_only:  # the verdict itself says what it counted
+        return (
+            "weights only: "
+            + gpu_fit_line(
+                g.model_copy(update={"weights_only": False}), low_bytes, high_bytes, units
+            )
+            + " (no KV cache, activations or runtime counted)"
+        )
     if g.verdict == "tight":
         return f"[yellow]tight[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): inside the likely range {_fmt(low_bytes, units)}–{_fmt(high_bytes, units)} {units}"
     if g.fits:
@@ -49,7 +139,30 @@ def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
     return f"[red]does not fit[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): short by {_fmt(-g.headroom_bytes, units)} {units}"
 
 
-def render_estimate(est: Estimate, units: str = "GiB") -> None:
+def band_line(est: Estimate, units: str) -> str:
+    """'13.35 GiB, likely 13.04–14.63 GiB' (empty for exact weights-only arithmetic)."""
+    if est.high_bytes <= est.low_bytes:
+        return ""
+    return (
+        f"{_fmt(est.total_bytes, units)} {units}, likely "
+        f"{_fmt(est.low_bytes, units)}–{_fmt(est.high_bytes, units)} {units}"
+    )
+
+
+def explain_lines(est: Estimate) -> list[str]:
+    """--explain: each component's arithmetic with its numbers, then the total as their sum."""
+    lines = ["[bold]how each term is computed[/] (bytes)"]
+    for c in est.components:
+        if c.formula:
+            lines.append(f"  {c.name} = {c.formula} = {c.bytes:,}")
+        elif c.note:
+            lines.append(f"  {c.name} = {c.bytes:,}  ({c.note})")
+    terms = " + ".join(f"{c.bytes:,}" for c in est.components if c.bytes)
+    lines.append(f"  total = {terms} = {est.total_bytes:,}")
+    return lines
+
+
+def render_estimate(est: Estimate, units: str = "GiB", explain: bool = False) -> None:
     console = _console()
     title = f"{est.kind.title()} memory: {est.model}"
     if not est.weights_only:
@@ -67,17 +180,18 @@ def render_estimate(est: Estimate, units: str = "GiB") -> None:
         table.add_row(c.name, _fmt(c.bytes, units), f"{share:.1%}", _bar(share))
     table.add_section()
     table.add_row("[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%", "")
-    console.print(table)
-    if est.high_bytes > est.low_bytes:
-        console.print(
-            f"{_fmt(est.total_bytes, units)} {units}, likely {_fmt(est.low_bytes, units)}–{_fmt(est.high_bytes, units)} {units}"
-        )
+    print_table(console, table, optional=[3])
+    if band_line(est, units):
+        console.print(band_line(est, units))
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
     console.print(f"[dim]inputs: {inputs}[/]")
     if est.gpu is not None:
         console.print(fit_line(est, units))
+    if explain:
+        for line in explain_lines(est):
+            console.print(line)
     for c in est.components:
-        if c.note:
+        if c.note and not explain:
             console.print(f"[dim]{c.name}: {c.note}[/]")
     for note in est.assumptions:
         console.print(f"[dim]· {note}[/]")
@@ -116,7 +230,7 @@ def render_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
                 else "[red]no[/]"
             )
         table.add_row(*cells)
-    console.print(table)
+    print_table(console, table)
     if first.gpu is not None:
         console.print(
             f"fits: on {first.gpu.gpu} ({_fmt(first.gpu.memory_bytes, units)} {units}); overhead = CUDA context + allocator slack"
@@ -148,7 +262,7 @@ def render_weights_only_compare(rows: Sequence[Estimate], units: str = "GiB") ->
             _fmt(real, units),
             f"{(real - raw) / raw:+.1%}",
         )
-    console.print(table)
+    print_table(console, table)
     console.print(
         "[dim]· 'with format metadata': bytes per parameter of the format on a 4096×4096 linear "
         "weight (scales, zero points, absmax); real models also keep embeddings and norms in 16-bit[/]"
@@ -175,7 +289,7 @@ def render_model_list(models: Sequence[ModelSpec], param_counts: Sequence[int]) 
             str(spec.max_position_embeddings),
             ", ".join(spec.aliases),
         )
-    _console().print(table)
+    print_table(_console(), table, optional=[len(table.columns) - 1], whole=[0])
 
 
 def render_model(spec: ModelSpec, n_params: int, n_active: int) -> None:
@@ -198,4 +312,4 @@ def render_gpu_list(gpus: Sequence[GPUSpec]) -> None:
     table.add_column("aliases")
     for g in gpus:
         table.add_row(g.name, f"{g.memory_bytes / 2**30:.1f}", ", ".join(g.aliases))
-    _console().print(table)
+    print_table(_console(), table, optional=[len(table.columns) - 1], whole=[0])

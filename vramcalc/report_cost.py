@@ -11,6 +11,7 @@ from rich.table import Table
 from .cost import InferenceCost, TrainingCost
 from .fit import FitResult, Plan
 from .gpu import LocalGPU
+from .report import print_table
 from .specs import GPUSpec
 from .units import GIB, format_duration, format_usd
 
@@ -30,11 +31,9 @@ def _duration(hours: float) -> str:
 _LINK = {"nvlink": "NVLink", "pcie": "PCIe", "infinity-fabric": "IF"}
 
 
-def render_gpu_catalog(gpus: Sequence[GPUSpec]) -> None:
-    table = Table(
-        title="GPU catalog: dense peaks (TFLOP/s), bandwidths in GB/s",
-        caption="prices are editable defaults: `vramcalc gpus --json` shows their sources",
-    )
+def render_gpu_catalog(gpus: Sequence[GPUSpec], prices: Any = None) -> None:
+    """The catalog with each price's market and date; `prices` (a PriceSet) is named below."""
+    table = Table(title="GPU catalog: dense peaks (TFLOP/s), bandwidths in GB/s")
     for col, just in (
         ("name", "left"),
         ("GiB", "right"),
@@ -44,6 +43,8 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec]) -> None:
         ("link", "left"),
         ("TDP W", "right"),
         ("$/h", "right"),
+        ("market", "left"),
+        ("read", "left"),
     ):
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for g in gpus:
@@ -53,6 +54,7 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec]) -> None:
             if g.interconnect_gbps
             else "—"
         )
+        priced = g.price_usd_per_hour is not None
         table.add_row(
             g.name,
             f"{g.memory_bytes / GIB:.1f}",
@@ -62,8 +64,29 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec]) -> None:
             link,
             _num(g.tdp_watts, ",.0f"),
             _num(g.price_usd_per_hour, ".2f"),
+            (g.price_market or "—") if priced else "",
+            (g.price_date or "undated") if priced else "",
         )
-    _console().print(table)
+    console = _console()
+    print_table(console, table, optional=[9, 8])
+    if prices is not None:
+        unpriced = [g.name for g in gpus if g.price_usd_per_hour is None]
+        console.print(
+            f"prices: set {prices.name!r}, {prices.provider} {prices.market}, read {prices.date} "
+            f"({prices.source}); another set: --price-source (sets: "
+            f"{', '.join(_price_sets())}) or a TOML file; one price: --gpus-file"
+        )
+        if unpriced:
+            console.print(
+                f"[dim]no dated {prices.market} price in this set: {', '.join(unpriced)}[/]"
+            )
+    console.print("[dim]sources of every figure: `vramcalc gpus --json`[/]")
+
+
+def _price_sets() -> list[str]:
+    from .presets import list_price_sets
+
+    return list_price_sets()
 
 
 def render_local_gpus(found: Sequence[tuple[LocalGPU, GPUSpec | None]]) -> None:
@@ -83,7 +106,7 @@ def render_local_gpus(found: Sequence[tuple[LocalGPU, GPUSpec | None]]) -> None:
             f"{dev.used_bytes / GIB:.2f}",
             match.name if match else "[yellow]not in catalog[/]",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 def _kv_table(title: str, rows: list[tuple[str, str]], notes: Sequence[str]) -> None:
@@ -93,7 +116,7 @@ def _kv_table(title: str, rows: list[tuple[str, str]], notes: Sequence[str]) -> 
     for key, value in rows:
         table.add_row(key, value)
     console = _console()
-    console.print(table)
+    print_table(console, table)
     for note in notes:
         console.print(f"  · {note}")
 
@@ -183,6 +206,8 @@ def render_plan(p: Plan) -> None:
         if train
         else "tensor parallel inside one node; throughput = output tokens/s of the batch"
     )
+    if p.price_set:
+        caption += f"; prices: set {p.price_set!r} (--price-source)"
     table = Table(title=title, caption=caption)
     cols = ["gpu", "GPUs", "GiB/GPU"]
     cols += ["time", "GPU-hours", "price"] if train else ["tok/s", "latency", "$/h", "$/1M out"]
@@ -213,4 +238,4 @@ def render_plan(p: Plan) -> None:
         if r.within_budget is False:
             note = ("[yellow]> budget[/] " + note).strip()
         table.add_row(*head, *body, note)
-    _console().print(table)
+    print_table(_console(), table)

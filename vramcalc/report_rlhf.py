@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .report import gpu_fit_line
+from .report import gpu_fit_line, print_table
 from .rlhf import RlhfEstimate
 from .units import bytes_to, format_duration, format_usd
 
@@ -55,7 +55,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
         table.add_row(
             "[bold]total per GPU", *(_fmt(group.phase_bytes[p.name], units) for p in est.phases)
         )
-        console.print(table)
+        print_table(console, table)
         if group.high_bytes > group.low_bytes:
             console.print(
                 f"{_fmt(group.peak_bytes, units)} {units}, likely "
@@ -77,7 +77,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
             detail.add_row(c.role, c.name, _fmt(c.bytes, units), c.note)
     detail.add_section()
     detail.add_row("[bold]total", "", f"[bold]{_fmt(worst.peak_bytes, units)}", "")
-    console.print(detail)
+    print_table(console, detail)
 
     flops = Table(title=f"compute per {est.inputs.get('iterations', 1)} iteration(s)")
     flops.add_column("term")
@@ -88,7 +88,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
         flops.add_row(f.name, f.role, _flops(f.flops), f.formula)
     flops.add_section()
     flops.add_row("[bold]total", "", f"[bold]{_flops(est.total_flops)}", "")
-    console.print(flops)
+    print_table(console, flops)
     if est.time_s is not None:
         line = f"time: {format_duration(est.time_s)} on {_gpus(est.num_gpus)}"
         if est.cost_usd is not None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from .report import _console, render_model
+from .report import _console, print_table, render_model
 
 
 def render_source(source: Any, data: dict[str, Any]) -> None:
@@ -22,7 +22,7 @@ def render_source(source: Any, data: dict[str, Any]) -> None:
             table.add_row(dtype, f"{nbytes / 2**30:,.3f}")
         table.add_section()
         table.add_row("[bold]total", f"[bold]{ck['stored_bytes'] / 2**30:,.3f}")
-        console.print(table)
+        print_table(console, table)
         if ck["quantization"]:
             console.print(f"[dim]pre-quantized: {ck['quantization']}[/]")
     if data["params"] != data["spec_params"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .report import _bar, _console, _fmt, fit_line
+from .report import _bar, _console, _fmt, band_line, explain_lines, fit_line, print_table
 from .results import Estimate
 
 
@@ -20,7 +20,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     multi = est.num_gpus > 1
     caption = f"peak at: {est.phase}" if est.phase else None
     table = Table(title=title, caption=caption)
-    table.add_column("component", no_wrap=True)
+    table.add_column("component")
     table.add_column(f"per GPU ({units})", justify="right")
     table.add_column("share", justify="right")
     if multi:
@@ -43,7 +43,9 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     else:
         row.append("")
     table.add_row(*row)
-    console.print(table)
+    print_table(console, table, optional=[] if multi else [3])
+    if band_line(est, units):
+        console.print(band_line(est, units) + (" per GPU" if multi else ""))
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
     console.print(f"[dim]inputs: {inputs}[/]")
     if est.parallel:
@@ -78,15 +80,8 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
             f"{s.choice} {verb} {_fmt(abs(s.saved_bytes), units)} {units} per GPU vs {s.compared_to}"
         )
     if explain:
-        console.print("[bold]how each term is computed[/] (bytes)")
-        for c in est.components:
-            if c.formula:
-                console.print(f"  {c.name} = {c.formula} = {c.bytes:,}")
-            elif c.note:
-                console.print(f"  {c.name} = {c.bytes:,}  ({c.note})")
-        console.print(
-            f"  total = {' + '.join(f'{c.bytes:,}' for c in est.components if c.bytes)} = {est.total_bytes:,}"
-        )
+        for line in explain_lines(est):
+            console.print(line)
     else:
         for c in est.components:
             if c.note and c.bytes:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every --json output an object with schema_version and kind
 
 
 class Component(BaseModel):
@@ -40,6 +40,9 @@ class GPUFit(BaseModel):
         "fits",
         description="fits: even the band's high end fits; does not fit: even its low end does not; "
         "tight: the memory lies inside the band",
+    )
+    weights_only: bool = Field(
+        False, description="the verdict counts the weights alone (model given only by size)"
     )
 
 
@@ -72,6 +75,9 @@ class Estimate(BaseModel):
     gpu: GPUFit | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     assumptions: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list, description="inputs used as given that may not be what was meant"
+    )
     # Multi-GPU jobs (training with sharding or parallelism); defaults describe one GPU.
     num_gpus: int = Field(1, description="GPUs of the job; components and total are per GPU")
     cluster_total_bytes: int | None = Field(None, description="GPU memory summed over all GPUs")
@@ -117,7 +123,13 @@ RUNTIME = ("cuda_context", "allocator_slack")
 def error_band(components: list[Component], kind: str, weights_only: bool) -> tuple[int, int]:
     """Likely range of the total: the tensor bytes widened by their residual against the trace
     (calibration.toml [trace_residuals]) plus the runtime terms at their low and high calibration
-    values ([runtime]). Weights-only estimates are exact arithmetic: no band."""
+    values ([runtime]). Weights-only estimates are exact arithmetic: no band.
+
+    One rule for every training estimate: LoRA, QLoRA and multi-GPU layouts are built from the
+    same terms as full single-GPU training (weights, gradients, optimizer state, activations),
+    restricted to the adapters or divided over ranks, so the training residual is applied to
+    their tensor bytes too; the traced grid holds full single-GPU training only, and
+    `band_note` says so on those estimates."""
     total = tensor = context = slack = 0
     for c in components:
         total += c.bytes
@@ -133,6 +145,22 @@ def error_band(components: list[Component], kind: str, weights_only: bool) -> tu
     low = tensor * b.tensor_low + context * b.context_low_bytes + slack * b.slack_low
     high = tensor * b.tensor_high + context * b.context_high_bytes + slack * b.slack_high
     return int(min(low, total)), int(max(high, total))
+
+
+def band_note(kind: str, inputs: dict[str, Any], num_gpus: int) -> str | None:
+    """The assumption behind the band of an estimate outside the traced grid (see error_band)."""
+    method = inputs.get("method", "full")
+    if kind != "training" or (method == "full" and num_gpus == 1):
+        return None
+    what = " and ".join(
+        x
+        for x in (method if method != "full" else "", f"{num_gpus} GPUs" if num_gpus > 1 else "")
+        if x
+    )
+    return (
+        f"likely range ({what}): the full-training trace residual applied to these tensor bytes "
+        "(same terms, restricted or sharded; not traced separately)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +198,23 @@ def make_estimate(
     low, high = error_band(
         components, fields.get("kind", "inference"), fields.get("weights_only", False)
     )
-    fit = gpu_fit(gpu_memory, total, low, high)
+    fit = gpu_fit(gpu_memory, total, low, high, weights_only=fields.get("weights_only", False))
+    note = band_note(fields.get("kind", ""), fields.get("inputs", {}), fields.get("num_gpus", 1))
+    if note:
+        fields["assumptions"] = [*fields.get("assumptions", []), note]
     return Estimate(
         components=components, total_bytes=total, low_bytes=low, high_bytes=high, gpu=fit, **fields
     )
 
 
-def gpu_fit(gpu_memory: tuple[str, int] | None, total: int, low: int, high: int) -> GPUFit | None:
+def gpu_fit(
+    gpu_memory: tuple[str, int] | None,
+    total: int,
+    low: int,
+    high: int,
+    *,
+    weights_only: bool = False,
+) -> GPUFit | None:
     """Fit of a total with its likely range on one GPU of (name, memory_bytes)."""
     if gpu_memory is None:
         return None
@@ -188,4 +226,5 @@ def gpu_fit(gpu_memory: tuple[str, int] | None, total: int, low: int, high: int)
         fits=total <= memory,
         headroom_bytes=memory - total,
         verdict=verdict,
+        weights_only=weights_only,
     )

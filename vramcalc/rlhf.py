@@ -365,7 +365,9 @@ def compute_rate(req: RlhfRequest) -> ComputeRate:
     price_src = "given"
     if price is None and gpu.price_usd_per_hour is not None:
         price = gpu.price_usd_per_hour
-        price_src = f"catalog on-demand price read {gpu.price_date or '(undated)'}"
+        price_src = (
+            f"catalog {gpu.price_market or 'list'} price read {gpu.price_date or '(undated)'}"
+        )
     note = f"{mfu:.0%} MFU ({mfu_src}) of {peak:g} TFLOP/s per GPU ({peak_src})"
     if price is not None:
         note += f", ${price:g} per GPU-hour ({price_src})"

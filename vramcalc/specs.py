@@ -217,7 +217,7 @@ class ModelSpec(BaseModel):
 
 
 Interconnect = Literal["nvlink", "pcie", "infinity-fabric"]
-Generation = Literal["volta", "turing", "ampere", "ada", "hopper", "blackwell", "cdna3"]
+Generation = Literal["volta", "turing", "ampere", "ada", "hopper", "blackwell", "cdna2", "cdna3"]
 PEAK_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
 
 
@@ -229,7 +229,8 @@ class GPUSpec(BaseModel):
     core figures (datasheets often print the 2:4 structured-sparsity figure, twice as large, with an
     asterisk); ``memory_bandwidth_gbps`` and ``interconnect_gbps`` are 10^9 bytes per second, the
     interconnect figure being the vendor's (bidirectional, all links) number. Every value other
-    than the name comes with ``source``; prices are on-demand list prices with the date read.
+    than the name comes with ``source``. Prices are not part of the GPU file: they come from one
+    price set (presets/prices/, one market and date each; `--price-source`) or the user's GPU file.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -251,7 +252,8 @@ class GPUSpec(BaseModel):
     interconnect: Interconnect | None = None
     interconnect_gbps: float | None = Field(None, gt=0, description="GPU-GPU, 10^9 B/s, bidir.")
     tdp_watts: float | None = Field(None, gt=0, description="board power / TDP")
-    price_usd_per_hour: float | None = Field(None, ge=0, description="on-demand, one GPU")
+    price_usd_per_hour: float | None = Field(None, ge=0, description="one GPU, from a price set")
+    price_market: str = Field("", description="on-demand, spot, community or reserved")
     price_date: str = Field("", description="when the price was read (YYYY-MM-DD)")
     price_source: str = ""
 

@@ -6,7 +6,8 @@ applies to, how one value is parsed, and (for names) the valid choices. Adding a
 
 Value lists (the same grammar on the command line and in ``vramcalc.sweep(...)`` strings)::
 
-    8k,32k,128k     a comma list; counts as :func:`vramcalc.units.parse_count` reads them (k = 1000)
+    8k,32k,128k     a comma list; sizes as the single commands read them: lengths (seq-len) with
+                    k = 1024 as context windows are quoted, counts (batch size, ranks) with k = 1000
     1..64           powers of two: doubling from the start while <= the end: 1,2,4,8,16,32,64
     1..8:1          linear: start, start + step, ... while <= the end: 1,2,...,8
     512..4096:512   linear with any step (the step is a count too: 1k..8k:1k)
@@ -14,7 +15,7 @@ Value lists (the same grammar on the command line and in ``vramcalc.sweep(...)``
 >>> parse_values(OPTIONS["batch-size"], "1..64")
 [1, 2, 4, 8, 16, 32, 64]
 >>> parse_values(OPTIONS["seq-len"], "2k,8k")
-[2000, 8000]
+[2048, 8192]
 >>> parse_values(OPTIONS["zero"], "0..3:1")
 [0, 1, 2, 3]
 """
@@ -45,6 +46,11 @@ def _int(text: str) -> int:
     if text.isdigit():
         return int(text)
     return parse_count(text)
+
+
+def _length(text: str) -> int:
+    """A token length: k = 1024, as `--seq-len` reads it in every command (4k = 4096)."""
+    return parse_count(text, binary=True)
 
 
 def _float(text: str) -> float:
@@ -111,7 +117,7 @@ OPTIONS: dict[str, SweepOption] = {
     for o in (
         # both tasks
         _opt("batch-size", BOTH, "sequences per step", parse=parse_count, ranges=True, short="-b"),
-        _opt("seq-len", BOTH, "tokens per sequence", parse=parse_count, ranges=True, short="-s"),
+        _opt("seq-len", BOTH, "tokens per sequence", parse=_length, ranges=True, short="-s"),
         _opt("gpu", BOTH, "GPU preset: fit verdict and headroom per GPU"),
         _opt("gpu-mem", BOTH, "GPU memory, GiB", parse=_float, ranges=True, keyword="gpu_mem_gib"),
         _opt("attention", BOTH, "attention kernel", choices=("flash", "eager")),

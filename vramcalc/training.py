@@ -38,7 +38,14 @@ from .params import (
 )
 from .results import Component, Estimate, make_estimate
 from .specs import ModelSpec
-from .workloads import Common, resolve_gpu, resolve_model, resolve_seq_len, validate
+from .workloads import (
+    Common,
+    context_warnings,
+    resolve_gpu,
+    resolve_model,
+    resolve_seq_len,
+    validate,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sources import ModelSource
@@ -342,4 +349,5 @@ def estimate_training(
             "steady-state step (optimizer state exists); gradients set to None between steps",
             "peak = larger of the backward pass and optimizer.step()",
         ],
+        warnings=context_warnings(spec, seq),
     )

@@ -67,6 +67,18 @@ def resolve_seq_len(spec: ModelSpec, seq_len: int | None) -> int:
     return seq_len
 
 
+def context_warnings(spec: ModelSpec, seq_len: int) -> list[str]:
+    """A context longer than the model was trained on (rotary or ALiBi positions accept it, but
+    quality past max_position_embeddings needs RoPE scaling): the memory is still computed."""
+    if seq_len <= spec.max_position_embeddings:
+        return []
+    return [
+        f"--seq-len {seq_len:,} is beyond {spec.name}'s trained context of "
+        f"{spec.max_position_embeddings:,} tokens (max_position_embeddings); memory is computed "
+        "for it, but the model needs RoPE scaling to use it"
+    ]
+
+
 def resolve_gpu(gpu: str | None, gpu_mem_gib: float | None) -> tuple[str, int] | None:
     if gpu is not None and gpu_mem_gib is not None:
         raise VramcalcError("give --gpu or --gpu-mem, not both")
