@@ -371,7 +371,7 @@ def sweep(
 
     >>> result = sweep("llama-2-7b", seq_len="1k..4k", gpu="rtx-4090")
     >>> [(r.values["seq_len"], r.verdict) for r in result.rows]
-    [(1000, 'fits'), (2000, 'fits'), (4000, 'fits')]
+    [(1024, 'fits'), (2048, 'fits'), (4096, 'fits')]
     """
     if task not in TASKS:
         raise VramcalcError(f"task must be infer or train (got {task!r})")
