@@ -107,6 +107,13 @@ class ModelSpec(BaseModel):
         0, ge=0, description="fixed cache elements per sequence (SSM conv + state), all layers"
     )
 
+    # Architecture not mapped, read as a Llama-style decoder because the user asked for it
+    # (--assume-llama): every figure derived from this spec is a rough estimate, labelled as such,
+    # with a widened band and no "fits" verdict (vramcalc.results.ROUGH_BAND_FACTOR).
+    assumed_architecture: str | None = Field(
+        None, description="the unmapped model_type read as Llama under --assume-llama"
+    )
+
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         if self.num_attention_heads % self.kv_heads:
