@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vramcalc.errors import VramcalcError, format_validation_error
+from vramcalc.errors import UnmappedArchitectureError, VramcalcError, format_validation_error
 from vramcalc.specs import ModelSpec
 
 from .core import BUILDERS as _CORE
@@ -109,10 +109,10 @@ def spec_from_config(
             notes.append(f"{model_type} config: its {inner_type} text model only")
             cfg, arch = inner, inner_type
     if arch not in _BUILDERS and not assume_llama:
-        raise VramcalcError(unmapped_message(where, model_type))
+        raise UnmappedArchitectureError(model_type, unmapped_message(where, model_type))
     cfg, filled = _with_defaults(cfg, arch)
     notes += filled
-    r = Reader(cfg)
+    r = Reader(cfg, where)
     if arch in _BUILDERS:
         fields = _BUILDERS[arch](r, arch)
     else:
