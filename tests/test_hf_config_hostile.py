@@ -135,11 +135,19 @@ _FAMILIES: dict[str, dict[str, Any]] = {
     },
     "gpt2": {"model_type": "gpt2", "vocab_size": 128, "n_embd": 64, "n_layer": 2, "n_head": 4},
     "falcon": {"model_type": "falcon", "vocab_size": 128, "hidden_size": 64, "n_layer": 2},
+    "phi": _BASE | {"model_type": "phi", "qk_layernorm": True},
+    "gpt_bigcode": {"model_type": "gpt_bigcode", "vocab_size": 128, "n_embd": 64, "n_layer": 2},
+    "mpt": {"model_type": "mpt", "vocab_size": 128, "d_model": 64, "n_layers": 2, "n_heads": 4},
+    "cohere2": _BASE | {"model_type": "cohere2", "sliding_window": 16},
+    "exaone4": _BASE | {"model_type": "exaone4", "sliding_window": 16},
+    "smollm3": _BASE | {"model_type": "smollm3", "use_sliding_window": True, "sliding_window": 8},
+    "minicpm3": _BASE | {"model_type": "minicpm3", "kv_lora_rank": 16, "q_lora_rank": 24},
 }
 _KEYS = sorted(
     {k for cfg in _FAMILIES.values() for k in cfg if k != "model_type"}
     | {"decoder_sparse_step", "max_window_layers", "sliding_window_pattern", "layer_types"}
     | {"use_sliding_window", "tie_word_embeddings", "attention_bias", "multi_query"}
+    | {"no_rope_layers", "expansion_ratio", "attn_config", "n_inner", "qk_layernorm"}
 )
 _scalars = st.one_of(
     st.none(),

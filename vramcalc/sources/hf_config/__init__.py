@@ -21,11 +21,13 @@ from vramcalc.specs import ModelSpec
 
 from .core import BUILDERS as _CORE
 from .core import DEFAULTS as _CORE_DEFAULTS
+from .dense import BUILDERS as _DENSE
+from .dense_defaults import DEFAULTS as _DENSE_DEFAULTS
 from .reader import Config, Reader
 
 # model_type -> builder; each family module contributes its BUILDERS and DEFAULTS.
-_BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {**_CORE}
-_DEFAULTS: dict[str, dict[str, Any]] = {**_CORE_DEFAULTS}
+_BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {**_CORE, **_DENSE}
+_DEFAULTS: dict[str, dict[str, Any]] = {**_CORE_DEFAULTS, **_DENSE_DEFAULTS}
 
 _ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemma3_text"}
 
