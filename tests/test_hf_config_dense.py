@@ -11,6 +11,7 @@ from vramcalc.errors import VramcalcError
 from vramcalc.params import param_count
 from vramcalc.sources.hf_config import spec_from_config
 from vramcalc.sources.hf_config.dense import BUILDERS
+from vramcalc.sources.hf_config.llama_layout import BUILDERS as LLAMA_LAYOUT
 
 # Small configs in each family's own field names; pad_token_id 0 where the default exceeds vocab.
 _L = {
@@ -103,11 +104,25 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "sliding_window": 16,
         "num_hidden_layers": 8,
     },
+    # llama_layout.py (no head_dim given: the family's default head_dim is exercised)
+    "helium": _L | {"model_type": "helium", "attention_bias": True, "head_dim": 16},
+    "seed_oss": _L | {"model_type": "seed_oss", "attention_out_bias": True},
+    "ministral3": _L | {"model_type": "ministral3", "sliding_window": 32},
+    "internlm3": _L | {"model_type": "internlm3", "qkv_bias": True, "bias": True},
+    "exaone": {k: v for k, v in _L.items() if k != "num_hidden_layers"}
+    | {"model_type": "exaone", "num_layers": 2, "activation_function": "silu"},
+    "iquestcoder": _L | {"model_type": "iquestcoder"},
+    "cwm": _L | {"model_type": "cwm", "num_hidden_layers": 6, "sliding_window": 16},
+    "arcee": _L | {"model_type": "arcee", "attention_bias": True, "mlp_bias": True},
+    "jais2": _L | {"model_type": "jais2"},
+    "nanochat": _L | {"model_type": "nanochat", "attention_bias": True},
+    "vaultgemma": _L | {"model_type": "vaultgemma", "num_hidden_layers": 5, "sliding_window": 16},
+    "olmo3": _L | {"model_type": "olmo3", "num_hidden_layers": 6, "sliding_window": 16},
 }
 
 
 def test_every_dense_family_is_tested() -> None:
-    assert set(BUILDERS) <= {cfg["model_type"] for cfg in CONFIGS.values()}
+    assert set(BUILDERS) | set(LLAMA_LAYOUT) <= {cfg["model_type"] for cfg in CONFIGS.values()}
 
 
 def build(cfg: dict[str, Any]) -> Any:
@@ -168,6 +183,12 @@ def test_gpt_bigcode_multi_query_caches_one_head() -> None:
     assert spec.kv_heads == 1 and spec.kv_cache_width == 32
     mha, _ = spec_from_config(CONFIGS["gpt_bigcode-mha"], "sc")
     assert mha.kv_cache_width == 2 * 64
+
+
+def test_helium_needs_heads_times_head_dim_equal_to_hidden() -> None:
+    # the default head_dim 128 × 4 heads ≠ 64: transformers would build a model that cannot run
+    with pytest.raises(VramcalcError, match="helium needs"):
+        spec_from_config({k: v for k, v in CONFIGS["helium"].items() if k != "head_dim"}, "h")
 
 
 def test_window_layers() -> None:

@@ -136,10 +136,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def test_every_supported_type_is_tested() -> None:
-    from vramcalc.sources.hf_config.dense import BUILDERS as DENSE  # tests/test_hf_config_dense.py
+    # the families of dense.py and llama_layout.py are tested in tests/test_hf_config_dense.py
+    from vramcalc.sources.hf_config.dense import BUILDERS as DENSE
+    from vramcalc.sources.hf_config.llama_layout import BUILDERS as LLAMA_LAYOUT
 
     tested = {cfg["model_type"] for cfg in CONFIGS.values()}
-    assert set(SUPPORTED_MODEL_TYPES) - set(DENSE) <= tested
+    assert set(SUPPORTED_MODEL_TYPES) - set(DENSE) - set(LLAMA_LAYOUT) <= tested
 
 
 def test_tiny_llama_by_hand() -> None:

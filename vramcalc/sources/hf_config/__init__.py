@@ -23,11 +23,21 @@ from .core import BUILDERS as _CORE
 from .core import DEFAULTS as _CORE_DEFAULTS
 from .dense import BUILDERS as _DENSE
 from .dense_defaults import DEFAULTS as _DENSE_DEFAULTS
-from .reader import Config, Reader
+from .llama_layout import BUILDERS as _LLAMA_LAYOUT
+from .llama_layout import DEFAULTS as _LLAMA_LAYOUT_DEFAULTS
+from .reader import FIELD_NAMES, Config, Reader
 
 # model_type -> builder; each family module contributes its BUILDERS and DEFAULTS.
-_BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {**_CORE, **_DENSE}
-_DEFAULTS: dict[str, dict[str, Any]] = {**_CORE_DEFAULTS, **_DENSE_DEFAULTS}
+_BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
+    **_CORE,
+    **_DENSE,
+    **_LLAMA_LAYOUT,
+}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    **_CORE_DEFAULTS,
+    **_DENSE_DEFAULTS,
+    **_LLAMA_LAYOUT_DEFAULTS,
+}
 
 _ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemma3_text"}
 
@@ -37,7 +47,11 @@ SUPPORTED_MODEL_TYPES = tuple(sorted(_BUILDERS))
 def _with_defaults(cfg: Config, arch: str) -> tuple[Config, list[str]]:
     """`cfg` completed with transformers' defaults for the fields it leaves out."""
     defaults = _DEFAULTS.get(arch, {})
-    filled = {k: v for k, v in defaults.items() if k not in cfg}  # an explicit null stays null
+    # an explicit null stays null; a field given under another of its names is not defaulted
+    given = {k for k in cfg} | {
+        name for names in FIELD_NAMES.values() if any(n in cfg for n in names) for name in names
+    }
+    filled = {k: v for k, v in defaults.items() if k not in given}
     if not filled:
         return cfg, []
     shown = ", ".join(f"{k}={v}" for k, v in filled.items())
