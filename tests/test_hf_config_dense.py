@@ -224,3 +224,72 @@ def test_bloom_has_no_position_parameters() -> None:
     spec, _ = spec_from_config(CONFIGS["bloom"], "b")
     assert spec.position_embedding == "alibi" and spec.embedding_norm
     assert spec.max_position_embeddings == 2048  # BLOOM's training context (no config field)
+
+
+# The config.json fields that matter, as published on the Hub.
+REAL: dict[str, dict[str, Any]] = {
+    # https://huggingface.co/allenai/OLMo-2-1124-7B/blob/main/config.json
+    "olmo-2-7b": {
+        "model_type": "olmo2",
+        "vocab_size": 100352,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 4096,
+        "attention_bias": False,
+        "tie_word_embeddings": False,
+    },
+    # https://huggingface.co/HuggingFaceTB/SmolLM3-3B/blob/main/config.json
+    "smollm3-3b": {
+        "model_type": "smollm3",
+        "vocab_size": 128256,
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 65536,
+        "no_rope_layer_interval": 4,
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "tie_word_embeddings": True,
+    },
+}
+
+
+def test_olmo2_and_smollm3_presets_by_hand() -> None:
+    import vramcalc
+
+    olmo = vramcalc.get_model("olmo-2-7b")
+    # embed + lm_head 2 × 100352 × 4096 = 822,083,584; per layer: q/k/v/o 4 × 4096² =
+    # 67,108,864, MLP 3 × 4096 × 11008 = 135,266,304, 2 norms + q/k norms 4 × 4096 = 16,384
+    # -> 202,391,552 × 32 = 6,476,529,664; final norm 4096: 7,298,617,344 ("7.3B")
+    assert param_count(olmo) == 822_083_584 + 32 * 202_391_552 + 4096 == 7_298_617_344
+    smol = vramcalc.get_model("smollm3-3b")
+    # tied embed 128256 × 2048 = 262,668,288; per layer: q, o 2 × 2048² + k, v 2 × 512 × 2048 =
+    # 10,485,760, MLP 3 × 2048 × 11008 = 67,633,152, 2 norms 4096 -> 78,123,008 × 36
+    assert param_count(smol) == 262_668_288 + 36 * 78_123_008 + 2048 == 3_075_098_624
+    # KV per token: 2 × 36 layers × 4 kv heads × 128 = 36,864 elements (73,728 bytes in bf16)
+    assert smol.num_layers * smol.kv_cache_width == 36_864
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_configs_give_the_presets(name: str) -> None:
+    import vramcalc
+
+    spec, _ = spec_from_config(REAL[name], name)
+    preset = vramcalc.get_model(name)
+    assert param_count(spec) == param_count(preset)
+    assert spec.kv_cache_width == preset.kv_cache_width and spec.windowed_layers == 0
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_preset_cache_matches_transformers(name: str) -> None:
+    import vramcalc
+    from vramcalc.hfconfig import hf_config_dict
+
+    preset = vramcalc.get_model(name)
+    per_token, _ = cache_per_token(build(hf_config_dict(preset)))
+    assert preset.num_layers * preset.kv_cache_width == per_token

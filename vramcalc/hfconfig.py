@@ -63,6 +63,11 @@ def hf_config_dict(spec: ModelSpec) -> dict[str, Any]:
         cfg["hidden_activation"] = spec.activation
         cfg["sliding_window"] = spec.sliding_window
         cfg["query_pre_attn_scalar"] = spec.head_dim
+    if arch in ("olmo2", "smollm3"):  # presets olmo-2-7b, smollm3-3b (hf_config/dense.py)
+        cfg["architectures"] = {"olmo2": ["Olmo2ForCausalLM"], "smollm3": ["SmolLM3ForCausalLM"]}[
+            arch
+        ]
+        cfg["attention_bias"] = spec.attention_qkv_bias
     if arch == "phi3":
         cfg["architectures"] = ["Phi3ForCausalLM"]
         cfg["sliding_window"] = spec.sliding_window
