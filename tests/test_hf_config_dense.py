@@ -118,6 +118,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "nanochat": _L | {"model_type": "nanochat", "attention_bias": True},
     "vaultgemma": _L | {"model_type": "vaultgemma", "num_hidden_layers": 5, "sliding_window": 16},
     "olmo3": _L | {"model_type": "olmo3", "num_hidden_layers": 6, "sliding_window": 16},
+    "hyperclovax": _L | {"model_type": "hyperclovax", "attention_bias": True, "mlp_bias": True},
+    "hyperclovax-no-post": _L | {"model_type": "hyperclovax", "use_post_norm": False},
 }
 
 

@@ -1,6 +1,6 @@
 """Builders for families that keep the Llama decoder layout and differ in defaults, bias flags,
 MLP kind, norms or window pattern: Helium, Seed-OSS, Ministral-3, InternLM3, EXAONE-3, CWM,
-IQuest-Coder, Arcee (AFM), Jais-2, nanochat, VaultGemma, OLMo-3; with their transformers (v5)
+IQuest-Coder, Arcee (AFM), Jais-2, nanochat, VaultGemma, OLMo-3, HyperCLOVA X; with their transformers (v5)
 configuration defaults. Checked against transformers on the meta device by
 tests/test_hf_config_dense.py.
 """
@@ -115,6 +115,13 @@ def _vaultgemma(r: Reader, arch: str) -> dict[str, Any]:
     return out | {"mlp_bias": False} | window_fields(r, layers, (layers + 1) // 2)
 
 
+def _hyperclovax(r: Reader, arch: str) -> dict[str, Any]:
+    """HyperCLOVA X: the Llama layout (attention_bias on q/k/v/o, mlp_bias) with, under
+    use_post_norm (default true), two more RMSNorms after attention and the MLP: four per layer."""
+    out = common_fields(r, arch, tie_default=False) | _biases(r, qkv=True, out=True)
+    return out | {"norms_per_layer": 4 if r.flag("use_post_norm", True) else 2}
+
+
 def _olmo3(r: Reader, arch: str) -> dict[str, Any]:
     """OLMo-3: OLMo-2's layer, with 3 of every 4 layers windowed ((i + 1) % 4 != 0)."""
     out = _olmo2(r, arch)
@@ -135,6 +142,7 @@ BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "nanochat": _nanochat,
     "vaultgemma": _vaultgemma,
     "olmo3": _olmo3,
+    "hyperclovax": _hyperclovax,
 }
 
 _H128 = {"head_dim": 128}
@@ -242,6 +250,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "head_dim": 256,
         "max_position_embeddings": 8192,
         "sliding_window": 4096,
+    },
+    "hyperclovax": {
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "max_position_embeddings": 2048,
     },
     "olmo3": {
         "vocab_size": 50304,
