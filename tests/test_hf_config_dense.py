@@ -295,3 +295,70 @@ def test_preset_cache_matches_transformers(name: str) -> None:
     preset = vramcalc.get_model(name)
     per_token, _ = cache_per_token(build(hf_config_dict(preset)))
     assert preset.num_layers * preset.kv_cache_width == per_token
+
+
+# The configs issue 13 found misread as Llama (fields from each model's config.json on the Hub).
+ISSUE_13: dict[str, tuple[dict[str, Any], int]] = {
+    # https://huggingface.co/microsoft/phi-2/blob/main/config.json: 2.78B (read as Llama: 3.62B)
+    "phi-2": (
+        {
+            "model_type": "phi",
+            "vocab_size": 51200,
+            "hidden_size": 2560,
+            "intermediate_size": 10240,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "max_position_embeddings": 2048,
+            "partial_rotary_factor": 0.4,
+            "qk_layernorm": False,
+            "tie_word_embeddings": False,
+        },
+        2_779_683_840,
+    ),
+    # https://huggingface.co/bigcode/starcoder/blob/main/config.json: 15.5B (read as Llama: 24.8B)
+    "starcoder": (
+        {
+            "model_type": "gpt_bigcode",
+            "vocab_size": 49152,
+            "n_embd": 6144,
+            "n_inner": 24576,
+            "n_layer": 40,
+            "n_head": 48,
+            "n_positions": 8192,
+            "multi_query": True,
+        },
+        15_517_456_384,
+    ),
+    # https://huggingface.co/bigcode/starcoder2-7b/blob/main/config.json: 7.17B (as Llama: 10.1B)
+    "starcoder2-7b": (
+        {
+            "model_type": "starcoder2",
+            "vocab_size": 49152,
+            "hidden_size": 4608,
+            "intermediate_size": 18432,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 36,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 16384,
+            "sliding_window": 4096,
+            "use_bias": True,
+        },
+        7_173_923_840,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ISSUE_13))
+def test_issue_13_configs_are_exact(name: str) -> None:
+    cfg, expected = ISSUE_13[name]
+    spec, _ = spec_from_config(cfg, name)
+    assert param_count(spec) == expected
+    assert param_count(spec) == sum(p.numel() for p in build(cfg).parameters())
+
+
+def test_starcoder_kv_cache_is_one_head() -> None:
+    spec, _ = spec_from_config(ISSUE_13["starcoder"][0], "starcoder")
+    # multi-query: 2 × 40 layers × 1 head × 128 = 10,240 elements per token; the Llama reading
+    # cached 48 heads: 491,520, the 48× the issue measured
+    assert spec.num_layers * spec.kv_cache_width == 10_240
+    assert 2 * 40 * 48 * 128 == 48 * 10_240
