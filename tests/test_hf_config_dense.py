@@ -120,6 +120,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "olmo3": _L | {"model_type": "olmo3", "num_hidden_layers": 6, "sliding_window": 16},
     "hyperclovax": _L | {"model_type": "hyperclovax", "attention_bias": True, "mlp_bias": True},
     "hyperclovax-no-post": _L | {"model_type": "hyperclovax", "use_post_norm": False},
+    "apertus": _L | {"model_type": "apertus", "attention_bias": True},
+    "apertus-relu2": _L | {"model_type": "apertus", "hidden_act": "relu2"},
 }
 
 

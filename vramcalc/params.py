@@ -191,6 +191,10 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             TensorGroup("layers.norms", NORM, h, 1, L * spec.norms_per_layer * norm_width)
         )
     groups += _mlp_groups("layers.mlp", spec, spec.intermediate_size, spec.dense_layers)
+    if spec.activation_params_per_layer:  # Apertus xIELU alpha_p, alpha_n: scalars per layer
+        groups.append(
+            TensorGroup("layers.mlp.act_fn", NORM, spec.activation_params_per_layer, 1, L)
+        )
     if spec.is_moe:
         E, moe_layers = spec.num_experts, spec.moe_layers
         groups.append(TensorGroup("layers.moe.router", ROUTER, E, h, moe_layers))

@@ -132,6 +132,9 @@ class ModelSpec(BaseModel):
         "'full' over the whole projection (OLMo-2: q_dim + kv_dim)",
     )
     qk_norm_bias: bool = Field(False, description="the q/k norms are LayerNorms with bias (Phi-2)")
+    activation_params_per_layer: int = Field(
+        0, ge=0, le=64, description="learned scalars of the MLP activation (Apertus xIELU: 2)"
+    )
 
     # Architecture not mapped, read as a Llama-style decoder because the user asked for it
     # (--assume-llama): every figure derived from this spec is a rough estimate, labelled as such,

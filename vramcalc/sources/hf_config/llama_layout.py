@@ -1,6 +1,6 @@
 """Builders for families that keep the Llama decoder layout and differ in defaults, bias flags,
 MLP kind, norms or window pattern: Helium, Seed-OSS, Ministral-3, InternLM3, EXAONE-3, CWM,
-IQuest-Coder, Arcee (AFM), Jais-2, nanochat, VaultGemma, OLMo-3, HyperCLOVA X; with their transformers (v5)
+IQuest-Coder, Arcee (AFM), Jais-2, nanochat, VaultGemma, OLMo-3, HyperCLOVA X, Apertus; with their transformers (v5)
 configuration defaults. Checked against transformers on the meta device by
 tests/test_hf_config_dense.py.
 """
@@ -122,6 +122,16 @@ def _hyperclovax(r: Reader, arch: str) -> dict[str, Any]:
     return out | {"norms_per_layer": 4 if r.flag("use_post_norm", True) else 2}
 
 
+def _apertus(r: Reader, arch: str) -> dict[str, Any]:
+    """Apertus: plain up/down MLP without bias whose xIELU activation (hidden_act "xielu", the
+    default) learns two scalars per layer, q/k RMSNorms of head_dim, attention_bias on q/k/v/o,
+    two norms per layer, untied."""
+    out = common_fields(r, arch, tie_default=False) | _biases(r, qkv=True, out=True)
+    act = r.text("hidden_act", "xielu")
+    out |= {"mlp_bias": False, "mlp_kind": "plain", "activation": act, "qk_norm": True}
+    return out | {"activation_params_per_layer": 2 if act == "xielu" else 0}
+
+
 def _olmo3(r: Reader, arch: str) -> dict[str, Any]:
     """OLMo-3: OLMo-2's layer, with 3 of every 4 layers windowed ((i + 1) % 4 != 0)."""
     out = _olmo2(r, arch)
@@ -143,6 +153,7 @@ BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "vaultgemma": _vaultgemma,
     "olmo3": _olmo3,
     "hyperclovax": _hyperclovax,
+    "apertus": _apertus,
 }
 
 _H128 = {"head_dim": 128}
@@ -250,6 +261,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "head_dim": 256,
         "max_position_embeddings": 8192,
         "sliding_window": 4096,
+    },
+    "apertus": {
+        "vocab_size": 131072,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "max_position_embeddings": 65536,
     },
     "hyperclovax": {
         "vocab_size": 32000,
