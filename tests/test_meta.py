@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from vramcalc.cli import app
 from vramcalc.errors import VramcalcError
 from vramcalc.params import BIAS, EMBEDDING, LM_HEAD, OTHER, POSITION, ROUTER, param_count
 from vramcalc.params import active_param_count as active
+from vramcalc.sources import resolve_model_source
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from vramcalc.measure.meta import inspect_config, spec_from_meta  # noqa: E402
+
+runner = CliRunner()
 
 
 def transformers_count(cfg: dict[str, Any]) -> int:
@@ -138,3 +145,63 @@ def test_inventory_adds_up_and_groups_layers() -> None:
 def test_refusals(cfg: dict[str, Any], message: str) -> None:
     with pytest.raises(VramcalcError, match=message):
         spec_from_meta(cfg, "x")
+
+
+# ---- wiring: an architecture no builder maps, through sources and the CLI ----------------------
+
+ARCEE = {  # Arcee (AFM): a Llama-like block whose MLP is up → ReLU² → down, no gate
+    "model_type": "arcee",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": 100,
+    "max_position_embeddings": 256,
+}
+
+
+@pytest.fixture
+def arcee_folder(tmp_path: Path) -> Path:
+    from vramcalc.sources import SUPPORTED_MODEL_TYPES
+
+    if "arcee" in SUPPORTED_MODEL_TYPES:
+        pytest.skip("arcee is mapped now: pick another unmapped architecture for this test")
+    folder = tmp_path / "tiny-arcee"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(ARCEE))
+    return folder
+
+
+def test_unmapped_architecture_is_exact_via_the_meta_device(arcee_folder: Path) -> None:
+    source = resolve_model_source(str(arcee_folder))
+    # embed 100×64 = 6400; per layer q 64×64 + k, v 32×64 each + o 64×64 = 12288, up 128×64 +
+    # down 64×128 = 16384 (no gate), 2 norms 128 → 28800 × 2 = 57600; final norm 64; lm_head 6400
+    assert source.params == 6400 + 57600 + 64 + 6400 == 70464 == transformers_count(ARCEE)
+    # K and V of 2 heads × 16 per layer, 2 layers
+    assert source.spec.kv_elements_per_token == 2 * 2 * 2 * 16
+    assert source.spec.kv_heads == 2 and source.spec.mlp_kind == "plain"
+    version = transformers.__version__
+    assert f"exact via transformers {version} on the meta device" in " ".join(source.notes)
+
+
+def test_cli_infer_and_train_on_an_unmapped_architecture(arcee_folder: Path) -> None:
+    for command in ("infer", "train"):
+        result = runner.invoke(app, [command, str(arcee_folder), "--json", "--seq-len", "64"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["params"] == 70464
+        assert any("meta device" in a for a in data["assumptions"])
+
+
+def test_without_torch_the_refusal_stands(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vramcalc.sources as sources
+
+    cfg = {"model_type": "made-up-arch", "hidden_size": 64}  # no builder, no generic fields
+    monkeypatch.setattr(sources, "exact_route_available", lambda: False)
+    with pytest.raises(VramcalcError, match="made-up-arch") as refused:
+        sources.spec_for_config(cfg, "x", "x/config.json")
+    assert "meta-device route" not in str(refused.value)
+    monkeypatch.undo()
+    with pytest.raises(VramcalcError, match="not an architecture transformers .* ships"):
+        sources.spec_for_config(cfg, "x", "x/config.json")

@@ -463,11 +463,28 @@ def spec_from_inventory(
             f"({inv.cache_error}), so the cache it holds is unknown; vramcalc refuses to guess it"
         )
     fields |= _cache_fields(inv.cache, fields["num_layers"], notes)
+    fields |= _kv_heads_from_cache(inv.cache, fields)
     try:
         spec = ModelSpec(name=name, source=source, **fields)
     except ValueError as exc:
         raise VramcalcError(f"{where}: meta route: {exc}") from None
     return spec, notes
+
+
+def _kv_heads_from_cache(cache: CacheInventory, fields: dict[str, Any]) -> dict[str, Any]:
+    """K/V heads the cache shows (multi-query GPT-BigCode: 1, whatever the config's heads say),
+    when every decoder layer caches K and V of the same width and nothing else: the KV fields
+    then describe the cache the model holds even where only they are read."""
+    widths = {n for n, _ in cache.per_layer}
+    heads: int = fields["num_attention_heads"]
+    head_dim = fields.get("head_dim") or fields["hidden_size"] // heads
+    if len(widths) != 1 or len(cache.per_layer) != fields["num_layers"]:
+        return {}
+    width = widths.pop()
+    if cache.state_elements_per_sequence or width % (2 * head_dim):
+        return {}
+    kv = width // (2 * head_dim)
+    return {"num_kv_heads": kv} if kv and heads % kv == 0 else {}
 
 
 def _cache_fields(cache: CacheInventory, num_layers: int, notes: list[str]) -> dict[str, Any]:

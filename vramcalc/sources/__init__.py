@@ -10,18 +10,19 @@ is a Hub id. Giving a revision skips the presets.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from vramcalc.errors import UnknownNameError, VramcalcError
+from vramcalc.errors import UnknownNameError, UnmappedArchitectureError, VramcalcError
 from vramcalc.params import active_param_count, param_count
 from vramcalc.presets import get_model
 from vramcalc.specs import ModelSpec
 
-from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes
+from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes, exact_tensors_of
 
 SourceKind = Literal["preset", "spec", "config", "hub", "gguf"]
 
@@ -80,6 +81,51 @@ def describe_quantization(cfg: Any, tensors: list[TensorRecord]) -> str | None:
     return f"pre-quantized ({'/'.join(odd)} tensors, no quantization_config)"
 
 
+def exact_route_available() -> bool:
+    """torch and transformers importable (the ``torch`` extra), checked without importing them."""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+
+
+# main's hf_config read an unknown model_type as a Llama-style decoder and said so in this note;
+# hf_config now refuses (UnmappedArchitectureError), the note is matched while both may meet.
+_LLAMA_FALLBACK_NOTE = "read as a Llama-style decoder"
+
+
+def spec_for_config(cfg: Any, name: str, origin: str) -> tuple[ModelSpec, list[str]]:
+    """The mapped ModelSpec of a config.json; for a model_type no builder maps, the exact
+    meta-device route (torch extra) or hf_config's refusal."""
+    from .hf_config import spec_from_config  # imported only when a config is read
+
+    try:
+        spec, notes = spec_from_config(cfg, name, origin)
+    except UnmappedArchitectureError as exc:
+        return _exact_route(cfg, name, origin, exc)
+    except VramcalcError as exc:
+        if "unknown architecture" not in str(exc):
+            raise
+        return _exact_route(cfg, name, origin, exc)
+    if any(_LLAMA_FALLBACK_NOTE in n for n in notes) and exact_route_available():
+        return _exact_route(cfg, name, origin, None)
+    return spec, notes
+
+
+def _exact_route(
+    cfg: Any, name: str, origin: str, refusal: VramcalcError | None
+) -> tuple[ModelSpec, list[str]]:
+    if not exact_route_available():
+        assert refusal is not None
+        raise refusal
+    from vramcalc.measure.meta import spec_from_meta
+
+    try:
+        return spec_from_meta(cfg, name, origin)
+    except VramcalcError as exc:
+        raise VramcalcError(
+            f"{exc} (the exact meta-device route failed; --assume-llama accepts a labelled "
+            "rough estimate)"
+        ) from None
+
+
 def _from_config(
     cfg: Any,
     name: str,
@@ -89,10 +135,7 @@ def _from_config(
     tensors_origin: str,
     notes: list[str],
 ) -> ModelSource:
-    # imported only when a config is read: keeps preset start-up lean
-    from .hf_config import spec_from_config
-
-    spec, more = spec_from_config(cfg, name, origin)
+    spec, more = spec_for_config(cfg, name, origin)
     checkpoint = None
     if tensors is not None:
         checkpoint = CheckpointInfo(
@@ -101,6 +144,14 @@ def _from_config(
             tensors=tuple(tensors),
             quantization=describe_quantization(cfg, tensors),
         )
+        if checkpoint.quantization is None:
+            # the header's tensors are the model's: every estimate (infer, train, LoRA, plans)
+            # counts them, not the formula; a pre-quantized header stores packed shapes instead
+            spec = spec.model_copy(update={"exact_tensors": exact_tensors_of(checkpoint)})
+            more.append(
+                f"tensors from the safetensors header ({len(tensors):,} tensors, "
+                f"{checkpoint.numel:,} values) of {tensors_origin}"
+            )
     return ModelSource(
         spec=spec, kind=kind, origin=origin, checkpoint=checkpoint, notes=(*more, *notes)
     )
@@ -219,8 +270,10 @@ __all__ = [
     "ModelSource",
     "TensorRecord",
     "checkpoint_weight_bytes",
+    "exact_route_available",
     "load_gguf",
     "load_hub",
     "load_path",
     "resolve_model_source",
+    "spec_for_config",
 ]
