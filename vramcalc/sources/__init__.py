@@ -2,10 +2,12 @@
 Hub id, or a GGUF file. :func:`resolve_model_source` decides which and returns a
 :class:`ModelSource`: the ModelSpec plus, when a checkpoint header was read, its exact tensors.
 
-Resolution order for a string: ``hf:org/name`` forces the Hub; a name ending in ``.gguf`` is a GGUF
-file; an existing path is a config.json, a model folder or a .safetensors file beside its
-config.json; otherwise a preset name or alias; otherwise ``org/name`` (or ``org/name@revision``)
-is a Hub id. Giving a revision skips the presets.
+Resolution order for a string: ``hf:org/name`` forces the Hub; an existing path is a GGUF file, a
+config.json, a model folder or a .safetensors file beside its config.json; a string written as a
+path (./, /, ~, a model file suffix) that does not exist fails as a path; otherwise a preset name
+or alias (Hub ids of presets and their instruct/chat variants included, see
+:func:`vramcalc.presets.get_model`); a missing path under a folder that exists fails as a path;
+otherwise ``org/name`` (or ``org/name@revision``) is a Hub id. Giving a revision skips the presets.
 """
 
 from __future__ import annotations
@@ -224,10 +226,36 @@ def load_hub(repo_id: str, revision: str | None = None, offline: bool = False) -
     return _from_config(cfg, name, origin, "hub", tensors, where, notes)
 
 
+# Suffixes of files a model is given as: a name ending so is a path, never a Hub id.
+PATH_SUFFIXES = (".json", ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".toml", ".yaml")
+
+
+def looks_like_path(text: str) -> bool:
+    """Written as a path: ./, ../, /, ~ or a drive/backslash, or a model file's suffix."""
+    return (
+        text.startswith((".", "/", "~", "\\"))
+        or "\\" in text
+        or bool(re.match(r"[A-Za-z]:[/\\]", text))
+        or text.lower().endswith(PATH_SUFFIXES)
+    )
+
+
+def _missing_path(text: str) -> VramcalcError:
+    """'no such file or folder', naming the deepest part of the path that does exist."""
+    path = Path(text).expanduser()
+    found = next((p for p in path.parents if str(p) not in ("", ".") and p.exists()), None)
+    where = f" ({found} exists, {path.relative_to(found)} does not)" if found else ""
+    return VramcalcError(f"{text}: no such file or folder{where}")
+
+
 def resolve_model_source(
     text: str, revision: str | None = None, offline: bool = False
 ) -> ModelSource:
-    """Decide what `text` names (preset, path, GGUF file or Hub id) and load it."""
+    """Decide what `text` names (preset, path, GGUF file or Hub id) and load it.
+
+    A path is a path: written as one (./, /, ~, a model file suffix), or whose first folder
+    exists here, it fails as a missing path and is never retried as a Hub id (``hf:org/name``
+    forces the Hub)."""
     text = text.strip()
     if not text:
         raise VramcalcError("empty model name")
@@ -235,10 +263,10 @@ def resolve_model_source(
         repo, _, rev = text[3:].partition("@")
         return load_hub(repo, revision or rev or None, offline)
     path = Path(text).expanduser()
-    if text.lower().endswith(".gguf"):
-        return load_gguf(path)
     if path.exists():
-        return load_path(path)
+        return load_gguf(path) if text.lower().endswith(".gguf") else load_path(path)
+    if looks_like_path(text):
+        raise _missing_path(text)
     repo, _, rev = text.partition("@")
     preset_error: UnknownNameError | None = None
     if revision is None and not rev:
@@ -247,10 +275,14 @@ def resolve_model_source(
             return ModelSource(spec=spec, kind="preset", origin=spec.source or spec.name)
         except UnknownNameError as exc:
             preset_error = exc
-    if _HUB_ID.fullmatch(repo) and not text.startswith((".", "/", "~")):
+    if "/" in repo and Path(repo.split("/", 1)[0]).is_dir():
+        first = repo.split("/", 1)[0]
+        raise VramcalcError(
+            f"{text}: no such file or folder ({first}/ exists here, {repo[len(first) + 1 :]} does "
+            f"not); for the Hub id write hf:{text}"
+        )
+    if _HUB_ID.fullmatch(repo):
         return load_hub(repo, revision or rev or None, offline)
-    if text.endswith((".json", ".safetensors")) or text.startswith((".", "/", "~")):
-        raise VramcalcError(f"{text}: no such file or folder")
     if preset_error is not None:
         raise preset_error
     raise VramcalcError(f"{text!r} is not a Hub id (org/name)")
