@@ -6,7 +6,7 @@ Resolution order for a string: ``hf:org/name`` forces the Hub; an existing path 
 config.json, a model folder or a .safetensors file beside its config.json; a string written as a
 path (./, /, ~, a model file suffix) that does not exist fails as a path; otherwise a preset name
 or alias (Hub ids of presets and their instruct/chat variants included, see
-:func:`vramcalc.presets.get_model`); a missing path under a folder that exists fails as a path;
+:func:`vramcalc.presets.resolve_model_name`); a missing path under a folder that exists fails as a path;
 otherwise ``org/name`` (or ``org/name@revision``) is a Hub id. Giving a revision skips the presets.
 """
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from vramcalc.errors import UnknownNameError, UnmappedArchitectureError, VramcalcError
 from vramcalc.params import active_param_count, param_count
-from vramcalc.presets import get_model
+from vramcalc.presets import resolve_model_name
 from vramcalc.specs import ModelSpec
 
 from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes, exact_tensors_of
@@ -271,8 +271,11 @@ def resolve_model_source(
     preset_error: UnknownNameError | None = None
     if revision is None and not rev:
         try:
-            spec = get_model(text)
-            return ModelSource(spec=spec, kind="preset", origin=spec.source or spec.name)
+            spec, note = resolve_model_name(text)
+            notes = (note,) if note else ()
+            return ModelSource(
+                spec=spec, kind="preset", origin=spec.source or spec.name, notes=notes
+            )
         except UnknownNameError as exc:
             preset_error = exc
     if "/" in repo and Path(repo.split("/", 1)[0]).is_dir():
