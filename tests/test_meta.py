@@ -183,6 +183,7 @@ def test_unmapped_architecture_is_exact_via_the_meta_device(arcee_folder: Path) 
     assert source.spec.kv_heads == 2 and source.spec.mlp_kind == "plain"
     version = transformers.__version__
     assert f"exact via transformers {version} on the meta device" in " ".join(source.notes)
+    assert "weights from the meta-device tensors" in " ".join(source.notes)
 
 
 def test_cli_infer_and_train_on_an_unmapped_architecture(arcee_folder: Path) -> None:

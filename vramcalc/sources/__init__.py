@@ -154,6 +154,11 @@ def _from_config(
                 f"tensors from the safetensors header ({len(tensors):,} tensors, "
                 f"{checkpoint.numel:,} values) of {tensors_origin}"
             )
+    elif spec.exact_tensors:  # no checkpoint, but the meta-device route counted the tensors
+        notes = [
+            re.sub(r"weights from the (config )?formula", "weights from the meta-device tensors", n)
+            for n in notes
+        ]
     return ModelSource(
         spec=spec, kind=kind, origin=origin, checkpoint=checkpoint, notes=(*more, *notes)
     )
