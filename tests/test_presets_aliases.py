@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import vramcalc.sources as sources
 from vramcalc.cli import app
 from vramcalc.errors import UnknownNameError
+from vramcalc.presets import VARIANT_SUFFIX as VARIANT
 from vramcalc.presets import get_model, resolve_model_name
 from vramcalc.sources import resolve_model_source
 
@@ -83,3 +84,31 @@ def test_cli_infer_instruct_hub_id_offline(no_hub: list[str]) -> None:
     data = json.loads(result.stdout)
     assert data["model"] == "qwen2.5-7b"
     assert any("tuned variant of preset qwen2.5-7b" in a for a in data["assumptions"])
+
+
+# ---- properties ---------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import vramcalc  # noqa: E402
+
+_WITH_HUB_ID = [m for m in vramcalc.list_models() if m.hf_id and "/" in m.hf_id]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from(_WITH_HUB_ID),
+    st.sampled_from(["-Instruct", "-it", "-chat", "_instruct", "-IT", "-Chat"]),
+    st.booleans(),
+)
+def test_every_preset_hub_id_and_variant_resolves(spec: Any, suffix: str, upper: bool) -> None:
+    hub_id = spec.hf_id.upper() if upper else spec.hf_id
+    assert get_model(hub_id).name == spec.name
+    org, _, repo = hub_id.partition("/")
+    if VARIANT.fullmatch(repo):  # already a tuned variant's id: its base is the preset
+        return
+    found, note = resolve_model_name(f"{hub_id}{suffix}")
+    assert found.name == spec.name and note is not None
+    with pytest.raises(UnknownNameError):  # another organisation's variant is not assumed
+        resolve_model_name(f"not-{org}/{repo}{suffix}")

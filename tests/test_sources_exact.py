@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,57 @@ def test_header_experts_stay_experts(tmp_path: Path) -> None:
     assert source.params - source.active_params == 2 * 2 * 24576
     train = vramcalc.estimate_training(source, seq_len=64)
     assert train.params - train.active_params == 2 * 2 * 24576
+
+
+# ---- properties ---------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from vramcalc.sources.checkpoint import CheckpointInfo, TensorRecord, exact_tensors_of  # noqa: E402
+
+_names = st.sampled_from(
+    [
+        "model.layers.{i}.self_attn.q_proj.weight",
+        "model.layers.{i}.mlp.experts.{e}.w1.weight",
+        "model.layers.{i}.mlp.shared_experts.gate_proj.weight",
+        "model.layers.{i}.mlp.experts.gate_up_proj",
+        "model.layers.{i}.input_layernorm.weight",
+        "model.embed_tokens.weight",
+        "lm_head.weight",
+    ]
+)
+_records = st.lists(
+    st.tuples(
+        _names,
+        st.integers(0, 3),
+        st.integers(0, 7),
+        st.lists(st.integers(1, 9), min_size=1, max_size=3),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_records)
+def test_header_inventory_keeps_every_value(rows: list[tuple[str, int, int, list[int]]]) -> None:
+    tensors = {}
+    for template, i, e, shape in rows:  # one record per name, as in a checkpoint
+        tensors[template.format(i=i, e=e)] = tuple(shape)
+    info = CheckpointInfo(
+        format="safetensors",
+        origin="x",
+        tensors=tuple(
+            TensorRecord(name=n, dtype="BF16", shape=s, nbytes=2 * math.prod(s))
+            for n, s in tensors.items()
+        ),
+    )
+    groups = exact_tensors_of(info)
+    assert sum(g.rows * g.cols * g.count for g in groups) == info.numel
+    routed = sum(
+        math.prod(s)
+        for n, s in tensors.items()
+        if ".experts." in n and "shared" not in n and (len(s) >= 2 or ".experts.gate" not in n)
+    )
+    assert sum(g.rows * g.cols * g.count for g in groups if g.expert) == routed
