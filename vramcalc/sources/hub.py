@@ -17,6 +17,7 @@ with one line instead of huggingface_hub's ~25 s of retries (5 retries, 1+2+4+8+
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -168,15 +169,21 @@ def fetch_tensors(
 
 
 class _errors:
-    """Turn huggingface_hub's exceptions into one VramcalcError line."""
+    """Turn huggingface_hub's exceptions into one VramcalcError line; its retry warnings
+    ("Retrying in 1s [Retry 1/5]") are held back meanwhile, so a failure prints one line."""
 
     def __init__(self, hub: Any, repo_id: str, revision: str | None, what: str) -> None:
         self.hub, self.repo, self.rev, self.what = hub, repo_id, revision, what
+        self.logger = logging.getLogger("huggingface_hub")
+        self.level = self.logger.level
 
     def __enter__(self) -> None:
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
         return None
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        self.logger.setLevel(self.level)
         if exc is None or isinstance(exc, VramcalcError):
             return False
         e = self.hub.errors
