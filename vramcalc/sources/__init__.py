@@ -93,13 +93,16 @@ def exact_route_available() -> bool:
 _LLAMA_FALLBACK_NOTE = "read as a Llama-style decoder"
 
 
-def spec_for_config(cfg: Any, name: str, origin: str) -> tuple[ModelSpec, list[str]]:
+def spec_for_config(
+    cfg: Any, name: str, origin: str, **options: Any
+) -> tuple[ModelSpec, list[str]]:
     """The mapped ModelSpec of a config.json; for a model_type no builder maps, the exact
-    meta-device route (torch extra) or hf_config's refusal."""
+    meta-device route (torch extra) or hf_config's refusal. `options` go to spec_from_config
+    (an option that accepts a rough reading makes it not refuse: that reading is returned)."""
     from .hf_config import spec_from_config  # imported only when a config is read
 
     try:
-        spec, notes = spec_from_config(cfg, name, origin)
+        spec, notes = spec_from_config(cfg, name, origin, **options)
     except UnmappedArchitectureError as exc:
         return _exact_route(cfg, name, origin, exc)
     except VramcalcError as exc:
