@@ -149,35 +149,39 @@ def test_refusals(cfg: dict[str, Any], message: str) -> None:
 
 # ---- wiring: an architecture no builder maps, through sources and the CLI ----------------------
 
-ARCEE = {  # Arcee (AFM): a Llama-like block whose MLP is up → ReLU² → down, no gate
-    "model_type": "arcee",
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "intermediate_size": 128,
-    "vocab_size": 100,
-    "max_position_embeddings": 256,
-}
+TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+TINY |= {"num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 100}
+TINY |= {"max_position_embeddings": 256}
+# embed 100×64 = 6400; per layer q 64×64 + k, v 32×64 each + o 64×64 = 12288, up 128×64 + down
+# 64×128 = 16384 (no gate: ReLU² / xIELU MLPs), 2 norms 128 → 28800 × 2 = 57600; final norm 64;
+# lm_head 6400 → 70464. Apertus adds per layer q_norm and k_norm (2 × 16) and xIELU's two learned
+# scalars (alpha_p, alpha_n): (32 + 2) × 2 = 68 → 70532.
+UNMAPPED = {"apertus": 70532, "arcee": 70464}
 
 
-@pytest.fixture
-def arcee_folder(tmp_path: Path) -> Path:
+@pytest.fixture(params=sorted(UNMAPPED))
+def unmapped_folder(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, int]:
     from vramcalc.sources import SUPPORTED_MODEL_TYPES
 
-    if "arcee" in SUPPORTED_MODEL_TYPES:
-        pytest.skip("arcee is mapped now: pick another unmapped architecture for this test")
-    folder = tmp_path / "tiny-arcee"
+    model_type = request.param
+    if model_type in SUPPORTED_MODEL_TYPES:
+        pytest.skip(f"{model_type} is mapped now (the other candidate covers the route)")
+    folder = tmp_path / f"tiny-{model_type}"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(ARCEE))
-    return folder
+    (folder / "config.json").write_text(json.dumps({"model_type": model_type} | TINY))
+    return folder, UNMAPPED[model_type]
 
 
-def test_unmapped_architecture_is_exact_via_the_meta_device(arcee_folder: Path) -> None:
-    source = resolve_model_source(str(arcee_folder))
-    # embed 100×64 = 6400; per layer q 64×64 + k, v 32×64 each + o 64×64 = 12288, up 128×64 +
-    # down 64×128 = 16384 (no gate), 2 norms 128 → 28800 × 2 = 57600; final norm 64; lm_head 6400
-    assert source.params == 6400 + 57600 + 64 + 6400 == 70464 == transformers_count(ARCEE)
+def test_unmapped_architecture_is_exact_via_the_meta_device(
+    unmapped_folder: tuple[Path, int],
+) -> None:
+    folder, params = unmapped_folder
+    source = resolve_model_source(str(folder))
+    assert (
+        source.params
+        == params
+        == transformers_count(json.loads((folder / "config.json").read_text()))
+    )
     # K and V of 2 heads × 16 per layer, 2 layers
     assert source.spec.kv_elements_per_token == 2 * 2 * 2 * 16
     assert source.spec.kv_heads == 2 and source.spec.mlp_kind == "plain"
@@ -186,13 +190,34 @@ def test_unmapped_architecture_is_exact_via_the_meta_device(arcee_folder: Path) 
     assert "weights from the meta-device tensors" in " ".join(source.notes)
 
 
-def test_cli_infer_and_train_on_an_unmapped_architecture(arcee_folder: Path) -> None:
+def test_cli_infer_and_train_on_an_unmapped_architecture(unmapped_folder: tuple[Path, int]) -> None:
+    folder, params = unmapped_folder
     for command in ("infer", "train"):
-        result = runner.invoke(app, [command, str(arcee_folder), "--json", "--seq-len", "64"])
+        result = runner.invoke(app, [command, str(folder), "--json", "--seq-len", "64"])
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
-        assert data["params"] == 70464
+        assert data["params"] == params
         assert any("meta device" in a for a in data["assumptions"])
+
+
+def test_the_refusal_is_what_sends_a_config_to_the_meta_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever builders exist: hf_config's UnmappedArchitectureError is the trigger."""
+    import vramcalc.sources.hf_config as hf_config
+    from vramcalc.errors import UnmappedArchitectureError
+    from vramcalc.sources import spec_for_config
+
+    def refuse(cfg: dict[str, Any], name: str, source: str = "", **kw: Any) -> Any:
+        raise UnmappedArchitectureError(cfg["model_type"], f"{source}: unmapped")
+
+    monkeypatch.setattr(hf_config, "spec_from_config", refuse)
+    cfg = {"model_type": "llama", "tie_word_embeddings": True} | TINY
+    spec, notes = spec_for_config(cfg, "x", "x/config.json")
+    # the tiny Llama: 6400 + (12288 + 3 × 8192 MLP + 128) × 2 + 64, the head tied = 80448
+    assert param_count(spec) == 6400 + (12288 + 3 * 8192 + 128) * 2 + 64 == 80448
+    assert param_count(spec) == transformers_count(cfg)
+    assert spec.kv_elements_per_token == 128 and notes[0].startswith("exact via transformers")
 
 
 def test_without_torch_the_refusal_stands(monkeypatch: pytest.MonkeyPatch) -> None:
