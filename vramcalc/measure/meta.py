@@ -386,13 +386,24 @@ def _generic_fields(inv: MetaInventory, where: str) -> dict[str, Any]:
     """hidden, layers, heads, vocab, max positions (and intermediate width) from the config as
     transformers completed it; refuses when one is missing."""
     c = inv.config
+    # names across transformers' configs; decoder_* for the decoders of encoder-decoder families
+    # (BART, Marian, ...) that transformers also builds as causal LMs
     found = {
-        "hidden_size": _first(c, "hidden_size", "n_embd", "d_model"),
-        "num_layers": _first(c, "num_hidden_layers", "n_layer", "num_layers"),
-        "num_attention_heads": _first(c, "num_attention_heads", "n_head", "num_heads"),
+        "hidden_size": _first(c, "hidden_size", "n_embd", "d_model", "dim"),
+        "num_layers": _first(
+            c, "num_hidden_layers", "n_layer", "num_layers", "n_layers", "decoder_layers"
+        ),
+        "num_attention_heads": _first(
+            c, "num_attention_heads", "n_head", "num_heads", "n_heads", "decoder_attention_heads"
+        ),
         "vocab_size": _first(c, "vocab_size"),
         "max_position_embeddings": _first(
-            c, "max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"
+            c,
+            "max_position_embeddings",
+            "n_positions",
+            "max_sequence_length",
+            "seq_length",
+            "max_target_positions",
         ),
     }
     missing = [k for k, v in found.items() if v is None]
@@ -405,7 +416,7 @@ def _generic_fields(inv: MetaInventory, where: str) -> dict[str, Any]:
     hidden: int = fields["hidden_size"]
     heads: int = fields["num_attention_heads"]
     # GPT-2-style configs leave the MLP width as n_inner=None, meaning 4 × hidden
-    inter = _first(c, "intermediate_size", "n_inner", "ffn_dim", "d_ff")
+    inter = _first(c, "intermediate_size", "n_inner", "ffn_dim", "d_ff", "decoder_ffn_dim")
     fields["intermediate_size"] = inter if inter is not None else 4 * hidden
     kv = _first(c, "num_key_value_heads", "num_kv_heads")
     fields["num_kv_heads"] = kv if kv is not None and heads % kv == 0 else None
