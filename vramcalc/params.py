@@ -25,6 +25,9 @@ LM_HEAD = "lm_head"
 NORM = "norm"
 BIAS = "bias"
 ROUTER = "router"
+# Parameters that are neither matmul weights nor norms (SSM A/D, attention sinks, conv kernels):
+# read from a real model by the exact routes; kept in 16-bit and replicated like norms.
+OTHER = "other"
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,7 +189,10 @@ def render_model(spec: ModelSpec, n_params: int, n_active: int) -> None:
     table.add_column("field")
     table.add_column("value", overflow="fold")
     for key, value in spec.model_dump(by_alias=True).items():
-        if value not in (None, "", (), 0) or key in ("num_experts",):
+        if key == "exact_tensors" and value:  # the inventory itself is in --json
+            count = sum(t["count"] for t in value)
+            table.add_row(key, f"{len(value)} groups, {count:,} tensors (listed by --json)")
+        elif value not in (None, "", (), 0) or key in ("num_experts",):
             table.add_row(key, str(value))
     table.add_row("head_dim (derived)", str(spec.head_dim))
     if n_active != n_params:

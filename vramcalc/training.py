@@ -37,7 +37,7 @@ from .params import (
 )
 from .results import Component, Estimate, make_estimate
 from .specs import ModelSpec
-from .workloads import Common, resolve_gpu, resolve_model, resolve_seq_len, validate
+from .workloads import Common, resolve_gpu, resolve_seq_len, resolve_source, validate
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sources import ModelSource
@@ -206,7 +206,9 @@ def estimate_training(
         gpu_mem_gib=gpu_mem_gib,
     )
     assert isinstance(req, TrainingRequest)
-    spec = resolve_model(model, revision, assume_llama=assume_llama)
+    # the same source as infer: a checkpoint folder or Hub id brings its header's exact tensors
+    source = resolve_source(model, revision, assume_llama=assume_llama)
+    spec = source.spec
     plan_args: dict[str, Any] = dict(num_gpus=num_gpus, nodes=nodes, gpus_per_node=gpus_per_node)
     plan_args |= dict(zero=zero, fsdp=fsdp, offload=offload, tp=tp, pp=pp, sp=sp, ep=ep, cp=cp)
     if explain or method != "full" or quant is not None or _non_default(plan_args):
@@ -214,7 +216,8 @@ def estimate_training(
 
         lora_args: dict[str, Any] = dict(lora_rank=lora_rank, lora_alpha=lora_alpha)
         lora_args |= dict(lora_targets=lora_targets, lora_dropout=lora_dropout, quant=quant)
-        return estimate_job(spec, req, method=method, **lora_args, **plan_args)
+        est = estimate_job(spec, req, method=method, **lora_args, **plan_args)
+        return est.model_copy(update={"assumptions": [*est.assumptions, *source.notes]})
     seq = resolve_seq_len(spec, req.seq_len)
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
     groups = tensor_groups(spec)
@@ -341,5 +344,6 @@ def estimate_training(
         assumptions=[
             "steady-state step (optimizer state exists); gradients set to None between steps",
             "peak = larger of the backward pass and optimizer.step()",
+            *source.notes,
         ],
     )
