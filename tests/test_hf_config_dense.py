@@ -364,3 +364,22 @@ def test_starcoder_kv_cache_is_one_head() -> None:
     # cached 48 heads: 491,520, the 48× the issue measured
     assert spec.num_layers * spec.kv_cache_width == 10_240
     assert 2 * 40 * 48 * 128 == 48 * 10_240
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+def test_mapped_agrees_with_the_exact_route(key: str) -> None:
+    """The mapping and the exact meta-device route (vramcalc.measure.meta, which reads the cache
+    from prefills of 4, 8 and 12 tokens) give the same parameters and cache per token."""
+    pytest.importorskip("torch")
+    from vramcalc.measure.meta import inspect_config
+
+    spec, _ = spec_from_config(CONFIGS[key], key)
+    inv = inspect_config(dict(CONFIGS[key]))
+    assert param_count(spec) == inv.param_count
+    if spec.is_mla or inv.cache is None:  # MLA: the latent vs the expanded cache (see above)
+        return
+    assert spec.num_layers * spec.kv_cache_width == inv.cache.kv_elements_per_token
+    assert inv.cache.state_elements_per_sequence == 0
+    windowed = sum(1 for _, window in inv.cache.per_layer if window is not None)
+    if windowed:
+        assert spec.windowed_layers == windowed
