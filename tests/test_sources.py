@@ -343,6 +343,8 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: bool = Tr
     write_safetensors(snapshot / "model.safetensors", llama_tensors(TINY))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+    if not offline:  # the faked Hub answers: skip the reachability probe of the real endpoint
+        monkeypatch.setattr("vramcalc.sources.hub.endpoint_reachable", lambda *a, **k: True)
     del hub
     return snapshot
 

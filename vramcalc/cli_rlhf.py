@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .cli import (
+    AssumeLlamaOpt,
     AttentionChoice,
     AttnOpt,
     BatchOpt,
@@ -27,6 +28,7 @@ from .cli import (
     UnitsChoice,
     UnitsOpt,
     _value,
+    model_arg,
 )
 from .cli_types import CheckOpt, exit_if_not_fit, size_option
 from .errors import VramcalcError
@@ -216,6 +218,7 @@ def rlhf(
     usd_per_gpu_hour: Annotated[
         float | None, typer.Option("--usd-per-gpu-hour", min=0, max=1e5, help="price per GPU-hour")
     ] = None,
+    assume_llama: AssumeLlamaOpt = False,
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
     check: CheckOpt = False,
@@ -240,7 +243,7 @@ def rlhf(
         "tp": tp,
     }
     est = estimate_rlhf(
-        model,
+        model_arg(model, assume_llama),
         stage=stage.value,
         reward_model=reward_model,
         critic_model=critic_model,

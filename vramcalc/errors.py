@@ -61,6 +61,15 @@ def format_validation_error(exc: Exception) -> str:
     return "; ".join(parts)
 
 
+class UnmappedArchitectureError(VramcalcError):
+    """A config.json whose ``model_type`` no builder maps exactly. ``vramcalc.sources`` catches
+    it to try the exact meta-device route (torch extra) before the refusal reaches the user."""
+
+    def __init__(self, model_type: str, message: str) -> None:
+        self.model_type = model_type
+        super().__init__(message)
+
+
 def checked_keywords(fn: Callable[P, R]) -> Callable[P, R]:
     """Make a misspelt keyword argument a VramcalcError naming the close matches, like every other
     bad input; a call that binds costs nothing extra (the signature is read only on TypeError)."""

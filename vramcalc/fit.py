@@ -154,6 +154,17 @@ class FitResult(BaseModel):
     workload: dict[str, Any] = Field(
         default_factory=dict, description="the options the search held fixed (dtype, precision…)"
     )
+    assumed_architecture: str | None = Field(
+        None, description="--assume-llama: searched at the ×2 high end of a rough estimate"
+    )
+
+
+def _rough_factor(spec: ModelSpec) -> float:
+    """An assumed architecture (--assume-llama) must fit at the ×2 high end of its band
+    (results.ROUGH_BAND_FACTOR): a rough estimate never answers "fits" on its central value."""
+    from .results import ROUGH_BAND_FACTOR
+
+    return ROUGH_BAND_FACTOR if spec.assumed_architecture is not None else 1.0
 
 
 def _fits_fn(
@@ -164,8 +175,11 @@ def _fits_fn(
     num_gpus: int,
     memory_fn: MemoryFn,
 ) -> Callable[[dict[str, int]], bool]:
+    factor = _rough_factor(spec)
+
     def fits(change: dict[str, int]) -> bool:
-        return memory_fn(spec, task, {**workload, **change}, num_gpus).per_gpu_bytes <= memory
+        per_gpu = memory_fn(spec, task, {**workload, **change}, num_gpus).per_gpu_bytes
+        return per_gpu * factor <= memory
 
     return fits
 
@@ -210,6 +224,7 @@ def fit(
             spec, task, {**workload, "batch_size": 1, "seq_len": 1}, num_gpus
         ).parallelism,
         workload={k: v for k, v in workload.items() if k not in ("batch_size", "seq_len")},
+        assumed_architecture=spec.assumed_architecture,
     )
 
 
@@ -249,6 +264,9 @@ class Plan(BaseModel):
     budget_meaning: str
     rows: list[PlanRow] = Field(description="ranked: fitting and priced first, cheapest first")
     price_set: str = Field("", description="the price set the catalog's prices came from")
+    assumed_architecture: str | None = Field(
+        None, description="--assume-llama: GPUs chosen at the ×2 high end of a rough estimate"
+    )
 
 
 INFER_GPU_COUNTS = (1, 2, 4, 8)  # tensor parallel inside one 8-GPU node
@@ -311,8 +329,11 @@ def plan(
         return placements[n]
 
     rows = []
+    factor = _rough_factor(spec)
     for g in gpus if gpus is not None else list_gpus():
-        chosen = next((n for n in counts if placement(n).per_gpu_bytes <= g.memory_bytes), None)
+        chosen = next(
+            (n for n in counts if placement(n).per_gpu_bytes * factor <= g.memory_bytes), None
+        )
         base = dict(
             gpu=g.name,
             display_name=g.title,
@@ -371,6 +392,7 @@ def plan(
         price_set=price_set().name if gpus is None else "",
         budget_meaning="USD for the whole run" if task == "train" else "USD per hour of all GPUs",
         rows=rows,
+        assumed_architecture=spec.assumed_architecture,
     )
 
 

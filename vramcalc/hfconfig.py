@@ -63,8 +63,59 @@ def hf_config_dict(spec: ModelSpec) -> dict[str, Any]:
         cfg["hidden_activation"] = spec.activation
         cfg["sliding_window"] = spec.sliding_window
         cfg["query_pre_attn_scalar"] = spec.head_dim
+    if arch in ("olmo2", "smollm3"):  # presets olmo-2-7b, smollm3-3b (hf_config/dense.py)
+        cfg["architectures"] = {"olmo2": ["Olmo2ForCausalLM"], "smollm3": ["SmolLM3ForCausalLM"]}[
+            arch
+        ]
+        cfg["attention_bias"] = spec.attention_qkv_bias
+    if arch == "qwen3":
+        cfg["architectures"] = ["Qwen3ForCausalLM"]
+        cfg["attention_bias"] = spec.attention_qkv_bias
+    if arch == "gemma3_text":
+        cfg["architectures"] = ["Gemma3ForCausalLM"]
+        cfg["hidden_activation"] = spec.activation
+        cfg["query_pre_attn_scalar"] = spec.head_dim
+        cfg["sliding_window"] = spec.sliding_window
+        cfg["layer_types"] = _gemma3_layer_types(spec)
+    if arch == "deepseek_v3":
+        cfg |= _deepseek_v3_fields(spec)
     if arch == "phi3":
         cfg["architectures"] = ["Phi3ForCausalLM"]
         cfg["sliding_window"] = spec.sliding_window
         cfg["pad_token_id"] = 0
     return cfg
+
+
+def _gemma3_layer_types(spec: ModelSpec) -> list[str]:
+    """Gemma-3's pattern: every 6th layer attends fully, the others use the window
+    (Gemma3TextConfig's default layer_types); the windowed count is the spec's."""
+    full = spec.num_layers - spec.windowed_layers
+    types = [
+        "full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
+        for i in range(spec.num_layers)
+    ]
+    if types.count("full_attention") != full:  # another split: the full layers last
+        types = ["sliding_attention"] * (spec.num_layers - full) + ["full_attention"] * full
+    return types
+
+
+def _deepseek_v3_fields(spec: ModelSpec) -> dict[str, Any]:
+    """MLA ranks and head widths, routed/shared experts and the leading dense layers
+    (DeepseekV3Config); head_dim is derived by the config from the MLA widths."""
+    return {
+        "architectures": ["DeepseekV3ForCausalLM"],
+        "head_dim": spec.qk_rope_head_dim,
+        "q_lora_rank": spec.q_lora_rank,
+        "kv_lora_rank": spec.kv_lora_rank,
+        "qk_rope_head_dim": spec.qk_rope_head_dim,
+        "qk_nope_head_dim": spec.qk_nope_head_dim,
+        "v_head_dim": spec.v_head_dim,
+        "n_routed_experts": spec.num_experts,
+        "num_experts_per_tok": spec.experts_per_token,
+        "n_shared_experts": spec.num_shared_experts,
+        "moe_intermediate_size": spec.moe_intermediate_size,
+        "first_k_dense_replace": spec.first_dense_layers,
+        "attention_bias": spec.attention_qkv_bias,
+        "n_group": 1,
+        "topk_group": 1,
+    }

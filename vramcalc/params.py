@@ -25,6 +25,9 @@ LM_HEAD = "lm_head"
 NORM = "norm"
 BIAS = "bias"
 ROUTER = "router"
+# Parameters that are neither matmul weights nor norms (SSM A/D, attention sinks, conv kernels):
+# read from a real model by the exact routes; kept in 16-bit and replicated like norms.
+OTHER = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
         if spec.attention_out_bias:
             groups.append(TensorGroup("layers.attn.o_proj.bias", BIAS, h, 1, L))
         if spec.qk_norm:
-            groups.append(TensorGroup("layers.attn.qk_norm", NORM, spec.head_dim, 1, 2 * L))
+            groups.append(_qk_norm_group(spec))
         return groups
     assert spec.kv_lora_rank is not None and spec.qk_rope_head_dim is not None
     assert spec.qk_nope_head_dim is not None and spec.v_head_dim is not None
@@ -138,6 +141,32 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     return groups
 
 
+def _norm_width(spec: ModelSpec) -> int:
+    """Parameters per channel of one norm: weight (+ bias), or none for parameter-free norms."""
+    if not spec.norm_affine:
+        return 0
+    bias = spec.norm_kind == "layernorm" if spec.norm_bias is None else spec.norm_bias
+    return 2 if bias else 1  # LayerNorm has weight and bias
+
+
+def _qk_norm_group(spec: ModelSpec) -> TensorGroup:
+    """Norms on q and k of every layer: one head_dim norm each (Qwen3), one per head (Cohere,
+    StableLM) or over the whole projection (OLMo-2); LayerNorms with bias double it (Phi-2)."""
+    L, d = spec.num_layers, spec.head_dim
+    count = 2 if spec.qk_norm_bias else 1
+    if spec.qk_norm_kind == "per_head":
+        return TensorGroup(
+            "layers.attn.qk_norm",
+            NORM,
+            (spec.num_attention_heads + spec.kv_heads) * d,
+            1,
+            L * count,
+        )
+    if spec.qk_norm_kind == "full":
+        return TensorGroup("layers.attn.qk_norm", NORM, spec.q_dim + spec.kv_dim, 1, L * count)
+    return TensorGroup("layers.attn.qk_norm", NORM, d, 1, 2 * L * count)
+
+
 @lru_cache(maxsize=512)
 def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
     """Every parameter tensor of the model, grouped by role and shape."""
@@ -147,8 +176,10 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             for t in spec.exact_tensors
         )
     h, L, V = spec.hidden_size, spec.num_layers, spec.vocab_size
-    norm_width = 2 if spec.norm_kind == "layernorm" else 1  # LayerNorm has weight and bias
+    norm_width = _norm_width(spec)
     groups = [TensorGroup("embed_tokens", EMBEDDING, V, spec.embed_dim, 1)]
+    if spec.embedding_norm and norm_width:  # BLOOM word_embeddings_layernorm
+        groups.append(TensorGroup("embedding_norm", NORM, h, 1, norm_width))
     if spec.position_embedding == "learned":
         positions = spec.max_position_embeddings + spec.position_offset
         groups.append(TensorGroup("embed_positions", POSITION, positions, h, 1))
@@ -158,8 +189,15 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             TensorGroup("project_out", LINEAR, spec.embed_dim, h, 1),
         ]
     groups += _attention_groups(spec)
-    groups.append(TensorGroup("layers.norms", NORM, h, 1, L * spec.norms_per_layer * norm_width))
+    if norm_width:
+        groups.append(
+            TensorGroup("layers.norms", NORM, h, 1, L * spec.norms_per_layer * norm_width)
+        )
     groups += _mlp_groups("layers.mlp", spec, spec.intermediate_size, spec.dense_layers)
+    if spec.activation_params_per_layer:  # Apertus xIELU alpha_p, alpha_n: scalars per layer
+        groups.append(
+            TensorGroup("layers.mlp.act_fn", NORM, spec.activation_params_per_layer, 1, L)
+        )
     if spec.is_moe:
         E, moe_layers = spec.num_experts, spec.moe_layers
         groups.append(TensorGroup("layers.moe.router", ROUTER, E, h, moe_layers))
@@ -173,12 +211,14 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             groups += _mlp_groups("layers.moe.shared_expert", spec, shared, moe_layers)
         if spec.shared_expert_gate:
             groups.append(TensorGroup("layers.moe.shared_expert_gate", ROUTER, 1, h, moe_layers))
-    if spec.final_norm:
+    if spec.final_norm and norm_width:
         groups.append(TensorGroup("final_norm", NORM, h, 1, norm_width))
     if spec.output_head == "scalar":  # reward/value head: nn.Linear(h, 1, bias=False)
         groups.append(TensorGroup("score", LM_HEAD, 1, spec.embed_dim, 1))
     elif not spec.tie_word_embeddings:
         groups.append(TensorGroup("lm_head", LM_HEAD, V, spec.embed_dim, 1))
+    if spec.lm_head_bias and spec.output_head == "lm_head":  # Phi-2, GPT-J, CodeGen
+        groups.append(TensorGroup("lm_head.bias", BIAS, V, 1, 1))
     return tuple(groups)
 
 

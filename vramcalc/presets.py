@@ -2,6 +2,13 @@
 
 Names resolve case-insensitively through a normalised key that ignores '-', '_', '.', '/' and
 spaces, so ``llama-2-7b``, ``Llama2-7B`` and ``meta-llama/Llama-2-7b-hf`` all find the same file.
+
+A model name that names no preset as written is tried once more as a variant of one
+(:func:`resolve_model_name`): without a trailing ``-Instruct``, ``-it`` or ``-chat`` (the tuned
+variants share their base model's architecture and tensors), and, written ``org/name``, only when
+``org`` is the preset's own Hub organisation — so ``meta-llama/Llama-3.1-8B-Instruct``,
+``Qwen/Qwen2.5-7B-Instruct`` and ``google/gemma-2-9b-it`` are presets, while another
+organisation's ``name`` (a fine-tune, a re-quantization) goes to the Hub.
 """
 
 from __future__ import annotations
@@ -251,10 +258,37 @@ def _gpus() -> _Catalog:
     return _gpu_catalog(user_gpus_path(), _price_source)
 
 
+# Trailing words of a tuned variant's name: Meta/Qwen "-Instruct", Google "-it", "-chat" (Meta's
+# Llama-2 repos put "-hf" after it: Llama-2-7b-chat-hf is the chat variant of Llama-2-7b-hf).
+VARIANT_SUFFIX = re.compile(r"(?P<base>.+?)[-_](?:instruct|it|chat)(?P<hf>[-_]hf)?", re.IGNORECASE)
+
+
+def resolve_model_name(name: str) -> tuple[ModelSpec, str | None]:
+    """The preset `name` denotes and, when found through the variant rule (module docstring),
+    a note saying so; UnknownNameError (with close names) otherwise."""
+    catalog = _models()
+    found = catalog.index.get(normalise(name))
+    if found is not None:
+        return catalog.items[found], None
+    org, _, base = name.strip().rpartition("/")
+    variant = VARIANT_SUFFIX.fullmatch(base)
+    stem = variant.group("base") + (variant.group("hf") or "") if variant else base
+    found = catalog.index.get(normalise(stem))
+    spec: ModelSpec | None = catalog.items[found] if found is not None else None
+    if spec is not None and org:
+        preset_org = spec.hf_id.partition("/")[0]
+        if not preset_org or preset_org.lower() != org.lower():
+            spec = None  # another organisation's model of that name: not ours to assume
+    if spec is None or (not variant and not org):
+        raise UnknownNameError("model", name, catalog.spelling, normalise)
+    what = "a tuned variant of" if variant else "the Hub id of"
+    return spec, f"{name} read as {what} preset {spec.name} (same architecture and tensors)"
+
+
 def get_model(name: str) -> ModelSpec:
-    """The preset for `name` (any alias, any case); UnknownNameError suggests close names."""
-    spec: ModelSpec = _models().get("model", name)
-    return spec
+    """The preset for `name` (any alias, any case, or a variant of one: resolve_model_name);
+    UnknownNameError suggests close names."""
+    return resolve_model_name(name)[0]
 
 
 def list_models() -> list[ModelSpec]:

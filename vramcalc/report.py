@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -124,6 +125,8 @@ def fit_line(est: Estimate, units: str) -> str:
 
 def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
     """fits / tight / does not fit on one GPU, with the headroom, shortfall or likely range."""
+    if g.verdict == "may fit":  # assumed architecture (--assume-llama): never a plain "fits"
+        return f"[yellow]may fit[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): rough estimate of an assumed architecture, likely {_fmt(low_bytes, units)}–{_fmt(high_bytes, units)} {units}"
     if g.weights_only:  # the verdict itself says what it counted
         return (
             "weights only: "
@@ -181,6 +184,10 @@ def render_estimate(est: Estimate, units: str = "GiB", explain: bool = False) ->
     table.add_section()
     table.add_row("[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%", "")
     print_table(console, table, optional=[3])
+    if est.assumed_architecture is not None:
+        console.print(
+            f"[yellow]rough estimate: architecture {escape(repr(est.assumed_architecture))} is not mapped, read as Llama (--assume-llama)[/]"
+        )
     if band_line(est, units):
         console.print(band_line(est, units))
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
@@ -223,8 +230,8 @@ def render_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
         if est.gpu is not None:
             verdict = est.gpu.verdict
             cells.append(
-                "[yellow]tight[/]"
-                if verdict == "tight"
+                f"[yellow]{verdict}[/]"
+                if verdict in ("tight", "may fit")
                 else "[green]yes[/]"
                 if verdict == "fits"
                 else "[red]no[/]"
@@ -289,7 +296,7 @@ def render_model_list(models: Sequence[ModelSpec], param_counts: Sequence[int]) 
             str(spec.max_position_embeddings),
             ", ".join(spec.aliases),
         )
-    print_table(_console(), table, optional=[len(table.columns) - 1], whole=[0])
+    print_table(_console(), table, optional=[3, 5, len(table.columns) - 1], whole=[0])
 
 
 def render_model(spec: ModelSpec, n_params: int, n_active: int) -> None:
@@ -297,7 +304,10 @@ def render_model(spec: ModelSpec, n_params: int, n_active: int) -> None:
     table.add_column("field")
     table.add_column("value", overflow="fold")
     for key, value in spec.model_dump(by_alias=True).items():
-        if value not in (None, "", (), 0) or key in ("num_experts",):
+        if key == "exact_tensors" and value:  # the inventory itself is in --json
+            count = sum(t["count"] for t in value)
+            table.add_row(key, f"{len(value)} groups, {count:,} tensors (listed by --json)")
+        elif value not in (None, "", (), 0) or key in ("num_experts",):
             table.add_row(key, str(value))
     table.add_row("head_dim (derived)", str(spec.head_dim))
     if n_active != n_params:

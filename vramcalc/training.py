@@ -42,8 +42,8 @@ from .workloads import (
     Common,
     context_warnings,
     resolve_gpu,
-    resolve_model,
     resolve_seq_len,
+    resolve_source,
     validate,
 )
 
@@ -193,6 +193,7 @@ def estimate_training(
     cp: int = 1,
     explain: bool = False,
     revision: str | None = None,
+    assume_llama: bool = False,
 ) -> Estimate:
     """Peak GPU memory of a training step of `model` (micro-batch `batch_size`), per GPU.
 
@@ -214,7 +215,9 @@ def estimate_training(
         gpu_mem_gib=gpu_mem_gib,
     )
     assert isinstance(req, TrainingRequest)
-    spec = resolve_model(model, revision)
+    # the same source as infer: a checkpoint folder or Hub id brings its header's exact tensors
+    source = resolve_source(model, revision, assume_llama=assume_llama)
+    spec = source.spec
     plan_args: dict[str, Any] = dict(num_gpus=num_gpus, nodes=nodes, gpus_per_node=gpus_per_node)
     plan_args |= dict(zero=zero, fsdp=fsdp, offload=offload, tp=tp, pp=pp, sp=sp, ep=ep, cp=cp)
     if explain or method != "full" or quant is not None or _non_default(plan_args):
@@ -222,7 +225,8 @@ def estimate_training(
 
         lora_args: dict[str, Any] = dict(lora_rank=lora_rank, lora_alpha=lora_alpha)
         lora_args |= dict(lora_targets=lora_targets, lora_dropout=lora_dropout, quant=quant)
-        return estimate_job(spec, req, method=method, **lora_args, **plan_args)
+        est = estimate_job(spec, req, method=method, **lora_args, **plan_args)
+        return est.model_copy(update={"assumptions": [*est.assumptions, *source.notes]})
     seq = resolve_seq_len(spec, req.seq_len)
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
     groups = tensor_groups(spec)
@@ -341,6 +345,7 @@ def estimate_training(
         fit,
         kind="training",
         model=spec.name,
+        assumed_architecture=spec.assumed_architecture,
         params=n_params,
         active_params=active_param_count(spec),
         phase=phase,
@@ -348,6 +353,7 @@ def estimate_training(
         assumptions=[
             "steady-state step (optimizer state exists); gradients set to None between steps",
             "peak = larger of the backward pass and optimizer.step()",
+            *source.notes,
         ],
         warnings=context_warnings(spec, seq),
     )

@@ -2,26 +2,29 @@
 Hub id, or a GGUF file. :func:`resolve_model_source` decides which and returns a
 :class:`ModelSource`: the ModelSpec plus, when a checkpoint header was read, its exact tensors.
 
-Resolution order for a string: ``hf:org/name`` forces the Hub; a name ending in ``.gguf`` is a GGUF
-file; an existing path is a config.json, a model folder or a .safetensors file beside its
-config.json; otherwise a preset name or alias; otherwise ``org/name`` (or ``org/name@revision``)
-is a Hub id. Giving a revision skips the presets.
+Resolution order for a string: ``hf:org/name`` forces the Hub; an existing path is a GGUF file, a
+config.json, a model folder or a .safetensors file beside its config.json; a string written as a
+path (./, /, ~, a model file suffix) that does not exist fails as a path; otherwise a preset name
+or alias (Hub ids of presets and their instruct/chat variants included, see
+:func:`vramcalc.presets.resolve_model_name`); a missing path under a folder that exists fails as a path;
+otherwise ``org/name`` (or ``org/name@revision``) is a Hub id. Giving a revision skips the presets.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from vramcalc.errors import UnknownNameError, VramcalcError
+from vramcalc.errors import UnknownNameError, UnmappedArchitectureError, VramcalcError
 from vramcalc.params import active_param_count, param_count
-from vramcalc.presets import get_model
+from vramcalc.presets import resolve_model_name
 from vramcalc.specs import ModelSpec
 
-from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes
+from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes, exact_tensors_of
 
 SourceKind = Literal["preset", "spec", "config", "hub", "gguf"]
 
@@ -80,6 +83,54 @@ def describe_quantization(cfg: Any, tensors: list[TensorRecord]) -> str | None:
     return f"pre-quantized ({'/'.join(odd)} tensors, no quantization_config)"
 
 
+def exact_route_available() -> bool:
+    """torch and transformers importable (the ``torch`` extra), checked without importing them."""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+
+
+def spec_for_config(
+    cfg: Any, name: str, origin: str, **options: Any
+) -> tuple[ModelSpec, list[str]]:
+    """The mapped ModelSpec of a config.json; for a model_type no builder maps, the exact
+    meta-device route (torch extra) or hf_config's refusal. `options` go to spec_from_config
+    (an option that accepts a rough reading makes it not refuse: that reading is returned)."""
+    from .hf_config import spec_from_config  # imported only when a config is read
+
+    try:
+        spec, notes = spec_from_config(cfg, name, origin, **options)
+    except UnmappedArchitectureError as exc:
+        return _exact_route(cfg, name, origin, exc)
+    except VramcalcError as exc:
+        if "unknown architecture" not in str(exc):
+            raise
+        return _exact_route(cfg, name, origin, exc)
+    if spec.assumed_architecture is not None and exact_route_available():
+        # --assume-llama with the torch extra: the exact route when it can build the config,
+        # else the labelled rough reading the user accepted
+        try:
+            return _exact_route(cfg, name, origin, None)
+        except VramcalcError:
+            return spec, notes
+    return spec, notes
+
+
+def _exact_route(
+    cfg: Any, name: str, origin: str, refusal: VramcalcError | None
+) -> tuple[ModelSpec, list[str]]:
+    if not exact_route_available():
+        assert refusal is not None
+        raise refusal
+    from vramcalc.measure.meta import spec_from_meta
+
+    try:
+        return spec_from_meta(cfg, name, origin)
+    except VramcalcError as exc:
+        raise VramcalcError(
+            f"{exc} (the exact meta-device route failed; --assume-llama accepts a labelled "
+            "rough estimate)"
+        ) from None
+
+
 def _from_config(
     cfg: Any,
     name: str,
@@ -88,11 +139,9 @@ def _from_config(
     tensors: list[TensorRecord] | None,
     tensors_origin: str,
     notes: list[str],
+    assume_llama: bool = False,
 ) -> ModelSource:
-    # imported only when a config is read: keeps preset start-up lean
-    from .hf_config import spec_from_config
-
-    spec, more = spec_from_config(cfg, name, origin)
+    spec, more = spec_for_config(cfg, name, origin, assume_llama=assume_llama)
     checkpoint = None
     if tensors is not None:
         checkpoint = CheckpointInfo(
@@ -101,12 +150,25 @@ def _from_config(
             tensors=tuple(tensors),
             quantization=describe_quantization(cfg, tensors),
         )
+        if checkpoint.quantization is None:
+            # the header's tensors are the model's: every estimate (infer, train, LoRA, plans)
+            # counts them, not the formula; a pre-quantized header stores packed shapes instead
+            spec = spec.model_copy(update={"exact_tensors": exact_tensors_of(checkpoint)})
+            more.append(
+                f"tensors from the safetensors header ({len(tensors):,} tensors, "
+                f"{checkpoint.numel:,} values) of {tensors_origin}"
+            )
+    elif spec.exact_tensors:  # no checkpoint, but the meta-device route counted the tensors
+        notes = [
+            re.sub(r"weights from the (config )?formula", "weights from the meta-device tensors", n)
+            for n in notes
+        ]
     return ModelSource(
         spec=spec, kind=kind, origin=origin, checkpoint=checkpoint, notes=(*more, *notes)
     )
 
 
-def load_path(path: Path) -> ModelSource:
+def load_path(path: Path, assume_llama: bool = False) -> ModelSource:
     """A config.json file, a model folder, or a .safetensors file beside its config.json."""
     from .safetensors import read_folder, read_json
 
@@ -133,7 +195,7 @@ def load_path(path: Path) -> ModelSource:
     )
     tensors, where = found if found else (None, "")
     name = folder.resolve().name or str(folder)
-    return _from_config(cfg, name, str(config), "config", tensors, where, notes)
+    return _from_config(cfg, name, str(config), "config", tensors, where, notes, assume_llama)
 
 
 def load_gguf(path: Path) -> ModelSource:
@@ -162,7 +224,9 @@ def load_gguf(path: Path) -> ModelSource:
     return ModelSource(spec=spec, kind="gguf", origin=str(path), checkpoint=checkpoint)
 
 
-def load_hub(repo_id: str, revision: str | None = None, offline: bool = False) -> ModelSource:
+def load_hub(
+    repo_id: str, revision: str | None = None, offline: bool = False, assume_llama: bool = False
+) -> ModelSource:
     from .hub import fetch_config, fetch_tensors
 
     cfg, _ = fetch_config(repo_id, revision, offline)
@@ -170,36 +234,71 @@ def load_hub(repo_id: str, revision: str | None = None, offline: bool = False) -
     notes = [] if tensors is not None else [where]
     name = repo_id + (f"@{revision}" if revision else "")
     origin = f"https://huggingface.co/{repo_id}" + (f"/tree/{revision}" if revision else "")
-    return _from_config(cfg, name, origin, "hub", tensors, where, notes)
+    return _from_config(cfg, name, origin, "hub", tensors, where, notes, assume_llama)
+
+
+# Suffixes of files a model is given as: a name ending so is a path, never a Hub id.
+PATH_SUFFIXES = (".json", ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".toml", ".yaml")
+
+
+def looks_like_path(text: str) -> bool:
+    """Written as a path: ./, ../, /, ~ or a drive/backslash, or a model file's suffix."""
+    return (
+        text.startswith((".", "/", "~", "\\"))
+        or "\\" in text
+        or bool(re.match(r"[A-Za-z]:[/\\]", text))
+        or text.lower().endswith(PATH_SUFFIXES)
+    )
+
+
+def _missing_path(text: str) -> VramcalcError:
+    """'no such file or folder', naming the deepest part of the path that does exist."""
+    path = Path(text).expanduser()
+    found = next((p for p in path.parents if str(p) not in ("", ".") and p.exists()), None)
+    where = f" ({found} exists, {path.relative_to(found)} does not)" if found else ""
+    return VramcalcError(f"{text}: no such file or folder{where}")
 
 
 def resolve_model_source(
-    text: str, revision: str | None = None, offline: bool = False
+    text: str, revision: str | None = None, offline: bool = False, *, assume_llama: bool = False
 ) -> ModelSource:
-    """Decide what `text` names (preset, path, GGUF file or Hub id) and load it."""
+    """Decide what `text` names (preset, path, GGUF file or Hub id) and load it. A config.json of
+    an unmapped architecture takes the exact meta-device route (torch extra) or is refused, unless
+    ``assume_llama`` (a labelled rough estimate).
+
+    A path is a path: written as one (./, /, ~, a model file suffix), or whose first folder
+    exists here, it fails as a missing path and is never retried as a Hub id (``hf:org/name``
+    forces the Hub)."""
     text = text.strip()
     if not text:
         raise VramcalcError("empty model name")
     if text.startswith("hf:"):
         repo, _, rev = text[3:].partition("@")
-        return load_hub(repo, revision or rev or None, offline)
+        return load_hub(repo, revision or rev or None, offline, assume_llama)
     path = Path(text).expanduser()
-    if text.lower().endswith(".gguf"):
-        return load_gguf(path)
     if path.exists():
-        return load_path(path)
+        return load_gguf(path) if text.lower().endswith(".gguf") else load_path(path, assume_llama)
+    if looks_like_path(text):
+        raise _missing_path(text)
     repo, _, rev = text.partition("@")
     preset_error: UnknownNameError | None = None
     if revision is None and not rev:
         try:
-            spec = get_model(text)
-            return ModelSource(spec=spec, kind="preset", origin=spec.source or spec.name)
+            spec, note = resolve_model_name(text)
+            notes = (note,) if note else ()
+            return ModelSource(
+                spec=spec, kind="preset", origin=spec.source or spec.name, notes=notes
+            )
         except UnknownNameError as exc:
             preset_error = exc
-    if _HUB_ID.fullmatch(repo) and not text.startswith((".", "/", "~")):
-        return load_hub(repo, revision or rev or None, offline)
-    if text.endswith((".json", ".safetensors")) or text.startswith((".", "/", "~")):
-        raise VramcalcError(f"{text}: no such file or folder")
+    if "/" in repo and Path(repo.split("/", 1)[0]).is_dir():
+        first = repo.split("/", 1)[0]
+        raise VramcalcError(
+            f"{text}: no such file or folder ({first}/ exists here, {repo[len(first) + 1 :]} does "
+            f"not); for the Hub id write hf:{text}"
+        )
+    if _HUB_ID.fullmatch(repo):
+        return load_hub(repo, revision or rev or None, offline, assume_llama)
     if preset_error is not None:
         raise preset_error
     raise VramcalcError(f"{text!r} is not a Hub id (org/name)")
@@ -219,8 +318,10 @@ __all__ = [
     "ModelSource",
     "TensorRecord",
     "checkpoint_weight_bytes",
+    "exact_route_available",
     "load_gguf",
     "load_hub",
     "load_path",
     "resolve_model_source",
+    "spec_for_config",
 ]

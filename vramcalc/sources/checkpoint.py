@@ -10,12 +10,14 @@ necessarily the one the model is loaded in).
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from vramcalc.params import BIAS, EMBEDDING, LINEAR, LM_HEAD, NORM, POSITION, ROUTER, TensorGroup
 from vramcalc.quant import WeightFormat, weight_bytes
+from vramcalc.specs import ExactTensor
 
 
 class TensorRecord(BaseModel):
@@ -96,6 +98,44 @@ def tensor_groups_of(info: CheckpointInfo) -> tuple[TensorGroup, ...]:
             count, rows, cols = math.prod(shape[:-2]), shape[-2], shape[-1]
         groups.append(TensorGroup(t.name, kind, rows, cols, count))
     return tuple(groups)
+
+
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+# One nn.Module per expert ("mlp.experts.7.w1.weight"; not "shared_experts.0") or the fused
+# tensors of an experts module ("mlp.experts.gate_up_proj", experts × rows × cols).
+_EXPERT_INDEX = re.compile(r"(?<![A-Za-z_])experts\.\d+\.")
+_FUSED_EXPERTS = re.compile(r"(?<![A-Za-z_])experts\.[^.\d][^.]*$")
+
+
+def exact_tensors_of(info: CheckpointInfo) -> tuple[ExactTensor, ...]:
+    """The checkpoint's tensors as a ModelSpec inventory: one row per (name with layer and expert
+    indices as ``*``, kind, shape), routed-expert tensors flagged, so that every estimate (infer,
+    train, LoRA, parallel plans) counts the tensors the checkpoint really holds."""
+    groups: dict[tuple[str, str, int, int, bool], int] = {}
+    for t in info.tensors:
+        shape = t.shape or (1,)
+        if 0 in shape:
+            continue
+        kind = tensor_kind(t.name, len(shape))
+        fused = bool(_FUSED_EXPERTS.search(t.name)) and len(shape) >= 2
+        expert = fused or bool(_EXPERT_INDEX.search(t.name))
+        if fused and len(shape) == 2:  # per-expert bias vectors: experts × width
+            count, rows, cols = shape[0], shape[1], 1
+        elif len(shape) == 1:
+            rows, cols, count = shape[0], 1, 1
+        elif len(shape) == 2:
+            rows, cols, count = shape[0], shape[1], 1
+        else:
+            count, rows, cols = math.prod(shape[:-2]), shape[-2], shape[-1]
+        name = _LAYER_INDEX.sub(".*.", _LAYER_INDEX.sub(".*.", f".{t.name}."))[1:-1]
+        if kind in (LINEAR, ROUTER):  # 'layers.*.self_attn.q_proj': the module, as LoRA names it
+            name = name.removesuffix(".weight")
+        key = (name, kind, rows, cols, expert)
+        groups[key] = groups.get(key, 0) + count
+    return tuple(
+        ExactTensor(name=name, kind=kind, rows=rows, cols=cols, count=count, expert=expert)
+        for (name, kind, rows, cols, expert), count in groups.items()
+    )
 
 
 def checkpoint_weight_bytes(info: CheckpointInfo, fmt: WeightFormat) -> tuple[int, str]:

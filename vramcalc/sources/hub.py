@@ -8,12 +8,23 @@ token (``HF_TOKEN`` or ``hf auth login``) and offline mode (``HF_HUB_OFFLINE=1``
 2. the safetensors headers: read from the cache when every shard is already there; otherwise
    fetched with ``get_safetensors_metadata`` (HTTP range requests for the header bytes only);
    offline with shards not cached, the estimate falls back to the config formula and says so.
+
+Before the first request a TCP connection to the endpoint (``HF_ENDPOINT``, or the proxy when
+``HTTPS_PROXY`` / ``HTTP_PROXY`` is set) is tried for at most :data:`PROBE_TIMEOUT_S`: when it
+fails the Hub is treated as offline (the local cache only), so that no network fails in a second
+with one line instead of huggingface_hub's ~25 s of retries (5 retries, 1+2+4+8+8 s backoff).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import threading
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from vramcalc.errors import VramcalcError
 
@@ -41,8 +52,61 @@ def _hub() -> Any:
     return huggingface_hub
 
 
+PROBE_TIMEOUT_S = 1.5
+
+
+def _probe_target(endpoint: str) -> tuple[str, int] | None:
+    """(host, port) a request to `endpoint` connects to first: the endpoint, or its proxy."""
+    url = urlsplit(endpoint)
+    https = url.scheme == "https"
+    no_proxy = os.environ.get("NO_PROXY", os.environ.get("no_proxy", ""))
+    bypass = any(
+        h.strip() and (url.hostname or "").endswith(h.strip().lstrip("*"))
+        for h in no_proxy.split(",")
+    )
+    names = ("HTTPS_PROXY", "https_proxy") if https else ("HTTP_PROXY", "http_proxy")
+    proxy = next(
+        (os.environ[n] for n in (*names, "ALL_PROXY", "all_proxy") if os.environ.get(n)), ""
+    )
+    if proxy and not bypass:
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        https = url.scheme == "https"
+    if not url.hostname:
+        return None
+    try:
+        port = url.port or (443 if https else 80)
+    except ValueError:
+        return None
+    return url.hostname, port
+
+
+@lru_cache(maxsize=8)
+def endpoint_reachable(endpoint: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to `endpoint` (or its proxy) opens within `timeout_s`, name
+    lookup included (run in a thread: getaddrinfo has no timeout of its own)."""
+    target = _probe_target(endpoint)
+    if target is None:
+        return False
+    opened: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection(target, timeout=timeout_s):
+                opened.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(opened)
+
+
 def _offline(hub: Any, offline: bool) -> bool:
-    return offline or bool(hub.constants.is_offline_mode())
+    """Local cache only: --offline, HF_HUB_OFFLINE=1, or the endpoint cannot be reached."""
+    if offline or hub.constants.is_offline_mode():
+        return True
+    return not endpoint_reachable(str(hub.constants.ENDPOINT))
 
 
 def fetch_config(repo_id: str, revision: str | None, offline: bool) -> tuple[Any, str]:
@@ -105,15 +169,21 @@ def fetch_tensors(
 
 
 class _errors:
-    """Turn huggingface_hub's exceptions into one VramcalcError line."""
+    """Turn huggingface_hub's exceptions into one VramcalcError line; its retry warnings
+    ("Retrying in 1s [Retry 1/5]") are held back meanwhile, so a failure prints one line."""
 
     def __init__(self, hub: Any, repo_id: str, revision: str | None, what: str) -> None:
         self.hub, self.repo, self.rev, self.what = hub, repo_id, revision, what
+        self.logger = logging.getLogger("huggingface_hub")
+        self.level = self.logger.level
 
     def __enter__(self) -> None:
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
         return None
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        self.logger.setLevel(self.level)
         if exc is None or isinstance(exc, VramcalcError):
             return False
         e = self.hub.errors
