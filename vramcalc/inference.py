@@ -8,6 +8,7 @@ from pydantic import Field
 
 from . import activations as act
 from .calibration import runtime
+from .kv_cache import kv_cache_bytes, kv_cache_formula
 from .params import tensor_groups
 from .quant import (
     FORMATS,
@@ -34,16 +35,6 @@ class InferenceRequest(Common):
         "last",
         description="last: generation (logits of the last position); all: scoring a sequence",
     )
-
-
-def kv_cache_bytes(spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float) -> int:
-    """2 (K and V) × layers × batch × context × kv_heads × head_dim × bytes; sliding-window layers
-    keep at most `sliding_window` tokens (REFERENCES: KV cache)."""
-    per_token_layer = spec.kv_cache_width * kv_bytes  # 2·kv_dim, or MLA's latent + rope key
-    windowed = spec.windowed_layers
-    full_layers = spec.num_layers - windowed
-    window_tokens = min(seq_len, spec.sliding_window or seq_len)
-    return int(batch_size * per_token_layer * (full_layers * seq_len + windowed * window_tokens))
 
 
 def inference_activation_bytes(
@@ -155,21 +146,12 @@ def estimate_inference(
     activations, peak_part = inference_activation_bytes(
         spec, req.batch_size, seq, fmt.compute_bytes, req.logits, req.attention
     )
-    window = (
-        f"; {spec.windowed_layers} layers capped at a {spec.sliding_window}-token window"
-        if spec.windowed_layers
-        else ""
-    )
     components = [
         Component(name="weights", bytes=weights, note=weights_note),
         Component(
             name="kv_cache",
             bytes=kv,
-            note=(
-                f"{spec.num_layers} layers × {req.batch_size} × {seq} tokens × (kv_lora_rank {spec.kv_lora_rank} + rope {spec.qk_rope_head_dim}) × {kv_dtype_name} (MLA latent cache)"
-                if spec.is_mla
-                else f"2 × {spec.num_layers} layers × {req.batch_size} × {seq} tokens × {spec.kv_heads} kv heads × {spec.head_dim} × {kv_dtype_name}{window}"
-            ),
+            note=kv_cache_formula(spec, req.batch_size, seq, kv_dtype_name),
         ),
         Component(
             name="activations",

@@ -107,6 +107,14 @@ class ModelSpec(BaseModel):
         0, ge=0, description="fixed cache elements per sequence (SSM conv + state), all layers"
     )
 
+    # ---- Issue 13 part C: cache layout of hybrid models (see vramcalc.kv_cache) ---------------
+    attention_layers: int | None = Field(
+        None,
+        ge=0,
+        description="layers with attention and a KV cache (None: all); the others of a hybrid "
+        "(Mamba, gated DeltaNet) keep a fixed per-sequence state instead",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         if self.num_attention_heads % self.kv_heads:
@@ -128,6 +136,8 @@ class ModelSpec(BaseModel):
             raise ValueError("first_dense_layers exceeds num_layers")
         if self.sliding_window_layers is not None and self.sliding_window_layers > self.num_layers:
             raise ValueError("sliding_window_layers exceeds num_layers")
+        if self.attention_layers is not None and self.attention_layers > self.num_layers:
+            raise ValueError("attention_layers exceeds num_layers")
         mla = (self.kv_lora_rank, self.qk_rope_head_dim, self.qk_nope_head_dim, self.v_head_dim)
         if any(v is not None for v in mla) and any(v is None for v in mla):
             raise ValueError(
@@ -199,6 +209,21 @@ class ModelSpec(BaseModel):
         if self.sliding_window is None:
             return 0
         return self.num_layers if self.sliding_window_layers is None else self.sliding_window_layers
+
+    @property
+    def kv_layers(self) -> int:
+        """Layers that cache keys and values (all but a hybrid's state-space layers)."""
+        return self.num_layers if self.attention_layers is None else self.attention_layers
+
+    @property
+    def state_layers(self) -> int:
+        """Layers without attention that keep a fixed recurrent state (a hybrid's Mamba layers)."""
+        return self.num_layers - self.kv_layers
+
+    @property
+    def state_elements(self) -> int:
+        """Fixed cache elements per sequence (conv + SSM state over all state-space layers)."""
+        return self.state_elements_per_sequence
 
     @property
     def output_width(self) -> int:
