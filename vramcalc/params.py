@@ -50,10 +50,18 @@ class TensorGroup:
 
 
 def _mlp_groups(
-    prefix: str, spec: ModelSpec, inter: int, layers: int, experts: int = 1, expert: bool = False
+    prefix: str,
+    spec: ModelSpec,
+    inter: int,
+    layers: int,
+    experts: int = 1,
+    expert: bool = False,
+    bias: bool | None = None,
 ) -> list[TensorGroup]:
-    """Weights (and biases) of `layers × experts` MLPs of width `inter` (gated: gate, up, down)."""
+    """Weights (and biases) of `layers × experts` MLPs of width `inter` (gated: gate, up, down);
+    `bias` None: spec.mlp_bias."""
     h, n = spec.hidden_size, layers * experts
+    with_bias = spec.mlp_bias if bias is None else bias
     if n == 0:
         return []
     if spec.mlp_kind == "gated":
@@ -62,7 +70,7 @@ def _mlp_groups(
             TensorGroup(f"{prefix}.up_proj", LINEAR, inter, h, n, expert),
             TensorGroup(f"{prefix}.down_proj", LINEAR, h, inter, n, expert),
         ]
-        if spec.mlp_bias:
+        if with_bias:
             groups += [
                 TensorGroup(f"{prefix}.gate_proj.bias", BIAS, inter, 1, n, expert),
                 TensorGroup(f"{prefix}.up_proj.bias", BIAS, inter, 1, n, expert),
@@ -73,7 +81,7 @@ def _mlp_groups(
             TensorGroup(f"{prefix}.fc_in", LINEAR, inter, h, n, expert),
             TensorGroup(f"{prefix}.fc_out", LINEAR, h, inter, n, expert),
         ]
-        if spec.mlp_bias:
+        if with_bias:
             groups += [
                 TensorGroup(f"{prefix}.fc_in.bias", BIAS, inter, 1, n, expert),
                 TensorGroup(f"{prefix}.fc_out.bias", BIAS, h, 1, n, expert),
@@ -99,8 +107,15 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
             )
         if spec.attention_out_bias:
             groups.append(TensorGroup("layers.attn.o_proj.bias", BIAS, h, 1, L))
-        if spec.qk_norm:
+        if (
+            spec.qk_norm and spec.qk_norm_scope == "projection"
+        ):  # OLMoE: q_norm(q_dim), k_norm(kv_dim)
+            groups.append(TensorGroup("layers.attn.q_norm", NORM, spec.q_dim, 1, L))
+            groups.append(TensorGroup("layers.attn.k_norm", NORM, spec.kv_dim, 1, L))
+        elif spec.qk_norm:
             groups.append(TensorGroup("layers.attn.qk_norm", NORM, spec.head_dim, 1, 2 * L))
+        if spec.attention_sinks:  # gpt-oss: one learned sink logit per head and layer
+            groups.append(TensorGroup("layers.attn.sinks", BIAS, spec.num_attention_heads, 1, L))
         return groups
     assert spec.kv_lora_rank is not None and spec.qk_rope_head_dim is not None
     assert spec.qk_nope_head_dim is not None and spec.v_head_dim is not None
@@ -147,7 +162,8 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             for t in spec.exact_tensors
         )
     h, L, V = spec.hidden_size, spec.num_layers, spec.vocab_size
-    norm_width = 2 if spec.norm_kind == "layernorm" else 1  # LayerNorm has weight and bias
+    # LayerNorm has weight and bias (DBRX's LayerNorm(bias=False) only the weight)
+    norm_width = 2 if spec.norm_kind == "layernorm" and spec.layernorm_bias else 1
     groups = [TensorGroup("embed_tokens", EMBEDDING, V, spec.embed_dim, 1)]
     if spec.position_embedding == "learned":
         positions = spec.max_position_embeddings + spec.position_offset
@@ -163,8 +179,16 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
     if spec.is_moe:
         E, moe_layers = spec.num_experts, spec.moe_layers
         groups.append(TensorGroup("layers.moe.router", ROUTER, E, h, moe_layers))
+        if spec.router_bias:
+            groups.append(TensorGroup("layers.moe.router.bias", BIAS, E, 1, moe_layers))
         groups += _mlp_groups(
-            "layers.moe.experts", spec, spec.expert_intermediate_size, moe_layers, E, expert=True
+            "layers.moe.experts",
+            spec,
+            spec.expert_intermediate_size,
+            moe_layers,
+            E,
+            expert=True,
+            bias=spec.expert_bias,
         )
         if spec.num_shared_experts or spec.shared_expert_intermediate_size:
             shared = spec.shared_expert_intermediate_size or (
@@ -179,6 +203,8 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
         groups.append(TensorGroup("score", LM_HEAD, 1, spec.embed_dim, 1))
     elif not spec.tie_word_embeddings:
         groups.append(TensorGroup("lm_head", LM_HEAD, V, spec.embed_dim, 1))
+    if spec.lm_head_bias and spec.output_head == "lm_head":
+        groups.append(TensorGroup("lm_head.bias", BIAS, V, 1, 1))
     return tuple(groups)
 
 

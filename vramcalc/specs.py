@@ -107,6 +107,24 @@ class ModelSpec(BaseModel):
         0, ge=0, description="fixed cache elements per sequence (SSM conv + state), all layers"
     )
 
+    # ---- Issue 13 part C: mixture-of-experts and attention details (defaults keep the layouts
+    # above; each field names the transformers modeling code that needs it) --------------------
+    expert_bias: bool | None = Field(
+        None, description="biases on the experts' projections (gpt-oss); None: as mlp_bias"
+    )
+    router_bias: bool = Field(
+        False,
+        description="a learned per-expert vector beside the router weight (gpt-oss router bias, "
+        "ERNIE-4.5 e_score_correction_bias)",
+    )
+    attention_sinks: bool = Field(False, description="one learned logit per head (gpt-oss)")
+    lm_head_bias: bool = Field(False, description="a bias on the output head (PhiMoE, ERNIE-4.5)")
+    qk_norm_scope: Literal["head", "projection"] = Field(
+        "head",
+        description="qk_norm over each head (Qwen3) or over the whole q and k projections (OLMoE)",
+    )
+    layernorm_bias: bool = Field(True, description="LayerNorm with a bias (DBRX has none)")
+
     # ---- Issue 13 part C: cache layout of hybrid models (see vramcalc.kv_cache) ---------------
     attention_layers: int | None = Field(
         None,

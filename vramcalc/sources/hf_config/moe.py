@@ -1,0 +1,340 @@
+"""Builders for mixture-of-experts families: PhiMoE, OLMoE, Granite-MoE (+ shared), GLM-4.5
+(glm4_moe), ERNIE-4.5-MoE, DBRX, Llama-4 (text) and gpt-oss.
+
+Each follows its transformers v5 modeling code (``transformers/models/<type>/modeling_<type>.py``):
+which projections carry biases, how the router is built, which layers are sparse and which
+attention layers keep a windowed (or chunked) cache. Counts whose position in the stack does not
+change a tensor are given as ``first_dense_layers`` = layers with a dense MLP. Expert counts are read
+under each family's own name (num_local_experts, num_experts, n_routed_experts, moe_num_experts,
+ffn_config.moe_num_experts) and validated as whole numbers before any arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vramcalc.errors import VramcalcError
+
+from .reader import Reader, common_fields, window_fields
+
+
+def _whole(value: Any, name: str, low: int = 0) -> int:
+    """`value` as a whole number ≥ `low` (a bool or a string is refused, not coerced)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise VramcalcError(f"config.json {name} must be a whole number ≥ {low}, got {value!r}")
+    return value
+
+
+def _count(r: Reader, field: str, *names: str, low: int = 1) -> int:
+    """A required count read under the first of `names` present, validated; a missing one is
+    recorded on the reader (which names it in its error) and stands as 1 meanwhile."""
+    for name in names:
+        value = r.cfg.get(name)
+        if value is not None:
+            return _whole(value, name, low)
+    r.need(field, *names)
+    return 1
+
+
+def _int_list(r: Reader, key: str, layers: int) -> list[int] | None:
+    """A list of layer indices (moe_layers, mlp_only_layers), each checked to be a layer."""
+    value = r.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise VramcalcError(f"config.json {key} must be a list of layer indices, got {value!r}")
+    return [_whole(i, f"{key}[]", 0) for i in value if _whole(i, f"{key}[]", 0) < layers]
+
+
+def _layer_types(r: Reader, layers: int) -> list[str] | None:
+    value = r.get("layer_types")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise VramcalcError(f"config.json layer_types must be a list of names, got {value!r}")
+    if len(value) != layers:
+        raise VramcalcError(
+            f"config.json layer_types has {len(value)} entries for {layers} layers; give one per layer"
+        )
+    return value
+
+
+def _experts(r: Reader, *names: str) -> dict[str, Any]:
+    return {
+        "num_experts": _count(r, "num_experts", *names),
+        "experts_per_token": _count(r, "experts_per_token", "num_experts_per_tok"),
+    }
+
+
+def _olmoe(r: Reader, arch: str) -> dict[str, Any]:
+    """OLMoE: attention_bias on q/k/v/o, RMSNorm over the whole q (q_dim) and k (kv_dim)
+    projections, 64 experts of intermediate_size, router without bias (OlmoeAttention,
+    OlmoeSparseMoeBlock)."""
+    out = common_fields(r, arch, tie_default=False)
+    bias = bool(r.get("attention_bias", False))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
+    out |= {"qk_norm": True, "qk_norm_scope": "projection"}
+    return out | _experts(r, "num_experts")
+
+
+def _phimoe(r: Reader, arch: str) -> dict[str, Any]:
+    """PhiMoE (Phi-3.5-MoE): LayerNorms with bias, attention_bias on q/k/v/o, lm_head_bias,
+    num_local_experts experts of intermediate_size; the cache is windowed on every layer when
+    sliding_window is set."""
+    out = common_fields(r, arch, tie_default=False)
+    bias = bool(r.get("attention_bias", False))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "norm_kind": "layernorm"}
+    out["lm_head_bias"] = bool(r.get("lm_head_bias", False))
+    out |= window_fields(r, out["num_layers"], None)
+    return out | _experts(r, "num_local_experts")
+
+
+def _granitemoe(r: Reader, arch: str) -> dict[str, Any]:
+    """Granite-MoE: Llama-style attention (attention_bias), parallel experts input_linear
+    (2·inter × h) and output_linear without bias; granitemoeshared adds a shared MLP of
+    shared_intermediate_size (GraniteMoeSharedMLP) when it is positive."""
+    out = common_fields(r, arch, tie_default=False)
+    bias = bool(r.get("attention_bias", False))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
+    out |= _experts(r, "num_local_experts")
+    if arch == "granitemoeshared":
+        shared = _whole(r.get("shared_intermediate_size", 0), "shared_intermediate_size")
+        out["shared_expert_intermediate_size"] = shared or None
+    return out
+
+
+def _glm4_moe(r: Reader, arch: str) -> dict[str, Any]:
+    """GLM-4.5 (glm4_moe): attention_bias on q/k/v only, optional per-head q/k RMSNorm
+    (use_qk_norm), first_k_dense_replace dense layers, n_shared_experts × moe_intermediate_size
+    shared MLP; the router's e_score_correction_bias is a buffer, not a parameter. The
+    multi-token-prediction layers (num_nextn_predict_layers) are not built by transformers."""
+    out = common_fields(r, arch, tie_default=False)
+    out["attention_qkv_bias"] = bool(r.get("attention_bias", False))
+    out["qk_norm"] = bool(r.get("use_qk_norm", False))
+    layers = out["num_layers"]
+    first = _whole(r.get("first_k_dense_replace", 1), "first_k_dense_replace")
+    out |= _experts(r, "n_routed_experts", "num_local_experts")
+    out |= {
+        "moe_intermediate_size": _count(r, "moe_intermediate_size", "moe_intermediate_size"),
+        "num_shared_experts": _whole(r.get("n_shared_experts", 1), "n_shared_experts"),
+        "first_dense_layers": min(first, layers),
+    }
+    return out
+
+
+def _ernie4_5_moe(r: Reader, arch: str) -> dict[str, Any]:
+    """ERNIE-4.5-MoE: use_bias on every attention and MLP projection and on lm_head (not on the
+    experts); layer i is sparse when (i + 1) % moe_layer_interval == 0 and moe_layer_start_index
+    ≤ i ≤ moe_layer_end_index (−1: the last); moe_num_shared_experts × moe_intermediate_size
+    shared MLP; the gate keeps a per-expert e_score_correction_bias parameter."""
+    out = common_fields(r, arch, tie_default=True)
+    bias = bool(r.get("use_bias", False))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "mlp_bias": bias}
+    out |= {"lm_head_bias": bias, "expert_bias": False, "router_bias": True}
+    out["num_experts"] = _count(r, "num_experts", "moe_num_experts", "num_experts")
+    out["experts_per_token"] = _count(r, "experts_per_token", "moe_k", "num_experts_per_tok")
+    layers = out["num_layers"]
+    start = _whole(r.get("moe_layer_start_index", 1), "moe_layer_start_index")
+    end = r.get("moe_layer_end_index", -1)
+    end = layers - 1 if end == -1 else _whole(end, "moe_layer_end_index")
+    step = _whole(r.get("moe_layer_interval", 1), "moe_layer_interval", 1)
+    sparse = sum(1 for i in range(layers) if (i + 1) % step == 0 and start <= i <= end)
+    out["first_dense_layers"] = layers - sparse
+    out["moe_intermediate_size"] = _count(r, "moe_intermediate_size", "moe_intermediate_size")
+    out["num_shared_experts"] = _whole(r.get("moe_num_shared_experts", 0), "moe_num_shared_experts")
+    return out
+
+
+def _dbrx(r: Reader, arch: str) -> dict[str, Any]:
+    """DBRX: fused Wqkv of (h + 2·kv_heads·head_dim) and out_proj without bias, two
+    LayerNorm(bias=False) per layer, every layer sparse with ffn_config.moe_num_experts gated
+    experts of ffn_config.ffn_hidden_size (w1, v1, w2), router without bias (DbrxFFN)."""
+    attn = r.get("attn_config", {})
+    ffn = r.get("ffn_config", {})
+    if not isinstance(attn, dict) or not isinstance(ffn, dict):
+        raise VramcalcError("config.json attn_config and ffn_config must be objects (DBRX)")
+    # DbrxAttentionConfig / DbrxFFNConfig defaults for what the nested objects leave out
+    kv = _whole(attn.get("kv_n_heads", 1), "attn_config.kv_n_heads", 1)
+    inter = _whole(ffn.get("ffn_hidden_size", 3584), "ffn_config.ffn_hidden_size", 1)
+    experts = _whole(ffn.get("moe_num_experts", 4), "ffn_config.moe_num_experts", 1)
+    top_k = _whole(ffn.get("moe_top_k", 1), "ffn_config.moe_top_k", 1)
+    act = ffn.get("ffn_act_fn") or {"name": "silu"}
+    return {
+        "architecture": arch,
+        "vocab_size": _count(r, "vocab_size", "vocab_size"),
+        "hidden_size": _count(r, "hidden_size", "d_model"),
+        "num_layers": _count(r, "num_layers", "n_layers"),
+        "num_attention_heads": _count(r, "num_attention_heads", "n_heads"),
+        "num_kv_heads": kv,
+        "intermediate_size": inter,
+        "max_position_embeddings": _count(r, "max_position_embeddings", "max_seq_len"),
+        "activation": str(act.get("name", "silu")) if isinstance(act, dict) else "silu",
+        "norm_kind": "layernorm",
+        "layernorm_bias": False,
+        "tie_word_embeddings": bool(r.get("tie_word_embeddings", False)),
+        "num_experts": experts,
+        "experts_per_token": top_k,
+    }
+
+
+def _llama4_text(r: Reader, arch: str) -> dict[str, Any]:
+    """Llama-4 text model: MoE layers are `moe_layers` (default every interleave_moe_layer_step-th,
+    from step − 1), each with num_local_experts experts of intermediate_size, a top-k sigmoid
+    router without bias and one shared expert of intermediate_size; the other layers have a dense
+    MLP of intermediate_size_mlp. The q/k L2 norm has no weights. RoPE layers use chunked
+    attention: their cache holds at most attention_chunk_size tokens (transformers'
+    chunked_attention cache layers); the NoPE layers (every no_rope_layer_interval-th) are full."""
+    out = common_fields(r, arch, tie_default=False)
+    bias = bool(r.get("attention_bias", False))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
+    layers = out["num_layers"]
+    expert_inter = out["intermediate_size"]
+    out["intermediate_size"] = _count(r, "intermediate_size_mlp", "intermediate_size_mlp")
+    out |= _experts(r, "num_local_experts")
+    out |= {"moe_intermediate_size": expert_inter, "num_shared_experts": 1}
+    moe_layers = _int_list(r, "moe_layers", layers)
+    if moe_layers is None:
+        step = _whole(r.get("interleave_moe_layer_step", 1), "interleave_moe_layer_step", 1)
+        moe_layers = list(range(step - 1, layers, step))
+    out["first_dense_layers"] = layers - len(set(moe_layers))
+    chunk = r.get("attention_chunk_size")
+    types = _layer_types(r, layers)
+    if types is None:
+        rope = r.get("no_rope_layers")
+        if rope:  # 1 = the layer uses RoPE (and chunked attention)
+            if not isinstance(rope, list) or len(rope) != layers:
+                raise VramcalcError("config.json no_rope_layers must list one 0/1 per layer")
+            chunked = sum(1 for flag in rope if flag)
+        else:
+            interval = _whole(r.get("no_rope_layer_interval", 4), "no_rope_layer_interval", 1)
+            chunked = sum(1 for i in range(layers) if (i + 1) % interval)
+        chunked = chunked if chunk is not None else 0
+    else:
+        chunked = sum(1 for t in types if t == "chunked_attention")
+    if chunked and chunk is not None:
+        out |= {"sliding_window": _whole(chunk, "attention_chunk_size", 1)}
+        out["sliding_window_layers"] = chunked
+    return out
+
+
+def _gpt_oss(r: Reader, arch: str) -> dict[str, Any]:
+    """gpt-oss: attention_bias on q/k/v/o plus one learned sink logit per head, RMSNorm, a router
+    with a bias, experts with biases on gate_up and down (GptOssExperts), every layer sparse;
+    layer_types alternate sliding (window 128) and full attention, sliding first."""
+    out = common_fields(r, arch, tie_default=False)
+    bias = bool(r.get("attention_bias", True))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "attention_sinks": True}
+    out |= {"router_bias": True, "expert_bias": True}
+    out |= _experts(r, "num_local_experts", "num_experts")
+    layers = out["num_layers"]
+    if _layer_types(r, layers) is None:  # GptOssConfig: sliding when (i + 1) % 2, i.e. even i
+        out |= window_fields(r, layers, (layers + 1) // 2)
+    else:
+        out |= window_fields(r, layers, None)
+    return out
+
+
+BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
+    "olmoe": _olmoe,
+    "phimoe": _phimoe,
+    "granitemoe": _granitemoe,
+    "granitemoeshared": _granitemoe,
+    "glm4_moe": _glm4_moe,
+    "ernie4_5_moe": _ernie4_5_moe,
+    "dbrx": _dbrx,
+    "llama4_text": _llama4_text,
+    "gpt_oss": _gpt_oss,
+}
+
+# transformers v5 configuration-class defaults (configuration_<type>.py) for the structural
+# fields a sparse config.json may leave out.
+_GRANITE = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008}
+_GRANITE |= {"num_hidden_layers": 32, "num_attention_heads": 32, "max_position_embeddings": 2048}
+_GRANITE |= {"num_local_experts": 8, "num_experts_per_tok": 2}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "olmoe": {
+        "vocab_size": 50304,
+        "hidden_size": 2048,
+        "intermediate_size": 2048,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 16,
+        "max_position_embeddings": 4096,
+        "num_experts": 64,
+        "num_experts_per_tok": 8,
+    },
+    "phimoe": {
+        "vocab_size": 32064,
+        "hidden_size": 4096,
+        "intermediate_size": 6400,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 131072,
+        "num_local_experts": 16,
+        "num_experts_per_tok": 2,
+    },
+    "granitemoe": _GRANITE,
+    "granitemoeshared": _GRANITE,
+    "glm4_moe": {
+        "vocab_size": 151552,
+        "hidden_size": 4096,
+        "intermediate_size": 10944,
+        "num_hidden_layers": 46,
+        "num_attention_heads": 96,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 131072,
+        "moe_intermediate_size": 1408,
+        "num_experts_per_tok": 8,
+        "n_shared_experts": 1,
+        "n_routed_experts": 128,
+        "first_k_dense_replace": 1,
+    },
+    "ernie4_5_moe": {
+        "vocab_size": 103424,
+        "hidden_size": 2560,
+        "intermediate_size": 12288,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 20,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 131072,
+        "moe_intermediate_size": 1536,
+        "moe_k": 6,
+        "moe_num_experts": 64,
+        "moe_num_shared_experts": 2,
+    },
+    "dbrx": {
+        "vocab_size": 32000,
+        "d_model": 2048,
+        "n_heads": 16,
+        "n_layers": 24,
+        "max_seq_len": 2048,
+    },
+    "llama4_text": {
+        "vocab_size": 202048,
+        "hidden_size": 5120,
+        "intermediate_size": 8192,
+        "intermediate_size_mlp": 16384,
+        "num_hidden_layers": 48,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "max_position_embeddings": 131072,
+        "num_experts_per_tok": 1,
+        "num_local_experts": 16,
+        "attention_chunk_size": 8192,
+    },
+    "gpt_oss": {
+        "vocab_size": 201088,
+        "hidden_size": 2880,
+        "intermediate_size": 2880,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "max_position_embeddings": 131072,
+        "num_local_experts": 128,
+        "num_experts_per_tok": 4,
+        "sliding_window": 128,
+    },
+}
