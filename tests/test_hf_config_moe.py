@@ -176,3 +176,41 @@ def test_interleaved_and_chunked_layers() -> None:
 def test_bad_values_are_refused(patch: dict[str, Any], match: str) -> None:
     with pytest.raises(VramcalcError, match=match):
         spec_from_config(MOE_CONFIGS["llama4_text"] | patch, "bad")
+
+
+@pytest.mark.parametrize("key", ["mixtral", "qwen2_moe", "qwen3_moe"])
+def test_cache_of_earlier_moe_mappings(key: str) -> None:
+    # the families mapped before issue 13: same check of the cache a forward pass fills.
+    # (DeepSeek is left out on purpose: transformers caches the decompressed K and V, vramcalc
+    # the MLA latent that vLLM and SGLang keep; tests/test_kv_cache.py checks that by hand.)
+    from test_sources_hf_config import CONFIGS
+
+    spec, _ = spec_from_config(CONFIGS[key], key)
+    assert cache_elements(CONFIGS[key]) == (kv_elements_per_token(spec), 0)
+
+
+def test_published_sizes_of_moe_presets() -> None:
+    import vramcalc
+    from vramcalc.params import tensor_groups
+
+    def counts(name: str) -> tuple[int, int, int]:
+        spec = vramcalc.get_model(name)
+        embed = sum(g.numel for g in tensor_groups(spec) if g.kind == "embedding")
+        return param_count(spec), active_param_count(spec), embed
+
+    # gpt-oss model card (arXiv 2508.10925, Table 1): 20.91B / 116.83B total; 3.61B / 5.13B active
+    # per token, a figure that leaves out the 201,088 × 2880 input embedding
+    total, active, embed = counts("gpt-oss-20b")
+    assert (round(total / 1e9, 2), round((active - embed) / 1e9, 2)) == (20.91, 3.61)
+    total, active, embed = counts("gpt-oss-120b")
+    assert (round(total / 1e9, 2), round((active - embed) / 1e9, 2)) == (116.83, 5.13)
+    # Mixtral-8x22B (Mistral AI): 141B total, 39B active
+    total, active, _ = counts("mixtral-8x22b")
+    assert (round(total / 1e9), round(active / 1e9)) == (141, 39)
+    # Qwen3 technical report (arXiv 2505.09388, Table 2): 235B total, 22B activated
+    total, active, _ = counts("qwen3-235b-a22b")
+    assert (round(total / 1e9), round(active / 1e9)) == (235, 22)
+    # Llama-4 Scout (Meta model card): 17B active; 109B total includes the vision encoder,
+    # whose parameters this text model does not count
+    total, active, _ = counts("llama-4-scout-17b-16e")
+    assert round(active / 1e9) == 17 and 107e9 < total < 109e9
