@@ -42,9 +42,10 @@ def cache_elements(cfg: dict[str, Any], seq_lens: tuple[int, int] = (4, 8)) -> t
             for value in vars(layer).values():
                 if isinstance(value, torch.Tensor) and value.dim() >= 2:
                     total += value.numel()
-                elif isinstance(value, (list, tuple)):
+                elif isinstance(value, (list, tuple, dict)):  # conv/recurrent states by index
+                    items = value.values() if isinstance(value, dict) else value
                     total += sum(
-                        t.numel() for t in value if isinstance(t, torch.Tensor) and t.dim() >= 2
+                        t.numel() for t in items if isinstance(t, torch.Tensor) and t.dim() >= 2
                     )
         totals.append(total)
     (a, b), (ta, tb) = seq_lens, totals

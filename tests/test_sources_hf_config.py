@@ -136,9 +136,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def test_every_supported_type_is_tested() -> None:
+    from test_hf_config_hybrid import HYBRID_CONFIGS  # state-space and hybrid families
     from test_hf_config_moe import MOE_CONFIGS  # the mixture-of-experts families' own file
 
-    tested = {cfg["model_type"] for cfg in (CONFIGS | MOE_CONFIGS).values()}
+    tested = {cfg["model_type"] for cfg in (CONFIGS | MOE_CONFIGS | HYBRID_CONFIGS).values()}
     assert set(SUPPORTED_MODEL_TYPES) <= tested
 
 
@@ -177,9 +178,9 @@ def test_sliding_window_defaults() -> None:
 
 def test_unknown_architecture_names_unmapped_fields() -> None:
     with pytest.raises(VramcalcError) as err:
-        spec_from_config({"model_type": "mamba", "vocab_size": 10, "d_model": 8}, "m")
+        spec_from_config({"model_type": "rwkv", "vocab_size": 10, "d_model": 8}, "m")
     message = str(err.value)
-    assert "unknown architecture 'mamba'" in message
+    assert "unknown architecture 'rwkv'" in message
     assert "num_layers (tried num_hidden_layers" in message
     assert "num_attention_heads" in message and "vocab_size" not in message.split("could not")[1]
 

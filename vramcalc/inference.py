@@ -185,6 +185,7 @@ def estimate_inference(
         assumptions=[
             f"prefill of the whole {seq}-token context at once (the worst case; generation after it needs less workspace)",
             "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
+            *act.approximation_notes(spec),
             *source.notes,
         ],
     )

@@ -53,7 +53,9 @@ def kv_cache_formula(spec: ModelSpec, batch_size: int, seq_len: int, kv_dtype: s
         if spec.kv_layers != spec.num_layers
         else (f"{spec.num_layers} layers")
     )
-    if spec.kv_elements_per_token is not None:
+    if spec.kv_layers == 0 and spec.kv_elements_per_token is None:
+        text = "no attention layers: no keys or values"
+    elif spec.kv_elements_per_token is not None:
         text = f"{spec.kv_elements_per_token} elements per token (read from the model) × {batch_size} × {seq_len} tokens × {kv_dtype}"
     elif spec.is_mla:
         text = (

@@ -25,6 +25,7 @@ LM_HEAD = "lm_head"
 NORM = "norm"
 BIAS = "bias"
 ROUTER = "router"
+SSM = "ssm"  # state-space mixer vectors and the depthwise conv (A_log, D, dt_bias, conv1d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     """Attention projections of all layers: q, k, v, o (fused or not, same count), or MLA's
     compressed projections (transformers DeepseekV3Attention: q_a/q_b with a q_lora_rank norm,
     kv_a_proj_with_mqa to kv_lora_rank + rope, its norm, kv_b_proj, o_proj)."""
-    h, L = spec.hidden_size, spec.num_layers
+    h, L = spec.hidden_size, spec.kv_layers  # a hybrid's state-space layers have no attention
     if not spec.is_mla:
         groups = [
             TensorGroup("layers.attn.q_proj", LINEAR, spec.q_dim, h, L),
@@ -197,6 +198,7 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             groups += _mlp_groups("layers.moe.shared_expert", spec, shared, moe_layers)
         if spec.shared_expert_gate:
             groups.append(TensorGroup("layers.moe.shared_expert_gate", ROUTER, 1, h, moe_layers))
+    groups += _ssm_groups(spec)
     if spec.final_norm:
         groups.append(TensorGroup("final_norm", NORM, h, 1, norm_width))
     if spec.output_head == "scalar":  # reward/value head: nn.Linear(h, 1, bias=False)
@@ -206,6 +208,57 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
     if spec.lm_head_bias and spec.output_head == "lm_head":
         groups.append(TensorGroup("lm_head.bias", BIAS, V, 1, 1))
     return tuple(groups)
+
+
+# ---- Issue 13 part C: state-space mixers ----------------------------------------------------
+def _ssm_groups(spec: ModelSpec) -> list[TensorGroup]:
+    """The Mamba mixers of `ssm_layers` layers, as transformers builds them.
+
+    mamba (MambaMixer, JambaMambaMixer): in_proj h → 2·d_inner, depthwise conv1d (d_inner × K),
+    x_proj d_inner → dt_rank + 2N, dt_proj dt_rank → d_inner (+ bias), A_log d_inner × N, D,
+    out_proj; Jamba adds RMSNorms on dt (dt_rank), B and C (N each).
+    mamba2 (Mamba2Mixer, BambaMixer, NemotronHMamba2Mixer): in_proj h → 2·d_inner + 2·G·N + heads,
+    conv1d over d_inner + 2·G·N channels, dt_bias, A_log and D per head, a gated RMSNorm of
+    d_inner, out_proj.
+    """
+    n = spec.ssm_layers
+    if not n:
+        return []
+    assert spec.ssm_d_inner is not None and spec.ssm_d_state is not None
+    assert spec.ssm_d_conv is not None
+    h, d, N, K = spec.hidden_size, spec.ssm_d_inner, spec.ssm_d_state, spec.ssm_d_conv
+    conv = spec.ssm_conv_channels
+    groups = []
+    if spec.ssm_kind == "mamba":
+        assert spec.ssm_dt_rank is not None
+        r = spec.ssm_dt_rank
+        in_out = 2 * d
+        groups += [
+            TensorGroup("layers.ssm.x_proj", LINEAR, r + 2 * N, d, n),
+            TensorGroup("layers.ssm.dt_proj", LINEAR, d, r, n),
+            TensorGroup("layers.ssm.dt_proj.bias", BIAS, d, 1, n),
+            TensorGroup("layers.ssm.A_log", SSM, d, N, n),
+            TensorGroup("layers.ssm.D", SSM, d, 1, n),
+        ]
+        if spec.ssm_inner_norms:
+            groups.append(TensorGroup("layers.ssm.dt_b_c_norms", NORM, r + 2 * N, 1, n))
+    else:
+        assert spec.ssm_heads is not None
+        in_out = 2 * d + 2 * spec.ssm_n_groups * N + spec.ssm_heads
+        groups += [
+            TensorGroup("layers.ssm.dt_bias_A_log_D", SSM, 3 * spec.ssm_heads, 1, n),
+            TensorGroup("layers.ssm.norm", NORM, d, 1, n),
+        ]
+    groups += [
+        TensorGroup("layers.ssm.in_proj", LINEAR, in_out, h, n),
+        TensorGroup("layers.ssm.conv1d", SSM, conv, K, n),
+        TensorGroup("layers.ssm.out_proj", LINEAR, h, d, n),
+    ]
+    if spec.ssm_conv_bias:
+        groups.append(TensorGroup("layers.ssm.conv1d.bias", BIAS, conv, 1, n))
+    if spec.ssm_proj_bias:
+        groups.append(TensorGroup("layers.ssm.in_out_proj.bias", BIAS, in_out + h, 1, n))
+    return groups
 
 
 @lru_cache(maxsize=512)

@@ -133,6 +133,25 @@ class ModelSpec(BaseModel):
         "(Mamba, gated DeltaNet) keep a fixed per-sequence state instead",
     )
 
+    # State-space layers (Mamba, arXiv 2312.00752; Mamba-2, arXiv 2405.21060; Jamba,
+    # arXiv 2403.19887): their tensors and the fixed per-sequence state they cache.
+    ssm_kind: Literal["mamba", "mamba2"] | None = Field(
+        None, description="mamba: selective scan (x_proj, dt_proj); mamba2: SSD (heads, groups)"
+    )
+    ssm_layers: int = Field(0, ge=0, description="layers with a state-space mixer")
+    ssm_d_inner: int | None = Field(None, gt=0, description="expand × hidden (Mamba's E·D)")
+    ssm_d_state: int | None = Field(None, gt=0, description="SSM state size N per channel")
+    ssm_d_conv: int | None = Field(None, gt=0, description="causal conv1d kernel width")
+    ssm_n_groups: int = Field(1, ge=1, description="Mamba-2 groups sharing B and C")
+    ssm_heads: int | None = Field(None, gt=0, description="Mamba-2 heads (one dt, A, D each)")
+    ssm_dt_rank: int | None = Field(None, gt=0, description="Mamba dt projection rank")
+    ssm_proj_bias: bool = Field(False, description="biases on the mixer's in_proj and out_proj")
+    ssm_conv_bias: bool = Field(True, description="a bias on the depthwise conv1d")
+    ssm_inner_norms: bool = Field(False, description="Jamba's RMSNorms on dt, B and C")
+    mlp_layers: int | None = Field(
+        None, ge=0, description="layers with a feed-forward block (None: all; Mamba has none)"
+    )
+
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         if self.num_attention_heads % self.kv_heads:
@@ -156,6 +175,17 @@ class ModelSpec(BaseModel):
             raise ValueError("sliding_window_layers exceeds num_layers")
         if self.attention_layers is not None and self.attention_layers > self.num_layers:
             raise ValueError("attention_layers exceeds num_layers")
+        if self.ssm_layers > self.num_layers or (self.mlp_layers or 0) > self.num_layers:
+            raise ValueError("ssm_layers and mlp_layers cannot exceed num_layers")
+        ssm = (self.ssm_kind, self.ssm_d_inner, self.ssm_d_state, self.ssm_d_conv)
+        if self.ssm_layers and any(v is None for v in ssm):
+            raise ValueError(
+                "state-space layers need ssm_kind, ssm_d_inner, ssm_d_state, ssm_d_conv"
+            )
+        if self.ssm_layers and self.ssm_kind == "mamba2" and self.ssm_heads is None:
+            raise ValueError("Mamba-2 layers need ssm_heads")
+        if self.ssm_layers and self.ssm_kind == "mamba" and self.ssm_dt_rank is None:
+            raise ValueError("Mamba layers need ssm_dt_rank")
         mla = (self.kv_lora_rank, self.qk_rope_head_dim, self.qk_nope_head_dim, self.v_head_dim)
         if any(v is not None for v in mla) and any(v is None for v in mla):
             raise ValueError(
@@ -215,7 +245,7 @@ class ModelSpec(BaseModel):
 
     @property
     def dense_layers(self) -> int:
-        return self.num_layers - self.moe_layers
+        return self.ffn_layers - self.moe_layers
 
     @property
     def expert_intermediate_size(self) -> int:
@@ -235,13 +265,39 @@ class ModelSpec(BaseModel):
 
     @property
     def state_layers(self) -> int:
-        """Layers without attention that keep a fixed recurrent state (a hybrid's Mamba layers)."""
-        return self.num_layers - self.kv_layers
+        """Layers that keep a fixed recurrent state (a hybrid's Mamba layers)."""
+        return self.ssm_layers
+
+    @property
+    def ssm_conv_channels(self) -> int:
+        """Channels of the causal conv1d: d_inner, plus B and C for Mamba-2 (2·groups·N)."""
+        if self.ssm_d_inner is None or self.ssm_d_state is None:
+            return 0
+        groups = self.ssm_n_groups if self.ssm_kind == "mamba2" else 0
+        return self.ssm_d_inner + 2 * groups * self.ssm_d_state
+
+    @property
+    def ssm_state_elements_per_layer(self) -> int:
+        """One layer's cached state per sequence: the conv window, channels × (d_conv) (as
+        transformers' cache keeps it), and the recurrent state d_inner × N (Mamba §3.4:
+        (B, D, N) per layer; Mamba-2 §7: heads × head_dim × N, the same count)."""
+        if not self.ssm_layers or self.ssm_d_conv is None or self.ssm_d_state is None:
+            return 0
+        assert self.ssm_d_inner is not None
+        return self.ssm_conv_channels * self.ssm_d_conv + self.ssm_d_inner * self.ssm_d_state
 
     @property
     def state_elements(self) -> int:
-        """Fixed cache elements per sequence (conv + SSM state over all state-space layers)."""
-        return self.state_elements_per_sequence
+        """Fixed cache elements per sequence (conv + SSM state over all state-space layers): the
+        exact route's figure when it set one, else derived from the ssm_* fields."""
+        if self.state_elements_per_sequence:
+            return self.state_elements_per_sequence
+        return self.ssm_layers * self.ssm_state_elements_per_layer
+
+    @property
+    def ffn_layers(self) -> int:
+        """Layers with a feed-forward block (dense or mixture of experts)."""
+        return self.num_layers if self.mlp_layers is None else self.mlp_layers
 
     @property
     def output_width(self) -> int:

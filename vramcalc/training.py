@@ -339,5 +339,6 @@ def estimate_training(
         assumptions=[
             "steady-state step (optimizer state exists); gradients set to None between steps",
             "peak = larger of the backward pass and optimizer.step()",
+            *act.approximation_notes(spec),
         ],
     )

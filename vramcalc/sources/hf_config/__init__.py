@@ -21,13 +21,15 @@ from vramcalc.specs import ModelSpec
 
 from .core import BUILDERS as _CORE
 from .core import DEFAULTS as _CORE_DEFAULTS
+from .hybrid import BUILDERS as _HYBRID
+from .hybrid import DEFAULTS as _HYBRID_DEFAULTS
 from .moe import BUILDERS as _MOE
 from .moe import DEFAULTS as _MOE_DEFAULTS
 from .reader import Config, Reader
 
 # model_type -> builder; each family module contributes its BUILDERS and DEFAULTS.
-_BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {**_CORE, **_MOE}
-_DEFAULTS: dict[str, dict[str, Any]] = {**_CORE_DEFAULTS, **_MOE_DEFAULTS}
+_BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {**_CORE, **_MOE, **_HYBRID}
+_DEFAULTS: dict[str, dict[str, Any]] = {**_CORE_DEFAULTS, **_MOE_DEFAULTS, **_HYBRID_DEFAULTS}
 
 _ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemma3_text"}
 

@@ -16,54 +16,14 @@ from typing import Any
 
 from vramcalc.errors import VramcalcError
 
+from .checks import count, index_list, layer_types, whole
 from .reader import Reader, common_fields, window_fields
-
-
-def _whole(value: Any, name: str, low: int = 0) -> int:
-    """`value` as a whole number ≥ `low` (a bool or a string is refused, not coerced)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise VramcalcError(f"config.json {name} must be a whole number ≥ {low}, got {value!r}")
-    return value
-
-
-def _count(r: Reader, field: str, *names: str, low: int = 1) -> int:
-    """A required count read under the first of `names` present, validated; a missing one is
-    recorded on the reader (which names it in its error) and stands as 1 meanwhile."""
-    for name in names:
-        value = r.cfg.get(name)
-        if value is not None:
-            return _whole(value, name, low)
-    r.need(field, *names)
-    return 1
-
-
-def _int_list(r: Reader, key: str, layers: int) -> list[int] | None:
-    """A list of layer indices (moe_layers, mlp_only_layers), each checked to be a layer."""
-    value = r.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise VramcalcError(f"config.json {key} must be a list of layer indices, got {value!r}")
-    return [_whole(i, f"{key}[]", 0) for i in value if _whole(i, f"{key}[]", 0) < layers]
-
-
-def _layer_types(r: Reader, layers: int) -> list[str] | None:
-    value = r.get("layer_types")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise VramcalcError(f"config.json layer_types must be a list of names, got {value!r}")
-    if len(value) != layers:
-        raise VramcalcError(
-            f"config.json layer_types has {len(value)} entries for {layers} layers; give one per layer"
-        )
-    return value
 
 
 def _experts(r: Reader, *names: str) -> dict[str, Any]:
     return {
-        "num_experts": _count(r, "num_experts", *names),
-        "experts_per_token": _count(r, "experts_per_token", "num_experts_per_tok"),
+        "num_experts": count(r, "num_experts", *names),
+        "experts_per_token": count(r, "experts_per_token", "num_experts_per_tok"),
     }
 
 
@@ -99,7 +59,7 @@ def _granitemoe(r: Reader, arch: str) -> dict[str, Any]:
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
     out |= _experts(r, "num_local_experts")
     if arch == "granitemoeshared":
-        shared = _whole(r.get("shared_intermediate_size", 0), "shared_intermediate_size")
+        shared = whole(r.get("shared_intermediate_size", 0), "shared_intermediate_size")
         out["shared_expert_intermediate_size"] = shared or None
     return out
 
@@ -113,11 +73,11 @@ def _glm4_moe(r: Reader, arch: str) -> dict[str, Any]:
     out["attention_qkv_bias"] = bool(r.get("attention_bias", False))
     out["qk_norm"] = bool(r.get("use_qk_norm", False))
     layers = out["num_layers"]
-    first = _whole(r.get("first_k_dense_replace", 1), "first_k_dense_replace")
+    first = whole(r.get("first_k_dense_replace", 1), "first_k_dense_replace")
     out |= _experts(r, "n_routed_experts", "num_local_experts")
     out |= {
-        "moe_intermediate_size": _count(r, "moe_intermediate_size", "moe_intermediate_size"),
-        "num_shared_experts": _whole(r.get("n_shared_experts", 1), "n_shared_experts"),
+        "moe_intermediate_size": count(r, "moe_intermediate_size", "moe_intermediate_size"),
+        "num_shared_experts": whole(r.get("n_shared_experts", 1), "n_shared_experts"),
         "first_dense_layers": min(first, layers),
     }
     return out
@@ -132,17 +92,17 @@ def _ernie4_5_moe(r: Reader, arch: str) -> dict[str, Any]:
     bias = bool(r.get("use_bias", False))
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "mlp_bias": bias}
     out |= {"lm_head_bias": bias, "expert_bias": False, "router_bias": True}
-    out["num_experts"] = _count(r, "num_experts", "moe_num_experts", "num_experts")
-    out["experts_per_token"] = _count(r, "experts_per_token", "moe_k", "num_experts_per_tok")
+    out["num_experts"] = count(r, "num_experts", "moe_num_experts", "num_experts")
+    out["experts_per_token"] = count(r, "experts_per_token", "moe_k", "num_experts_per_tok")
     layers = out["num_layers"]
-    start = _whole(r.get("moe_layer_start_index", 1), "moe_layer_start_index")
+    start = whole(r.get("moe_layer_start_index", 1), "moe_layer_start_index")
     end = r.get("moe_layer_end_index", -1)
-    end = layers - 1 if end == -1 else _whole(end, "moe_layer_end_index")
-    step = _whole(r.get("moe_layer_interval", 1), "moe_layer_interval", 1)
+    end = layers - 1 if end == -1 else whole(end, "moe_layer_end_index")
+    step = whole(r.get("moe_layer_interval", 1), "moe_layer_interval", 1)
     sparse = sum(1 for i in range(layers) if (i + 1) % step == 0 and start <= i <= end)
     out["first_dense_layers"] = layers - sparse
-    out["moe_intermediate_size"] = _count(r, "moe_intermediate_size", "moe_intermediate_size")
-    out["num_shared_experts"] = _whole(r.get("moe_num_shared_experts", 0), "moe_num_shared_experts")
+    out["moe_intermediate_size"] = count(r, "moe_intermediate_size", "moe_intermediate_size")
+    out["num_shared_experts"] = whole(r.get("moe_num_shared_experts", 0), "moe_num_shared_experts")
     return out
 
 
@@ -155,20 +115,20 @@ def _dbrx(r: Reader, arch: str) -> dict[str, Any]:
     if not isinstance(attn, dict) or not isinstance(ffn, dict):
         raise VramcalcError("config.json attn_config and ffn_config must be objects (DBRX)")
     # DbrxAttentionConfig / DbrxFFNConfig defaults for what the nested objects leave out
-    kv = _whole(attn.get("kv_n_heads", 1), "attn_config.kv_n_heads", 1)
-    inter = _whole(ffn.get("ffn_hidden_size", 3584), "ffn_config.ffn_hidden_size", 1)
-    experts = _whole(ffn.get("moe_num_experts", 4), "ffn_config.moe_num_experts", 1)
-    top_k = _whole(ffn.get("moe_top_k", 1), "ffn_config.moe_top_k", 1)
+    kv = whole(attn.get("kv_n_heads", 1), "attn_config.kv_n_heads", 1)
+    inter = whole(ffn.get("ffn_hidden_size", 3584), "ffn_config.ffn_hidden_size", 1)
+    experts = whole(ffn.get("moe_num_experts", 4), "ffn_config.moe_num_experts", 1)
+    top_k = whole(ffn.get("moe_top_k", 1), "ffn_config.moe_top_k", 1)
     act = ffn.get("ffn_act_fn") or {"name": "silu"}
     return {
         "architecture": arch,
-        "vocab_size": _count(r, "vocab_size", "vocab_size"),
-        "hidden_size": _count(r, "hidden_size", "d_model"),
-        "num_layers": _count(r, "num_layers", "n_layers"),
-        "num_attention_heads": _count(r, "num_attention_heads", "n_heads"),
+        "vocab_size": count(r, "vocab_size", "vocab_size"),
+        "hidden_size": count(r, "hidden_size", "d_model"),
+        "num_layers": count(r, "num_layers", "n_layers"),
+        "num_attention_heads": count(r, "num_attention_heads", "n_heads"),
         "num_kv_heads": kv,
         "intermediate_size": inter,
-        "max_position_embeddings": _count(r, "max_position_embeddings", "max_seq_len"),
+        "max_position_embeddings": count(r, "max_position_embeddings", "max_seq_len"),
         "activation": str(act.get("name", "silu")) if isinstance(act, dict) else "silu",
         "norm_kind": "layernorm",
         "layernorm_bias": False,
@@ -190,16 +150,16 @@ def _llama4_text(r: Reader, arch: str) -> dict[str, Any]:
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
     layers = out["num_layers"]
     expert_inter = out["intermediate_size"]
-    out["intermediate_size"] = _count(r, "intermediate_size_mlp", "intermediate_size_mlp")
+    out["intermediate_size"] = count(r, "intermediate_size_mlp", "intermediate_size_mlp")
     out |= _experts(r, "num_local_experts")
     out |= {"moe_intermediate_size": expert_inter, "num_shared_experts": 1}
-    moe_layers = _int_list(r, "moe_layers", layers)
+    moe_layers = index_list(r, "moe_layers", layers)
     if moe_layers is None:
-        step = _whole(r.get("interleave_moe_layer_step", 1), "interleave_moe_layer_step", 1)
+        step = whole(r.get("interleave_moe_layer_step", 1), "interleave_moe_layer_step", 1)
         moe_layers = list(range(step - 1, layers, step))
     out["first_dense_layers"] = layers - len(set(moe_layers))
     chunk = r.get("attention_chunk_size")
-    types = _layer_types(r, layers)
+    types = layer_types(r, layers)
     if types is None:
         rope = r.get("no_rope_layers")
         if rope:  # 1 = the layer uses RoPE (and chunked attention)
@@ -207,13 +167,13 @@ def _llama4_text(r: Reader, arch: str) -> dict[str, Any]:
                 raise VramcalcError("config.json no_rope_layers must list one 0/1 per layer")
             chunked = sum(1 for flag in rope if flag)
         else:
-            interval = _whole(r.get("no_rope_layer_interval", 4), "no_rope_layer_interval", 1)
+            interval = whole(r.get("no_rope_layer_interval", 4), "no_rope_layer_interval", 1)
             chunked = sum(1 for i in range(layers) if (i + 1) % interval)
         chunked = chunked if chunk is not None else 0
     else:
         chunked = sum(1 for t in types if t == "chunked_attention")
     if chunked and chunk is not None:
-        out |= {"sliding_window": _whole(chunk, "attention_chunk_size", 1)}
+        out |= {"sliding_window": whole(chunk, "attention_chunk_size", 1)}
         out["sliding_window_layers"] = chunked
     return out
 
@@ -228,7 +188,7 @@ def _gpt_oss(r: Reader, arch: str) -> dict[str, Any]:
     out |= {"router_bias": True, "expert_bias": True}
     out |= _experts(r, "num_local_experts", "num_experts")
     layers = out["num_layers"]
-    if _layer_types(r, layers) is None:  # GptOssConfig: sliding when (i + 1) % 2, i.e. even i
+    if layer_types(r, layers) is None:  # GptOssConfig: sliding when (i + 1) % 2, i.e. even i
         out |= window_fields(r, layers, (layers + 1) // 2)
     else:
         out |= window_fields(r, layers, None)

@@ -1,0 +1,256 @@
+"""Builders for state-space and hybrid models: Mamba, Mamba-2, Jamba, Bamba and Nemotron-H.
+
+Their cache is a fixed state per sequence in every state-space layer (the causal conv1d window
+and the recurrent SSM state) plus keys and values in the attention layers only (Mamba,
+arXiv 2312.00752, §3.4; Mamba-2, arXiv 2405.21060; Jamba, arXiv 2403.19887, §2). Tensors follow
+transformers v5 (``modeling_<type>.py``); which layers hold attention follows each configuration
+class (attn_layer_period/offset, attn_layer_indices, hybrid_override_pattern). Counts read from
+config.json are validated as whole numbers before any arithmetic or loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from vramcalc.errors import VramcalcError
+
+from .checks import count, index_list, whole
+from .reader import Reader, common_fields
+
+# A recurrent model has no position table: the context is bounded by memory, not by the model.
+# This only sets the default context (min(4096, this)); nothing is derived from it.
+_NO_POSITION_LIMIT = 1 << 20
+
+
+def _dt_rank(r: Reader, key: str, hidden: int) -> int:
+    """Mamba's dt projection rank: "auto" is ceil(hidden / 16) (MambaConfig, JambaConfig)."""
+    value = r.get(key, "auto")
+    return math.ceil(hidden / 16) if value == "auto" else whole(value, key, 1)
+
+
+def _recurrent_only(r: Reader, arch: str, tie_default: bool) -> dict[str, Any]:
+    """Fields shared by the attention-free Mamba models: one RMSNorm and one mixer per layer, no
+    MLP and no attention (one placeholder head that no tensor or cache uses)."""
+    hidden = count(r, "hidden_size", "hidden_size", "d_model")
+    layers = count(r, "num_layers", "num_hidden_layers", "n_layer")
+    return {
+        "architecture": arch,
+        "vocab_size": count(r, "vocab_size", "vocab_size"),
+        "hidden_size": hidden,
+        "num_layers": layers,
+        "num_attention_heads": 1,
+        "intermediate_size": hidden,
+        "max_position_embeddings": _NO_POSITION_LIMIT,
+        "norms_per_layer": 1,
+        "tie_word_embeddings": bool(r.get("tie_word_embeddings", tie_default)),
+        "attention_layers": 0,
+        "mlp_layers": 0,
+        "ssm_layers": layers,
+        "ssm_d_state": count(r, "state_size", "state_size"),
+        "ssm_d_conv": count(r, "conv_kernel", "conv_kernel"),
+        "ssm_proj_bias": bool(r.get("use_bias", False)),
+        "ssm_conv_bias": bool(r.get("use_conv_bias", True)),
+    }
+
+
+def _mamba(r: Reader, arch: str) -> dict[str, Any]:
+    """Mamba (MambaMixer): d_inner = expand × hidden, dt_rank "auto" = ceil(hidden / 16),
+    tied embeddings by default."""
+    out = _recurrent_only(r, arch, tie_default=True)
+    expand = whole(r.get("expand", 2), "expand", 1)
+    inner = r.get("intermediate_size") or expand * out["hidden_size"]
+    out |= {"ssm_kind": "mamba", "ssm_d_inner": whole(inner, "intermediate_size", 1)}
+    out["ssm_dt_rank"] = _dt_rank(r, "time_step_rank", out["hidden_size"])
+    return out
+
+
+def _mamba2(r: Reader, arch: str) -> dict[str, Any]:
+    """Mamba-2 (Mamba2Mixer): d_inner = expand × hidden = num_heads × head_dim, n_groups groups
+    of B and C, a gated RMSNorm of d_inner; embeddings untied by default."""
+    out = _recurrent_only(r, arch, tie_default=False)
+    expand = whole(r.get("expand", 2), "expand", 1)
+    out |= {
+        "ssm_kind": "mamba2",
+        "ssm_d_inner": expand * out["hidden_size"],
+        "ssm_heads": count(r, "num_heads", "num_heads"),
+        "ssm_n_groups": whole(r.get("n_groups", 8), "n_groups", 1),
+    }
+    return out
+
+
+def _jamba(r: Reader, arch: str) -> dict[str, Any]:
+    """Jamba: layer i has attention when i % attn_layer_period == attn_layer_offset, else a Mamba
+    mixer (with RMSNorms on dt, B and C); every layer has an MLP, a mixture of num_experts when
+    i % expert_layer_period == expert_layer_offset (JambaConfig.layers_num_experts)."""
+    out = common_fields(r, arch, tie_default=False)
+    layers, hidden = out["num_layers"], out["hidden_size"]
+    period = whole(r.get("attn_layer_period", 8), "attn_layer_period", 1)
+    offset = whole(r.get("attn_layer_offset", 4), "attn_layer_offset")
+    attention = sum(1 for i in range(layers) if i % period == offset)
+    experts = whole(r.get("num_experts", 16), "num_experts", 1)
+    e_period = whole(r.get("expert_layer_period", 2), "expert_layer_period", 1)
+    e_offset = whole(r.get("expert_layer_offset", 1), "expert_layer_offset")
+    sparse = sum(1 for i in range(layers) if i % e_period == e_offset) if experts > 1 else 0
+    out |= {
+        "attention_layers": attention,
+        "ssm_layers": layers - attention,
+        "ssm_kind": "mamba",
+        "ssm_d_inner": whole(r.get("mamba_expand", 2), "mamba_expand", 1) * hidden,
+        "ssm_d_state": whole(r.get("mamba_d_state", 16), "mamba_d_state", 1),
+        "ssm_d_conv": whole(r.get("mamba_d_conv", 4), "mamba_d_conv", 1),
+        "ssm_dt_rank": _dt_rank(r, "mamba_dt_rank", hidden),
+        "ssm_proj_bias": bool(r.get("mamba_proj_bias", False)),
+        "ssm_conv_bias": bool(r.get("mamba_conv_bias", True)),
+        "ssm_inner_norms": True,
+    }
+    if sparse:
+        out |= {
+            "num_experts": experts,
+            "experts_per_token": count(r, "experts_per_token", "num_experts_per_tok"),
+            "first_dense_layers": layers - sparse,
+        }
+    return out
+
+
+def _bamba(r: Reader, arch: str) -> dict[str, Any]:
+    """Bamba: attention in attn_layer_indices (Llama-style, attention_bias), Mamba-2 mixers in the
+    other layers (BambaMixer), a gated MLP (mlp_bias) and two RMSNorms in every layer."""
+    out = common_fields(r, arch, tie_default=False)
+    layers, hidden = out["num_layers"], out["hidden_size"]
+    attention = len(set(index_list(r, "attn_layer_indices", layers) or []))
+    bias = bool(r.get("attention_bias", False))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
+    out["mlp_bias"] = bool(r.get("mlp_bias", False))
+    out |= {
+        "attention_layers": attention,
+        "ssm_layers": layers - attention,
+        "ssm_kind": "mamba2",
+        "ssm_d_inner": whole(r.get("mamba_expand", 2), "mamba_expand", 1) * hidden,
+        "ssm_d_state": whole(r.get("mamba_d_state", 256), "mamba_d_state", 1),
+        "ssm_d_conv": whole(r.get("mamba_d_conv", 4), "mamba_d_conv", 1),
+        "ssm_heads": whole(r.get("mamba_n_heads", 128), "mamba_n_heads", 1),
+        "ssm_n_groups": whole(r.get("mamba_n_groups", 1), "mamba_n_groups", 1),
+        "ssm_proj_bias": bool(r.get("mamba_proj_bias", False)),
+        "ssm_conv_bias": bool(r.get("mamba_conv_bias", True)),
+    }
+    return out
+
+
+_NEMOTRON_BLOCKS = {
+    "M": "M",
+    "linear_attention": "M",
+    "mamba": "M",
+    "*": "*",
+    "full_attention": "*",
+    "attention": "*",
+    "-": "-",
+    "mlp": "-",
+}
+
+
+def _nemotron_blocks(r: Reader) -> list[str]:
+    """Each layer's block: M (Mamba-2), * (attention) or - (MLP), from layers_block_type /
+    layer_types or the older hybrid_override_pattern string (NemotronHConfig)."""
+    raw = r.get("layers_block_type") or r.get("layer_types") or r.get("hybrid_override_pattern")
+    if raw is None:
+        raise VramcalcError(
+            "nemotron_h config.json needs layers_block_type or hybrid_override_pattern"
+        )
+    items = list(raw) if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(b, str) for b in items):
+        raise VramcalcError(f"nemotron_h layers_block_type must list block names, got {raw!r}")
+    unknown = sorted({b for b in items if b not in _NEMOTRON_BLOCKS})
+    if unknown:  # "E"/"moe": the latent mixture-of-experts variant is not mapped
+        raise VramcalcError(
+            f"nemotron_h blocks {', '.join(unknown)} are not mapped (mapped: Mamba-2 'M', "
+            "attention '*', MLP '-'); install vramcalc[torch] for the exact route"
+        )
+    return [_NEMOTRON_BLOCKS[b] for b in items]
+
+
+def _nemotron_h(r: Reader, arch: str) -> dict[str, Any]:
+    """Nemotron-H: each layer is one block, a Mamba-2 mixer (d_inner = mamba_num_heads ×
+    mamba_head_dim), attention without biases or an MLP (up, down; relu2, mlp_bias), after one
+    RMSNorm; the number of layers is the length of the block list."""
+    blocks = _nemotron_blocks(r)
+    heads = count(r, "num_attention_heads", "num_attention_heads")
+    hidden = count(r, "hidden_size", "hidden_size")
+    m_heads = whole(r.get("mamba_num_heads", 128), "mamba_num_heads", 1)
+    m_dim = whole(r.get("mamba_head_dim", 64), "mamba_head_dim", 1)
+    out: dict[str, Any] = {
+        "architecture": arch,
+        "vocab_size": count(r, "vocab_size", "vocab_size"),
+        "hidden_size": hidden,
+        "num_layers": len(blocks),
+        "num_attention_heads": heads,
+        "num_kv_heads": whole(r.get("num_key_value_heads", heads), "num_key_value_heads", 1),
+        "intermediate_size": count(r, "intermediate_size", "intermediate_size"),
+        "max_position_embeddings": count(r, "max_position_embeddings", "max_position_embeddings"),
+        "mlp_kind": "plain",
+        "activation": str(r.get("mlp_hidden_act", "relu2")),
+        "mlp_bias": bool(r.get("mlp_bias", False)),
+        "norms_per_layer": 1,
+        "tie_word_embeddings": bool(r.get("tie_word_embeddings", False)),
+        "attention_layers": blocks.count("*"),
+        "mlp_layers": blocks.count("-"),
+        "ssm_layers": blocks.count("M"),
+        "ssm_kind": "mamba2",
+        "ssm_d_inner": m_heads * m_dim,
+        "ssm_heads": m_heads,
+        "ssm_d_state": whole(r.get("ssm_state_size", 128), "ssm_state_size", 1),
+        "ssm_d_conv": whole(r.get("conv_kernel", r.get("mamba_d_conv", 4)), "conv_kernel", 1),
+        "ssm_n_groups": whole(r.get("n_groups", r.get("mamba_n_groups", 8)), "n_groups", 1),
+        "ssm_proj_bias": bool(r.get("mamba_proj_bias", False)),
+        "ssm_conv_bias": bool(r.get("use_conv_bias", r.get("mamba_conv_bias", True))),
+    }
+    head_dim = r.get("head_dim")
+    if head_dim is not None and whole(head_dim, "head_dim", 1) * heads != hidden:
+        out["head_dim"] = head_dim
+    return out
+
+
+BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
+    "mamba": _mamba,
+    "mamba2": _mamba2,
+    "jamba": _jamba,
+    "bamba": _bamba,
+    "nemotron_h": _nemotron_h,
+}
+
+# transformers v5 configuration-class defaults (configuration_<type>.py).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "mamba": {"vocab_size": 50280, "hidden_size": 768, "state_size": 16, "num_hidden_layers": 32}
+    | {"conv_kernel": 4},
+    "mamba2": {"vocab_size": 32768, "hidden_size": 4096, "state_size": 128}
+    | {"num_hidden_layers": 64, "num_heads": 128, "conv_kernel": 4},
+    "jamba": {
+        "vocab_size": 65536,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 262144,
+        "num_experts_per_tok": 2,
+    },
+    "bamba": {
+        "vocab_size": 128000,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 262144,
+    },
+    "nemotron_h": {
+        "vocab_size": 131072,
+        "hidden_size": 4096,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "max_position_embeddings": 4096,
+        "intermediate_size": 21504,
+    },
+}
