@@ -68,6 +68,75 @@ HYBRID_CONFIGS: dict[str, dict[str, Any]] = {
         "mamba_d_state": 8,
         "attention_bias": True,
     },
+    "granitemoehybrid": _ATTN
+    | {
+        "model_type": "granitemoehybrid",
+        "num_hidden_layers": 4,
+        "layer_types": ["mamba", "attention", "mamba", "mamba"],
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "shared_intermediate_size": 40,
+        "mamba_n_heads": 8,
+        "mamba_n_groups": 2,
+        "mamba_d_state": 8,
+        "attention_bias": True,
+    },
+    "granitemoehybrid-dense": _ATTN
+    | {
+        "model_type": "granitemoehybrid",
+        "num_hidden_layers": 3,
+        "layer_types": ["mamba", "mamba", "attention"],
+        "num_local_experts": 0,
+        "shared_intermediate_size": 40,
+        "mamba_n_heads": 8,
+        "mamba_d_state": 8,
+    },
+    "falcon_h1": _ATTN
+    | {
+        "model_type": "falcon_h1",
+        "num_hidden_layers": 3,
+        "mamba_d_ssm": 96,
+        "mamba_n_heads": 6,
+        "mamba_n_groups": 2,
+        "mamba_d_state": 8,
+        "projectors_bias": True,
+        "mamba_rms_norm": True,
+    },
+    "falcon_h1-defaults": _ATTN
+    | {
+        "model_type": "falcon_h1",
+        "num_hidden_layers": 2,
+        "mamba_d_ssm": None,
+        "mamba_n_heads": 8,
+        "mamba_d_state": 8,
+        "mamba_proj_bias": True,
+    },
+    "qwen3_next": _ATTN
+    | {
+        "model_type": "qwen3_next",
+        "num_hidden_layers": 4,
+        "head_dim": 16,
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 4,
+        "linear_key_head_dim": 8,
+        "linear_value_head_dim": 12,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 24,
+        "shared_expert_intermediate_size": 40,
+        "mlp_only_layers": [0],
+    },
+    "lfm2": _ATTN
+    | {
+        "model_type": "lfm2",
+        "num_hidden_layers": 4,
+        "full_attn_idxs": [1, 3],
+        "intermediate_size": 100,
+        "block_multiple_of": 16,
+        "block_ffn_dim_multiplier": 1.5,
+        "conv_L_cache": 3,
+        "conv_bias": True,
+    },
     "nemotron_h": _ATTN
     | {
         "model_type": "nemotron_h",

@@ -115,6 +115,10 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
             groups.append(TensorGroup("layers.attn.k_norm", NORM, spec.kv_dim, 1, L))
         elif spec.qk_norm:
             groups.append(TensorGroup("layers.attn.qk_norm", NORM, spec.head_dim, 1, 2 * L))
+        if spec.attention_output_gate:  # Qwen3-Next: q_proj doubled into query and gate
+            groups.append(TensorGroup("layers.attn.q_proj.gate", LINEAR, spec.q_dim, h, L))
+            if spec.attention_qkv_bias:
+                groups.append(TensorGroup("layers.attn.q_proj.gate.bias", BIAS, spec.q_dim, 1, L))
         if spec.attention_sinks:  # gpt-oss: one learned sink logit per head and layer
             groups.append(TensorGroup("layers.attn.sinks", BIAS, spec.num_attention_heads, 1, L))
         return groups
@@ -224,12 +228,13 @@ def _ssm_groups(spec: ModelSpec) -> list[TensorGroup]:
     n = spec.ssm_layers
     if not n:
         return []
-    assert spec.ssm_d_inner is not None and spec.ssm_d_state is not None
-    assert spec.ssm_d_conv is not None
-    h, d, N, K = spec.hidden_size, spec.ssm_d_inner, spec.ssm_d_state, spec.ssm_d_conv
+    assert spec.ssm_d_inner is not None and spec.ssm_d_conv is not None
+    h, d, N, K = spec.hidden_size, spec.ssm_d_inner, spec.ssm_d_state or 0, spec.ssm_d_conv
     conv = spec.ssm_conv_channels
     groups = []
-    if spec.ssm_kind == "mamba":
+    if spec.ssm_kind == "short_conv":  # Lfm2ShortConv: in_proj h → 3h (B, C, x), conv, out_proj
+        in_out = 3 * d
+    elif spec.ssm_kind == "mamba":
         assert spec.ssm_dt_rank is not None
         r = spec.ssm_dt_rank
         in_out = 2 * d
@@ -242,13 +247,20 @@ def _ssm_groups(spec: ModelSpec) -> list[TensorGroup]:
         ]
         if spec.ssm_inner_norms:
             groups.append(TensorGroup("layers.ssm.dt_b_c_norms", NORM, r + 2 * N, 1, n))
+    elif spec.ssm_kind == "gated_deltanet":
+        # Qwen3NextGatedDeltaNet: in_proj_qkvz (2·key + 2·value) and in_proj_ba (2·v_heads),
+        # conv1d over q, k, v without bias, dt_bias and A_log per value head, a gated RMSNorm of
+        # one value head, out_proj
+        assert spec.ssm_heads is not None
+        in_out = 2 * spec.ssm_n_groups * N + 2 * d + 2 * spec.ssm_heads
+        groups.append(TensorGroup("layers.ssm.dt_bias_A_log", SSM, 2 * spec.ssm_heads, 1, n))
+        groups.append(TensorGroup("layers.ssm.norm", NORM, d // spec.ssm_heads, 1, n))
     else:
         assert spec.ssm_heads is not None
         in_out = 2 * d + 2 * spec.ssm_n_groups * N + spec.ssm_heads
-        groups += [
-            TensorGroup("layers.ssm.dt_bias_A_log_D", SSM, 3 * spec.ssm_heads, 1, n),
-            TensorGroup("layers.ssm.norm", NORM, d, 1, n),
-        ]
+        groups.append(TensorGroup("layers.ssm.dt_bias_A_log_D", SSM, 3 * spec.ssm_heads, 1, n))
+        if spec.ssm_gated_norm:
+            groups.append(TensorGroup("layers.ssm.norm", NORM, d, 1, n))
     groups += [
         TensorGroup("layers.ssm.in_proj", LINEAR, in_out, h, n),
         TensorGroup("layers.ssm.conv1d", SSM, conv, K, n),
@@ -257,7 +269,9 @@ def _ssm_groups(spec: ModelSpec) -> list[TensorGroup]:
     if spec.ssm_conv_bias:
         groups.append(TensorGroup("layers.ssm.conv1d.bias", BIAS, conv, 1, n))
     if spec.ssm_proj_bias:
-        groups.append(TensorGroup("layers.ssm.in_out_proj.bias", BIAS, in_out + h, 1, n))
+        groups.append(TensorGroup("layers.ssm.in_proj.bias", BIAS, in_out, 1, n))
+    if spec.ssm_proj_bias if spec.ssm_out_bias is None else spec.ssm_out_bias:
+        groups.append(TensorGroup("layers.ssm.out_proj.bias", BIAS, h, 1, n))
     return groups
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from vramcalc.errors import VramcalcError
 
-from .checks import count, index_list, whole
+from .checks import count, index_list, layer_types, whole
 from .reader import Reader, common_fields
 
 # A recurrent model has no position table: the context is bounded by memory, not by the model.
@@ -123,9 +123,15 @@ def _bamba(r: Reader, arch: str) -> dict[str, Any]:
     bias = bool(r.get("attention_bias", False))
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
     out["mlp_bias"] = bool(r.get("mlp_bias", False))
-    out |= {
-        "attention_layers": attention,
-        "ssm_layers": layers - attention,
+    out |= _mamba2_fields(r, hidden) | {"attention_layers": attention}
+    out["ssm_layers"] = layers - attention
+    return out
+
+
+def _mamba2_fields(r: Reader, hidden: int) -> dict[str, Any]:
+    """The Mamba-2 mixer fields under their mamba_* names (BambaConfig, GraniteMoeHybridConfig
+    defaults)."""
+    return {
         "ssm_kind": "mamba2",
         "ssm_d_inner": whole(r.get("mamba_expand", 2), "mamba_expand", 1) * hidden,
         "ssm_d_state": whole(r.get("mamba_d_state", 256), "mamba_d_state", 1),
@@ -135,6 +141,156 @@ def _bamba(r: Reader, arch: str) -> dict[str, Any]:
         "ssm_proj_bias": bool(r.get("mamba_proj_bias", False)),
         "ssm_conv_bias": bool(r.get("mamba_conv_bias", True)),
     }
+
+
+def _falcon_h1(r: Reader, arch: str) -> dict[str, Any]:
+    """Falcon-H1: attention and a Mamba-2 mixer side by side in every layer (both caches in every
+    layer), d_inner = mamba_d_ssm (else expand × hidden), in_proj bias mamba_proj_bias, out_proj
+    bias projectors_bias, the gated RMSNorm only with mamba_rms_norm (FalconH1Mixer); a gated MLP
+    and two RMSNorms per layer. The muP multipliers are buffers, not parameters."""
+    out = common_fields(r, arch, tie_default=False)
+    layers, hidden = out["num_layers"], out["hidden_size"]
+    bias = bool(r.get("attention_bias", False))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
+    out["mlp_bias"] = bool(r.get("mlp_bias", False))
+    out |= _mamba2_fields(r, hidden) | {"attention_layers": layers, "ssm_layers": layers}
+    d_ssm = r.cfg.get("mamba_d_ssm", 1024)  # an explicit null means expand × hidden
+    if d_ssm is not None:
+        out["ssm_d_inner"] = whole(d_ssm, "mamba_d_ssm", 1)
+    out["ssm_out_bias"] = bool(r.get("projectors_bias", False))
+    out["ssm_gated_norm"] = bool(r.get("mamba_rms_norm", False))
+    return out
+
+
+def _qwen3_next(r: Reader, arch: str) -> dict[str, Any]:
+    """Qwen3-Next: layer_types (default: every full_attention_interval-th layer full attention)
+    pick gated attention (q_proj doubled into query and output gate, per-head q/k RMSNorm) or a
+    gated DeltaNet (Qwen3NextGatedDeltaNet; its recurrent state is value heads × key head dim ×
+    value head dim, its conv window over q, k and v); the MLP is sparse as in Qwen2-MoE
+    (mlp_only_layers, decoder_sparse_step) with a shared expert and its sigmoid gate."""
+    out = common_fields(r, arch, tie_default=False)
+    layers = out["num_layers"]
+    types = layer_types(r, layers)
+    if types is None:
+        interval = whole(r.get("full_attention_interval", 4), "full_attention_interval", 1)
+        types = [
+            "linear_attention" if (i + 1) % interval else "full_attention" for i in range(layers)
+        ]
+    unknown = sorted({t for t in types if t not in ("linear_attention", "full_attention")})
+    if unknown:
+        raise VramcalcError(f"qwen3_next layer_types {', '.join(unknown)} are not mapped")
+    attention = types.count("full_attention")
+    bias = bool(r.get("attention_bias", False))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "qk_norm": True}
+    out |= {"attention_output_gate": True, "attention_layers": attention}
+    k_heads = whole(r.get("linear_num_key_heads", 16), "linear_num_key_heads", 1)
+    v_heads = whole(r.get("linear_num_value_heads", 32), "linear_num_value_heads", 1)
+    v_dim = whole(r.get("linear_value_head_dim", 128), "linear_value_head_dim", 1)
+    out |= {
+        "ssm_layers": layers - attention,
+        "ssm_kind": "gated_deltanet",
+        "ssm_d_inner": v_heads * v_dim,
+        "ssm_d_state": whole(r.get("linear_key_head_dim", 128), "linear_key_head_dim", 1),
+        "ssm_d_conv": whole(r.get("linear_conv_kernel_dim", 4), "linear_conv_kernel_dim", 1),
+        "ssm_n_groups": k_heads,
+        "ssm_heads": v_heads,
+        "ssm_conv_bias": False,
+    }
+    experts = whole(r.get("num_experts", 512), "num_experts")
+    step = whole(r.get("decoder_sparse_step", 1), "decoder_sparse_step", 1)
+    dense_only = set(index_list(r, "mlp_only_layers", layers) or [])
+    sparse = sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
+    if experts and sparse:
+        shared = whole(
+            r.get("shared_expert_intermediate_size", 512), "shared_expert_intermediate_size", 1
+        )
+        out |= {
+            "num_experts": experts,
+            "experts_per_token": count(r, "experts_per_token", "num_experts_per_tok"),
+            "moe_intermediate_size": count(r, "moe_intermediate_size", "moe_intermediate_size"),
+            "first_dense_layers": layers - sparse,
+            "shared_expert_intermediate_size": shared,
+            "shared_expert_gate": True,
+        }
+    return out
+
+
+def _lfm2(r: Reader, arch: str) -> dict[str, Any]:
+    """LFM2: layer_types (or full_attn_idxs) pick attention (per-head q/k RMSNorm, no biases) or a
+    gated short convolution (Lfm2ShortConv: in_proj h → 3h, depthwise conv of conv_L_cache taps,
+    out_proj; conv_bias on all three) whose cache is the conv window only; a gated MLP whose
+    width block_auto_adjust_ff_dim rounds (2/3 × intermediate_size × block_ffn_dim_multiplier, up
+    to a multiple of block_multiple_of); two RMSNorms per layer and one after the embeddings."""
+    out = common_fields(r, arch, tie_default=True)
+    layers, hidden = out["num_layers"], out["hidden_size"]
+    types = layer_types(r, layers)
+    if types is None:
+        full = index_list(r, "full_attn_idxs", layers)
+        full_set = set(range(layers)) if full is None else set(full)
+        types = ["full_attention" if i in full_set else "conv" for i in range(layers)]
+    attention = sum(1 for t in types if t != "conv")
+    inter = whole(r.get("block_ff_dim") or out["intermediate_size"], "intermediate_size", 1)
+    if r.get("block_auto_adjust_ff_dim", True):
+        inter = int(2 * inter / 3)
+        multiplier = r.get("block_ffn_dim_multiplier", 1.0)
+        if multiplier is not None:
+            if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
+                raise VramcalcError(
+                    f"config.json block_ffn_dim_multiplier must be a number, got {multiplier!r}"
+                )
+            step = whole(r.get("block_multiple_of", 256), "block_multiple_of", 1)
+            inter = step * -(-int(multiplier * inter) // step)
+    bias = bool(r.get("conv_bias", False))
+    out |= {
+        "intermediate_size": inter,
+        "qk_norm": True,
+        "attention_layers": attention,
+        "ssm_layers": layers - attention,
+        "ssm_kind": "short_conv",
+        "ssm_d_inner": hidden,
+        "ssm_d_conv": whole(r.get("conv_L_cache", 3), "conv_L_cache", 1),
+        "ssm_proj_bias": bias,
+        "ssm_conv_bias": bias,
+        "tie_word_embeddings": bool(r.get("tie_word_embeddings", r.get("tie_embedding", True))),
+    }
+    return out
+
+
+_ATTENTION_TYPES = {"full_attention", "attention"}
+_MAMBA_TYPES = {"linear_attention", "mamba"}
+
+
+def _granitemoehybrid(r: Reader, arch: str) -> dict[str, Any]:
+    """Granite-4.0 (granitemoehybrid): layer_types name each layer's mixer, Mamba-2
+    ("mamba"/"linear_attention", GraniteMoeHybridMambaLayer) or attention ("attention"/
+    "full_attention"; attention_bias); every layer has a shared gated MLP of
+    shared_intermediate_size and, when num_local_experts > 0, num_local_experts experts of
+    intermediate_size (GraniteMoeHybridDecoderLayer); two RMSNorms per layer."""
+    out = common_fields(r, arch, tie_default=False)
+    layers, hidden = out["num_layers"], out["hidden_size"]
+    types = layer_types(r, layers) or ["mamba"] * layers
+    unknown = sorted({t for t in types if t not in _ATTENTION_TYPES | _MAMBA_TYPES})
+    if unknown:
+        raise VramcalcError(
+            f"granitemoehybrid layer_types {', '.join(unknown)} are not mapped "
+            "(valid: mamba, attention, linear_attention, full_attention)"
+        )
+    attention = sum(1 for t in types if t in _ATTENTION_TYPES)
+    bias = bool(r.get("attention_bias", False))
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
+    out |= _mamba2_fields(r, hidden) | {"attention_layers": attention}
+    out["ssm_layers"] = layers - attention
+    shared = whole(r.get("shared_intermediate_size", 1024), "shared_intermediate_size", 1)
+    experts = whole(r.get("num_local_experts", 8), "num_local_experts")
+    if experts:
+        out |= {
+            "num_experts": experts,
+            "experts_per_token": count(r, "experts_per_token", "num_experts_per_tok"),
+            "moe_intermediate_size": out["intermediate_size"],
+            "shared_expert_intermediate_size": shared,
+        }
+    else:
+        out["intermediate_size"] = shared
     return out
 
 
@@ -217,6 +373,10 @@ BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "jamba": _jamba,
     "bamba": _bamba,
     "nemotron_h": _nemotron_h,
+    "granitemoehybrid": _granitemoehybrid,
+    "falcon_h1": _falcon_h1,
+    "qwen3_next": _qwen3_next,
+    "lfm2": _lfm2,
 }
 
 # transformers v5 configuration-class defaults (configuration_<type>.py).
@@ -243,6 +403,45 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 32,
         "num_key_value_heads": 8,
         "max_position_embeddings": 262144,
+    },
+    "granitemoehybrid": {
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "max_position_embeddings": 2048,
+        "num_experts_per_tok": 2,
+    },
+    "falcon_h1": {
+        "vocab_size": 128000,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 8192,
+    },
+    "qwen3_next": {
+        "vocab_size": 151936,
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 48,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "head_dim": 256,
+        "max_position_embeddings": 32768,
+        "moe_intermediate_size": 512,
+        "num_experts_per_tok": 10,
+    },
+    "lfm2": {
+        "vocab_size": 65536,
+        "hidden_size": 2560,
+        "intermediate_size": 12288,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 128000,
     },
     "nemotron_h": {
         "vocab_size": 131072,
