@@ -201,5 +201,5 @@ def test_unmapped_nemotron_blocks_are_refused() -> None:
     bad = HYBRID_CONFIGS["nemotron_h"] | {"hybrid_override_pattern": "ME*-"}
     with pytest.raises(VramcalcError, match="blocks E are not mapped"):
         spec_from_config(bad, "n")
-    with pytest.raises(VramcalcError, match="state_size must be a whole number"):
+    with pytest.raises(VramcalcError, match="state_size = 8.5 in config.json: must be an integer"):
         spec_from_config(HYBRID_CONFIGS["mamba"] | {"state_size": 8.5}, "m")

@@ -167,9 +167,9 @@ def test_interleaved_and_chunked_layers() -> None:
 @pytest.mark.parametrize(
     ("patch", "match"),
     [
-        ({"num_local_experts": "8"}, "num_local_experts must be a whole number"),
-        ({"num_local_experts": True}, "num_local_experts must be a whole number"),
-        ({"moe_layers": "all"}, "moe_layers must be a list"),
+        ({"num_local_experts": "8"}, "num_local_experts = '8' in config.json: must be an integer"),
+        ({"num_local_experts": True}, "num_local_experts = True in config.json: must be an int"),
+        ({"moe_layers": "all"}, "moe_layers = 'all' in config.json: must be a list"),
         ({"layer_types": ["full_attention"]}, "layer_types has 1 entries for 4 layers"),
     ],
 )

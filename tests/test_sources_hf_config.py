@@ -139,8 +139,10 @@ def test_every_supported_type_is_tested() -> None:
     from test_hf_config_hybrid import HYBRID_CONFIGS  # state-space and hybrid families
     from test_hf_config_moe import MOE_CONFIGS  # the mixture-of-experts families' own file
 
+    from vramcalc.sources.hf_config.dense import BUILDERS as DENSE  # tests/test_hf_config_dense.py
+
     tested = {cfg["model_type"] for cfg in (CONFIGS | MOE_CONFIGS | HYBRID_CONFIGS).values()}
-    assert set(SUPPORTED_MODEL_TYPES) <= tested
+    assert set(SUPPORTED_MODEL_TYPES) - set(DENSE) <= tested
 
 
 def test_tiny_llama_by_hand() -> None:
@@ -176,18 +178,26 @@ def test_sliding_window_defaults() -> None:
     assert typed.windowed_layers == 1
 
 
-def test_unknown_architecture_names_unmapped_fields() -> None:
+def test_unknown_architecture_is_refused() -> None:
     with pytest.raises(VramcalcError) as err:
-        spec_from_config({"model_type": "rwkv", "vocab_size": 10, "d_model": 8}, "m")
+        spec_from_config({"model_type": "brand_new", "vocab_size": 10, "d_model": 8}, "m")
+    assert "'brand_new' is not mapped" in str(err.value)
+
+
+def test_assume_llama_names_unmapped_fields() -> None:
+    with pytest.raises(VramcalcError) as err:
+        spec_from_config(
+            {"model_type": "brand_new", "vocab_size": 10, "d_model": 8}, "m", assume_llama=True
+        )
     message = str(err.value)
-    assert "unknown architecture 'rwkv'" in message
     assert "num_layers (tried num_hidden_layers" in message
-    assert "num_attention_heads" in message and "vocab_size" not in message.split("could not")[1]
+    assert "num_attention_heads" in message and "vocab_size" not in message.split("lacks")[1]
 
 
-def test_unknown_architecture_with_generic_fields_is_read_with_a_note() -> None:
-    spec, notes = spec_from_config(_LLAMA | {"model_type": "olmo-like"}, "o")
-    assert param_count(spec) > 0 and "unknown model_type 'olmo-like'" in notes[0]
+def test_unknown_architecture_with_generic_fields_under_assume_llama() -> None:
+    spec, notes = spec_from_config(_LLAMA | {"model_type": "olmo-like"}, "o", assume_llama=True)
+    assert param_count(spec) > 0 and spec.assumed_architecture == "olmo-like"
+    assert "'olmo-like' is not mapped" in notes[0]
 
 
 def test_gemma3_multimodal_reads_text_config() -> None:

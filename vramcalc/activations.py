@@ -95,6 +95,9 @@ def layer_saved_bytes_per_token(
     if attention == "eager":
         attn += attention_scores_per_token(spec, seq_len, w)
     mlp = _mlp_saved(spec, spec.intermediate_size, w)
+    # Parallel blocks (spec.parallel_block: GPT-J, Phi-2, Cohere) feed one normed input to both
+    # branches; counting them as sequential branches here is approximate (not traced), within the
+    # few hidden-width vectors per token that the shared input saves.
     if arch in _DROPOUT:
         attn += h  # residual dropout masks (bool), after attention and after the MLP
         mlp += h

@@ -83,6 +83,14 @@ RevisionOpt = Annotated[
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Hub models from the local cache only (HF_HUB_OFFLINE)")
 ]
+AssumeLlamaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--assume-llama",
+        help="read an unmapped architecture as a Llama-style decoder: a labelled rough estimate "
+        "(range ×2 either way, never 'fits')",
+    ),
+]
 BatchOpt = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, max=1_000_000, help="sequences per step")
 ]
@@ -114,6 +122,20 @@ AttnOpt = Annotated[
 
 def _value(choice: Any) -> Any:
     return choice.value if isinstance(choice, Enum) else choice
+
+
+def model_arg(model: str, assume_llama: bool) -> Any:
+    """MODEL as given, or with --assume-llama its spec read now (labelled rough), for the commands
+    whose library call resolves a name itself."""
+    if not assume_llama:
+        return model
+    spec = _source(model, None, False, True).spec
+    if spec.assumed_architecture is not None:
+        sys.stderr.write(
+            f"vramcalc: warning: architecture {spec.assumed_architecture!r} is not mapped, read "
+            "as Llama (--assume-llama): a rough estimate\n"
+        )
+    return spec
 
 
 @app.command()
@@ -148,6 +170,7 @@ def infer(
     units: UnitsOpt = UnitsChoice.GiB,
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
+    assume_llama: AssumeLlamaOpt = False,
 ) -> None:
     """Memory to serve MODEL: weights + KV cache + prefill activations + runtime overhead."""
     from .inference import estimate_inference
@@ -156,7 +179,7 @@ def infer(
         raise VramcalcError("give a MODEL (e.g. llama-2-7b) or --params (e.g. --params 7B)")
     if model is not None and params is not None:
         raise VramcalcError("give a MODEL or --params, not both")
-    source = _source(model, revision, offline) if model is not None else None
+    source = _source(model, revision, offline, assume_llama) if model is not None else None
     common = dict(
         params=params,
         kv_dtype=_value(kv_dtype),
@@ -255,12 +278,13 @@ def train(
     ] = False,
     revision: RevisionOpt = None,
     offline: OfflineOpt = False,
+    assume_llama: AssumeLlamaOpt = False,
 ) -> None:
     """Peak memory per GPU of a training step of MODEL: full, LoRA or QLoRA; one GPU or many."""
     from .training import estimate_training
 
     est = estimate_training(
-        _source(model, revision, offline),
+        _source(model, revision, offline, assume_llama),
         precision=precision.value,
         optimizer=optimizer.value,
         batch_size=batch_size,
@@ -360,11 +384,13 @@ from .cli_cost import register as _register_cost  # noqa: E402
 _register_cost(app)
 
 
-def _source(model: str, revision: str | None, offline: bool) -> Any:
+def _source(model: str, revision: str | None, offline: bool, assume_llama: bool = False) -> Any:
     """Resolve MODEL once (preset, path, .gguf, Hub id) for every estimate of the command."""
     from .sources import resolve_model_source
 
-    return resolve_model_source(model, revision=revision, offline=offline)
+    return resolve_model_source(
+        model, revision=revision, offline=offline, assume_llama=assume_llama
+    )
 
 
 from .cli_sources import register as _register_sources  # noqa: E402

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .cli import (
+    AssumeLlamaOpt,
     AttentionChoice,
     AttnOpt,
     CheckpointChoice,
@@ -20,6 +21,7 @@ from .cli import (
     QuantChoice,
     SeqOpt,
     _value,
+    model_arg,
 )
 from .optimizers import Optimizer
 
@@ -110,6 +112,12 @@ def _print_json(data: object) -> None:
     print_json(data)
 
 
+def _rough_label(model: Any) -> dict[str, Any]:
+    """JSON keys that mark a cost made from an assumed architecture (--assume-llama)."""
+    assumed = getattr(model, "assumed_architecture", None)
+    return {} if assumed is None else {"assumed_architecture": assumed, "exact_architecture": False}
+
+
 def _use_gpus_file(path: Path | None) -> None:
     """Each command starts from the default lookup, then `--gpus-file` if given (so one
     invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""
@@ -185,11 +193,13 @@ def register(app: typer.Typer) -> None:
         price: PriceOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        assume_llama: AssumeLlamaOpt = False,
     ) -> None:
         """FLOPs, GPU-hours, wall time, price and energy of training MODEL on TOKENS tokens."""
         from .cost import estimate_training_cost
 
         _use_gpus_file(gpus_file)
+        model = model_arg(model, assume_llama)
         c = estimate_training_cost(
             model,
             tokens=tokens,
@@ -202,7 +212,7 @@ def register(app: typer.Typer) -> None:
             price_usd_per_hour=price,
         )
         if as_json:
-            _print_json(c.model_dump(mode="json"))
+            _print_json(c.model_dump(mode="json") | _rough_label(model))
             return
         from . import report_cost
 
@@ -238,6 +248,7 @@ def register(app: typer.Typer) -> None:
         price: PriceOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        assume_llama: AssumeLlamaOpt = False,
     ) -> None:
         """Prefill time, decode speed, latency, throughput and price per million tokens."""
         from .cost import estimate_inference_cost
@@ -246,6 +257,7 @@ def register(app: typer.Typer) -> None:
         from .workloads import resolve_model
 
         _use_gpus_file(gpus_file)
+        model = model_arg(model, assume_llama)
         c = estimate_inference_cost(
             model,
             gpu=gpu,
@@ -275,8 +287,10 @@ def register(app: typer.Typer) -> None:
             "fits": placement.per_gpu_bytes <= memory,
             "parallelism": placement.parallelism,
         }
+        if assume_llama:  # a rough estimate never says "fits" (results.gpu_fit)
+            fits["verdict"] = "may fit" if fits["fits"] else "does not fit"
         if as_json:
-            _print_json(c.model_dump(mode="json") | {"memory": fits})
+            _print_json(c.model_dump(mode="json") | {"memory": fits} | _rough_label(model))
             return
         from . import report_cost
 
@@ -304,6 +318,7 @@ def register(app: typer.Typer) -> None:
         attention: AttnOpt = AttentionChoice.flash,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        assume_llama: AssumeLlamaOpt = False,
     ) -> None:
         """The largest batch size and the longest context of MODEL that fit the GPU(s)."""
         from .fit import fit
@@ -313,7 +328,7 @@ def register(app: typer.Typer) -> None:
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len,
         )  # fmt: skip
-        r = fit(model, gpu, task=task.value, num_gpus=num_gpus, **workload)  # type: ignore[arg-type]
+        r = fit(model_arg(model, assume_llama), gpu, task=task.value, num_gpus=num_gpus, **workload)  # type: ignore[arg-type]
         if as_json:
             _print_json(r.model_dump(mode="json"))
             return
@@ -368,6 +383,7 @@ def register(app: typer.Typer) -> None:
         mfu: MfuOpt = None,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
+        assume_llama: AssumeLlamaOpt = False,
     ) -> None:
         """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
         from .fit import plan
@@ -378,7 +394,7 @@ def register(app: typer.Typer) -> None:
             batch_size, seq_len if task is TaskChoice.train else None,
         )  # fmt: skip
         p = plan(
-            model,
+            model_arg(model, assume_llama),
             task=task.value,  # type: ignore[arg-type]
             budget_usd=budget,
             max_gpus=max_gpus,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .cli import (
+    AssumeLlamaOpt,
     AttentionChoice,
     AttnOpt,
     BatchOpt,
@@ -25,6 +26,7 @@ from .cli import (
     UnitsChoice,
     UnitsOpt,
     _value,
+    model_arg,
 )
 from .errors import VramcalcError
 from .optimizers import Optimizer
@@ -212,6 +214,7 @@ def rlhf(
     usd_per_gpu_hour: Annotated[
         float | None, typer.Option("--usd-per-gpu-hour", min=0, max=1e5, help="price per GPU-hour")
     ] = None,
+    assume_llama: AssumeLlamaOpt = False,
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
 ) -> None:
@@ -235,7 +238,7 @@ def rlhf(
         "tp": tp,
     }
     est = estimate_rlhf(
-        model,
+        model_arg(model, assume_llama),
         stage=stage.value,
         reward_model=reward_model,
         critic_model=critic_model,

@@ -55,11 +55,16 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--offline", help="Hub models from the local cache only")
         ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+        assume_llama: Annotated[
+            bool, typer.Option("--assume-llama", help="read an unmapped architecture as Llama")
+        ] = False,
     ) -> None:
         """Show how MODEL was read: mapped architecture fields, exact parameters, checkpoint dtypes."""
         from .sources import resolve_model_source
 
-        source = resolve_model_source(model, revision=revision, offline=offline)
+        source = resolve_model_source(
+            model, revision=revision, offline=offline, assume_llama=assume_llama
+        )
         data = source_summary(source)
         if as_json:
             sys.stdout.write(json.dumps(data, indent=2) + "\n")

@@ -625,6 +625,7 @@ def estimate_finetune(
         fit,
         kind="training",
         model=spec.name,
+        assumed_architecture=spec.assumed_architecture,
         params=param_count(spec),
         active_params=active_param_count(spec),
         phase=worst.phase,

@@ -39,3 +39,12 @@ def format_validation_error(exc: Exception) -> str:
         shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
         parts.append(f"{where}: {err.get('msg', 'invalid')}{shown}")
     return "; ".join(parts)
+
+
+class UnmappedArchitectureError(VramcalcError):
+    """A config.json whose ``model_type`` no builder maps exactly. ``vramcalc.sources`` catches
+    it to try the exact meta-device route (torch extra) before the refusal reaches the user."""
+
+    def __init__(self, model_type: str, message: str) -> None:
+        self.model_type = model_type
+        super().__init__(message)

@@ -151,6 +151,17 @@ class FitResult(BaseModel):
     max_seq_len: int = Field(description="0: not even one token fits")
     seq_len_cap: int = Field(description="the search stops here (model maximum or 16M)")
     parallelism: str
+    assumed_architecture: str | None = Field(
+        None, description="--assume-llama: searched at the ×2 high end of a rough estimate"
+    )
+
+
+def _rough_factor(spec: ModelSpec) -> float:
+    """An assumed architecture (--assume-llama) must fit at the ×2 high end of its band
+    (results.ROUGH_BAND_FACTOR): a rough estimate never answers "fits" on its central value."""
+    from .results import ROUGH_BAND_FACTOR
+
+    return ROUGH_BAND_FACTOR if spec.assumed_architecture is not None else 1.0
 
 
 def _fits_fn(
@@ -161,8 +172,11 @@ def _fits_fn(
     num_gpus: int,
     memory_fn: MemoryFn,
 ) -> Callable[[dict[str, int]], bool]:
+    factor = _rough_factor(spec)
+
     def fits(change: dict[str, int]) -> bool:
-        return memory_fn(spec, task, {**workload, **change}, num_gpus).per_gpu_bytes <= memory
+        per_gpu = memory_fn(spec, task, {**workload, **change}, num_gpus).per_gpu_bytes
+        return per_gpu * factor <= memory
 
     return fits
 
@@ -205,6 +219,7 @@ def fit(
         parallelism=memory_fn(
             spec, task, {**workload, "batch_size": 1, "seq_len": 1}, num_gpus
         ).parallelism,
+        assumed_architecture=spec.assumed_architecture,
     )
 
 
@@ -243,6 +258,9 @@ class Plan(BaseModel):
     budget_usd: float | None
     budget_meaning: str
     rows: list[PlanRow] = Field(description="ranked: fitting and priced first, cheapest first")
+    assumed_architecture: str | None = Field(
+        None, description="--assume-llama: GPUs chosen at the ×2 high end of a rough estimate"
+    )
 
 
 INFER_GPU_COUNTS = (1, 2, 4, 8)  # tensor parallel inside one 8-GPU node
@@ -304,8 +322,11 @@ def plan(
         return placements[n]
 
     rows = []
+    factor = _rough_factor(spec)
     for g in gpus if gpus is not None else list_gpus():
-        chosen = next((n for n in counts if placement(n).per_gpu_bytes <= g.memory_bytes), None)
+        chosen = next(
+            (n for n in counts if placement(n).per_gpu_bytes * factor <= g.memory_bytes), None
+        )
         base = dict(
             gpu=g.name,
             display_name=g.title,
@@ -363,6 +384,7 @@ def plan(
         budget_usd=budget_usd,
         budget_meaning="USD for the whole run" if task == "train" else "USD per hour of all GPUs",
         rows=rows,
+        assumed_architecture=spec.assumed_architecture,
     )
 
 

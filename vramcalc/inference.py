@@ -102,6 +102,7 @@ def estimate_inference(
     gpu: str | None = None,
     gpu_mem_gib: float | None = None,
     revision: str | None = None,
+    assume_llama: bool = False,
 ) -> Estimate:
     """GPU memory to serve `model` at the peak of a prefill of `seq_len` tokens for `batch_size`
     sequences, with the KV cache for all of them.
@@ -132,7 +133,7 @@ def estimate_inference(
 
             raise VramcalcError("give a model name or --params (e.g. --params 7B)")
         return weights_only_estimate(parse_count(params), fmt, req.dtype, fit)
-    source = resolve_source(model, revision)
+    source = resolve_source(model, revision, assume_llama=assume_llama)
     spec = source.spec
     seq = resolve_seq_len(spec, req.seq_len)
     weights = weight_bytes(tensor_groups(spec), fmt)
@@ -178,6 +179,7 @@ def estimate_inference(
         fit,
         kind="inference",
         model=spec.name,
+        assumed_architecture=spec.assumed_architecture,
         params=source.params,
         active_params=source.active_params,
         phase="prefill",

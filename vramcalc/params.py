@@ -108,13 +108,8 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
             )
         if spec.attention_out_bias:
             groups.append(TensorGroup("layers.attn.o_proj.bias", BIAS, h, 1, L))
-        if (
-            spec.qk_norm and spec.qk_norm_scope == "projection"
-        ):  # OLMoE: q_norm(q_dim), k_norm(kv_dim)
-            groups.append(TensorGroup("layers.attn.q_norm", NORM, spec.q_dim, 1, L))
-            groups.append(TensorGroup("layers.attn.k_norm", NORM, spec.kv_dim, 1, L))
-        elif spec.qk_norm:
-            groups.append(TensorGroup("layers.attn.qk_norm", NORM, spec.head_dim, 1, 2 * L))
+        if spec.qk_norm:
+            groups.append(_qk_norm_group(spec))
         if spec.attention_output_gate:  # Qwen3-Next: q_proj doubled into query and gate
             groups.append(TensorGroup("layers.attn.q_proj.gate", LINEAR, spec.q_dim, h, L))
             if spec.attention_qkv_bias:
@@ -158,6 +153,32 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     return groups
 
 
+def _norm_width(spec: ModelSpec) -> int:
+    """Parameters per channel of one norm: weight (+ bias), or none for parameter-free norms."""
+    if not spec.norm_affine:
+        return 0
+    bias = spec.norm_kind == "layernorm" if spec.norm_bias is None else spec.norm_bias
+    return 2 if bias else 1  # LayerNorm has weight and bias
+
+
+def _qk_norm_group(spec: ModelSpec) -> TensorGroup:
+    """Norms on q and k of every layer: one head_dim norm each (Qwen3), one per head (Cohere,
+    StableLM) or over the whole projection (OLMo-2); LayerNorms with bias double it (Phi-2)."""
+    L, d = spec.kv_layers, spec.head_dim  # attention layers only (hybrids)
+    count = 2 if spec.qk_norm_bias else 1
+    if spec.qk_norm_kind == "per_head":
+        return TensorGroup(
+            "layers.attn.qk_norm",
+            NORM,
+            (spec.num_attention_heads + spec.kv_heads) * d,
+            1,
+            L * count,
+        )
+    if spec.qk_norm_kind == "full":
+        return TensorGroup("layers.attn.qk_norm", NORM, spec.q_dim + spec.kv_dim, 1, L * count)
+    return TensorGroup("layers.attn.qk_norm", NORM, d, 1, 2 * L * count)
+
+
 @lru_cache(maxsize=512)
 def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
     """Every parameter tensor of the model, grouped by role and shape."""
@@ -167,9 +188,10 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             for t in spec.exact_tensors
         )
     h, L, V = spec.hidden_size, spec.num_layers, spec.vocab_size
-    # LayerNorm has weight and bias (DBRX's LayerNorm(bias=False) only the weight)
-    norm_width = 2 if spec.norm_kind == "layernorm" and spec.layernorm_bias else 1
+    norm_width = _norm_width(spec)
     groups = [TensorGroup("embed_tokens", EMBEDDING, V, spec.embed_dim, 1)]
+    if spec.embedding_norm and norm_width:  # BLOOM word_embeddings_layernorm
+        groups.append(TensorGroup("embedding_norm", NORM, h, 1, norm_width))
     if spec.position_embedding == "learned":
         positions = spec.max_position_embeddings + spec.position_offset
         groups.append(TensorGroup("embed_positions", POSITION, positions, h, 1))
@@ -179,7 +201,10 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             TensorGroup("project_out", LINEAR, spec.embed_dim, h, 1),
         ]
     groups += _attention_groups(spec)
-    groups.append(TensorGroup("layers.norms", NORM, h, 1, L * spec.norms_per_layer * norm_width))
+    if norm_width:
+        groups.append(
+            TensorGroup("layers.norms", NORM, h, 1, L * spec.norms_per_layer * norm_width)
+        )
     groups += _mlp_groups("layers.mlp", spec, spec.intermediate_size, spec.dense_layers)
     if spec.is_moe:
         E, moe_layers = spec.num_experts, spec.moe_layers
@@ -203,13 +228,13 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
         if spec.shared_expert_gate:
             groups.append(TensorGroup("layers.moe.shared_expert_gate", ROUTER, 1, h, moe_layers))
     groups += _ssm_groups(spec)
-    if spec.final_norm:
+    if spec.final_norm and norm_width:
         groups.append(TensorGroup("final_norm", NORM, h, 1, norm_width))
     if spec.output_head == "scalar":  # reward/value head: nn.Linear(h, 1, bias=False)
         groups.append(TensorGroup("score", LM_HEAD, 1, spec.embed_dim, 1))
     elif not spec.tie_word_embeddings:
         groups.append(TensorGroup("lm_head", LM_HEAD, V, spec.embed_dim, 1))
-    if spec.lm_head_bias and spec.output_head == "lm_head":
+    if spec.lm_head_bias and spec.output_head == "lm_head":  # Phi-2, GPT-J, CodeGen
         groups.append(TensorGroup("lm_head.bias", BIAS, V, 1, 1))
     return tuple(groups)
 

@@ -42,6 +42,8 @@ def fit_line(est: Estimate, units: str) -> str:
 
 def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
     """fits / tight / does not fit on one GPU, with the headroom, shortfall or likely range."""
+    if g.verdict == "may fit":  # assumed architecture (--assume-llama): never a plain "fits"
+        return f"[yellow]may fit[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): rough estimate of an assumed architecture, likely {_fmt(low_bytes, units)}–{_fmt(high_bytes, units)} {units}"
     if g.verdict == "tight":
         return f"[yellow]tight[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): inside the likely range {_fmt(low_bytes, units)}–{_fmt(high_bytes, units)} {units}"
     if g.fits:
@@ -68,6 +70,10 @@ def render_estimate(est: Estimate, units: str = "GiB") -> None:
     table.add_section()
     table.add_row("[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%", "")
     console.print(table)
+    if est.assumed_architecture is not None:
+        console.print(
+            f"[yellow]rough estimate: architecture {est.assumed_architecture!r} is not mapped, read as Llama (--assume-llama)[/]"
+        )
     if est.high_bytes > est.low_bytes:
         console.print(
             f"{_fmt(est.total_bytes, units)} {units}, likely {_fmt(est.low_bytes, units)}–{_fmt(est.high_bytes, units)} {units}"
@@ -109,8 +115,8 @@ def render_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
         if est.gpu is not None:
             verdict = est.gpu.verdict
             cells.append(
-                "[yellow]tight[/]"
-                if verdict == "tight"
+                f"[yellow]{verdict}[/]"
+                if verdict in ("tight", "may fit")
                 else "[green]yes[/]"
                 if verdict == "fits"
                 else "[red]no[/]"

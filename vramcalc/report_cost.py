@@ -146,6 +146,8 @@ def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None
     ]
     if memory is not None:
         verdict = "[green]fits[/]" if memory["fits"] else "[red]does not fit[/]"
+        if memory.get("verdict") == "may fit":  # --assume-llama: never a plain "fits"
+            verdict = "[yellow]may fit[/] (rough estimate of an assumed architecture)"
         rows.insert(
             0,
             (
@@ -159,6 +161,12 @@ def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None
     )
 
 
+_ROUGH = (
+    "rough estimate: architecture {!r} is not mapped, read as Llama (--assume-llama); "
+    "searched so that twice the estimate fits"
+)
+
+
 def render_fit(r: FitResult) -> None:
     gpus = f"{r.num_gpus} × {r.gpu}" if r.num_gpus > 1 else r.gpu
     rows = [
@@ -170,6 +178,8 @@ def render_fit(r: FitResult) -> None:
         ),
     ]
     notes = ["0 means not even one fits"] if not (r.max_batch_size and r.max_seq_len) else []
+    if r.assumed_architecture is not None:
+        notes.append(_ROUGH.format(r.assumed_architecture))
     _kv_table(f"Fit: {r.model} ({r.task}) on {gpus}", rows, notes)
 
 
@@ -214,3 +224,5 @@ def render_plan(p: Plan) -> None:
             note = ("[yellow]> budget[/] " + note).strip()
         table.add_row(*head, *body, note)
     _console().print(table)
+    if p.assumed_architecture is not None:
+        _console().print(f"[yellow]{_ROUGH.format(p.assumed_architecture)}[/]")

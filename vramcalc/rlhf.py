@@ -1020,6 +1020,7 @@ class _Context:
                 )
             )
         groups = []
+        rough = self.policy.assumed_architecture is not None  # --assume-llama: widened, no "fits"
         for g in group_names:
             per_phase = {p.name: p.group_bytes(g) for p in phases}
             peak_name = max(per_phase, key=lambda k: per_phase[k])
@@ -1029,6 +1030,7 @@ class _Context:
                 [Component(name=c.name, bytes=c.bytes) for c in at_peak.components if c.group == g],
                 "training" if peak_name.startswith("train") else "inference",
                 weights_only=False,
+                rough=rough,
             )
             groups.append(
                 GPUGroup(
@@ -1045,7 +1047,7 @@ class _Context:
                     peak_bytes=peak,
                     low_bytes=low,
                     high_bytes=high,
-                    gpu=gpu_fit(fit, peak, low, high),
+                    gpu=gpu_fit(fit, peak, low, high, rough),
                 )
             )
         worst = max(groups, key=lambda x: x.peak_bytes)
@@ -1073,6 +1075,11 @@ class _Context:
             "FLOPs: 2·N per token forward (generation: prompt + response tokens), 6·N training "
             "(4·N with LoRA, +2·N with full recomputation); attention FLOPs left out",
         ]
+        if self.policy.assumed_architecture is not None:
+            assumptions.append(
+                f"ROUGH ESTIMATE: architecture {self.policy.assumed_architecture!r} is not mapped, "
+                "read as Llama (--assume-llama); range widened to ×2, never 'fits'"
+            )
         if req.offload_frozen:
             assumptions.append("frozen models offloaded: on the GPU only during their own forward")
         if rate.peak_tflops is not None:

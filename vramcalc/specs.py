@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MlpKind = Literal["gated", "plain"]
 NormKind = Literal["rmsnorm", "layernorm"]
-PositionKind = Literal["rotary", "learned"]
+PositionKind = Literal["rotary", "learned", "alibi"]  # alibi: no position parameters (BLOOM, MPT)
 
 
 class ExactTensor(BaseModel):
@@ -107,6 +107,39 @@ class ModelSpec(BaseModel):
         0, ge=0, description="fixed cache elements per sequence (SSM conv + state), all layers"
     )
 
+    # ---- dense-family details (hf_config/dense.py; defaults describe the Llama layout) ---------
+    parallel_block: bool = Field(
+        False,
+        description="attention and MLP read the same normed input and add to the residual together "
+        "(GPT-J, CodeGen, Phi-2, Cohere); one norm per layer. Parameters are exact; the activation "
+        "model counts the two branches as if sequential (approximate for these blocks)",
+    )
+    lm_head_bias: bool = Field(False, description="lm_head has a bias of vocab_size (Phi-2, GPT-J)")
+    norm_bias: bool | None = Field(
+        None, description="norms carry a bias (None: LayerNorm yes, RMSNorm no); Cohere: no"
+    )
+    norm_affine: bool = Field(
+        True, description="False: parameter-free norms (OLMo-1's non-parametric LayerNorm)"
+    )
+    embedding_norm: bool = Field(
+        False,
+        description="a norm right after the token embedding (BLOOM word_embeddings_layernorm)",
+    )
+    qk_norm_kind: Literal["head", "per_head", "full"] = Field(
+        "head",
+        description="with qk_norm: 'head' one head_dim norm shared by all heads of q and of k "
+        "(Qwen3); 'per_head' one per head (Cohere, StableLM: (heads + kv_heads) × head_dim); "
+        "'full' over the whole projection (OLMo-2: q_dim + kv_dim)",
+    )
+    qk_norm_bias: bool = Field(False, description="the q/k norms are LayerNorms with bias (Phi-2)")
+
+    # Architecture not mapped, read as a Llama-style decoder because the user asked for it
+    # (--assume-llama): every figure derived from this spec is a rough estimate, labelled as such,
+    # with a widened band and no "fits" verdict (vramcalc.results.ROUGH_BAND_FACTOR).
+    assumed_architecture: str | None = Field(
+        None, description="the unmapped model_type read as Llama under --assume-llama"
+    )
+
     # ---- Issue 13 part C: mixture-of-experts and attention details (defaults keep the layouts
     # above; each field names the transformers modeling code that needs it) --------------------
     expert_bias: bool | None = Field(
@@ -118,12 +151,8 @@ class ModelSpec(BaseModel):
         "ERNIE-4.5 e_score_correction_bias)",
     )
     attention_sinks: bool = Field(False, description="one learned logit per head (gpt-oss)")
-    lm_head_bias: bool = Field(False, description="a bias on the output head (PhiMoE, ERNIE-4.5)")
-    qk_norm_scope: Literal["head", "projection"] = Field(
-        "head",
-        description="qk_norm over each head (Qwen3) or over the whole q and k projections (OLMoE)",
-    )
-    layernorm_bias: bool = Field(True, description="LayerNorm with a bias (DBRX has none)")
+    # (lm_head_bias, norm_bias and qk_norm_kind of the dense-family block serve PhiMoE,
+    # ERNIE-4.5, DBRX and OLMoE too)
 
     # ---- Issue 13 part C: cache layout of hybrid models (see vramcalc.kv_cache) ---------------
     attention_layers: int | None = Field(

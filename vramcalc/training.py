@@ -184,6 +184,7 @@ def estimate_training(
     cp: int = 1,
     explain: bool = False,
     revision: str | None = None,
+    assume_llama: bool = False,
 ) -> Estimate:
     """Peak GPU memory of a training step of `model` (micro-batch `batch_size`), per GPU.
 
@@ -205,7 +206,7 @@ def estimate_training(
         gpu_mem_gib=gpu_mem_gib,
     )
     assert isinstance(req, TrainingRequest)
-    spec = resolve_model(model, revision)
+    spec = resolve_model(model, revision, assume_llama=assume_llama)
     plan_args: dict[str, Any] = dict(num_gpus=num_gpus, nodes=nodes, gpus_per_node=gpus_per_node)
     plan_args |= dict(zero=zero, fsdp=fsdp, offload=offload, tp=tp, pp=pp, sp=sp, ep=ep, cp=cp)
     if explain or method != "full" or quant is not None or _non_default(plan_args):
@@ -332,6 +333,7 @@ def estimate_training(
         fit,
         kind="training",
         model=spec.name,
+        assumed_architecture=spec.assumed_architecture,
         params=n_params,
         active_params=active_param_count(spec),
         phase=phase,

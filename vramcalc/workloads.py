@@ -36,9 +36,13 @@ def validate(model: type[BaseModel], **kwargs: object) -> BaseModel:
 
 
 def resolve_source(
-    model: str | ModelSpec | ModelSource, revision: str | None = None
+    model: str | ModelSpec | ModelSource,
+    revision: str | None = None,
+    *,
+    assume_llama: bool = False,
 ) -> ModelSource:
-    """Any model argument as a ModelSource: preset, ModelSpec, path, .gguf file or Hub id."""
+    """Any model argument as a ModelSource: preset, ModelSpec, path, .gguf file or Hub id;
+    ``assume_llama`` reads an unmapped architecture as Llama (labelled rough) instead of refusing."""
     from .sources import ModelSource, resolve_model_source
 
     if isinstance(model, ModelSource):
@@ -48,11 +52,18 @@ def resolve_source(
         return ModelSource.model_construct(
             spec=model, kind="spec", origin=model.source or model.name
         )
-    return resolve_model_source(model, revision=revision)
+    return resolve_model_source(model, revision=revision, assume_llama=assume_llama)
 
 
-def resolve_model(model: str | ModelSpec | ModelSource, revision: str | None = None) -> ModelSpec:
-    return model if isinstance(model, ModelSpec) else resolve_source(model, revision).spec
+def resolve_model(
+    model: str | ModelSpec | ModelSource,
+    revision: str | None = None,
+    *,
+    assume_llama: bool = False,
+) -> ModelSpec:
+    if isinstance(model, ModelSpec):
+        return model
+    return resolve_source(model, revision, assume_llama=assume_llama).spec
 
 
 def resolve_seq_len(spec: ModelSpec, seq_len: int | None) -> int:

@@ -88,11 +88,12 @@ def _from_config(
     tensors: list[TensorRecord] | None,
     tensors_origin: str,
     notes: list[str],
+    assume_llama: bool = False,
 ) -> ModelSource:
     # imported only when a config is read: keeps preset start-up lean
     from .hf_config import spec_from_config
 
-    spec, more = spec_from_config(cfg, name, origin)
+    spec, more = spec_from_config(cfg, name, origin, assume_llama=assume_llama)
     checkpoint = None
     if tensors is not None:
         checkpoint = CheckpointInfo(
@@ -106,7 +107,7 @@ def _from_config(
     )
 
 
-def load_path(path: Path) -> ModelSource:
+def load_path(path: Path, assume_llama: bool = False) -> ModelSource:
     """A config.json file, a model folder, or a .safetensors file beside its config.json."""
     from .safetensors import read_folder, read_json
 
@@ -133,7 +134,7 @@ def load_path(path: Path) -> ModelSource:
     )
     tensors, where = found if found else (None, "")
     name = folder.resolve().name or str(folder)
-    return _from_config(cfg, name, str(config), "config", tensors, where, notes)
+    return _from_config(cfg, name, str(config), "config", tensors, where, notes, assume_llama)
 
 
 def load_gguf(path: Path) -> ModelSource:
@@ -162,7 +163,9 @@ def load_gguf(path: Path) -> ModelSource:
     return ModelSource(spec=spec, kind="gguf", origin=str(path), checkpoint=checkpoint)
 
 
-def load_hub(repo_id: str, revision: str | None = None, offline: bool = False) -> ModelSource:
+def load_hub(
+    repo_id: str, revision: str | None = None, offline: bool = False, assume_llama: bool = False
+) -> ModelSource:
     from .hub import fetch_config, fetch_tensors
 
     cfg, _ = fetch_config(repo_id, revision, offline)
@@ -170,24 +173,25 @@ def load_hub(repo_id: str, revision: str | None = None, offline: bool = False) -
     notes = [] if tensors is not None else [where]
     name = repo_id + (f"@{revision}" if revision else "")
     origin = f"https://huggingface.co/{repo_id}" + (f"/tree/{revision}" if revision else "")
-    return _from_config(cfg, name, origin, "hub", tensors, where, notes)
+    return _from_config(cfg, name, origin, "hub", tensors, where, notes, assume_llama)
 
 
 def resolve_model_source(
-    text: str, revision: str | None = None, offline: bool = False
+    text: str, revision: str | None = None, offline: bool = False, *, assume_llama: bool = False
 ) -> ModelSource:
-    """Decide what `text` names (preset, path, GGUF file or Hub id) and load it."""
+    """Decide what `text` names (preset, path, GGUF file or Hub id) and load it. A config.json of
+    an unmapped architecture is refused unless ``assume_llama`` (a labelled rough estimate)."""
     text = text.strip()
     if not text:
         raise VramcalcError("empty model name")
     if text.startswith("hf:"):
         repo, _, rev = text[3:].partition("@")
-        return load_hub(repo, revision or rev or None, offline)
+        return load_hub(repo, revision or rev or None, offline, assume_llama)
     path = Path(text).expanduser()
     if text.lower().endswith(".gguf"):
         return load_gguf(path)
     if path.exists():
-        return load_path(path)
+        return load_path(path, assume_llama)
     repo, _, rev = text.partition("@")
     preset_error: UnknownNameError | None = None
     if revision is None and not rev:
@@ -197,7 +201,7 @@ def resolve_model_source(
         except UnknownNameError as exc:
             preset_error = exc
     if _HUB_ID.fullmatch(repo) and not text.startswith((".", "/", "~")):
-        return load_hub(repo, revision or rev or None, offline)
+        return load_hub(repo, revision or rev or None, offline, assume_llama)
     if text.endswith((".json", ".safetensors")) or text.startswith((".", "/", "~")):
         raise VramcalcError(f"{text}: no such file or folder")
     if preset_error is not None:

@@ -16,11 +16,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vramcalc.errors import VramcalcError, format_validation_error
+from vramcalc.errors import UnmappedArchitectureError, VramcalcError, format_validation_error
 from vramcalc.specs import ModelSpec
 
 from .core import BUILDERS as _CORE
 from .core import DEFAULTS as _CORE_DEFAULTS
+from .dense import BUILDERS as _DENSE
+from .dense_defaults import DEFAULTS as _DENSE_DEFAULTS
 from .hybrid import BUILDERS as _HYBRID
 from .hybrid import DEFAULTS as _HYBRID_DEFAULTS
 from .moe import BUILDERS as _MOE
@@ -28,12 +30,23 @@ from .moe import DEFAULTS as _MOE_DEFAULTS
 from .reader import Config, Reader
 
 # model_type -> builder; each family module contributes its BUILDERS and DEFAULTS.
-_BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {**_CORE, **_MOE, **_HYBRID}
-_DEFAULTS: dict[str, dict[str, Any]] = {**_CORE_DEFAULTS, **_MOE_DEFAULTS, **_HYBRID_DEFAULTS}
+_BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
+    **_CORE,
+    **_DENSE,
+    **_MOE,
+    **_HYBRID,
+}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    **_CORE_DEFAULTS,
+    **_DENSE_DEFAULTS,
+    **_MOE_DEFAULTS,
+    **_HYBRID_DEFAULTS,
+}
 
 _ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemma3_text"}
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(_BUILDERS))
+
 
 def _with_defaults(cfg: Config, arch: str) -> tuple[Config, list[str]]:
     """`cfg` completed with transformers' defaults for the fields it leaves out."""
@@ -45,14 +58,58 @@ def _with_defaults(cfg: Config, arch: str) -> tuple[Config, list[str]]:
     return cfg | filled, [f"not in config.json, transformers' {arch} defaults used: {shown}"]
 
 
-def spec_from_config(cfg: Config, name: str, source: str = "") -> tuple[ModelSpec, list[str]]:
+# Configs whose Llama reading is far outside the ×2 band of --assume-llama (issue 13: every
+# mixture of experts read as dense came out near −89 %, multi-query attention's KV cache 48× too
+# large, a state-space layer has no attention at all): refused even with --assume-llama.
+_NOT_LLAMA_KEYS = (
+    "num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", "num_experts_per_tok",
+    "moe_intermediate_size", "multi_query", "state_size", "ssm_state_size", "mamba_d_state",
+    "d_state", "conv_kernel", "linear_num_value_heads",
+)  # fmt: skip
+
+
+def unmapped_message(where: str, model_type: str) -> str:
+    """The one line for an architecture vramcalc does not map."""
+    shown = repr(model_type) if model_type else "(no model_type)"
+    return (
+        f"{where}: architecture {shown} is not mapped, so its parameters and KV cache cannot be "
+        'counted exactly; pip install "vramcalc[torch]" for the exact route (the model built on '
+        "the meta device), or pass --assume-llama for a rough estimate read as a Llama-style "
+        "decoder (labelled, band ×2, never 'fits')"
+    )
+
+
+def _assume_llama(r: Reader, cfg: Config, where: str, model_type: str) -> dict[str, Any]:
+    """Fields of an unmapped config read as Llama, for --assume-llama (refused when the config
+    shows a structure the Llama reading misses by far more than the widened band)."""
+    odd = [k for k in _NOT_LLAMA_KEYS if cfg.get(k) not in (None, False, 0)]
+    if odd:
+        raise VramcalcError(
+            f"{where}: architecture {model_type!r} has {', '.join(odd)}, which a Llama-style "
+            'reading cannot honour, not even roughly; pip install "vramcalc[torch]" for the '
+            "exact route"
+        )
+    fields = _CORE["llama"](r, model_type)
+    if r.missing:
+        raise VramcalcError(
+            f"{where}: --assume-llama: {model_type!r} lacks the Llama fields {'; '.join(r.missing)}"
+        )
+    fields["assumed_architecture"] = model_type
+    return fields
+
+
+def spec_from_config(
+    cfg: Config, name: str, source: str = "", *, assume_llama: bool = False
+) -> tuple[ModelSpec, list[str]]:
     """The ModelSpec a config.json describes, and notes on what was assumed.
 
-    An unknown model_type is read with the generic Llama-style field names when they are all
-    there (and says so in the notes); otherwise the error lists the fields it could not map.
+    An unmapped model_type is refused (VramcalcError naming the exact route and --assume-llama);
+    with ``assume_llama`` it is read with the generic Llama-style field names, and the spec says
+    so (``assumed_architecture``), so every estimate made from it is labelled rough.
     """
+    where = source or name
     if not isinstance(cfg, dict):
-        raise VramcalcError(f"{source or name}: config.json must hold a JSON object")
+        raise VramcalcError(f"{where}: config.json must hold a JSON object")
     notes: list[str] = []
     model_type = str(cfg.get("model_type", "") or "")
     arch = _ALIASES.get(model_type, model_type)
@@ -67,26 +124,25 @@ def spec_from_config(cfg: Config, name: str, source: str = "") -> tuple[ModelSpe
         if inner_type in _BUILDERS:
             notes.append(f"{model_type} config: its {inner_type} text model only")
             cfg, arch = inner, inner_type
+    if arch not in _BUILDERS and not assume_llama:
+        raise UnmappedArchitectureError(model_type, unmapped_message(where, model_type))
     cfg, filled = _with_defaults(cfg, arch)
     notes += filled
-    r = Reader(cfg)
+    r = Reader(cfg, where)
     if arch in _BUILDERS:
         fields = _BUILDERS[arch](r, arch)
     else:
-        fields = _CORE["llama"](r, arch or "unknown")
-        if r.missing:
-            raise VramcalcError(
-                f"{source or name}: unknown architecture {model_type or '(no model_type)'!r}; "
-                f"could not map {'; '.join(r.missing)} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
-            )
+        fields = _assume_llama(r, cfg, where, model_type or "unknown")
         notes.append(
-            f"unknown model_type {model_type!r}: read as a Llama-style decoder from its generic fields"
+            f"ROUGH ESTIMATE: architecture {model_type or '(no model_type)'!r} is not mapped; read "
+            "as a Llama-style decoder (--assume-llama): parameters and KV cache may be off by "
+            "tens of percent, the likely range is widened to ×2 either way"
         )
     if r.missing:
-        raise VramcalcError(f"{source or name}: {arch} config could not map {'; '.join(r.missing)}")
+        raise VramcalcError(f"{where}: {arch} config could not map {'; '.join(r.missing)}")
     fields = {k: v for k, v in fields.items() if v is not None}
     try:
         spec = ModelSpec(name=name, source=source, **fields)
     except ValidationError as exc:
-        raise VramcalcError(f"{source or name}: {format_validation_error(exc)}") from None
+        raise VramcalcError(f"{where}: {format_validation_error(exc)}") from None
     return spec, notes

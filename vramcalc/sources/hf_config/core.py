@@ -13,9 +13,9 @@ from .reader import Reader, common_fields, window_fields
 def _llama(r: Reader, arch: str) -> dict[str, Any]:
     """Llama, Mistral, Mixtral: attention_bias on q/k/v/o, mlp_bias on the MLP (LlamaAttention)."""
     out = common_fields(r, arch, tie_default=False)
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
-    out["mlp_bias"] = bool(r.get("mlp_bias", False))
+    out["mlp_bias"] = r.flag("mlp_bias", False)
     out |= window_fields(r, out["num_layers"], None)
     if arch == "mixtral":
         out["num_experts"] = r.need("num_experts", "num_local_experts")
@@ -26,8 +26,8 @@ def _llama(r: Reader, arch: str) -> dict[str, Any]:
 def _moe_layer_count(r: Reader, layers: int) -> int:
     """Qwen2-MoE / Qwen3-MoE: layer i is sparse unless listed in mlp_only_layers, and only every
     decoder_sparse_step-th layer is ((i + 1) % step == 0)."""
-    step = int(r.get("decoder_sparse_step", 1)) or 1
-    dense_only = set(r.get("mlp_only_layers", []) or [])
+    step = r.positive("decoder_sparse_step", 1)
+    dense_only = set(r.int_list("mlp_only_layers"))
     return sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
 
 
@@ -39,25 +39,25 @@ def _qwen(r: Reader, arch: str) -> dict[str, Any]:
     if arch == "qwen2":
         out["attention_qkv_bias"] = True
     elif arch == "qwen2_moe":
-        out["attention_qkv_bias"] = bool(r.get("qkv_bias", True))
+        out["attention_qkv_bias"] = r.flag("qkv_bias", True)
     else:  # qwen3, qwen3_moe
-        bias = bool(r.get("attention_bias", False))
+        bias = r.flag("attention_bias", False)
         out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "qk_norm": True}
     windowed = 0
-    if r.get("use_sliding_window", False):
-        windowed = max(layers - int(r.get("max_window_layers", layers)), 0)
+    if r.flag("use_sliding_window", False):
+        windowed = max(layers - r.integer("max_window_layers", layers), 0)
     out |= window_fields(r, layers, windowed)
     if arch.endswith("_moe"):
-        experts = r.need("num_experts", "num_experts", "num_local_experts")
+        experts = r.integer("num_experts", 0)
         moe_layers = _moe_layer_count(r, layers) if experts else 0
         out |= {
             "num_experts": experts,
             "experts_per_token": r.need("experts_per_token", "num_experts_per_tok"),
-            "moe_intermediate_size": r.get("moe_intermediate_size"),
+            "moe_intermediate_size": r.positive("moe_intermediate_size"),
             "first_dense_layers": layers - moe_layers,
         }
         if arch == "qwen2_moe":
-            out["shared_expert_intermediate_size"] = r.get("shared_expert_intermediate_size")
+            out["shared_expert_intermediate_size"] = r.positive("shared_expert_intermediate_size")
             out["shared_expert_gate"] = bool(out["shared_expert_intermediate_size"])
     return out
 
@@ -66,10 +66,10 @@ def _gemma(r: Reader, arch: str) -> dict[str, Any]:
     """Gemma (2 norms per layer), Gemma-2 (4; every other layer windowed), Gemma-3 (4 + q/k norms;
     5 of every 6 layers windowed). head_dim defaults to 256; embeddings are tied."""
     out = common_fields(r, arch, tie_default=True)
-    if "head_dim" not in out and r.get("head_dim") is None and not r.missing:
+    if "head_dim" not in out and not r.has("head_dim") and not r.missing:
         if 256 * out["num_attention_heads"] != out["hidden_size"]:
             out["head_dim"] = 256
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
     layers = out["num_layers"]
     if arch == "gemma":
@@ -78,7 +78,7 @@ def _gemma(r: Reader, arch: str) -> dict[str, Any]:
     if arch == "gemma2":
         out |= window_fields(r, layers, (layers + 1) // 2)
     else:
-        pattern = int(r.get("sliding_window_pattern", 6)) or 1
+        pattern = r.positive("sliding_window_pattern", 6)
         out |= window_fields(r, layers, layers - layers // pattern)
         out["qk_norm"] = True
         out["architecture"] = "gemma3_text"
@@ -101,15 +101,15 @@ def _gpt2(r: Reader, arch: str) -> dict[str, Any]:
         "hidden_size": hidden,
         "num_layers": r.need("num_layers", "n_layer"),
         "num_attention_heads": r.need("num_attention_heads", "n_head"),
-        "intermediate_size": r.get("n_inner") or 4 * (hidden if isinstance(hidden, int) else 1),
+        "intermediate_size": r.positive("n_inner") or 4 * hidden,
         "max_position_embeddings": r.need("max_position_embeddings", "n_positions"),
         "mlp_kind": "plain",
-        "activation": str(r.get("activation_function", "gelu_new")),
+        "activation": r.text("activation_function", "gelu_new"),
         "attention_qkv_bias": True,
         "attention_out_bias": True,
         "mlp_bias": True,
         "norm_kind": "layernorm",
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", True)),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", True),
         "position_embedding": "learned",
     }
 
@@ -118,11 +118,11 @@ def _gpt_neox(r: Reader, arch: str) -> dict[str, Any]:
     """GPT-NeoX (Pythia): fused qkv and dense with attention_bias, biased MLP, two LayerNorms,
     separate embed_out (partial rotary has no parameters)."""
     out = common_fields(r, arch, tie_default=False)
-    bias = bool(r.get("attention_bias", True))
+    bias = r.flag("attention_bias", True)
     out |= {
         "num_kv_heads": None,
         "mlp_kind": "plain",
-        "activation": str(r.get("hidden_act", "gelu")),
+        "activation": r.text("hidden_act", "gelu"),
         "attention_qkv_bias": bias,
         "attention_out_bias": bias,
         "mlp_bias": True,
@@ -137,18 +137,17 @@ def _falcon(r: Reader, arch: str) -> dict[str, Any]:
     per layer for parallel attention, two for the new architecture or sequential blocks."""
     heads = r.need("num_attention_heads", "num_attention_heads", "n_head")
     hidden = r.need("hidden_size", "hidden_size", "n_embd")
-    new_arch = bool(r.get("new_decoder_architecture", False))
-    parallel = bool(r.get("parallel_attn", True))
+    new_arch = r.flag("new_decoder_architecture", False)
+    parallel = r.flag("parallel_attn", True)
     if new_arch:
-        kv = r.get("num_kv_heads", heads)
-    elif r.get("multi_query", True):
+        kv = r.positive("num_kv_heads", heads)
+    elif r.flag("multi_query", True):
         kv = 1
     else:
         kv = heads
-    n_ln = r.get("num_ln_in_parallel_attn") or (2 if new_arch else 1)
+    n_ln = r.positive("num_ln_in_parallel_attn") or (2 if new_arch else 1)
     norms = 2 if (not parallel or n_ln == 2) else 1
-    bias = bool(r.get("bias", False))
-    hid = hidden if isinstance(hidden, int) else 1
+    bias = r.flag("bias", False)
     return {
         "architecture": arch,
         "vocab_size": r.need("vocab_size"),
@@ -156,16 +155,16 @@ def _falcon(r: Reader, arch: str) -> dict[str, Any]:
         "num_layers": r.need("num_layers", "num_hidden_layers", "n_layer"),
         "num_attention_heads": heads,
         "num_kv_heads": kv,
-        "intermediate_size": r.get("ffn_hidden_size") or 4 * hid,
-        "max_position_embeddings": r.get("max_position_embeddings", 2048),
+        "intermediate_size": r.positive("ffn_hidden_size") or 4 * hidden,
+        "max_position_embeddings": r.positive("max_position_embeddings", 2048),
         "mlp_kind": "plain",
-        "activation": str(r.get("activation", "gelu")),
+        "activation": r.text("activation", "gelu"),
         "attention_qkv_bias": bias,
         "attention_out_bias": bias,
         "mlp_bias": bias,
         "norm_kind": "layernorm",
         "norms_per_layer": norms,
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", True)),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", True),
     }
 
 
@@ -173,12 +172,10 @@ def _opt(r: Reader, arch: str) -> dict[str, Any]:
     """OPT: biased q/k/v/out and fc1/fc2 (enable_bias), learned positions with an offset of 2,
     word_embed_proj_dim with project_in/out when it differs, no final norm for post-norm models."""
     hidden = r.need("hidden_size", "hidden_size")
-    proj = r.get("word_embed_proj_dim", hidden)
-    bias = bool(r.get("enable_bias", True))
-    final = bool(r.get("do_layer_norm_before", True)) and not r.get(
-        "_remove_final_layer_norm", False
-    )
-    if not r.get("layer_norm_elementwise_affine", True):
+    proj = r.positive("word_embed_proj_dim", hidden)
+    bias = r.flag("enable_bias", True)
+    final = r.flag("do_layer_norm_before", True) and not r.flag("_remove_final_layer_norm", False)
+    if not r.flag("layer_norm_elementwise_affine", True):
         r.missing.append("layer_norm_elementwise_affine=false (LayerNorms without parameters)")
     return {
         "architecture": arch,
@@ -189,12 +186,12 @@ def _opt(r: Reader, arch: str) -> dict[str, Any]:
         "intermediate_size": r.need("intermediate_size", "ffn_dim"),
         "max_position_embeddings": r.need("max_position_embeddings", "max_position_embeddings"),
         "mlp_kind": "plain",
-        "activation": str(r.get("activation_function", "relu")),
+        "activation": r.text("activation_function", "relu"),
         "attention_qkv_bias": bias,
         "attention_out_bias": bias,
         "mlp_bias": bias,
         "norm_kind": "layernorm",
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", True)),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", True),
         "position_embedding": "learned",
         "position_offset": 2,
         "word_embed_proj_dim": proj if proj != hidden else None,
@@ -207,26 +204,26 @@ def _deepseek(r: Reader, arch: str) -> dict[str, Any]:
     first_k_dense_replace dense layers, n_shared_experts × moe_intermediate_size shared MLP."""
     out = common_fields(r, arch, tie_default=False)
     out.pop("head_dim", None)
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {
         "num_kv_heads": None,
         "attention_qkv_bias": bias,
         "attention_out_bias": bias,
-        "q_lora_rank": r.get("q_lora_rank"),
+        "q_lora_rank": r.positive("q_lora_rank"),
         "kv_lora_rank": r.need("kv_lora_rank", "kv_lora_rank"),
         "qk_rope_head_dim": r.need("qk_rope_head_dim", "qk_rope_head_dim"),
         "qk_nope_head_dim": r.need("qk_nope_head_dim", "qk_nope_head_dim"),
         "v_head_dim": r.need("v_head_dim", "v_head_dim"),
     }
-    experts = r.get("n_routed_experts", 0)
+    experts = r.integer("n_routed_experts", 0)
     if experts:
         layers = out["num_layers"]
         out |= {
             "num_experts": experts,
             "experts_per_token": r.need("experts_per_token", "num_experts_per_tok"),
-            "moe_intermediate_size": r.get("moe_intermediate_size"),
-            "num_shared_experts": r.get("n_shared_experts", 0),
-            "first_dense_layers": min(int(r.get("first_k_dense_replace", 0)), layers),
+            "moe_intermediate_size": r.positive("moe_intermediate_size"),
+            "num_shared_experts": r.integer("n_shared_experts", 0),
+            "first_dense_layers": min(r.integer("first_k_dense_replace", 0), layers),
         }
     return out
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from vramcalc.errors import VramcalcError
 
-from .checks import count, index_list, layer_types, whole
-from .reader import Reader, common_fields
+from .checks import layer_types
+from .reader import LAYERS_MAX, Reader, common_fields
 
 # A recurrent model has no position table: the context is bounded by memory, not by the model.
 # This only sets the default context (min(4096, this)); nothing is derived from it.
@@ -26,32 +26,33 @@ _NO_POSITION_LIMIT = 1 << 20
 
 def _dt_rank(r: Reader, key: str, hidden: int) -> int:
     """Mamba's dt projection rank: "auto" is ceil(hidden / 16) (MambaConfig, JambaConfig)."""
-    value = r.get(key, "auto")
-    return math.ceil(hidden / 16) if value == "auto" else whole(value, key, 1)
+    if r.cfg.get(key, "auto") == "auto":
+        return math.ceil(hidden / 16)
+    return int(r.positive(key))
 
 
 def _recurrent_only(r: Reader, arch: str, tie_default: bool) -> dict[str, Any]:
     """Fields shared by the attention-free Mamba models: one RMSNorm and one mixer per layer, no
     MLP and no attention (one placeholder head that no tensor or cache uses)."""
-    hidden = count(r, "hidden_size", "hidden_size", "d_model")
-    layers = count(r, "num_layers", "num_hidden_layers", "n_layer")
+    hidden = r.need("hidden_size", "hidden_size", "d_model")
+    layers = r.need("num_layers", "num_hidden_layers", "n_layer")
     return {
         "architecture": arch,
-        "vocab_size": count(r, "vocab_size", "vocab_size"),
+        "vocab_size": r.need("vocab_size", "vocab_size"),
         "hidden_size": hidden,
         "num_layers": layers,
         "num_attention_heads": 1,
         "intermediate_size": hidden,
         "max_position_embeddings": _NO_POSITION_LIMIT,
         "norms_per_layer": 1,
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", tie_default)),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", tie_default),
         "attention_layers": 0,
         "mlp_layers": 0,
         "ssm_layers": layers,
-        "ssm_d_state": count(r, "state_size", "state_size"),
-        "ssm_d_conv": count(r, "conv_kernel", "conv_kernel"),
-        "ssm_proj_bias": bool(r.get("use_bias", False)),
-        "ssm_conv_bias": bool(r.get("use_conv_bias", True)),
+        "ssm_d_state": r.need("state_size", "state_size"),
+        "ssm_d_conv": r.need("conv_kernel", "conv_kernel"),
+        "ssm_proj_bias": r.flag("use_bias", False),
+        "ssm_conv_bias": r.flag("use_conv_bias", True),
     }
 
 
@@ -59,9 +60,9 @@ def _mamba(r: Reader, arch: str) -> dict[str, Any]:
     """Mamba (MambaMixer): d_inner = expand × hidden, dt_rank "auto" = ceil(hidden / 16),
     tied embeddings by default."""
     out = _recurrent_only(r, arch, tie_default=True)
-    expand = whole(r.get("expand", 2), "expand", 1)
-    inner = r.get("intermediate_size") or expand * out["hidden_size"]
-    out |= {"ssm_kind": "mamba", "ssm_d_inner": whole(inner, "intermediate_size", 1)}
+    expand = r.positive("expand", 2)
+    inner = r.positive("intermediate_size", expand * out["hidden_size"])
+    out |= {"ssm_kind": "mamba", "ssm_d_inner": inner}
     out["ssm_dt_rank"] = _dt_rank(r, "time_step_rank", out["hidden_size"])
     return out
 
@@ -70,12 +71,12 @@ def _mamba2(r: Reader, arch: str) -> dict[str, Any]:
     """Mamba-2 (Mamba2Mixer): d_inner = expand × hidden = num_heads × head_dim, n_groups groups
     of B and C, a gated RMSNorm of d_inner; embeddings untied by default."""
     out = _recurrent_only(r, arch, tie_default=False)
-    expand = whole(r.get("expand", 2), "expand", 1)
+    expand = r.positive("expand", 2)
     out |= {
         "ssm_kind": "mamba2",
         "ssm_d_inner": expand * out["hidden_size"],
-        "ssm_heads": count(r, "num_heads", "num_heads"),
-        "ssm_n_groups": whole(r.get("n_groups", 8), "n_groups", 1),
+        "ssm_heads": r.need("num_heads", "num_heads"),
+        "ssm_n_groups": r.positive("n_groups", 8),
     }
     return out
 
@@ -86,29 +87,29 @@ def _jamba(r: Reader, arch: str) -> dict[str, Any]:
     i % expert_layer_period == expert_layer_offset (JambaConfig.layers_num_experts)."""
     out = common_fields(r, arch, tie_default=False)
     layers, hidden = out["num_layers"], out["hidden_size"]
-    period = whole(r.get("attn_layer_period", 8), "attn_layer_period", 1)
-    offset = whole(r.get("attn_layer_offset", 4), "attn_layer_offset")
+    period = r.positive("attn_layer_period", 8)
+    offset = r.integer("attn_layer_offset", 4)
     attention = sum(1 for i in range(layers) if i % period == offset)
-    experts = whole(r.get("num_experts", 16), "num_experts", 1)
-    e_period = whole(r.get("expert_layer_period", 2), "expert_layer_period", 1)
-    e_offset = whole(r.get("expert_layer_offset", 1), "expert_layer_offset")
+    experts = r.positive("num_experts", 16)
+    e_period = r.positive("expert_layer_period", 2)
+    e_offset = r.integer("expert_layer_offset", 1)
     sparse = sum(1 for i in range(layers) if i % e_period == e_offset) if experts > 1 else 0
     out |= {
         "attention_layers": attention,
         "ssm_layers": layers - attention,
         "ssm_kind": "mamba",
-        "ssm_d_inner": whole(r.get("mamba_expand", 2), "mamba_expand", 1) * hidden,
-        "ssm_d_state": whole(r.get("mamba_d_state", 16), "mamba_d_state", 1),
-        "ssm_d_conv": whole(r.get("mamba_d_conv", 4), "mamba_d_conv", 1),
+        "ssm_d_inner": r.positive("mamba_expand", 2) * hidden,
+        "ssm_d_state": r.positive("mamba_d_state", 16),
+        "ssm_d_conv": r.positive("mamba_d_conv", 4),
         "ssm_dt_rank": _dt_rank(r, "mamba_dt_rank", hidden),
-        "ssm_proj_bias": bool(r.get("mamba_proj_bias", False)),
-        "ssm_conv_bias": bool(r.get("mamba_conv_bias", True)),
+        "ssm_proj_bias": r.flag("mamba_proj_bias", False),
+        "ssm_conv_bias": r.flag("mamba_conv_bias", True),
         "ssm_inner_norms": True,
     }
     if sparse:
         out |= {
             "num_experts": experts,
-            "experts_per_token": count(r, "experts_per_token", "num_experts_per_tok"),
+            "experts_per_token": r.need("experts_per_token", "num_experts_per_tok"),
             "first_dense_layers": layers - sparse,
         }
     return out
@@ -119,10 +120,10 @@ def _bamba(r: Reader, arch: str) -> dict[str, Any]:
     other layers (BambaMixer), a gated MLP (mlp_bias) and two RMSNorms in every layer."""
     out = common_fields(r, arch, tie_default=False)
     layers, hidden = out["num_layers"], out["hidden_size"]
-    attention = len(set(index_list(r, "attn_layer_indices", layers) or []))
-    bias = bool(r.get("attention_bias", False))
+    attention = len({i for i in r.int_list("attn_layer_indices") if i < layers})
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
-    out["mlp_bias"] = bool(r.get("mlp_bias", False))
+    out["mlp_bias"] = r.flag("mlp_bias", False)
     out |= _mamba2_fields(r, hidden) | {"attention_layers": attention}
     out["ssm_layers"] = layers - attention
     return out
@@ -133,13 +134,13 @@ def _mamba2_fields(r: Reader, hidden: int) -> dict[str, Any]:
     defaults)."""
     return {
         "ssm_kind": "mamba2",
-        "ssm_d_inner": whole(r.get("mamba_expand", 2), "mamba_expand", 1) * hidden,
-        "ssm_d_state": whole(r.get("mamba_d_state", 256), "mamba_d_state", 1),
-        "ssm_d_conv": whole(r.get("mamba_d_conv", 4), "mamba_d_conv", 1),
-        "ssm_heads": whole(r.get("mamba_n_heads", 128), "mamba_n_heads", 1),
-        "ssm_n_groups": whole(r.get("mamba_n_groups", 1), "mamba_n_groups", 1),
-        "ssm_proj_bias": bool(r.get("mamba_proj_bias", False)),
-        "ssm_conv_bias": bool(r.get("mamba_conv_bias", True)),
+        "ssm_d_inner": r.positive("mamba_expand", 2) * hidden,
+        "ssm_d_state": r.positive("mamba_d_state", 256),
+        "ssm_d_conv": r.positive("mamba_d_conv", 4),
+        "ssm_heads": r.positive("mamba_n_heads", 128),
+        "ssm_n_groups": r.positive("mamba_n_groups", 1),
+        "ssm_proj_bias": r.flag("mamba_proj_bias", False),
+        "ssm_conv_bias": r.flag("mamba_conv_bias", True),
     }
 
 
@@ -150,15 +151,14 @@ def _falcon_h1(r: Reader, arch: str) -> dict[str, Any]:
     and two RMSNorms per layer. The muP multipliers are buffers, not parameters."""
     out = common_fields(r, arch, tie_default=False)
     layers, hidden = out["num_layers"], out["hidden_size"]
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
-    out["mlp_bias"] = bool(r.get("mlp_bias", False))
+    out["mlp_bias"] = r.flag("mlp_bias", False)
     out |= _mamba2_fields(r, hidden) | {"attention_layers": layers, "ssm_layers": layers}
-    d_ssm = r.cfg.get("mamba_d_ssm", 1024)  # an explicit null means expand × hidden
-    if d_ssm is not None:
-        out["ssm_d_inner"] = whole(d_ssm, "mamba_d_ssm", 1)
-    out["ssm_out_bias"] = bool(r.get("projectors_bias", False))
-    out["ssm_gated_norm"] = bool(r.get("mamba_rms_norm", False))
+    if "mamba_d_ssm" not in r.cfg or r.has("mamba_d_ssm"):  # an explicit null: expand × hidden
+        out["ssm_d_inner"] = r.positive("mamba_d_ssm", 1024)
+    out["ssm_out_bias"] = r.flag("projectors_bias", False)
+    out["ssm_gated_norm"] = r.flag("mamba_rms_norm", False)
     return out
 
 
@@ -172,7 +172,7 @@ def _qwen3_next(r: Reader, arch: str) -> dict[str, Any]:
     layers = out["num_layers"]
     types = layer_types(r, layers)
     if types is None:
-        interval = whole(r.get("full_attention_interval", 4), "full_attention_interval", 1)
+        interval = r.positive("full_attention_interval", 4)
         types = [
             "linear_attention" if (i + 1) % interval else "full_attention" for i in range(layers)
         ]
@@ -180,34 +180,32 @@ def _qwen3_next(r: Reader, arch: str) -> dict[str, Any]:
     if unknown:
         raise VramcalcError(f"qwen3_next layer_types {', '.join(unknown)} are not mapped")
     attention = types.count("full_attention")
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "qk_norm": True}
     out |= {"attention_output_gate": True, "attention_layers": attention}
-    k_heads = whole(r.get("linear_num_key_heads", 16), "linear_num_key_heads", 1)
-    v_heads = whole(r.get("linear_num_value_heads", 32), "linear_num_value_heads", 1)
-    v_dim = whole(r.get("linear_value_head_dim", 128), "linear_value_head_dim", 1)
+    k_heads = r.positive("linear_num_key_heads", 16)
+    v_heads = r.positive("linear_num_value_heads", 32)
+    v_dim = r.positive("linear_value_head_dim", 128)
     out |= {
         "ssm_layers": layers - attention,
         "ssm_kind": "gated_deltanet",
         "ssm_d_inner": v_heads * v_dim,
-        "ssm_d_state": whole(r.get("linear_key_head_dim", 128), "linear_key_head_dim", 1),
-        "ssm_d_conv": whole(r.get("linear_conv_kernel_dim", 4), "linear_conv_kernel_dim", 1),
+        "ssm_d_state": r.positive("linear_key_head_dim", 128),
+        "ssm_d_conv": r.positive("linear_conv_kernel_dim", 4),
         "ssm_n_groups": k_heads,
         "ssm_heads": v_heads,
         "ssm_conv_bias": False,
     }
-    experts = whole(r.get("num_experts", 512), "num_experts")
-    step = whole(r.get("decoder_sparse_step", 1), "decoder_sparse_step", 1)
-    dense_only = set(index_list(r, "mlp_only_layers", layers) or [])
+    experts = r.integer("num_experts", 512)
+    step = r.positive("decoder_sparse_step", 1)
+    dense_only = set(r.int_list("mlp_only_layers"))
     sparse = sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
     if experts and sparse:
-        shared = whole(
-            r.get("shared_expert_intermediate_size", 512), "shared_expert_intermediate_size", 1
-        )
+        shared = r.positive("shared_expert_intermediate_size", 512)
         out |= {
             "num_experts": experts,
-            "experts_per_token": count(r, "experts_per_token", "num_experts_per_tok"),
-            "moe_intermediate_size": count(r, "moe_intermediate_size", "moe_intermediate_size"),
+            "experts_per_token": r.need("experts_per_token", "num_experts_per_tok"),
+            "moe_intermediate_size": r.need("moe_intermediate_size", "moe_intermediate_size"),
             "first_dense_layers": layers - sparse,
             "shared_expert_intermediate_size": shared,
             "shared_expert_gate": True,
@@ -225,22 +223,18 @@ def _lfm2(r: Reader, arch: str) -> dict[str, Any]:
     layers, hidden = out["num_layers"], out["hidden_size"]
     types = layer_types(r, layers)
     if types is None:
-        full = index_list(r, "full_attn_idxs", layers)
-        full_set = set(range(layers)) if full is None else set(full)
+        full = r.int_list("full_attn_idxs") if r.has("full_attn_idxs") else range(layers)
+        full_set = set(full)
         types = ["full_attention" if i in full_set else "conv" for i in range(layers)]
     attention = sum(1 for t in types if t != "conv")
-    inter = whole(r.get("block_ff_dim") or out["intermediate_size"], "intermediate_size", 1)
-    if r.get("block_auto_adjust_ff_dim", True):
+    inter = r.positive("block_ff_dim", out["intermediate_size"])
+    if r.flag("block_auto_adjust_ff_dim", True):
         inter = int(2 * inter / 3)
-        multiplier = r.get("block_ffn_dim_multiplier", 1.0)
-        if multiplier is not None:
-            if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
-                raise VramcalcError(
-                    f"config.json block_ffn_dim_multiplier must be a number, got {multiplier!r}"
-                )
-            step = whole(r.get("block_multiple_of", 256), "block_multiple_of", 1)
+        if "block_ffn_dim_multiplier" not in r.cfg or r.has("block_ffn_dim_multiplier"):
+            multiplier = r.number("block_ffn_dim_multiplier", 1.0, hi=1e3)
+            step = r.positive("block_multiple_of", 256)
             inter = step * -(-int(multiplier * inter) // step)
-    bias = bool(r.get("conv_bias", False))
+    bias = r.flag("conv_bias", False)
     out |= {
         "intermediate_size": inter,
         "qk_norm": True,
@@ -248,10 +242,10 @@ def _lfm2(r: Reader, arch: str) -> dict[str, Any]:
         "ssm_layers": layers - attention,
         "ssm_kind": "short_conv",
         "ssm_d_inner": hidden,
-        "ssm_d_conv": whole(r.get("conv_L_cache", 3), "conv_L_cache", 1),
+        "ssm_d_conv": r.positive("conv_L_cache", 3),
         "ssm_proj_bias": bias,
         "ssm_conv_bias": bias,
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", r.get("tie_embedding", True))),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", r.flag("tie_embedding", True)),
     }
     return out
 
@@ -276,16 +270,16 @@ def _granitemoehybrid(r: Reader, arch: str) -> dict[str, Any]:
             "(valid: mamba, attention, linear_attention, full_attention)"
         )
     attention = sum(1 for t in types if t in _ATTENTION_TYPES)
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
     out |= _mamba2_fields(r, hidden) | {"attention_layers": attention}
     out["ssm_layers"] = layers - attention
-    shared = whole(r.get("shared_intermediate_size", 1024), "shared_intermediate_size", 1)
-    experts = whole(r.get("num_local_experts", 8), "num_local_experts")
+    shared = r.positive("shared_intermediate_size", 1024)
+    experts = r.integer("num_local_experts", 8)
     if experts:
         out |= {
             "num_experts": experts,
-            "experts_per_token": count(r, "experts_per_token", "num_experts_per_tok"),
+            "experts_per_token": r.need("experts_per_token", "num_experts_per_tok"),
             "moe_intermediate_size": out["intermediate_size"],
             "shared_expert_intermediate_size": shared,
         }
@@ -309,14 +303,19 @@ _NEMOTRON_BLOCKS = {
 def _nemotron_blocks(r: Reader) -> list[str]:
     """Each layer's block: M (Mamba-2), * (attention) or - (MLP), from layers_block_type /
     layer_types or the older hybrid_override_pattern string (NemotronHConfig)."""
-    raw = r.get("layers_block_type") or r.get("layer_types") or r.get("hybrid_override_pattern")
-    if raw is None:
+    items = r.str_list("layers_block_type") or r.str_list("layer_types")
+    pattern = r.cfg.get("hybrid_override_pattern")
+    if items is None and pattern is not None:
+        if not isinstance(pattern, str) or len(pattern) > LAYERS_MAX:
+            raise VramcalcError(
+                f"nemotron_h hybrid_override_pattern must be a string of M, * and -, "
+                f"got {str(pattern)[:60]!r}"
+            )
+        items = list(pattern)
+    if items is None:
         raise VramcalcError(
             "nemotron_h config.json needs layers_block_type or hybrid_override_pattern"
         )
-    items = list(raw) if isinstance(raw, str) else raw
-    if not isinstance(items, list) or not all(isinstance(b, str) for b in items):
-        raise VramcalcError(f"nemotron_h layers_block_type must list block names, got {raw!r}")
     unknown = sorted({b for b in items if b not in _NEMOTRON_BLOCKS})
     if unknown:  # "E"/"moe": the latent mixture-of-experts variant is not mapped
         raise VramcalcError(
@@ -331,38 +330,38 @@ def _nemotron_h(r: Reader, arch: str) -> dict[str, Any]:
     mamba_head_dim), attention without biases or an MLP (up, down; relu2, mlp_bias), after one
     RMSNorm; the number of layers is the length of the block list."""
     blocks = _nemotron_blocks(r)
-    heads = count(r, "num_attention_heads", "num_attention_heads")
-    hidden = count(r, "hidden_size", "hidden_size")
-    m_heads = whole(r.get("mamba_num_heads", 128), "mamba_num_heads", 1)
-    m_dim = whole(r.get("mamba_head_dim", 64), "mamba_head_dim", 1)
+    heads = r.need("num_attention_heads", "num_attention_heads")
+    hidden = r.need("hidden_size", "hidden_size")
+    m_heads = r.positive("mamba_num_heads", 128)
+    m_dim = r.positive("mamba_head_dim", 64)
     out: dict[str, Any] = {
         "architecture": arch,
-        "vocab_size": count(r, "vocab_size", "vocab_size"),
+        "vocab_size": r.need("vocab_size", "vocab_size"),
         "hidden_size": hidden,
         "num_layers": len(blocks),
         "num_attention_heads": heads,
-        "num_kv_heads": whole(r.get("num_key_value_heads", heads), "num_key_value_heads", 1),
-        "intermediate_size": count(r, "intermediate_size", "intermediate_size"),
-        "max_position_embeddings": count(r, "max_position_embeddings", "max_position_embeddings"),
+        "num_kv_heads": r.positive("num_key_value_heads", heads),
+        "intermediate_size": r.need("intermediate_size", "intermediate_size"),
+        "max_position_embeddings": r.need("max_position_embeddings", "max_position_embeddings"),
         "mlp_kind": "plain",
-        "activation": str(r.get("mlp_hidden_act", "relu2")),
-        "mlp_bias": bool(r.get("mlp_bias", False)),
+        "activation": r.text("mlp_hidden_act", "relu2"),
+        "mlp_bias": r.flag("mlp_bias", False),
         "norms_per_layer": 1,
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", False)),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", False),
         "attention_layers": blocks.count("*"),
         "mlp_layers": blocks.count("-"),
         "ssm_layers": blocks.count("M"),
         "ssm_kind": "mamba2",
         "ssm_d_inner": m_heads * m_dim,
         "ssm_heads": m_heads,
-        "ssm_d_state": whole(r.get("ssm_state_size", 128), "ssm_state_size", 1),
-        "ssm_d_conv": whole(r.get("conv_kernel", r.get("mamba_d_conv", 4)), "conv_kernel", 1),
-        "ssm_n_groups": whole(r.get("n_groups", r.get("mamba_n_groups", 8)), "n_groups", 1),
-        "ssm_proj_bias": bool(r.get("mamba_proj_bias", False)),
-        "ssm_conv_bias": bool(r.get("use_conv_bias", r.get("mamba_conv_bias", True))),
+        "ssm_d_state": r.positive("ssm_state_size", 128),
+        "ssm_d_conv": r.positive("conv_kernel", r.positive("mamba_d_conv", 4)),
+        "ssm_n_groups": r.positive("n_groups", r.positive("mamba_n_groups", 8)),
+        "ssm_proj_bias": r.flag("mamba_proj_bias", False),
+        "ssm_conv_bias": r.flag("use_conv_bias", r.flag("mamba_conv_bias", True)),
     }
-    head_dim = r.get("head_dim")
-    if head_dim is not None and whole(head_dim, "head_dim", 1) * heads != hidden:
+    head_dim = r.positive("head_dim")
+    if head_dim is not None and head_dim * heads != hidden:
         out["head_dim"] = head_dim
     return out
 

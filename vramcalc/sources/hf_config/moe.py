@@ -16,14 +16,14 @@ from typing import Any
 
 from vramcalc.errors import VramcalcError
 
-from .checks import count, index_list, layer_types, whole
+from .checks import layer_types
 from .reader import Reader, common_fields, window_fields
 
 
 def _experts(r: Reader, *names: str) -> dict[str, Any]:
     return {
-        "num_experts": count(r, "num_experts", *names),
-        "experts_per_token": count(r, "experts_per_token", "num_experts_per_tok"),
+        "num_experts": r.need("num_experts", *names),
+        "experts_per_token": r.need("experts_per_token", "num_experts_per_tok"),
     }
 
 
@@ -32,9 +32,9 @@ def _olmoe(r: Reader, arch: str) -> dict[str, Any]:
     projections, 64 experts of intermediate_size, router without bias (OlmoeAttention,
     OlmoeSparseMoeBlock)."""
     out = common_fields(r, arch, tie_default=False)
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
-    out |= {"qk_norm": True, "qk_norm_scope": "projection"}
+    out |= {"qk_norm": True, "qk_norm_kind": "full"}
     return out | _experts(r, "num_experts")
 
 
@@ -43,9 +43,9 @@ def _phimoe(r: Reader, arch: str) -> dict[str, Any]:
     num_local_experts experts of intermediate_size; the cache is windowed on every layer when
     sliding_window is set."""
     out = common_fields(r, arch, tie_default=False)
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "norm_kind": "layernorm"}
-    out["lm_head_bias"] = bool(r.get("lm_head_bias", False))
+    out["lm_head_bias"] = r.flag("lm_head_bias", False)
     out |= window_fields(r, out["num_layers"], None)
     return out | _experts(r, "num_local_experts")
 
@@ -55,11 +55,11 @@ def _granitemoe(r: Reader, arch: str) -> dict[str, Any]:
     (2·inter × h) and output_linear without bias; granitemoeshared adds a shared MLP of
     shared_intermediate_size (GraniteMoeSharedMLP) when it is positive."""
     out = common_fields(r, arch, tie_default=False)
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
     out |= _experts(r, "num_local_experts")
     if arch == "granitemoeshared":
-        shared = whole(r.get("shared_intermediate_size", 0), "shared_intermediate_size")
+        shared = r.integer("shared_intermediate_size", 0)
         out["shared_expert_intermediate_size"] = shared or None
     return out
 
@@ -70,14 +70,14 @@ def _glm4_moe(r: Reader, arch: str) -> dict[str, Any]:
     shared MLP; the router's e_score_correction_bias is a buffer, not a parameter. The
     multi-token-prediction layers (num_nextn_predict_layers) are not built by transformers."""
     out = common_fields(r, arch, tie_default=False)
-    out["attention_qkv_bias"] = bool(r.get("attention_bias", False))
-    out["qk_norm"] = bool(r.get("use_qk_norm", False))
+    out["attention_qkv_bias"] = r.flag("attention_bias", False)
+    out["qk_norm"] = r.flag("use_qk_norm", False)
     layers = out["num_layers"]
-    first = whole(r.get("first_k_dense_replace", 1), "first_k_dense_replace")
+    first = r.integer("first_k_dense_replace", 1)
     out |= _experts(r, "n_routed_experts", "num_local_experts")
     out |= {
-        "moe_intermediate_size": count(r, "moe_intermediate_size", "moe_intermediate_size"),
-        "num_shared_experts": whole(r.get("n_shared_experts", 1), "n_shared_experts"),
+        "moe_intermediate_size": r.need("moe_intermediate_size", "moe_intermediate_size"),
+        "num_shared_experts": r.integer("n_shared_experts", 1),
         "first_dense_layers": min(first, layers),
     }
     return out
@@ -89,20 +89,20 @@ def _ernie4_5_moe(r: Reader, arch: str) -> dict[str, Any]:
     ≤ i ≤ moe_layer_end_index (−1: the last); moe_num_shared_experts × moe_intermediate_size
     shared MLP; the gate keeps a per-expert e_score_correction_bias parameter."""
     out = common_fields(r, arch, tie_default=True)
-    bias = bool(r.get("use_bias", False))
+    bias = r.flag("use_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "mlp_bias": bias}
     out |= {"lm_head_bias": bias, "expert_bias": False, "router_bias": True}
-    out["num_experts"] = count(r, "num_experts", "moe_num_experts", "num_experts")
-    out["experts_per_token"] = count(r, "experts_per_token", "moe_k", "num_experts_per_tok")
+    out["num_experts"] = r.need("num_experts", "moe_num_experts", "num_experts")
+    out["experts_per_token"] = r.need("experts_per_token", "moe_k", "num_experts_per_tok")
     layers = out["num_layers"]
-    start = whole(r.get("moe_layer_start_index", 1), "moe_layer_start_index")
-    end = r.get("moe_layer_end_index", -1)
-    end = layers - 1 if end == -1 else whole(end, "moe_layer_end_index")
-    step = whole(r.get("moe_layer_interval", 1), "moe_layer_interval", 1)
+    start = r.integer("moe_layer_start_index", 1)
+    end = r.integer("moe_layer_end_index", -1, lo=-1)
+    end = layers - 1 if end == -1 else end
+    step = r.positive("moe_layer_interval", 1)
     sparse = sum(1 for i in range(layers) if (i + 1) % step == 0 and start <= i <= end)
     out["first_dense_layers"] = layers - sparse
-    out["moe_intermediate_size"] = count(r, "moe_intermediate_size", "moe_intermediate_size")
-    out["num_shared_experts"] = whole(r.get("moe_num_shared_experts", 0), "moe_num_shared_experts")
+    out["moe_intermediate_size"] = r.need("moe_intermediate_size", "moe_intermediate_size")
+    out["num_shared_experts"] = r.integer("moe_num_shared_experts", 0)
     return out
 
 
@@ -110,29 +110,31 @@ def _dbrx(r: Reader, arch: str) -> dict[str, Any]:
     """DBRX: fused Wqkv of (h + 2·kv_heads·head_dim) and out_proj without bias, two
     LayerNorm(bias=False) per layer, every layer sparse with ffn_config.moe_num_experts gated
     experts of ffn_config.ffn_hidden_size (w1, v1, w2), router without bias (DbrxFFN)."""
-    attn = r.get("attn_config", {})
-    ffn = r.get("ffn_config", {})
-    if not isinstance(attn, dict) or not isinstance(ffn, dict):
+    attn_cfg, ffn_cfg = r.cfg.get("attn_config") or {}, r.cfg.get("ffn_config") or {}
+    if not isinstance(attn_cfg, dict) or not isinstance(ffn_cfg, dict):
         raise VramcalcError("config.json attn_config and ffn_config must be objects (DBRX)")
+    attn, ffn = Reader(attn_cfg, r.where), Reader(ffn_cfg, r.where)
     # DbrxAttentionConfig / DbrxFFNConfig defaults for what the nested objects leave out
-    kv = whole(attn.get("kv_n_heads", 1), "attn_config.kv_n_heads", 1)
-    inter = whole(ffn.get("ffn_hidden_size", 3584), "ffn_config.ffn_hidden_size", 1)
-    experts = whole(ffn.get("moe_num_experts", 4), "ffn_config.moe_num_experts", 1)
-    top_k = whole(ffn.get("moe_top_k", 1), "ffn_config.moe_top_k", 1)
-    act = ffn.get("ffn_act_fn") or {"name": "silu"}
+    kv = attn.positive("kv_n_heads", 1)
+    inter = ffn.positive("ffn_hidden_size", 3584)
+    experts = ffn.positive("moe_num_experts", 4)
+    top_k = ffn.positive("moe_top_k", 1)
+    act = ffn_cfg.get("ffn_act_fn") or {"name": "silu"}
     return {
         "architecture": arch,
-        "vocab_size": count(r, "vocab_size", "vocab_size"),
-        "hidden_size": count(r, "hidden_size", "d_model"),
-        "num_layers": count(r, "num_layers", "n_layers"),
-        "num_attention_heads": count(r, "num_attention_heads", "n_heads"),
+        "vocab_size": r.need("vocab_size", "vocab_size"),
+        "hidden_size": r.need("hidden_size", "d_model"),
+        "num_layers": r.need("num_layers", "n_layers"),
+        "num_attention_heads": r.need("num_attention_heads", "n_heads"),
         "num_kv_heads": kv,
         "intermediate_size": inter,
-        "max_position_embeddings": count(r, "max_position_embeddings", "max_seq_len"),
-        "activation": str(act.get("name", "silu")) if isinstance(act, dict) else "silu",
+        "max_position_embeddings": r.need("max_position_embeddings", "max_seq_len"),
+        "activation": Reader(act, r.where).text("name", "silu")
+        if isinstance(act, dict)
+        else "silu",
         "norm_kind": "layernorm",
-        "layernorm_bias": False,
-        "tie_word_embeddings": bool(r.get("tie_word_embeddings", False)),
+        "norm_bias": False,
+        "tie_word_embeddings": r.flag("tie_word_embeddings", False),
         "num_experts": experts,
         "experts_per_token": top_k,
     }
@@ -146,34 +148,36 @@ def _llama4_text(r: Reader, arch: str) -> dict[str, Any]:
     attention: their cache holds at most attention_chunk_size tokens (transformers'
     chunked_attention cache layers); the NoPE layers (every no_rope_layer_interval-th) are full."""
     out = common_fields(r, arch, tie_default=False)
-    bias = bool(r.get("attention_bias", False))
+    bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
     layers = out["num_layers"]
     expert_inter = out["intermediate_size"]
-    out["intermediate_size"] = count(r, "intermediate_size_mlp", "intermediate_size_mlp")
+    out["intermediate_size"] = r.need("intermediate_size_mlp", "intermediate_size_mlp")
     out |= _experts(r, "num_local_experts")
     out |= {"moe_intermediate_size": expert_inter, "num_shared_experts": 1}
-    moe_layers = index_list(r, "moe_layers", layers)
+    moe_layers = (
+        [i for i in r.int_list("moe_layers") if i < layers] if r.has("moe_layers") else None
+    )
     if moe_layers is None:
-        step = whole(r.get("interleave_moe_layer_step", 1), "interleave_moe_layer_step", 1)
+        step = r.positive("interleave_moe_layer_step", 1)
         moe_layers = list(range(step - 1, layers, step))
     out["first_dense_layers"] = layers - len(set(moe_layers))
-    chunk = r.get("attention_chunk_size")
+    chunk = r.positive("attention_chunk_size")
     types = layer_types(r, layers)
     if types is None:
-        rope = r.get("no_rope_layers")
+        rope = r.int_list("no_rope_layers", hi=1)
         if rope:  # 1 = the layer uses RoPE (and chunked attention)
-            if not isinstance(rope, list) or len(rope) != layers:
+            if len(rope) != layers:
                 raise VramcalcError("config.json no_rope_layers must list one 0/1 per layer")
             chunked = sum(1 for flag in rope if flag)
         else:
-            interval = whole(r.get("no_rope_layer_interval", 4), "no_rope_layer_interval", 1)
+            interval = r.positive("no_rope_layer_interval", 4)
             chunked = sum(1 for i in range(layers) if (i + 1) % interval)
         chunked = chunked if chunk is not None else 0
     else:
         chunked = sum(1 for t in types if t == "chunked_attention")
     if chunked and chunk is not None:
-        out |= {"sliding_window": whole(chunk, "attention_chunk_size", 1)}
+        out |= {"sliding_window": chunk}
         out["sliding_window_layers"] = chunked
     return out
 
@@ -183,7 +187,7 @@ def _gpt_oss(r: Reader, arch: str) -> dict[str, Any]:
     with a bias, experts with biases on gate_up and down (GptOssExperts), every layer sparse;
     layer_types alternate sliding (window 128) and full attention, sliding first."""
     out = common_fields(r, arch, tie_default=False)
-    bias = bool(r.get("attention_bias", True))
+    bias = r.flag("attention_bias", True)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "attention_sinks": True}
     out |= {"router_bias": True, "expert_bias": True}
     out |= _experts(r, "num_local_experts", "num_experts")
