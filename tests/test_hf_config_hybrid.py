@@ -137,6 +137,25 @@ HYBRID_CONFIGS: dict[str, dict[str, Any]] = {
         "conv_L_cache": 3,
         "conv_bias": True,
     },
+    "lfm2_moe": _ATTN
+    | {
+        "model_type": "lfm2_moe",
+        "num_hidden_layers": 4,
+        "layer_types": ["conv", "full_attention", "conv", "full_attention"],
+        "num_dense_layers": 1,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 24,
+        "conv_L_cache": 3,
+    },
+    "falcon_mamba": {
+        "model_type": "falcon_mamba",
+        "vocab_size": 128,
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "state_size": 8,
+        "conv_kernel": 4,
+    },
     "nemotron_h": _ATTN
     | {
         "model_type": "nemotron_h",

@@ -25,6 +25,8 @@ from .dense import BUILDERS as _DENSE
 from .dense_defaults import DEFAULTS as _DENSE_DEFAULTS
 from .hybrid import BUILDERS as _HYBRID
 from .hybrid import DEFAULTS as _HYBRID_DEFAULTS
+from .linear import BUILDERS as _LINEAR
+from .linear import DEFAULTS as _LINEAR_DEFAULTS
 from .moe import BUILDERS as _MOE
 from .moe import DEFAULTS as _MOE_DEFAULTS
 from .reader import Config, Reader
@@ -35,12 +37,14 @@ _BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     **_DENSE,
     **_MOE,
     **_HYBRID,
+    **_LINEAR,
 }
 _DEFAULTS: dict[str, dict[str, Any]] = {
     **_CORE_DEFAULTS,
     **_DENSE_DEFAULTS,
     **_MOE_DEFAULTS,
     **_HYBRID_DEFAULTS,
+    **_LINEAR_DEFAULTS,
 }
 
 _ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemma3_text"}

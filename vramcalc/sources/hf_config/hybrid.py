@@ -1,4 +1,5 @@
-"""Builders for state-space and hybrid models: Mamba, Mamba-2, Jamba, Bamba and Nemotron-H.
+"""Builders for state-space and hybrid models: Mamba, Falcon-Mamba, Mamba-2, Jamba, Bamba,
+Granite-4.0 (granitemoehybrid), Falcon-H1 and Nemotron-H.
 
 Their cache is a fixed state per sequence in every state-space layer (the causal conv1d window
 and the recurrent SSM state) plus keys and values in the attention layers only (Mamba,
@@ -58,7 +59,8 @@ def _recurrent_only(r: Reader, arch: str, tie_default: bool) -> dict[str, Any]:
 
 def _mamba(r: Reader, arch: str) -> dict[str, Any]:
     """Mamba (MambaMixer): d_inner = expand × hidden, dt_rank "auto" = ceil(hidden / 16),
-    tied embeddings by default."""
+    tied embeddings by default. Falcon-Mamba is the same mixer; its RMSNorms of dt, B and C have
+    no weights (FalconMambaWeightlessRMSNorm keeps a buffer), so the tensors are Mamba's."""
     out = _recurrent_only(r, arch, tie_default=True)
     expand = r.positive("expand", 2)
     inner = r.positive("intermediate_size", expand * out["hidden_size"])
@@ -159,94 +161,6 @@ def _falcon_h1(r: Reader, arch: str) -> dict[str, Any]:
         out["ssm_d_inner"] = r.positive("mamba_d_ssm", 1024)
     out["ssm_out_bias"] = r.flag("projectors_bias", False)
     out["ssm_gated_norm"] = r.flag("mamba_rms_norm", False)
-    return out
-
-
-def _qwen3_next(r: Reader, arch: str) -> dict[str, Any]:
-    """Qwen3-Next: layer_types (default: every full_attention_interval-th layer full attention)
-    pick gated attention (q_proj doubled into query and output gate, per-head q/k RMSNorm) or a
-    gated DeltaNet (Qwen3NextGatedDeltaNet; its recurrent state is value heads × key head dim ×
-    value head dim, its conv window over q, k and v); the MLP is sparse as in Qwen2-MoE
-    (mlp_only_layers, decoder_sparse_step) with a shared expert and its sigmoid gate."""
-    out = common_fields(r, arch, tie_default=False)
-    layers = out["num_layers"]
-    types = layer_types(r, layers)
-    if types is None:
-        interval = r.positive("full_attention_interval", 4)
-        types = [
-            "linear_attention" if (i + 1) % interval else "full_attention" for i in range(layers)
-        ]
-    unknown = sorted({t for t in types if t not in ("linear_attention", "full_attention")})
-    if unknown:
-        raise VramcalcError(f"qwen3_next layer_types {', '.join(unknown)} are not mapped")
-    attention = types.count("full_attention")
-    bias = r.flag("attention_bias", False)
-    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "qk_norm": True}
-    out |= {"attention_output_gate": True, "attention_layers": attention}
-    k_heads = r.positive("linear_num_key_heads", 16)
-    v_heads = r.positive("linear_num_value_heads", 32)
-    v_dim = r.positive("linear_value_head_dim", 128)
-    out |= {
-        "ssm_layers": layers - attention,
-        "ssm_kind": "gated_deltanet",
-        "ssm_d_inner": v_heads * v_dim,
-        "ssm_d_state": r.positive("linear_key_head_dim", 128),
-        "ssm_d_conv": r.positive("linear_conv_kernel_dim", 4),
-        "ssm_n_groups": k_heads,
-        "ssm_heads": v_heads,
-        "ssm_conv_bias": False,
-    }
-    experts = r.integer("num_experts", 512)
-    step = r.positive("decoder_sparse_step", 1)
-    dense_only = set(r.int_list("mlp_only_layers"))
-    sparse = sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
-    if experts and sparse:
-        shared = r.positive("shared_expert_intermediate_size", 512)
-        out |= {
-            "num_experts": experts,
-            "experts_per_token": r.need("experts_per_token", "num_experts_per_tok"),
-            "moe_intermediate_size": r.need("moe_intermediate_size", "moe_intermediate_size"),
-            "first_dense_layers": layers - sparse,
-            "shared_expert_intermediate_size": shared,
-            "shared_expert_gate": True,
-        }
-    return out
-
-
-def _lfm2(r: Reader, arch: str) -> dict[str, Any]:
-    """LFM2: layer_types (or full_attn_idxs) pick attention (per-head q/k RMSNorm, no biases) or a
-    gated short convolution (Lfm2ShortConv: in_proj h → 3h, depthwise conv of conv_L_cache taps,
-    out_proj; conv_bias on all three) whose cache is the conv window only; a gated MLP whose
-    width block_auto_adjust_ff_dim rounds (2/3 × intermediate_size × block_ffn_dim_multiplier, up
-    to a multiple of block_multiple_of); two RMSNorms per layer and one after the embeddings."""
-    out = common_fields(r, arch, tie_default=True)
-    layers, hidden = out["num_layers"], out["hidden_size"]
-    types = layer_types(r, layers)
-    if types is None:
-        full = r.int_list("full_attn_idxs") if r.has("full_attn_idxs") else range(layers)
-        full_set = set(full)
-        types = ["full_attention" if i in full_set else "conv" for i in range(layers)]
-    attention = sum(1 for t in types if t != "conv")
-    inter = r.positive("block_ff_dim", out["intermediate_size"])
-    if r.flag("block_auto_adjust_ff_dim", True):
-        inter = int(2 * inter / 3)
-        if "block_ffn_dim_multiplier" not in r.cfg or r.has("block_ffn_dim_multiplier"):
-            multiplier = r.number("block_ffn_dim_multiplier", 1.0, hi=1e3)
-            step = r.positive("block_multiple_of", 256)
-            inter = step * -(-int(multiplier * inter) // step)
-    bias = r.flag("conv_bias", False)
-    out |= {
-        "intermediate_size": inter,
-        "qk_norm": True,
-        "attention_layers": attention,
-        "ssm_layers": layers - attention,
-        "ssm_kind": "short_conv",
-        "ssm_d_inner": hidden,
-        "ssm_d_conv": r.positive("conv_L_cache", 3),
-        "ssm_proj_bias": bias,
-        "ssm_conv_bias": bias,
-        "tie_word_embeddings": r.flag("tie_word_embeddings", r.flag("tie_embedding", True)),
-    }
     return out
 
 
@@ -368,20 +282,21 @@ def _nemotron_h(r: Reader, arch: str) -> dict[str, Any]:
 
 BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "mamba": _mamba,
+    "falcon_mamba": _mamba,
     "mamba2": _mamba2,
     "jamba": _jamba,
     "bamba": _bamba,
     "nemotron_h": _nemotron_h,
     "granitemoehybrid": _granitemoehybrid,
     "falcon_h1": _falcon_h1,
-    "qwen3_next": _qwen3_next,
-    "lfm2": _lfm2,
 }
 
 # transformers v5 configuration-class defaults (configuration_<type>.py).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "mamba": {"vocab_size": 50280, "hidden_size": 768, "state_size": 16, "num_hidden_layers": 32}
     | {"conv_kernel": 4},
+    "falcon_mamba": {"vocab_size": 50280, "hidden_size": 768, "state_size": 16}
+    | {"num_hidden_layers": 32, "conv_kernel": 4},
     "mamba2": {"vocab_size": 32768, "hidden_size": 4096, "state_size": 128}
     | {"num_hidden_layers": 64, "num_heads": 128, "conv_kernel": 4},
     "jamba": {
@@ -420,27 +335,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 32,
         "num_key_value_heads": 8,
         "max_position_embeddings": 8192,
-    },
-    "qwen3_next": {
-        "vocab_size": 151936,
-        "hidden_size": 2048,
-        "intermediate_size": 5632,
-        "num_hidden_layers": 48,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 2,
-        "head_dim": 256,
-        "max_position_embeddings": 32768,
-        "moe_intermediate_size": 512,
-        "num_experts_per_tok": 10,
-    },
-    "lfm2": {
-        "vocab_size": 65536,
-        "hidden_size": 2560,
-        "intermediate_size": 12288,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "max_position_embeddings": 128000,
     },
     "nemotron_h": {
         "vocab_size": 131072,
