@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from hf_reference import cache_elements, meta_param_count
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vramcalc.errors import VramcalcError
 from vramcalc.kv_cache import kv_elements_per_token
@@ -214,3 +216,33 @@ def test_published_sizes_of_moe_presets() -> None:
     # whose parameters this text model does not count
     total, active, _ = counts("llama-4-scout-17b-16e")
     assert round(active / 1e9) == 17 and 107e9 < total < 109e9
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    experts=st.integers(2, 64),
+    top_k=st.integers(1, 64),
+    layers=st.integers(1, 12),
+    step=st.integers(1, 4),
+    bias=st.booleans(),
+)
+def test_expert_arithmetic(experts: int, top_k: int, layers: int, step: int, bias: bool) -> None:
+    """Invariants of any mixture: the total does not depend on how many experts a token uses; the
+    active count grows by exactly one expert's tensors (times the sparse layers) per extra expert."""
+    top_k = min(top_k, experts)
+    cfg = MOE_CONFIGS["llama4_text"] | {
+        "num_hidden_layers": layers,
+        "num_local_experts": experts,
+        "num_experts_per_tok": top_k,
+        "interleave_moe_layer_step": step,
+        "attention_bias": bias,
+    }
+    spec, _ = spec_from_config(cfg, "p")
+    total, active = param_count(spec), active_param_count(spec)
+    assert spec.moe_layers == len(range(step - 1, layers, step))
+    assert active <= total
+    if top_k < experts:
+        more, _ = spec_from_config(cfg | {"num_experts_per_tok": top_k + 1}, "p")
+        assert param_count(more) == total
+        # one more expert of intermediate_size 48 (gate, up, down: 3 × 48 × 64) per sparse layer
+        assert active_param_count(more) - active == spec.moe_layers * 3 * 48 * 64
