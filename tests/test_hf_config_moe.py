@@ -112,6 +112,21 @@ MOE_CONFIGS: dict[str, dict[str, Any]] = {
         "num_experts_per_tok": 2,
         "moe_layers": [0, 1, 3],
     },
+    "granitemoe_swa": _BASE
+    | {
+        "model_type": "granitemoe_swa",
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+        "shared_intermediate_size": 40,
+        "sliding_window": 16,
+    },
+    "minimax_m2": _BASE
+    | {
+        "model_type": "minimax_m2",
+        "head_dim": 16,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+    },
     "gpt_oss": _BASE
     | {
         "model_type": "gpt_oss",
@@ -164,6 +179,8 @@ def test_interleaved_and_chunked_layers() -> None:
     assert listed.moe_layers == 3
     ernie, _ = spec_from_config(MOE_CONFIGS["ernie4_5_moe"], "e")
     assert ernie.moe_layers == 2  # layers 1 and 2 (start 1, end 2)
+    swa, _ = spec_from_config(MOE_CONFIGS["granitemoe_swa"], "s")
+    assert (swa.sliding_window, swa.windowed_layers) == (16, 3)  # full when i % 4 == 0: layer 0
 
 
 @pytest.mark.parametrize(

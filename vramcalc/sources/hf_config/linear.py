@@ -1,5 +1,5 @@
-"""Builders for hybrids whose recurrent layers are not Mamba: Qwen3-Next (gated DeltaNet,
-arXiv 2412.06464, beside gated attention) and LFM2 / LFM2-MoE (gated short convolutions).
+"""Builders for hybrids whose recurrent layers are not Mamba: Qwen3-Next and Qwen3.5 (gated
+DeltaNet, arXiv 2412.06464, beside gated attention) and LFM2 / LFM2-MoE (gated short convolutions).
 
 Their cache is, as for Mamba hybrids, keys and values in the attention layers only plus a fixed
 state per sequence in the others: the conv window (and for the gated DeltaNet its matrix-valued
@@ -18,12 +18,13 @@ from .checks import layer_types
 from .reader import Reader, common_fields
 
 
-def _qwen3_next(r: Reader, arch: str) -> dict[str, Any]:
-    """Qwen3-Next: layer_types (default: every full_attention_interval-th layer full attention)
-    pick gated attention (q_proj doubled into query and output gate, per-head q/k RMSNorm) or a
-    gated DeltaNet (Qwen3NextGatedDeltaNet; its recurrent state is value heads × key head dim ×
-    value head dim, its conv window over q, k and v); the MLP is sparse as in Qwen2-MoE
-    (mlp_only_layers, decoder_sparse_step) with a shared expert and its sigmoid gate."""
+def _gated_deltanet_hybrid(r: Reader, arch: str) -> dict[str, Any]:
+    """What Qwen3-Next and Qwen3.5 share: layer_types (default: every full_attention_interval-th
+    layer full attention) pick gated attention (q_proj doubled into query and output gate,
+    per-head q/k RMSNorm) or a gated DeltaNet (Qwen3NextGatedDeltaNet / Qwen3_5GatedDeltaNet: the
+    input projections to q, k, v, z, b and a, their conv over q, k and v, dt_bias and A_log per
+    value head, a gated RMSNorm of one value head, out_proj; its recurrent state is value heads ×
+    key head dim × value head dim)."""
     out = common_fields(r, arch, tie_default=False)
     layers = out["num_layers"]
     types = layer_types(r, layers)
@@ -34,7 +35,7 @@ def _qwen3_next(r: Reader, arch: str) -> dict[str, Any]:
         ]
     unknown = sorted({t for t in types if t not in ("linear_attention", "full_attention")})
     if unknown:
-        raise VramcalcError(f"qwen3_next layer_types {', '.join(unknown)} are not mapped")
+        raise VramcalcError(f"{arch} layer_types {', '.join(unknown)} are not mapped")
     attention = types.count("full_attention")
     bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "qk_norm": True}
@@ -52,21 +53,46 @@ def _qwen3_next(r: Reader, arch: str) -> dict[str, Any]:
         "ssm_heads": v_heads,
         "ssm_conv_bias": False,
     }
-    experts = r.integer("num_experts", 512)
+    return out
+
+
+def _shared_expert_moe(r: Reader, sparse_layers: int, layers: int) -> dict[str, Any]:
+    """Routed experts of moe_intermediate_size plus one shared expert with a sigmoid gate."""
+    return {
+        "num_experts": r.need("num_experts", "num_experts"),
+        "experts_per_token": r.need("experts_per_token", "num_experts_per_tok"),
+        "moe_intermediate_size": r.need("moe_intermediate_size", "moe_intermediate_size"),
+        "first_dense_layers": layers - sparse_layers,
+        "shared_expert_intermediate_size": r.positive("shared_expert_intermediate_size", 512),
+        "shared_expert_gate": True,
+    }
+
+
+def _qwen3_next(r: Reader, arch: str) -> dict[str, Any]:
+    """Qwen3-Next: the gated DeltaNet hybrid above; the MLP is sparse as in Qwen2-MoE
+    (mlp_only_layers, decoder_sparse_step) with a shared expert and its sigmoid gate."""
+    out = _gated_deltanet_hybrid(r, arch)
+    layers = out["num_layers"]
     step = r.positive("decoder_sparse_step", 1)
     dense_only = set(r.int_list("mlp_only_layers"))
     sparse = sum(1 for i in range(layers) if i not in dense_only and (i + 1) % step == 0)
-    if experts and sparse:
-        shared = r.positive("shared_expert_intermediate_size", 512)
-        out |= {
-            "num_experts": experts,
-            "experts_per_token": r.need("experts_per_token", "num_experts_per_tok"),
-            "moe_intermediate_size": r.need("moe_intermediate_size", "moe_intermediate_size"),
-            "first_dense_layers": layers - sparse,
-            "shared_expert_intermediate_size": shared,
-            "shared_expert_gate": True,
-        }
+    if r.integer("num_experts", 512) and sparse:
+        out |= _shared_expert_moe(r, sparse, layers)
     return out
+
+
+def _qwen3_5(r: Reader, arch: str) -> dict[str, Any]:
+    """Qwen3.5 text models: the gated DeltaNet hybrid above (its input projection split into
+    in_proj_qkv, in_proj_z, in_proj_b and in_proj_a: the same tensors); qwen3_5_text has a dense
+    MLP in every layer, qwen3_5_moe_text a sparse one (experts + gated shared expert) in every
+    layer and no intermediate_size field (Qwen3_5MoeTextConfig)."""
+    if arch == "qwen3_5_text":
+        return _gated_deltanet_hybrid(r, arch)
+    # no dense MLP anywhere: stand the experts' width in for the field common_fields requires
+    inner = Reader(r.cfg | {"intermediate_size": r.positive("moe_intermediate_size", 512)}, r.where)
+    out = _gated_deltanet_hybrid(inner, arch)
+    r.missing += inner.missing
+    return out | _shared_expert_moe(r, out["num_layers"], out["num_layers"])
 
 
 def _lfm2(r: Reader, arch: str) -> dict[str, Any]:
@@ -123,6 +149,8 @@ BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "qwen3_next": _qwen3_next,
     "lfm2": _lfm2,
     "lfm2_moe": _lfm2,
+    "qwen3_5_text": _qwen3_5,
+    "qwen3_5_moe_text": _qwen3_5,
 }
 
 # transformers v5 configuration-class defaults (configuration_<type>.py).
@@ -147,6 +175,28 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 32,
         "num_key_value_heads": 8,
         "max_position_embeddings": 128000,
+    },
+    "qwen3_5_text": {
+        "vocab_size": 248320,
+        "hidden_size": 4096,
+        "intermediate_size": 12288,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "max_position_embeddings": 32768,
+    },
+    "qwen3_5_moe_text": {
+        "vocab_size": 248320,
+        "hidden_size": 2048,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "head_dim": 256,
+        "max_position_embeddings": 32768,
+        "moe_intermediate_size": 512,
+        "num_experts": 256,
+        "num_experts_per_tok": 8,
     },
     "lfm2_moe": {
         "vocab_size": 65536,

@@ -1,5 +1,5 @@
-"""Builders for mixture-of-experts families: PhiMoE, OLMoE, Granite-MoE (+ shared), GLM-4.5
-(glm4_moe), ERNIE-4.5-MoE, DBRX, Llama-4 (text) and gpt-oss.
+"""Builders for mixture-of-experts families: PhiMoE, OLMoE, Granite-MoE (+ shared, + SWA),
+GLM-4.5 (glm4_moe), ERNIE-4.5-MoE, DBRX, Llama-4 (text), gpt-oss and MiniMax-M2.
 
 Each follows its transformers v5 modeling code (``transformers/models/<type>/modeling_<type>.py``):
 which projections carry biases, how the router is built, which layers are sparse and which
@@ -62,6 +62,28 @@ def _granitemoe(r: Reader, arch: str) -> dict[str, Any]:
         shared = r.integer("shared_intermediate_size", 0)
         out["shared_expert_intermediate_size"] = shared or None
     return out
+
+
+def _granitemoe_swa(r: Reader, arch: str) -> dict[str, Any]:
+    """Granite-MoE-SWA: Granite-MoE (plus the shared MLP of shared_intermediate_size when
+    positive) with one learned sink logit per head and layer_types (default: full attention when
+    i % 4 == 0, else a sliding window of 128)."""
+    out = _granitemoe(r, "granitemoeshared") | {"architecture": arch, "attention_sinks": True}
+    layers = out["num_layers"]
+    if layer_types(r, layers) is None:  # GraniteMoeSWAConfig.__post_init__
+        out |= window_fields(r, layers, layers - len(range(0, layers, 4)))
+    else:
+        out |= window_fields(r, layers, None)
+    return out
+
+
+def _minimax_m2(r: Reader, arch: str) -> dict[str, Any]:
+    """MiniMax-M2: q/k/v/o without biases, RMSNorms over the whole q and k projections, every
+    layer sparse with num_local_experts experts of intermediate_size (the router's
+    e_score_correction_bias is a buffer); partial rotary has no parameters."""
+    out = common_fields(r, arch, tie_default=False)
+    out |= {"qk_norm": True, "qk_norm_kind": "full"}
+    return out | _experts(r, "num_local_experts")
 
 
 def _glm4_moe(r: Reader, arch: str) -> dict[str, Any]:
@@ -209,6 +231,8 @@ BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "dbrx": _dbrx,
     "llama4_text": _llama4_text,
     "gpt_oss": _gpt_oss,
+    "granitemoe_swa": _granitemoe_swa,
+    "minimax_m2": _minimax_m2,
 }
 
 # transformers v5 configuration-class defaults (configuration_<type>.py) for the structural
@@ -287,6 +311,19 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_experts_per_tok": 1,
         "num_local_experts": 16,
         "attention_chunk_size": 8192,
+    },
+    "granitemoe_swa": _GRANITE | {"sliding_window": 128},
+    "minimax_m2": {
+        "vocab_size": 200064,
+        "hidden_size": 3072,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 62,
+        "num_attention_heads": 48,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "max_position_embeddings": 196608,
+        "num_experts_per_tok": 8,
+        "num_local_experts": 256,
     },
     "gpt_oss": {
         "vocab_size": 201088,
