@@ -1,5 +1,5 @@
 """Builders for mixture-of-experts families: PhiMoE, OLMoE, Granite-MoE (+ shared, + SWA),
-GLM-4.5 (glm4_moe), ERNIE-4.5-MoE, DBRX, Llama-4 (text), gpt-oss and MiniMax-M2.
+GLM-4.5 (glm4_moe), GLM-4.7-Flash (glm4_moe_lite), FlexOlmo, ERNIE-4.5-MoE, DBRX, Llama-4 (text), gpt-oss and MiniMax-M2.
 
 Each follows its transformers v5 modeling code (``transformers/models/<type>/modeling_<type>.py``):
 which projections carry biases, how the router is built, which layers are sparse and which
@@ -30,7 +30,8 @@ def _experts(r: Reader, *names: str) -> dict[str, Any]:
 def _olmoe(r: Reader, arch: str) -> dict[str, Any]:
     """OLMoE: attention_bias on q/k/v/o, RMSNorm over the whole q (q_dim) and k (kv_dim)
     projections, 64 experts of intermediate_size, router without bias (OlmoeAttention,
-    OlmoeSparseMoeBlock)."""
+    OlmoeSparseMoeBlock). FlexOlmo has the same tensors (its two norms per layer come after
+    attention and MLP instead of before)."""
     out = common_fields(r, arch, tie_default=False)
     bias = r.flag("attention_bias", False)
     out |= {"attention_qkv_bias": bias, "attention_out_bias": bias}
@@ -84,6 +85,41 @@ def _minimax_m2(r: Reader, arch: str) -> dict[str, Any]:
     out = common_fields(r, arch, tie_default=False)
     out |= {"qk_norm": True, "qk_norm_kind": "full"}
     return out | _experts(r, "num_local_experts")
+
+
+def _glm4_moe_lite(r: Reader, arch: str) -> dict[str, Any]:
+    """GLM-4.7-Flash (glm4_moe_lite): DeepSeek-V3's multi-head latent attention (q_a/q_b with
+    q_lora_rank, kv_a_proj_with_mqa to kv_lora_rank + rope, kv_b_proj; attention_bias on q_a,
+    kv_a and o) and mixture (n_routed_experts of moe_intermediate_size, n_shared_experts shared,
+    the router's e_score_correction_bias a buffer); mlp_layer_types names the sparse layers
+    (default: all but the first). head_dim is an alias of qk_rope_head_dim here."""
+    out = common_fields(r, arch, tie_default=False)
+    out.pop("head_dim", None)
+    layers = out["num_layers"]
+    bias = r.flag("attention_bias", False)
+    out |= {
+        "num_kv_heads": None,
+        "attention_qkv_bias": bias,
+        "attention_out_bias": bias,
+        "q_lora_rank": r.positive("q_lora_rank") if "q_lora_rank" in r.cfg else 768,
+        "kv_lora_rank": r.positive("kv_lora_rank", 512),
+        "qk_rope_head_dim": r.positive("qk_rope_head_dim", r.positive("head_dim", 64)),
+        "qk_nope_head_dim": r.positive("qk_nope_head_dim", 192),
+        "v_head_dim": r.positive("v_head_dim", 256),
+    }
+    types = r.str_list("mlp_layer_types")
+    if types is not None and (len(types) != layers or set(types) - {"dense", "sparse"}):
+        raise VramcalcError(
+            f"config.json mlp_layer_types must name each of the {layers} layers dense or sparse"
+        )
+    sparse = types.count("sparse") if types is not None else layers - 1
+    out |= _experts(r, "n_routed_experts", "num_local_experts")
+    out |= {
+        "moe_intermediate_size": r.need("moe_intermediate_size", "moe_intermediate_size"),
+        "num_shared_experts": r.integer("n_shared_experts", 1),
+        "first_dense_layers": layers - sparse,
+    }
+    return out
 
 
 def _glm4_moe(r: Reader, arch: str) -> dict[str, Any]:
@@ -227,6 +263,8 @@ BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "granitemoe": _granitemoe,
     "granitemoeshared": _granitemoe,
     "glm4_moe": _glm4_moe,
+    "glm4_moe_lite": _glm4_moe_lite,
+    "flex_olmo": _olmoe,
     "ernie4_5_moe": _ernie4_5_moe,
     "dbrx": _dbrx,
     "llama4_text": _llama4_text,
@@ -313,6 +351,27 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "attention_chunk_size": 8192,
     },
     "granitemoe_swa": _GRANITE | {"sliding_window": 128},
+    "flex_olmo": {
+        "vocab_size": 100352,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "max_position_embeddings": 4096,
+        "num_experts": 7,
+        "num_experts_per_tok": 5,
+    },
+    "glm4_moe_lite": {
+        "vocab_size": 154880,
+        "hidden_size": 2048,
+        "intermediate_size": 10240,
+        "moe_intermediate_size": 1536,
+        "num_hidden_layers": 47,
+        "num_attention_heads": 20,
+        "n_routed_experts": 64,
+        "num_experts_per_tok": 4,
+        "max_position_embeddings": 202752,
+    },
     "minimax_m2": {
         "vocab_size": 200064,
         "hidden_size": 3072,
