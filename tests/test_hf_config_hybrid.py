@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hf_reference import cache_elements, meta_param_count
 
+from vramcalc.cost import estimate_inference_cost
 from vramcalc.errors import VramcalcError
 from vramcalc.inference import estimate_inference
 from vramcalc.kv_cache import kv_cache_bytes, kv_elements_per_token
@@ -243,6 +244,21 @@ def test_estimates_run_and_say_what_is_approximate() -> None:
         assert any("state-space" in a for a in est.assumptions)
         train = estimate_training(spec, seq_len=128)
         assert any("state-space" in a for a in train.assumptions)
+        cost = estimate_inference_cost(spec, gpu="h100", prompt_tokens=1000, output_tokens=100)
+        # decode reads the weights and the cache at the mean context of 1050 tokens
+        assert cost.decode_bytes_per_step >= kv_cache_bytes(spec, 1, 1050, 2)
+
+
+def test_moe_estimates_run() -> None:
+    from test_hf_config_moe import MOE_CONFIGS
+
+    for key, cfg in sorted(MOE_CONFIGS.items()):
+        spec, _ = spec_from_config(cfg, key)
+        est = estimate_inference(spec, seq_len=512)
+        # parameters as counted, the cache as kv_cache computes it (the weights are bf16 here)
+        assert est.params == param_count(spec)
+        assert est.component("kv_cache") == kv_cache_bytes(spec, 1, 512, 2)
+        assert estimate_training(spec, seq_len=128).total_bytes > est.component("weights")
 
 
 def test_unmapped_nemotron_blocks_are_refused() -> None:

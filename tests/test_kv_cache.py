@@ -89,6 +89,13 @@ def test_exact_route_overrides() -> None:
     spec = base.model_copy(update={"kv_elements_per_token": 1000, "state_elements_per_sequence": 7})
     assert kv_elements_per_token(spec) == 1000
     assert kv_cache_bytes(spec, 2, 10, 2) == 2 * (1000 * 10 + 7) * 2
+    # with a window on 8 of the 32 layers (as the meta route sets it for uniform layers), those
+    # layers hold 1000 × 8/32 = 250 elements per token for at most 100 tokens:
+    # 750 × 500 + 250 × 100 = 400,000 at 500 tokens
+    windowed = spec.model_copy(
+        update={"sliding_window": 100, "sliding_window_layers": 8, "state_elements_per_sequence": 0}
+    )
+    assert kv_elements_per_sequence(windowed, 500) == 750 * 500 + 250 * 100 == 400_000
 
 
 @given(

@@ -13,8 +13,10 @@ Every estimate that needs the cache (serving memory, the RLHF rollout engine, de
   arXiv 2405.21060), counted by :attr:`ModelSpec.state_elements`.
 
 An exact route (a meta-device build of the real model) may set ``kv_elements_per_token``: it then
-replaces the per-token figure derived from the fields (every layer's share, no window cap: the
-route reports what one token adds, not which layers forget it).
+replaces the per-token figure derived from the fields. It sums every cache layer; when that route
+also sets ``sliding_window`` / ``sliding_window_layers`` (it does so only when every layer caches
+the same width), the windowed layers' share is ``kv_elements_per_token × sliding_window_layers /
+num_layers``, capped at the window like the others.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ def kv_elements_per_token(spec: ModelSpec) -> int:
 def kv_elements_per_sequence(spec: ModelSpec, seq_len: int) -> int:
     """Cache elements of one sequence of `seq_len` tokens: Σ over attention layers of
     min(seq_len, window) × width, plus the fixed state (conv + SSM) of its state-space layers."""
-    if spec.kv_elements_per_token is not None:
-        return spec.kv_elements_per_token * seq_len + spec.state_elements
+    window_tokens = min(seq_len, spec.sliding_window or seq_len)
+    if spec.kv_elements_per_token is not None:  # uniform layers: each holds 1/num_layers of it
+        L, w = spec.num_layers, min(spec.windowed_layers, spec.num_layers)
+        token_layers = (L - w) * seq_len + w * window_tokens
+        return spec.kv_elements_per_token * token_layers // L + spec.state_elements
     windowed = min(spec.windowed_layers, spec.kv_layers)
     full = spec.kv_layers - windowed
-    window_tokens = min(seq_len, spec.sliding_window or seq_len)
     per_layer = spec.kv_cache_width
     return per_layer * (full * seq_len + windowed * window_tokens) + spec.state_elements
 
@@ -68,7 +72,7 @@ def kv_cache_formula(spec: ModelSpec, batch_size: int, seq_len: int, kv_dtype: s
             f"{spec.head_dim} × {kv_dtype}"
         )
     windowed = min(spec.windowed_layers, spec.kv_layers)
-    if windowed and spec.kv_elements_per_token is None:
+    if windowed:
         text += f"; {windowed} layers capped at a {spec.sliding_window}-token window"
     if spec.state_elements:
         text += (
