@@ -138,6 +138,18 @@ MOE_CONFIGS: dict[str, dict[str, Any]] = {
         "n_group": 1,
         "topk_group": 1,
     },
+    "exaone_moe": _BASE
+    | {
+        "model_type": "exaone_moe",
+        "head_dim": 16,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 24,
+        "num_shared_experts": 2,
+        "first_k_dense_replace": 1,
+        "sliding_window": 32,
+        "sliding_window_pattern": 2,
+    },
     "minimax_m2": _BASE
     | {
         "model_type": "minimax_m2",
@@ -201,6 +213,9 @@ def test_interleaved_and_chunked_layers() -> None:
     assert listed.moe_layers == 3
     ernie, _ = spec_from_config(MOE_CONFIGS["ernie4_5_moe"], "e")
     assert ernie.moe_layers == 2  # layers 1 and 2 (start 1, end 2)
+    exaone, _ = spec_from_config(MOE_CONFIGS["exaone_moe"], "x")
+    # pattern 2: layers 0 and 2 windowed, 1 and 3 full; layers 1-3 sparse (first_k_dense 1)
+    assert (exaone.windowed_layers, exaone.moe_layers) == (2, 3)
     swa, _ = spec_from_config(MOE_CONFIGS["granitemoe_swa"], "s")
     assert (swa.sliding_window, swa.windowed_layers) == (16, 3)  # full when i % 4 == 0: layer 0
 

@@ -1,5 +1,5 @@
 """Builders for mixture-of-experts families: PhiMoE, OLMoE, Granite-MoE (+ shared, + SWA),
-GLM-4.5 (glm4_moe), GLM-4.7-Flash (glm4_moe_lite), FlexOlmo, ERNIE-4.5-MoE, DBRX, Llama-4 (text), gpt-oss and MiniMax-M2.
+GLM-4.5 (glm4_moe), GLM-4.7-Flash (glm4_moe_lite), FlexOlmo, EXAONE-MoE, ERNIE-4.5-MoE, DBRX, Llama-4 (text), gpt-oss and MiniMax-M2.
 
 Each follows its transformers v5 modeling code (``transformers/models/<type>/modeling_<type>.py``):
 which projections carry biases, how the router is built, which layers are sparse and which
@@ -120,6 +120,38 @@ def _glm4_moe_lite(r: Reader, arch: str) -> dict[str, Any]:
         "first_dense_layers": layers - sparse,
     }
     return out
+
+
+def _exaone_moe(r: Reader, arch: str) -> dict[str, Any]:
+    """EXAONE-MoE: q/k/v/o without biases and a per-head q/k RMSNorm; mlp_layer_types names the
+    sparse layers (default: all from first_k_dense_replace), each with num_experts experts of
+    moe_intermediate_size and num_shared_experts × moe_intermediate_size shared (the router's
+    e_score_correction_bias is a buffer); layer_types (default: every sliding_window_pattern-th
+    layer full, the others windowed) set the cache."""
+    out = common_fields(r, arch, tie_default=False)
+    layers = out["num_layers"]
+    out["qk_norm"] = True
+    mlp_types = r.str_list("mlp_layer_types")
+    if mlp_types is not None and (len(mlp_types) != layers or set(mlp_types) - {"dense", "sparse"}):
+        raise VramcalcError(
+            f"config.json mlp_layer_types must name each of the {layers} layers dense or sparse"
+        )
+    first = min(r.integer("first_k_dense_replace", 1), layers)
+    sparse = mlp_types.count("sparse") if mlp_types is not None else layers - first
+    out |= _experts(r, "num_experts")
+    out |= {
+        "moe_intermediate_size": r.need("moe_intermediate_size", "moe_intermediate_size"),
+        "num_shared_experts": r.integer("num_shared_experts", 1),
+        "first_dense_layers": layers - sparse,
+    }
+    if layer_types(r, layers) is not None or not r.has("sliding_window"):
+        return out | window_fields(r, layers, None if r.has("layer_types") else 0)
+    if not isinstance(r.cfg.get("sliding_window_pattern", 4), int):
+        raise VramcalcError(
+            "exaone_moe config.json with a non-integer sliding_window_pattern needs layer_types"
+        )
+    pattern = r.positive("sliding_window_pattern", 4)
+    return out | window_fields(r, layers, sum(1 for i in range(layers) if (i + 1) % pattern))
 
 
 def _glm4_moe(r: Reader, arch: str) -> dict[str, Any]:
@@ -264,6 +296,7 @@ BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "granitemoeshared": _granitemoe,
     "glm4_moe": _glm4_moe,
     "glm4_moe_lite": _glm4_moe_lite,
+    "exaone_moe": _exaone_moe,
     "flex_olmo": _olmoe,
     "ernie4_5_moe": _ernie4_5_moe,
     "dbrx": _dbrx,
@@ -360,6 +393,19 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 4096,
         "num_experts": 7,
         "num_experts_per_tok": 5,
+    },
+    "exaone_moe": {
+        "vocab_size": 102400,
+        "hidden_size": 4096,
+        "intermediate_size": 16384,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 2048,
+        "sliding_window": 4096,
+        "moe_intermediate_size": 1024,
+        "num_experts": 64,
+        "num_experts_per_tok": 8,
     },
     "glm4_moe_lite": {
         "vocab_size": 154880,
