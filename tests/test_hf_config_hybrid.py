@@ -267,3 +267,20 @@ def test_unmapped_nemotron_blocks_are_refused() -> None:
         spec_from_config(bad, "n")
     with pytest.raises(VramcalcError, match="state_size = 8.5 in config.json: must be an integer"):
         spec_from_config(HYBRID_CONFIGS["mamba"] | {"state_size": 8.5}, "m")
+
+
+def test_published_sizes() -> None:
+    from vramcalc.params import active_param_count
+
+    # Jamba v0.1 is JambaConfig's defaults (ai21labs/Jamba-v0.1 config.json): the paper
+    # (arXiv 2403.19887, §3.1) reports 52B total and 12B active parameters
+    jamba, _ = spec_from_config({"model_type": "jamba"}, "jamba-v0.1")
+    assert (round(param_count(jamba) / 1e9), round(active_param_count(jamba) / 1e9)) == (52, 12)
+    # 4 attention layers of 32: 2 × 4 × 8 kv heads × 128 = 8192 elements per token
+    assert kv_elements_per_token(jamba) == 8192
+    # state-spaces/mamba-2.8b-hf config.json (64 layers of 2560, vocab 50280): "2.8B"
+    mamba, _ = spec_from_config(
+        {"model_type": "mamba", "hidden_size": 2560, "num_hidden_layers": 64, "vocab_size": 50280},
+        "mamba-2.8b",
+    )
+    assert round(param_count(mamba) / 1e9, 1) == 2.8
