@@ -37,3 +37,15 @@ def test_mxfp4_is_a_4bit_format() -> None:
     assert weight_bytes(tensor_groups(dense), MX) == weight_bytes(
         tensor_groups(dense), FORMATS["bf16"]
     )
+
+
+def test_config_json_of_an_mxfp4_checkpoint_says_so() -> None:
+    from test_hf_config_moe import MOE_CONFIGS
+
+    from vramcalc.sources.hf_config import spec_from_config
+
+    cfg = MOE_CONFIGS["gpt_oss"] | {"quantization_config": {"quant_method": "mxfp4"}}
+    _, notes = spec_from_config(cfg, "gpt-oss")
+    assert any("--quant mxfp4" in n for n in notes)
+    _, plain = spec_from_config(MOE_CONFIGS["gpt_oss"], "gpt-oss")
+    assert not any("mxfp4" in n for n in plain)

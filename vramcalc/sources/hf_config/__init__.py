@@ -149,4 +149,10 @@ def spec_from_config(
         spec = ModelSpec(name=name, source=source, **fields)
     except ValidationError as exc:
         raise VramcalcError(f"{where}: {format_validation_error(exc)}") from None
+    quant = cfg.get("quantization_config")
+    if isinstance(quant, dict) and quant.get("quant_method") == "mxfp4" and spec.is_moe:
+        notes.append(  # gpt-oss ships its experts in MXFP4; the estimate is in the chosen --dtype
+            "the checkpoint stores its experts in MXFP4 (quantization_config): --dtype int4 "
+            "--quant mxfp4 for the weights as shipped"
+        )
     return spec, notes
