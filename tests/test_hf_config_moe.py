@@ -138,6 +138,18 @@ MOE_CONFIGS: dict[str, dict[str, Any]] = {
         "n_group": 1,
         "topk_group": 1,
     },
+    "dots1": _BASE
+    | {
+        "model_type": "dots1",
+        "n_routed_experts": 4,
+        "num_experts_per_tok": 2,
+        "n_shared_experts": 1,
+        "moe_intermediate_size": 24,
+        "first_k_dense_replace": 1,
+        "attention_bias": True,
+        "sliding_window": 32,
+        "max_window_layers": 3,
+    },
     "exaone_moe": _BASE
     | {
         "model_type": "exaone_moe",
@@ -213,6 +225,8 @@ def test_interleaved_and_chunked_layers() -> None:
     assert listed.moe_layers == 3
     ernie, _ = spec_from_config(MOE_CONFIGS["ernie4_5_moe"], "e")
     assert ernie.moe_layers == 2  # layers 1 and 2 (start 1, end 2)
+    dots, _ = spec_from_config(MOE_CONFIGS["dots1"], "d")
+    assert (dots.windowed_layers, dots.moe_layers) == (1, 3)  # layer 3 windowed; 1-3 sparse
     exaone, _ = spec_from_config(MOE_CONFIGS["exaone_moe"], "x")
     # pattern 2: layers 0 and 2 windowed, 1 and 3 full; layers 1-3 sparse (first_k_dense 1)
     assert (exaone.windowed_layers, exaone.moe_layers) == (2, 3)

@@ -1,5 +1,5 @@
 """Builders for mixture-of-experts families: PhiMoE, OLMoE, Granite-MoE (+ shared, + SWA),
-GLM-4.5 (glm4_moe), GLM-4.7-Flash (glm4_moe_lite), FlexOlmo, EXAONE-MoE, ERNIE-4.5-MoE, DBRX, Llama-4 (text), gpt-oss and MiniMax-M2.
+GLM-4.5 (glm4_moe), GLM-4.7-Flash (glm4_moe_lite), FlexOlmo, EXAONE-MoE, dots.llm1, ERNIE-4.5-MoE, DBRX, Llama-4 (text), gpt-oss and MiniMax-M2.
 
 Each follows its transformers v5 modeling code (``transformers/models/<type>/modeling_<type>.py``):
 which projections carry biases, how the router is built, which layers are sparse and which
@@ -154,6 +154,28 @@ def _exaone_moe(r: Reader, arch: str) -> dict[str, Any]:
     return out | window_fields(r, layers, sum(1 for i in range(layers) if (i + 1) % pattern))
 
 
+def _dots1(r: Reader, arch: str) -> dict[str, Any]:
+    """dots.llm1 (dots1): attention_bias on q/k/v/o, one head_dim RMSNorm each for q and k,
+    first_k_dense_replace dense layers, then n_routed_experts experts of moe_intermediate_size
+    and n_shared_experts × moe_intermediate_size shared (router e_score_correction_bias a
+    buffer); layer_types default: windowed from max_window_layers on when sliding_window is set
+    (Dots1Config)."""
+    out = common_fields(r, arch, tie_default=False)
+    layers = out["num_layers"]
+    bias = r.flag("attention_bias", False)
+    out |= {"attention_qkv_bias": bias, "attention_out_bias": bias, "qk_norm": True}
+    out |= _experts(r, "n_routed_experts", "num_local_experts")
+    out |= {
+        "moe_intermediate_size": r.need("moe_intermediate_size", "moe_intermediate_size"),
+        "num_shared_experts": r.integer("n_shared_experts", 0),
+        "first_dense_layers": min(r.integer("first_k_dense_replace", 0), layers),
+    }
+    if layer_types(r, layers) is not None:
+        return out | window_fields(r, layers, None)
+    first_windowed = min(r.integer("max_window_layers", layers), layers)
+    return out | window_fields(r, layers, layers - first_windowed)
+
+
 def _glm4_moe(r: Reader, arch: str) -> dict[str, Any]:
     """GLM-4.5 (glm4_moe): attention_bias on q/k/v only, optional per-head q/k RMSNorm
     (use_qk_norm), first_k_dense_replace dense layers, n_shared_experts × moe_intermediate_size
@@ -297,6 +319,7 @@ BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "glm4_moe": _glm4_moe,
     "glm4_moe_lite": _glm4_moe_lite,
     "exaone_moe": _exaone_moe,
+    "dots1": _dots1,
     "flex_olmo": _olmoe,
     "ernie4_5_moe": _ernie4_5_moe,
     "dbrx": _dbrx,
@@ -393,6 +416,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 4096,
         "num_experts": 7,
         "num_experts_per_tok": 5,
+    },
+    "dots1": {
+        "vocab_size": 152064,
+        "hidden_size": 4608,
+        "intermediate_size": 10944,
+        "moe_intermediate_size": 1408,
+        "num_hidden_layers": 62,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 2048,
+        "sliding_window": 4096,
+        "max_window_layers": 62,
     },
     "exaone_moe": {
         "vocab_size": 102400,
