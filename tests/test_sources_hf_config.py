@@ -137,10 +137,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 def test_every_supported_type_is_tested() -> None:
     # the families of dense.py and llama_layout.py are tested in tests/test_hf_config_dense.py
+    from test_hf_config_hybrid import HYBRID_CONFIGS  # state-space and hybrid families
+    from test_hf_config_moe import MOE_CONFIGS  # the mixture-of-experts families' own file
+
     from vramcalc.sources.hf_config.dense import BUILDERS as DENSE
     from vramcalc.sources.hf_config.llama_layout import BUILDERS as LLAMA_LAYOUT
 
-    tested = {cfg["model_type"] for cfg in CONFIGS.values()}
+    tested = {cfg["model_type"] for cfg in (CONFIGS | MOE_CONFIGS | HYBRID_CONFIGS).values()}
     assert set(SUPPORTED_MODEL_TYPES) - set(DENSE) - set(LLAMA_LAYOUT) <= tested
 
 

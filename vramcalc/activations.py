@@ -197,3 +197,17 @@ def inference_residual_per_token(spec: ModelSpec, act_bytes: int) -> int:
     caller), the residual sum after attention and its normalised copy: 4·h (traced). GPT-2's block
     also keeps its ``attn_output`` referenced while the MLP runs: 5·h."""
     return (5 if spec.architecture in KEEPS_ATTN_OUTPUT else 4) * act_bytes * spec.hidden_size
+
+
+# ---- Issue 13 part C: where the activation model is approximate ------------------------------
+def approximation_notes(spec: ModelSpec) -> list[str]:
+    """What the per-layer activation counts above do not model exactly for `spec`, to print with
+    every estimate that uses them (empty for the transformer layers they were checked on)."""
+    if not spec.ssm_layers:
+        return []
+    return [
+        f"approximate activations: the {spec.ssm_layers} state-space (Mamba) layers are sized as "
+        "transformer layers of the same width; their selective-scan / SSD workspaces (the "
+        "per-step states of the PyTorch path, the chunked scan of the fused kernels) are not "
+        "modelled exactly"
+    ]

@@ -26,6 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import VramcalcError, checked_keywords
+from .kv_cache import kv_cache_bytes
 from .params import EMBEDDING, POSITION, active_param_count, param_count, tensor_groups
 from .quant import kv_bytes_per_element, resolve_format, weight_bytes
 from .specs import GPUSpec, ModelSpec
@@ -77,9 +78,9 @@ def matmul_params(spec: ModelSpec) -> int:
 
 def attention_context_sum(spec: ModelSpec, seq_len: int) -> int:
     """Σ over layers of the context each token attends to (T, or the sliding window)."""
-    windowed = spec.windowed_layers
+    windowed = min(spec.windowed_layers, spec.kv_layers)  # a hybrid's state layers attend to none
     window = min(seq_len, spec.sliding_window or seq_len)
-    return (spec.num_layers - windowed) * seq_len + windowed * window
+    return (spec.kv_layers - windowed) * seq_len + windowed * window
 
 
 def training_flops_per_token(spec: ModelSpec, seq_len: int) -> tuple[float, float]:
@@ -424,17 +425,19 @@ def estimate_inference_cost(
     B, P, O = batch_size, prompt_tokens, output_tokens  # noqa: E741 (the paper letters)
     weights = weight_bytes(tensor_groups(spec), fmt)
     kv_name = kv_dtype or ("fp32" if fmt.compute_bytes == 4 else "bf16")
-    kv_per_token = 2 * spec.num_layers * spec.kv_dim * kv_bytes_per_element(kv_name)
+    kv_bytes = kv_bytes_per_element(kv_name)
     act_bytes = fmt.compute_bytes
 
     attn_ctx = attention_context_sum(spec, P)  # Σ_layers min(P, window)
     prefill_flops = B * (2.0 * n * P + 2.0 * spec.q_dim * attn_ctx * P)
-    prefill_bytes = _read_weight_bytes(spec, weights, B * P) + B * P * kv_per_token
+    prefill_bytes = _read_weight_bytes(spec, weights, B * P) + kv_cache_bytes(spec, B, P, kv_bytes)
     prefill_s = max(prefill_flops / flops_rate, prefill_bytes / bytes_rate)
 
     mean_ctx = P + O / 2
-    kv_ctx = attention_context_sum(spec, int(mean_ctx)) / spec.num_layers
-    step_bytes = _read_weight_bytes(spec, weights, B) + B * kv_ctx * kv_per_token
+    # each step reads the whole cache at the mean context (kv_cache: MLA latent, windows, state)
+    step_bytes = _read_weight_bytes(spec, weights, B) + kv_cache_bytes(
+        spec, B, int(mean_ctx), kv_bytes
+    )
     step_flops = B * (2.0 * n + 4.0 * spec.q_dim * attention_context_sum(spec, int(mean_ctx)))
     memory_s, compute_s = step_bytes / bytes_rate, step_flops / flops_rate
     bound: Literal["memory", "compute"] = "memory" if memory_s >= compute_s else "compute"

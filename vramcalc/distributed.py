@@ -603,6 +603,7 @@ def estimate_finetune(
         "steady-state step (optimizer state exists); gradients set to None between steps",
         "peak = larger of the backward pass and optimizer.step(), on the most loaded GPU",
         f"parallel layout: {plan.describe()} ({plan.framework} memory layout)",
+        *act.approximation_notes(spec),
     ]
     if ft.method != "full":
         assumptions.append(

@@ -79,6 +79,8 @@ def hf_config_dict(spec: ModelSpec) -> dict[str, Any]:
         cfg["layer_types"] = _gemma3_layer_types(spec)
     if arch == "deepseek_v3":
         cfg |= _deepseek_v3_fields(spec)
+    if arch in _MOE_CONFIGS:  # issue 13 part C: the mixture-of-experts families with presets
+        cfg |= _MOE_CONFIGS[arch](spec)
     if arch == "phi3":
         cfg["architectures"] = ["Phi3ForCausalLM"]
         cfg["sliding_window"] = spec.sliding_window
@@ -119,3 +121,52 @@ def _deepseek_v3_fields(spec: ModelSpec) -> dict[str, Any]:
         "n_group": 1,
         "topk_group": 1,
     }
+# ---- Issue 13 part C: mixture-of-experts families ------------------------------------------
+def _sparse_layers(spec: ModelSpec) -> list[int]:
+    """Which layers are sparse: the last moe_layers (a count fixes the tensors, not the place)."""
+    return list(range(spec.num_layers - spec.moe_layers, spec.num_layers))
+
+
+def _qwen3_moe(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "num_experts": spec.num_experts,
+        "num_experts_per_tok": spec.experts_per_token,
+        "moe_intermediate_size": spec.expert_intermediate_size,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": list(range(spec.num_layers - spec.moe_layers)),
+        "attention_bias": spec.attention_qkv_bias,
+    }
+
+
+def _gpt_oss(spec: ModelSpec) -> dict[str, Any]:
+    windowed = spec.windowed_layers
+    return {
+        "architectures": ["GptOssForCausalLM"],
+        "num_local_experts": spec.num_experts,
+        "num_experts_per_tok": spec.experts_per_token,
+        "attention_bias": spec.attention_qkv_bias,
+        "sliding_window": spec.sliding_window,
+        "layer_types": [
+            "sliding_attention" if i < windowed else "full_attention"
+            for i in range(spec.num_layers)
+        ],
+    }
+
+
+def _llama4_text(spec: ModelSpec) -> dict[str, Any]:
+    chunked = spec.windowed_layers
+    return {
+        "architectures": ["Llama4ForCausalLM"],
+        "intermediate_size": spec.expert_intermediate_size,
+        "intermediate_size_mlp": spec.intermediate_size,
+        "num_local_experts": spec.num_experts,
+        "num_experts_per_tok": spec.experts_per_token,
+        "moe_layers": _sparse_layers(spec),
+        "attention_bias": spec.attention_qkv_bias,
+        "attention_chunk_size": spec.sliding_window,
+        "no_rope_layers": [1 if i < chunked else 0 for i in range(spec.num_layers)],
+    }
+
+
+_MOE_CONFIGS = {"qwen3_moe": _qwen3_moe, "gpt_oss": _gpt_oss, "llama4_text": _llama4_text}

@@ -9,6 +9,7 @@ from pydantic import Field
 from . import activations as act
 from .calibration import runtime
 from .errors import checked_keywords
+from .kv_cache import kv_cache_bytes, kv_cache_formula, kv_cache_terms
 from .params import TensorGroup, tensor_groups
 from .quant import (
     FORMATS,
@@ -42,29 +43,6 @@ class InferenceRequest(Common):
         "last",
         description="last: generation (logits of the last position); all: scoring a sequence",
     )
-
-
-def kv_cache_bytes(spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float) -> int:
-    """2 (K and V) × layers × batch × context × kv_heads × head_dim × bytes; sliding-window layers
-    keep at most `sliding_window` tokens (REFERENCES: KV cache)."""
-    return kv_cache_terms(spec, batch_size, seq_len, kv_bytes)[0]
-
-
-def kv_cache_terms(
-    spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float
-) -> tuple[int, str]:
-    """kv_cache_bytes and its arithmetic with the numbers substituted (--explain)."""
-    width = spec.kv_cache_width  # 2·kv_dim, or MLA's latent + rope key
-    windowed = spec.windowed_layers
-    full_layers = spec.num_layers - windowed
-    window_tokens = min(seq_len, spec.sliding_window or seq_len)
-    total = int(batch_size * width * kv_bytes * (full_layers * seq_len + windowed * window_tokens))
-    tokens = (
-        f"({full_layers} layers × {seq_len} + {windowed} layers × {window_tokens} tokens)"
-        if windowed
-        else f"{full_layers} layers × {seq_len} tokens"
-    )
-    return total, f"{batch_size} seqs × {tokens} × {width} values × {kv_bytes:g} B"
 
 
 def inference_activation_bytes(
@@ -231,21 +209,12 @@ def estimate_inference(
     activations, peak_part, act_formula = inference_activation_terms(
         spec, req.batch_size, seq, fmt.compute_bytes, req.logits, req.attention
     )
-    window = (
-        f"; {spec.windowed_layers} layers capped at a {spec.sliding_window}-token window"
-        if spec.windowed_layers
-        else ""
-    )
     components = [
         Component(name="weights", bytes=weights, note=weights_note, formula=w_formula),
         Component(
             name="kv_cache",
             bytes=kv,
-            note=(
-                f"{spec.num_layers} layers × {req.batch_size} × {seq} tokens × (kv_lora_rank {spec.kv_lora_rank} + rope {spec.qk_rope_head_dim}) × {kv_dtype_name} (MLA latent cache)"
-                if spec.is_mla
-                else f"2 × {spec.num_layers} layers × {req.batch_size} × {seq} tokens × {spec.kv_heads} kv heads × {spec.head_dim} × {kv_dtype_name}{window}"
-            ),
+            note=kv_cache_formula(spec, req.batch_size, seq, kv_dtype_name),
             formula=kv_formula,
         ),
         Component(
@@ -282,6 +251,7 @@ def estimate_inference(
         assumptions=[
             f"prefill of the whole {seq}-token context at once (the worst case; generation after it needs less workspace)",
             "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
+            *act.approximation_notes(spec),
             *source.notes,
         ],
         warnings=warnings,

@@ -28,6 +28,7 @@ ROUTER = "router"
 # Parameters that are neither matmul weights nor norms (SSM A/D, attention sinks, conv kernels):
 # read from a real model by the exact routes; kept in 16-bit and replicated like norms.
 OTHER = "other"
+SSM = "ssm"  # state-space mixer vectors and the depthwise conv (A_log, D, dt_bias, conv1d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +54,18 @@ class TensorGroup:
 
 
 def _mlp_groups(
-    prefix: str, spec: ModelSpec, inter: int, layers: int, experts: int = 1, expert: bool = False
+    prefix: str,
+    spec: ModelSpec,
+    inter: int,
+    layers: int,
+    experts: int = 1,
+    expert: bool = False,
+    bias: bool | None = None,
 ) -> list[TensorGroup]:
-    """Weights (and biases) of `layers × experts` MLPs of width `inter` (gated: gate, up, down)."""
+    """Weights (and biases) of `layers × experts` MLPs of width `inter` (gated: gate, up, down);
+    `bias` None: spec.mlp_bias."""
     h, n = spec.hidden_size, layers * experts
+    with_bias = spec.mlp_bias if bias is None else bias
     if n == 0:
         return []
     if spec.mlp_kind == "gated":
@@ -65,7 +74,7 @@ def _mlp_groups(
             TensorGroup(f"{prefix}.up_proj", LINEAR, inter, h, n, expert),
             TensorGroup(f"{prefix}.down_proj", LINEAR, h, inter, n, expert),
         ]
-        if spec.mlp_bias:
+        if with_bias:
             groups += [
                 TensorGroup(f"{prefix}.gate_proj.bias", BIAS, inter, 1, n, expert),
                 TensorGroup(f"{prefix}.up_proj.bias", BIAS, inter, 1, n, expert),
@@ -76,7 +85,7 @@ def _mlp_groups(
             TensorGroup(f"{prefix}.fc_in", LINEAR, inter, h, n, expert),
             TensorGroup(f"{prefix}.fc_out", LINEAR, h, inter, n, expert),
         ]
-        if spec.mlp_bias:
+        if with_bias:
             groups += [
                 TensorGroup(f"{prefix}.fc_in.bias", BIAS, inter, 1, n, expert),
                 TensorGroup(f"{prefix}.fc_out.bias", BIAS, h, 1, n, expert),
@@ -88,7 +97,7 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
     """Attention projections of all layers: q, k, v, o (fused or not, same count), or MLA's
     compressed projections (transformers DeepseekV3Attention: q_a/q_b with a q_lora_rank norm,
     kv_a_proj_with_mqa to kv_lora_rank + rope, its norm, kv_b_proj, o_proj)."""
-    h, L = spec.hidden_size, spec.num_layers
+    h, L = spec.hidden_size, spec.kv_layers  # a hybrid's state-space layers have no attention
     if not spec.is_mla:
         groups = [
             TensorGroup("layers.attn.q_proj", LINEAR, spec.q_dim, h, L),
@@ -104,6 +113,12 @@ def _attention_groups(spec: ModelSpec) -> list[TensorGroup]:
             groups.append(TensorGroup("layers.attn.o_proj.bias", BIAS, h, 1, L))
         if spec.qk_norm:
             groups.append(_qk_norm_group(spec))
+        if spec.attention_output_gate:  # Qwen3-Next: q_proj doubled into query and gate
+            groups.append(TensorGroup("layers.attn.q_proj.gate", LINEAR, spec.q_dim, h, L))
+            if spec.attention_qkv_bias:
+                groups.append(TensorGroup("layers.attn.q_proj.gate.bias", BIAS, spec.q_dim, 1, L))
+        if spec.attention_sinks:  # gpt-oss: one learned sink logit per head and layer
+            groups.append(TensorGroup("layers.attn.sinks", BIAS, spec.num_attention_heads, 1, L))
         return groups
     assert spec.kv_lora_rank is not None and spec.qk_rope_head_dim is not None
     assert spec.qk_nope_head_dim is not None and spec.v_head_dim is not None
@@ -152,7 +167,7 @@ def _norm_width(spec: ModelSpec) -> int:
 def _qk_norm_group(spec: ModelSpec) -> TensorGroup:
     """Norms on q and k of every layer: one head_dim norm each (Qwen3), one per head (Cohere,
     StableLM) or over the whole projection (OLMo-2); LayerNorms with bias double it (Phi-2)."""
-    L, d = spec.num_layers, spec.head_dim
+    L, d = spec.kv_layers, spec.head_dim  # attention layers only (hybrids)
     count = 2 if spec.qk_norm_bias else 1
     if spec.qk_norm_kind == "per_head":
         return TensorGroup(
@@ -201,8 +216,16 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
     if spec.is_moe:
         E, moe_layers = spec.num_experts, spec.moe_layers
         groups.append(TensorGroup("layers.moe.router", ROUTER, E, h, moe_layers))
+        if spec.router_bias:
+            groups.append(TensorGroup("layers.moe.router.bias", BIAS, E, 1, moe_layers))
         groups += _mlp_groups(
-            "layers.moe.experts", spec, spec.expert_intermediate_size, moe_layers, E, expert=True
+            "layers.moe.experts",
+            spec,
+            spec.expert_intermediate_size,
+            moe_layers,
+            E,
+            expert=True,
+            bias=spec.expert_bias,
         )
         if spec.num_shared_experts or spec.shared_expert_intermediate_size:
             shared = spec.shared_expert_intermediate_size or (
@@ -211,6 +234,7 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
             groups += _mlp_groups("layers.moe.shared_expert", spec, shared, moe_layers)
         if spec.shared_expert_gate:
             groups.append(TensorGroup("layers.moe.shared_expert_gate", ROUTER, 1, h, moe_layers))
+    groups += _ssm_groups(spec)
     if spec.final_norm and norm_width:
         groups.append(TensorGroup("final_norm", NORM, h, 1, norm_width))
     if spec.output_head == "scalar":  # reward/value head: nn.Linear(h, 1, bias=False)
@@ -220,6 +244,67 @@ def tensor_groups(spec: ModelSpec) -> tuple[TensorGroup, ...]:
     if spec.lm_head_bias and spec.output_head == "lm_head":  # Phi-2, GPT-J, CodeGen
         groups.append(TensorGroup("lm_head.bias", BIAS, V, 1, 1))
     return tuple(groups)
+
+
+# ---- Issue 13 part C: state-space mixers ----------------------------------------------------
+def _ssm_groups(spec: ModelSpec) -> list[TensorGroup]:
+    """The Mamba mixers of `ssm_layers` layers, as transformers builds them.
+
+    mamba (MambaMixer, JambaMambaMixer): in_proj h → 2·d_inner, depthwise conv1d (d_inner × K),
+    x_proj d_inner → dt_rank + 2N, dt_proj dt_rank → d_inner (+ bias), A_log d_inner × N, D,
+    out_proj; Jamba adds RMSNorms on dt (dt_rank), B and C (N each).
+    mamba2 (Mamba2Mixer, BambaMixer, NemotronHMamba2Mixer): in_proj h → 2·d_inner + 2·G·N + heads,
+    conv1d over d_inner + 2·G·N channels, dt_bias, A_log and D per head, a gated RMSNorm of
+    d_inner, out_proj.
+    """
+    n = spec.ssm_layers
+    if not n:
+        return []
+    assert spec.ssm_d_inner is not None and spec.ssm_d_conv is not None
+    h, d, N, K = spec.hidden_size, spec.ssm_d_inner, spec.ssm_d_state or 0, spec.ssm_d_conv
+    conv = spec.ssm_conv_channels
+    groups = []
+    if spec.ssm_kind == "short_conv":  # Lfm2ShortConv: in_proj h → 3h (B, C, x), conv, out_proj
+        in_out = 3 * d
+    elif spec.ssm_kind == "mamba":
+        assert spec.ssm_dt_rank is not None
+        r = spec.ssm_dt_rank
+        in_out = 2 * d
+        groups += [
+            TensorGroup("layers.ssm.x_proj", LINEAR, r + 2 * N, d, n),
+            TensorGroup("layers.ssm.dt_proj", LINEAR, d, r, n),
+            TensorGroup("layers.ssm.dt_proj.bias", BIAS, d, 1, n),
+            TensorGroup("layers.ssm.A_log", SSM, d, N, n),
+            TensorGroup("layers.ssm.D", SSM, d, 1, n),
+        ]
+        if spec.ssm_inner_norms:
+            groups.append(TensorGroup("layers.ssm.dt_b_c_norms", NORM, r + 2 * N, 1, n))
+    elif spec.ssm_kind == "gated_deltanet":
+        # Qwen3NextGatedDeltaNet: in_proj_qkvz (2·key + 2·value) and in_proj_ba (2·v_heads),
+        # conv1d over q, k, v without bias, dt_bias and A_log per value head, a gated RMSNorm of
+        # one value head, out_proj
+        assert spec.ssm_heads is not None
+        in_out = 2 * spec.ssm_n_groups * N + 2 * d + 2 * spec.ssm_heads
+        groups.append(TensorGroup("layers.ssm.dt_bias_A_log", SSM, 2 * spec.ssm_heads, 1, n))
+        groups.append(TensorGroup("layers.ssm.norm", NORM, d // spec.ssm_heads, 1, n))
+    else:
+        assert spec.ssm_heads is not None
+        in_out = 2 * d + 2 * spec.ssm_n_groups * N + spec.ssm_heads
+        groups.append(TensorGroup("layers.ssm.dt_bias_A_log_D", SSM, 3 * spec.ssm_heads, 1, n))
+        if spec.ssm_gated_norm:
+            groups.append(TensorGroup("layers.ssm.norm", NORM, d, 1, n))
+    groups += [
+        TensorGroup("layers.ssm.in_proj", LINEAR, in_out, h, n),
+        TensorGroup("layers.ssm.conv1d", SSM, conv, K, n),
+        TensorGroup("layers.ssm.out_proj", LINEAR, h, d, n),
+    ]
+    if spec.ssm_conv_bias:
+        groups.append(TensorGroup("layers.ssm.conv1d.bias", BIAS, conv, 1, n))
+    if spec.ssm_proj_bias:
+        groups.append(TensorGroup("layers.ssm.in_proj.bias", BIAS, in_out, 1, n))
+    if spec.ssm_proj_bias if spec.ssm_out_bias is None else spec.ssm_out_bias:
+        groups.append(TensorGroup("layers.ssm.out_proj.bias", BIAS, h, 1, n))
+    return groups
 
 
 @lru_cache(maxsize=512)

@@ -15,6 +15,12 @@ quantize only the decoder blocks' nn.Linear). Each format adds its real metadata
   scales in/g×out fp16, g_idx in int32.  ``awq`` (AutoAWQ GEMM, 4 bit, group 128): the same without g_idx.
 * ``fp8-e4m3`` / ``fp8-e5m2``: one byte per weight + one fp32 scale per tensor (per-tensor static
   scaling as in compressed-tensors FP8 checkpoints).
+* ``mxfp4`` (gpt-oss): the mixture-of-experts weights only, as OCP Microscaling FP4: 4-bit E2M1
+  values with one 8-bit E8M0 scale per block of 32 along the input dimension, 4.25 bits per
+  parameter (OCP Microscaling Formats (MX) Specification v1.0, 2023, §5 and Table 1; Rouhani et al.
+  arXiv 2310.10537); every other tensor (attention, embeddings, router, biases) stays bf16, as the
+  gpt-oss checkpoints ship (gpt-oss model card, arXiv 2508.10925, §2.1 "Quantization": MoE weights
+  in MXFP4 at 4.25 bits per parameter). A model without experts has nothing in this format.
 """
 
 from __future__ import annotations
@@ -40,9 +46,12 @@ class WeightFormat:
     description: str
     quantized_tensor_bytes: Callable[[int, int], int]  # (rows=out, cols=in) -> bytes of one tensor
     quantizes_linear_only: bool = True
+    quantizes_experts_only: bool = False  # MXFP4 as gpt-oss ships it: expert weights only
 
     def group_bytes(self, group: TensorGroup) -> int:
         if self.quantizes_linear_only and group.kind != LINEAR:
+            return group.numel * self.compute_bytes
+        if self.quantizes_experts_only and not group.expert:
             return group.numel * self.compute_bytes
         return self.quantized_tensor_bytes(group.rows, group.cols) * group.count
 
@@ -84,6 +93,15 @@ def _fp8(rows: int, cols: int) -> int:
     return rows * cols + 4  # e4m3/e5m2 weight + fp32 per-tensor scale
 
 
+MX_BLOCK = 32  # elements sharing one E8M0 scale (OCP MX v1.0, Table 1)
+
+
+def _mxfp4(rows: int, cols: int) -> int:
+    """Per row, ceil(cols/32) blocks of 16 bytes (32 E2M1 values) + 1 scale byte: 17 bytes per
+    32 weights = 4.25 bits (gpt-oss stores *_blocks (…, rows, cols/32, 16) and *_scales uint8)."""
+    return rows * _ceil_div(cols, MX_BLOCK) * (MX_BLOCK // 2 + 1)
+
+
 FORMATS: dict[str, WeightFormat] = {
     f.name: f
     for f in (
@@ -110,6 +128,15 @@ FORMATS: dict[str, WeightFormat] = {
         ),
         WeightFormat(
             "awq", "int4", 4, 2, "AWQ 4-bit GEMM, group 128, fp16 scales", _gptq(128, False)
+        ),
+        WeightFormat(
+            "mxfp4",
+            "int4",
+            4.25,
+            2,
+            "MXFP4 experts (E2M1, E8M0 scale per 32), other tensors bf16",
+            _mxfp4,
+            quantizes_experts_only=True,
         ),
     )
 }

@@ -42,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .cost import DEFAULT_MFU, compute_peak, compute_seconds, default_mfu
 from .errors import VramcalcError, checked_keywords
-from .inference import inference_activation_bytes, kv_cache_bytes, runtime_overhead_components
+from .inference import inference_activation_bytes, runtime_overhead_components
+from .kv_cache import kv_cache_bytes
 from .optimizers import Optimizer
 from .parallel import DS_PREFETCH_BUCKET_ELEMENTS, ParallelPlan, make_plan, unit_numel
 from .params import active_param_count, param_count, tensor_groups

@@ -143,6 +143,58 @@ class ModelSpec(BaseModel):
         None, description="the unmapped model_type read as Llama under --assume-llama"
     )
 
+    # ---- Issue 13 part C: mixture-of-experts and attention details (defaults keep the layouts
+    # above; each field names the transformers modeling code that needs it) --------------------
+    expert_bias: bool | None = Field(
+        None, description="biases on the experts' projections (gpt-oss); None: as mlp_bias"
+    )
+    router_bias: bool = Field(
+        False,
+        description="a learned per-expert vector beside the router weight (gpt-oss router bias, "
+        "ERNIE-4.5 e_score_correction_bias)",
+    )
+    attention_sinks: bool = Field(False, description="one learned logit per head (gpt-oss)")
+    # (lm_head_bias, norm_bias and qk_norm_kind of the dense-family block serve PhiMoE,
+    # ERNIE-4.5, DBRX and OLMoE too)
+
+    # ---- Issue 13 part C: cache layout of hybrid models (see vramcalc.kv_cache) ---------------
+    attention_layers: int | None = Field(
+        None,
+        ge=0,
+        description="layers with attention and a KV cache (None: all); the others of a hybrid "
+        "(Mamba, gated DeltaNet) keep a fixed per-sequence state instead",
+    )
+
+    # State-space layers (Mamba, arXiv 2312.00752; Mamba-2, arXiv 2405.21060; Jamba,
+    # arXiv 2403.19887): their tensors and the fixed per-sequence state they cache.
+    ssm_kind: Literal["mamba", "mamba2", "gated_deltanet", "short_conv"] | None = Field(
+        None,
+        description="mamba: selective scan (x_proj, dt_proj); mamba2: SSD (heads, groups); "
+        "gated_deltanet: Qwen3-Next linear attention (groups = key heads, N = key head dim, "
+        "heads = value heads, d_inner = value heads × value head dim); short_conv: LFM2's gated "
+        "depthwise convolution (d_inner = hidden, no recurrent state)",
+    )
+    ssm_layers: int = Field(0, ge=0, description="layers with a state-space mixer")
+    ssm_d_inner: int | None = Field(None, gt=0, description="expand × hidden (Mamba's E·D)")
+    ssm_d_state: int | None = Field(None, gt=0, description="SSM state size N per channel")
+    ssm_d_conv: int | None = Field(None, gt=0, description="causal conv1d kernel width")
+    ssm_n_groups: int = Field(1, ge=1, description="Mamba-2 groups sharing B and C")
+    ssm_heads: int | None = Field(None, gt=0, description="Mamba-2 heads (one dt, A, D each)")
+    ssm_dt_rank: int | None = Field(None, gt=0, description="Mamba dt projection rank")
+    ssm_proj_bias: bool = Field(False, description="biases on the mixer's in_proj and out_proj")
+    ssm_out_bias: bool | None = Field(
+        None, description="a bias on out_proj (None: as ssm_proj_bias; Falcon-H1 projectors_bias)"
+    )
+    ssm_gated_norm: bool = Field(True, description="Mamba-2's gated RMSNorm of d_inner")
+    ssm_conv_bias: bool = Field(True, description="a bias on the depthwise conv1d")
+    ssm_inner_norms: bool = Field(False, description="Jamba's RMSNorms on dt, B and C")
+    attention_output_gate: bool = Field(
+        False, description="q_proj also yields a sigmoid output gate (Qwen3-Next: 2 × q_dim)"
+    )
+    mlp_layers: int | None = Field(
+        None, ge=0, description="layers with a feed-forward block (None: all; Mamba has none)"
+    )
+
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         if self.num_attention_heads % self.kv_heads:
@@ -164,6 +216,19 @@ class ModelSpec(BaseModel):
             raise ValueError("first_dense_layers exceeds num_layers")
         if self.sliding_window_layers is not None and self.sliding_window_layers > self.num_layers:
             raise ValueError("sliding_window_layers exceeds num_layers")
+        if self.attention_layers is not None and self.attention_layers > self.num_layers:
+            raise ValueError("attention_layers exceeds num_layers")
+        if self.ssm_layers > self.num_layers or (self.mlp_layers or 0) > self.num_layers:
+            raise ValueError("ssm_layers and mlp_layers cannot exceed num_layers")
+        ssm = (self.ssm_kind, self.ssm_d_inner, self.ssm_d_conv)
+        if self.ssm_layers and any(v is None for v in ssm):
+            raise ValueError("state-space layers need ssm_kind, ssm_d_inner and ssm_d_conv")
+        if self.ssm_layers and self.ssm_kind != "short_conv" and self.ssm_d_state is None:
+            raise ValueError("state-space layers need ssm_d_state")
+        if self.ssm_layers and self.ssm_kind not in ("mamba", "short_conv") and not self.ssm_heads:
+            raise ValueError("Mamba-2 and gated DeltaNet layers need ssm_heads")
+        if self.ssm_layers and self.ssm_kind == "mamba" and self.ssm_dt_rank is None:
+            raise ValueError("Mamba layers need ssm_dt_rank")
         mla = (self.kv_lora_rank, self.qk_rope_head_dim, self.qk_nope_head_dim, self.v_head_dim)
         if any(v is not None for v in mla) and any(v is None for v in mla):
             raise ValueError(
@@ -223,7 +288,7 @@ class ModelSpec(BaseModel):
 
     @property
     def dense_layers(self) -> int:
-        return self.num_layers - self.moe_layers
+        return self.ffn_layers - self.moe_layers
 
     @property
     def expert_intermediate_size(self) -> int:
@@ -235,6 +300,48 @@ class ModelSpec(BaseModel):
         if self.sliding_window is None:
             return 0
         return self.num_layers if self.sliding_window_layers is None else self.sliding_window_layers
+
+    @property
+    def kv_layers(self) -> int:
+        """Layers that cache keys and values (all but a hybrid's state-space layers)."""
+        return self.num_layers if self.attention_layers is None else self.attention_layers
+
+    @property
+    def state_layers(self) -> int:
+        """Layers that keep a fixed recurrent state (a hybrid's Mamba layers)."""
+        return self.ssm_layers
+
+    @property
+    def ssm_conv_channels(self) -> int:
+        """Channels of the causal conv1d: d_inner, plus B and C for Mamba-2 (2·groups·N)."""
+        if self.ssm_d_inner is None:
+            return 0
+        if self.ssm_kind in ("mamba", "short_conv") or self.ssm_d_state is None:
+            return self.ssm_d_inner
+        return self.ssm_d_inner + 2 * self.ssm_n_groups * self.ssm_d_state
+
+    @property
+    def ssm_state_elements_per_layer(self) -> int:
+        """One layer's cached state per sequence: the conv window, channels × (d_conv) (as
+        transformers' cache keeps it), and the recurrent state d_inner × N (Mamba §3.4:
+        (B, D, N) per layer; Mamba-2 §7: heads × head_dim × N, the same count)."""
+        if not self.ssm_layers or self.ssm_d_conv is None or self.ssm_d_inner is None:
+            return 0
+        recurrent = self.ssm_d_inner * self.ssm_d_state if self.ssm_d_state else 0
+        return self.ssm_conv_channels * self.ssm_d_conv + recurrent
+
+    @property
+    def state_elements(self) -> int:
+        """Fixed cache elements per sequence (conv + SSM state over all state-space layers): the
+        exact route's figure when it set one, else derived from the ssm_* fields."""
+        if self.state_elements_per_sequence:
+            return self.state_elements_per_sequence
+        return self.ssm_layers * self.ssm_state_elements_per_layer
+
+    @property
+    def ffn_layers(self) -> int:
+        """Layers with a feed-forward block (dense or mixture of experts)."""
+        return self.num_layers if self.mlp_layers is None else self.mlp_layers
 
     @property
     def output_width(self) -> int:

@@ -354,6 +354,7 @@ def estimate_training(
             "steady-state step (optimizer state exists); gradients set to None between steps",
             "peak = larger of the backward pass and optimizer.step()",
             *source.notes,
+            *act.approximation_notes(spec),
         ],
         warnings=context_warnings(spec, seq),
     )

@@ -23,8 +23,14 @@ from .core import BUILDERS as _CORE
 from .core import DEFAULTS as _CORE_DEFAULTS
 from .dense import BUILDERS as _DENSE
 from .dense_defaults import DEFAULTS as _DENSE_DEFAULTS
+from .hybrid import BUILDERS as _HYBRID
+from .hybrid import DEFAULTS as _HYBRID_DEFAULTS
+from .linear import BUILDERS as _LINEAR
+from .linear import DEFAULTS as _LINEAR_DEFAULTS
 from .llama_layout import BUILDERS as _LLAMA_LAYOUT
 from .llama_layout import DEFAULTS as _LLAMA_LAYOUT_DEFAULTS
+from .moe import BUILDERS as _MOE
+from .moe import DEFAULTS as _MOE_DEFAULTS
 from .reader import FIELD_NAMES, Config, Reader
 
 # model_type -> builder; each family module contributes its BUILDERS and DEFAULTS.
@@ -32,11 +38,17 @@ _BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     **_CORE,
     **_DENSE,
     **_LLAMA_LAYOUT,
+    **_MOE,
+    **_HYBRID,
+    **_LINEAR,
 }
 _DEFAULTS: dict[str, dict[str, Any]] = {
     **_CORE_DEFAULTS,
     **_DENSE_DEFAULTS,
     **_LLAMA_LAYOUT_DEFAULTS,
+    **_MOE_DEFAULTS,
+    **_HYBRID_DEFAULTS,
+    **_LINEAR_DEFAULTS,
 }
 
 _ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemma3_text"}
@@ -145,4 +157,10 @@ def spec_from_config(
         spec = ModelSpec(name=name, source=source, **fields)
     except ValidationError as exc:
         raise VramcalcError(f"{where}: {format_validation_error(exc)}") from None
+    quant = cfg.get("quantization_config")
+    if isinstance(quant, dict) and quant.get("quant_method") == "mxfp4" and spec.is_moe:
+        notes.append(  # gpt-oss ships its experts in MXFP4; the estimate is in the chosen --dtype
+            "the checkpoint stores its experts in MXFP4 (quantization_config): --dtype int4 "
+            "--quant mxfp4 for the weights as shipped"
+        )
     return spec, notes
