@@ -231,3 +231,28 @@ def test_without_torch_the_refusal_stands(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.undo()
     with pytest.raises(VramcalcError, match="not an architecture transformers .* ships"):
         sources.spec_for_config(cfg, "x", "x/config.json")
+
+
+def test_an_encoder_decoder_family_as_a_causal_lm() -> None:
+    """BartForCausalLM: the decoder alone; its self-attention cache grows, the cross-attention
+    cache stays empty without an encoder."""
+    cfg = {
+        "model_type": "bart",
+        "d_model": 64,
+        "decoder_layers": 2,
+        "decoder_attention_heads": 4,
+        "decoder_ffn_dim": 128,
+        "encoder_layers": 2,
+        "encoder_attention_heads": 4,
+        "encoder_ffn_dim": 128,
+        "vocab_size": 100,
+        "max_position_embeddings": 64,
+    }
+    spec, _ = spec_from_meta(cfg, "tiny-bart-decoder")
+    # embed 100×64 = 6400; learned positions (64 + 2 offset)×64 = 4224; per layer self-attn and
+    # cross-attn 2 × 4 × (64×64 + 64) = 33280, 3 LayerNorms 3 × 128 = 384, fc1 128×64 + 128 =
+    # 8320, fc2 64×128 + 64 = 8256 → 50240 × 2 = 100480; layernorm_embedding 128; lm_head tied
+    assert param_count(spec) == 6400 + 4224 + 100480 + 128 == 111232
+    assert param_count(spec) == transformers_count(cfg)
+    assert spec.kv_elements_per_token == 2 * 2 * 64  # K and V, 64 wide, 2 layers
+    assert (spec.num_layers, spec.num_attention_heads, spec.intermediate_size) == (2, 4, 128)

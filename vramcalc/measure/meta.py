@@ -235,13 +235,47 @@ def _cache_layers(cache: Any) -> list[Any]:
     return list(layers) if isinstance(layers, (list, tuple)) else [cache]
 
 
-def _cache_counts(model: Any, vocab: int, seq_len: int) -> tuple[list[int], list[int | None], str]:
+class _UnpaddedMasks:
+    """While a probe runs, transformers' ``masking_utils.fast_all`` answers True for meta tensors:
+    it asks whether a padding mask is all ones (to skip building the causal mask), a ``.item()``
+    the meta device cannot answer; the probe's rows are unpadded, so it is. Only the attention
+    path depends on it, never what the cache holds."""
+
+    def __enter__(self) -> None:
+        import transformers.masking_utils as masking
+
+        self.module: Any = masking
+        self.original = getattr(masking, "fast_all", None)
+        original = self.original
+        if original is not None:
+
+            def fast_all(tensor: Any) -> Any:
+                return True if tensor.device.type == "meta" else original(tensor)
+
+            masking.fast_all = fast_all
+
+    def __exit__(self, *exc: object) -> None:
+        if self.original is not None:
+            self.module.fast_all = self.original
+
+
+def _cache_counts(
+    model: Any, seq_len: int, with_mask: bool
+) -> tuple[list[int], list[int | None], str]:
     """Elements held by each cache layer after a prefill of `seq_len` tokens, and its window."""
     import torch
 
     ids = torch.zeros((1, seq_len), dtype=torch.long, device="meta")
-    with torch.no_grad():
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+    inputs: dict[str, Any] = {"input_ids": ids, "use_cache": True}
+    if with_mask:  # one unpadded, unpacked row, said explicitly (see cache_inventory)
+        inputs["attention_mask"] = torch.ones_like(ids)
+    with torch.no_grad(), _UnpaddedMasks():
+        try:
+            out = model(**inputs, logits_to_keep=1)
+        except TypeError as exc:  # an older forward without logits_to_keep
+            if "logits_to_keep" not in str(exc):
+                raise
+            out = model(**inputs)
     cache = getattr(out, "past_key_values", None)
     if cache is None:
         raise RuntimeError("the forward returned no cache")
@@ -255,11 +289,21 @@ def _cache_counts(model: Any, vocab: int, seq_len: int) -> tuple[list[int], list
     return counts, windows, type(cache).__name__
 
 
-def cache_inventory(model: Any, vocab: int) -> CacheInventory:
+def cache_inventory(model: Any, vocab: int = 0) -> CacheInventory:
     """The cache the model really holds, from meta-device prefills at CACHE_PROBE_LENGTHS; raises
-    RuntimeError (with the reason) when the forward cannot run or the growth is not linear."""
+    RuntimeError (with the reason) when the forward cannot run or the growth is not linear.
+    (`vocab` is not needed; accepted for callers of the first version.)"""
     s0, s1, s2 = CACHE_PROBE_LENGTHS
-    runs = [_cache_counts(model, vocab, s) for s in (s0, s1, s2)]
+    # Without a mask first; some models then look for padding in input_ids or for packed
+    # sequences in position_ids (data the meta device lacks), others need no mask to run their
+    # state-space path: the second try passes an all-ones mask.
+    try:
+        first, with_mask = _cache_counts(model, s0, False), False
+    except RuntimeError as exc:
+        if "meta" not in str(exc):
+            raise
+        first, with_mask = _cache_counts(model, s0, True), True
+    runs = [first, *(_cache_counts(model, s, with_mask) for s in (s1, s2))]
     (c0, windows, cls), (c1, _, _), (c2, _, _) = runs
     if not len(c0) == len(c1) == len(c2):
         raise RuntimeError("the number of cache layers changed with the sequence length")
@@ -301,7 +345,7 @@ def inspect_config(cfg: dict[str, Any]) -> MetaInventory:
         cache: CacheInventory | None = None
         cache_error = ""
         try:
-            cache = cache_inventory(model, int(getattr(config, "vocab_size", 0) or 0))
+            cache = cache_inventory(model)
         except Exception as exc:  # any failure of the model's own forward on meta tensors
             cache_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         t2 = time.perf_counter()
