@@ -16,6 +16,7 @@ reads the ranks' JSON back); dist_worker.py is what runs inside each rank. Engin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -252,3 +253,77 @@ def ci_grid() -> list[DistRun]:
         DistRun(m, 4, "tp-fsdp", tp=2, grad_checkpointing="full"),
     ]
     return g
+
+
+def run_from_options(
+    model: str,
+    *,
+    num_gpus: int,
+    fsdp: str | None = None,
+    zero: int | None = None,
+    tp: int = 1,
+    method: str = "full",
+    lora_rank: int = 8,
+    precision: str = "bf16-mixed",
+    optimizer: str = "adamw",
+    grad_accum: int = 1,
+    grad_checkpointing: str = "none",
+    batch_size: int = 1,
+    seq_len: int | None = None,
+    attention: str = "flash",
+) -> DistRun:
+    """The DistRun that `trace`/`measure` options describe; a bad value raises VramcalcError."""
+    from vramcalc.workloads import resolve_model, resolve_seq_len
+
+    if num_gpus < 2:
+        raise VramcalcError(f"--num-gpus {num_gpus}: a distributed run needs at least 2 ranks")
+    if optimizer != "adamw":
+        raise VramcalcError(f"--optimizer {optimizer}: distributed runs use adamw")
+    if grad_accum != 1:
+        raise VramcalcError(f"--grad-accum {grad_accum}: distributed runs take one micro-batch")
+    if attention != "flash":
+        raise VramcalcError(f"--attention {attention}: distributed runs use torch SDPA (flash)")
+    if precision not in ("bf16-mixed", "fp32", "bf16"):
+        raise VramcalcError(f"--precision {precision}: use bf16-mixed, fp32 or bf16")
+    if method not in ("full", "lora"):
+        raise VramcalcError(f"--method {method}: distributed runs take full or lora")
+    if fsdp is not None and fsdp not in ("full", "grad-op"):
+        raise VramcalcError(f"--fsdp {fsdp}: the runnable FSDP2 strategies are full and grad-op")
+    if zero is not None and (fsdp is not None or tp > 1):
+        raise VramcalcError("--zero runs DeepSpeed alone: drop --fsdp and --tp")
+    if grad_checkpointing not in ("none", "full"):
+        raise VramcalcError(f"--grad-checkpointing {grad_checkpointing}: use none or full")
+    spec = resolve_model(model)
+    if spec.architecture not in ("llama", "mistral", "qwen2"):
+        raise VramcalcError(
+            f"{spec.name}: distributed runs plan the Llama-style projections "
+            "(q/k/v/o, gate/up/down); use a llama, mistral or qwen2 model"
+        )
+    engine = "ddp"
+    if zero is not None:
+        engine = "zero"
+        if importlib.util.find_spec("deepspeed") is None:
+            raise VramcalcError("--zero needs DeepSpeed: pip install deepspeed")
+    elif fsdp is not None:
+        engine = "tp-fsdp" if tp > 1 else "fsdp"
+    elif tp > 1:
+        engine = "tp"
+    if tp > 1 and (spec.num_attention_heads % tp or spec.kv_heads % tp):
+        raise VramcalcError(
+            f"--tp {tp} must divide {spec.name}'s {spec.num_attention_heads} attention heads "
+            f"and {spec.kv_heads} KV heads"
+        )
+    return DistRun(
+        spec,
+        num_gpus,
+        engine,
+        fsdp=fsdp or "full",
+        zero=zero or 0,
+        tp=tp,
+        method=method,
+        lora_rank=lora_rank,
+        precision=precision,
+        batch_size=batch_size,
+        seq_len=resolve_seq_len(spec, seq_len),
+        grad_checkpointing=grad_checkpointing,
+    )
