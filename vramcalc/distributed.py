@@ -326,6 +326,15 @@ def _stage_estimate(
         # stage3.py __init__ (measured on DeepSpeed 0.19.8, docs/distributed.md)
         comm = par.DS_REDUCE_BUCKET_ELEMENTS * lay.grads
         comm_formula = f"reduce bucket 5e8 elements × {lay.grads} B (allocated whole)"
+        if plan.zero == 3:
+            # a layer larger than the bucket still holds its 16-bit gradients before they are
+            # reduce-scattered (not measured: the grid's layers are smaller than the bucket)
+            layer_grads = unit if full else _div(st["numel"], max(spec.num_layers // plan.pp, 1))
+            if layer_grads * 2 > comm:
+                comm = layer_grads * 2
+                comm_formula = (
+                    f"16-bit gradients of one layer (> the 5e8 bucket): {layer_grads:,} × 2 B"
+                )
     elif fw == "fsdp":
         copies_name = "gathered_parameters"
         if plan.fsdp in ("full", "hybrid"):
