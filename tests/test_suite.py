@@ -228,3 +228,34 @@ def test_worker_paths_run_on_cpu(tiny_dir: str, kw: dict[str, Any]) -> None:
         # 2 layers × 7 linears × (A, B); nothing else trains
         assert len(trainable) == 28 and all("lora_" in n for n in trainable)
         assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n in trainable)
+
+
+def test_worker_on_cuda_passes_a_device_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    # on a GPU the worker selects cuda:N once and hands "cuda" to the runs (torch.autocast takes a
+    # device type; "cuda:1" is refused): faked CUDA calls, the training run captured
+    torch = pytest.importorskip("torch")
+    from vramcalc.measure import suite_worker as sw
+
+    seen: dict[str, Any] = {}
+    for name in ("set_device", "synchronize", "reset_peak_memory_stats", "empty_cache"):
+        monkeypatch.setattr(torch.cuda, name, lambda *a, n=name, **k: seen.setdefault(n, a))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 1000)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 5000)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 6144)
+    monkeypatch.setattr(sw, "_environment", lambda i: {"gpu": "Fake GPU"})
+    monkeypatch.setattr(sw, "build", lambda item, device: (seen.setdefault("build", device), None))
+    import vramcalc.measure.workload as wk
+
+    monkeypatch.setattr(
+        wk, "run_training", lambda m, wl, device, phase, steps: seen.update(run=device)
+    )
+    from vramcalc import gpu
+
+    monkeypatch.setattr(gpu, "process_used_bytes", lambda pid, i=0: 7000)
+    item = su.SuiteItem("qwen2.5-0.5b", "training", 1, 128)
+    rec = sw.run_item(item, "cuda:1")
+    assert seen["set_device"] == (1,) and seen["build"] == "cuda" and seen["run"] == "cuda"
+    r = rec["readings"]
+    assert (r["max_memory_allocated_bytes"], r["max_memory_reserved_bytes"]) == (5000, 6144)
+    assert r["nvml_process_bytes_before"] == r["nvml_process_bytes_after"] == 7000
+    assert rec["environment"] == {"gpu": "Fake GPU"}

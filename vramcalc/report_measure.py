@@ -96,7 +96,7 @@ def render_distributed(rows: Sequence[dict[str, Any]], title: str) -> None:
         table.add_column("estimate MiB", justify="right")
         table.add_column("error", justify="right")
         table.add_column("peak during")
-        est = row["estimate_tensor_bytes"] if key == "peak_bytes" else row["estimate_total_bytes"]
+        est = row["estimate_tensor_bytes"]
         for rank, r in enumerate(row["ranks"]):
             got = r.get(key)
             err = f"{est / got - 1:+.1%}" if got else "—"
@@ -114,7 +114,10 @@ def render_distributed(rows: Sequence[dict[str, Any]], title: str) -> None:
         "fragmentation) against the estimate without cuda_context and allocator_slack"
     )
     if rows and rows[0].get("measured_by") == "max_memory_allocated_bytes":
-        what = "torch.cuda.max_memory_allocated per rank against the full per-GPU estimate"
+        what = (
+            "torch.cuda.max_memory_allocated per rank against the estimate without cuda_context "
+            "and allocator_slack (max_memory_reserved and NVML are in --json)"
+        )
     console.print(f"[dim]· {what}[/]")
 
 

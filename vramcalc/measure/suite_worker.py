@@ -208,6 +208,8 @@ def run_item(item: SuiteItem, device: str) -> dict[str, Any]:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
 
+    # after set_device, "cuda" names this GPU; torch.autocast takes a device type, not "cuda:N"
+    device = "cuda" if cuda else device
     t0 = time.perf_counter()
     try:
         model, wl = build(item, device)

@@ -31,6 +31,7 @@ _ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemm
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(_BUILDERS))
 
+
 def _with_defaults(cfg: Config, arch: str) -> tuple[Config, list[str]]:
     """`cfg` completed with transformers' defaults for the fields it leaves out."""
     defaults = _DEFAULTS.get(arch, {})
