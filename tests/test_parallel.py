@@ -488,3 +488,33 @@ def test_cli_help_lists_options() -> None:
         "--explain",
     ):
         assert option in result.output
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    stage=st.sampled_from([1, 2, 3]),
+    seq=st.sampled_from([128, 512, 2048, 4096]),
+    batch=st.integers(1, 8),
+    ckpt=st.sampled_from(["none", "full"]),
+)
+def test_zero_bucket_alive_only_where_deepspeed_holds_it(
+    stage: int, seq: int, batch: int, ckpt: str
+) -> None:
+    # ZeRO-3 holds its reduce bucket throughout; ZeRO-1/2 only between the first gradient and the
+    # end of backward (stage_1_and_2.py setup_buckets / _release_ipg_buffers): never at the loss,
+    # never at the optimizer step
+    est = estimate_training(
+        "qwen2.5-0.5b",
+        zero=stage,
+        num_gpus=4,
+        seq_len=seq,
+        batch_size=batch,
+        grad_checkpointing=ckpt,
+    )
+    bucket = est.component("communication_buffers")
+    if stage == 3:
+        assert bucket == 1_000_000_000
+    elif est.phase in ("backward start (loss)", "optimizer step"):
+        assert bucket == 0
+    else:
+        assert bucket == 1_000_000_000
