@@ -219,7 +219,7 @@ def compare(run: DistRun, ranks: list[dict[str, Any]]) -> dict[str, Any]:
     )
     peaks = [r.get(key) for r in ranks]
     if not errors and all(isinstance(p, int) and p > 0 for p in peaks):
-        worst = max(peaks)  # type: ignore[type-var]
+        worst: int = max(int(p) for p in peaks if p is not None)
         row["measured_peak_bytes"] = worst
         row["measured_by"] = key
         row["relative_error"] = round(est_bytes / worst - 1, 5)
