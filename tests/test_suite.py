@@ -259,3 +259,26 @@ def test_worker_on_cuda_passes_a_device_type(monkeypatch: pytest.MonkeyPatch) ->
     assert (r["max_memory_allocated_bytes"], r["max_memory_reserved_bytes"]) == (5000, 6144)
     assert r["nvml_process_bytes_before"] == r["nvml_process_bytes_after"] == 7000
     assert rec["environment"] == {"gpu": "Fake GPU"}
+
+
+@pytest.mark.parametrize(
+    ("exc_text", "oom"),
+    [("CUDA error: out of memory", True), ("CUBLAS_STATUS_ALLOC_FAILED", True), ("shape", False)],
+)
+def test_worker_oom_spellings(monkeypatch: pytest.MonkeyPatch, exc_text: str, oom: bool) -> None:
+    # an exhausted GPU is a result whichever way torch spells it; any other error propagates
+    # (the parent then records the exit)
+    pytest.importorskip("torch")
+    from vramcalc.measure import suite_worker as sw
+
+    def build(item: Any, device: str) -> Any:
+        raise RuntimeError(exc_text)
+
+    monkeypatch.setattr(sw, "build", build)
+    item = su.SuiteItem("gpt2", "inference", 1, 8)
+    if oom:
+        rec = sw.run_item(item, "cpu")
+        assert rec["readings"]["oom"] is True and rec["readings"]["error"] == exc_text
+    else:
+        with pytest.raises(RuntimeError, match="shape"):
+            sw.run_item(item, "cpu")

@@ -63,7 +63,8 @@ def _quant_linear_class() -> Any:
                 self.register_buffer("scale", torch.rand(out_f, 1, device=dev) / 127)
             elif fmt == "int4":
                 self.register_buffer("q", torch.randint(0, 256, (out_f, in_f // 2), **u8))
-                groups = (out_f, in_f // 128, 1)
+                self.group = 128 if in_f % 128 == 0 else in_f  # AWQ's group; whole rows otherwise
+                groups = (out_f, in_f // self.group, 1)
                 self.register_buffer(
                     "scale", torch.rand(groups, dtype=torch.float16, device=dev) / 8
                 )
@@ -83,7 +84,7 @@ def _quant_linear_class() -> Any:
                 return b["q"].to(torch.bfloat16).mul_(b["scale"])
             nib = torch.stack((b["q"] >> 4, b["q"] & 15), dim=-1)
             if self.fmt == "int4":
-                w = nib.view(out_f, in_f // 128, 128).to(torch.bfloat16)
+                w = nib.view(out_f, in_f // self.group, self.group).to(torch.bfloat16)
                 return w.sub_(b["zero"]).mul_(b["scale"]).view(out_f, in_f)
             w = nib.view(-1, 64).to(torch.bfloat16).sub_(7.5)
             scale = b["absmax"].to(torch.bfloat16).mul_(b["absmax_scale"][0].to(torch.bfloat16))
@@ -230,9 +231,15 @@ def run_item(item: SuiteItem, device: str) -> dict[str, Any]:
             run_training(model, wl, device, phase, steps=2)
         if cuda:
             torch.cuda.synchronize()
-    except torch.cuda.OutOfMemoryError as exc:
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+        # cuBLAS / kernel launches report an exhausted GPU as a RuntimeError naming it
+        text = str(exc)
+        if not isinstance(exc, torch.cuda.OutOfMemoryError) and not (
+            "out of memory" in text.lower() or "ALLOC_FAILED" in text
+        ):
+            raise
         readings["oom"] = True
-        readings["error"] = str(exc).splitlines()[0][:300]
+        readings["error"] = (text.splitlines() or [""])[0][:300]
     if cuda:
         readings["max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
         readings["max_memory_reserved_bytes"] = int(torch.cuda.max_memory_reserved())
