@@ -40,7 +40,7 @@ BANDS = {
     "tp-fsdp": (-0.10, 0.10),
     "tp": (-0.20, 0.15),
     "zero": (-0.05, 0.05),
-    "ddp": (-0.15, 0.10),
+    "ddp": (-0.10, 0.10),
 }
 ZERO_REST_BAND = (-0.15, 0.15)
 DS_BUCKET_ELEMENTS = 500_000_000  # DeepSpeed reduce_bucket_size default (parallel.py)

@@ -257,12 +257,19 @@ def main(argv: list[str]) -> int:
     dist.init_process_group(backend)
     rank = dist.get_rank()
     results = []
+    import torch.nn.functional as F
+
+    linear = F.linear
     for run in spec["runs"]:
         try:
             results.append(run_one(run, device))
         except Exception as exc:  # one failed configuration is a result; the launch goes on
             first = (str(exc).strip().splitlines() or [""])[0][:300]
             results.append({"label": run["label"], "error": f"{type(exc).__name__}: {first}"})
+        # DeepSpeed ZeRO-3 replaces F.linear for the whole process ("This will persist unless
+        # manually reset", partition_parameters.py _enable_mem_efficient_linear): the next run
+        # must get torch's own
+        F.linear = linear
         dist.barrier()
     (out_dir / f"rank{rank}.json").write_text(json.dumps(results), encoding="utf-8")
     dist.destroy_process_group()
