@@ -99,12 +99,38 @@ def test_zero3_within_deepspeed_estimator() -> None:
 
 def test_zero3_buffers_by_hand() -> None:
     # one decoder layer: q,k,v,o 4 × 4096² + MLP 3 × 4096 × 11008 + 2 norms × 4096 = 202,383,360;
-    # gathered: (layer + 5e7-element prefetch bucket) × 2 B; its 16-bit gradient: layer × 2 B
+    # gathered: (layer + 5e7-element prefetch bucket) × 2 B; the reduce bucket is allocated whole,
+    # 5e8 elements × 2 B (stage3.py torch.empty(reduce_bucket_size); measured, docs/distributed.md)
     est = estimate_training("llama-2-7b", zero=3, num_gpus=8)
     layer = 4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096
     assert layer == 202_383_360
     assert est.component("gathered_parameters") == (layer + 50_000_000) * 2
-    assert est.component("communication_buffers") == layer * 2
+    assert est.component("communication_buffers") == 500_000_000 * 2
+
+
+@pytest.mark.parametrize(
+    ("stage", "seq", "phase", "bucket"),
+    [
+        # ZeRO-1/2: the bucket exists from the first gradient hook to the end of backward
+        # (stage_1_and_2.py setup_buckets / _release_ipg_buffers): counted at the first layer,
+        (1, 128, "backward end (first layer)", 1_000_000_000),
+        (2, 128, "backward end (first layer)", 1_000_000_000),
+        # not at the loss (long sequences: the logits make the loss the peak),
+        (1, 2048, "backward start (loss)", 0),
+        (2, 2048, "backward start (loss)", 0),
+        # ZeRO-3 allocates it in __init__ and keeps it (stage3.py), even at the step
+        (3, 128, "optimizer step", 1_000_000_000),
+        (3, 2048, "backward start (loss)", 1_000_000_000),
+    ],
+)
+def test_zero_reduce_bucket_is_whole_for_small_models(
+    stage: int, seq: int, phase: str, bucket: int
+) -> None:
+    # DeepSpeed allocates reduce_bucket_size elements even when the model is smaller: qwen2.5-0.5b
+    # (494M params < 5e8) holds 5e8 × 2 B = 1,000,000,000 B (measured, docs/distributed.md)
+    est = estimate_training("qwen2.5-0.5b", zero=stage, num_gpus=2, seq_len=seq)
+    assert est.phase == phase
+    assert est.component("communication_buffers") == bucket
 
 
 def test_fsdp_full_shard() -> None:
@@ -462,3 +488,33 @@ def test_cli_help_lists_options() -> None:
         "--explain",
     ):
         assert option in result.output
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    stage=st.sampled_from([1, 2, 3]),
+    seq=st.sampled_from([128, 512, 2048, 4096]),
+    batch=st.integers(1, 8),
+    ckpt=st.sampled_from(["none", "full"]),
+)
+def test_zero_bucket_alive_only_where_deepspeed_holds_it(
+    stage: int, seq: int, batch: int, ckpt: str
+) -> None:
+    # ZeRO-3 holds its reduce bucket throughout; ZeRO-1/2 only between the first gradient and the
+    # end of backward (stage_1_and_2.py setup_buckets / _release_ipg_buffers): never at the loss,
+    # never at the optimizer step
+    est = estimate_training(
+        "qwen2.5-0.5b",
+        zero=stage,
+        num_gpus=4,
+        seq_len=seq,
+        batch_size=batch,
+        grad_checkpointing=ckpt,
+    )
+    bucket = est.component("communication_buffers")
+    if stage == 3:
+        assert bucket == 1_000_000_000
+    elif est.phase in ("backward start (loss)", "optimizer step"):
+        assert bucket == 0
+    else:
+        assert bucket == 1_000_000_000

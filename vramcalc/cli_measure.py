@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,6 +57,62 @@ def require_torch(command: str) -> None:
             raise VramcalcError(f"`vramcalc {command}` needs {module}: {TORCH_HINT}")
 
 
+NumGpusOpt = Annotated[
+    int, typer.Option("--num-gpus", min=1, help="ranks to launch (torch.distributed.run)")
+]
+FsdpOpt = Annotated[str | None, typer.Option("--fsdp", help="FSDP2: full or grad-op")]
+ZeroOpt = Annotated[int | None, typer.Option("--zero", help="DeepSpeed ZeRO stage 1, 2 or 3")]
+TpOpt = Annotated[int, typer.Option("--tp", min=1, help="DTensor tensor-parallel degree")]
+MethodOpt = Annotated[str, typer.Option("--method", help="full or lora (PEFT)")]
+LoraRankOpt = Annotated[int, typer.Option("--lora-rank", min=1)]
+
+
+def _dist_run(args: dict[str, Any]) -> Any:
+    """The DistRun of a command's options, or None when they describe one process."""
+    wants = args["num_gpus"] > 1 or args["fsdp"] or args["zero"] is not None or args["tp"] > 1
+    if not wants and args["method"] == "full":
+        return None
+    if args["task"] != "training":
+        raise VramcalcError("--num-gpus/--fsdp/--zero/--tp/--method need --task training")
+    if args["num_gpus"] < 2:
+        raise VramcalcError(
+            f"--num-gpus {args['num_gpus']}: --fsdp/--zero/--tp/--method run on 2 or more ranks"
+        )
+    from .measure.dist import run_from_options
+
+    keys: tuple[str, ...] = (
+        "num_gpus",
+        "fsdp",
+        "zero",
+        "tp",
+        "method",
+        "lora_rank",
+        "precision",
+        "optimizer",
+    )
+    keys += ("grad_accum", "grad_checkpointing", "batch_size", "seq_len", "attention")
+    return run_from_options(args["model"], **{k: args[k] for k in keys})
+
+
+def _dist_command(run: Any, backend: str, as_json: bool, record: Path | None = None) -> None:
+    """Launch the ranks, set them beside the estimate, print (and record) the result."""
+    from .measure import dist
+
+    ranks = dist.launch([run], run.num_gpus, backend=backend)[0]
+    row = dist.compare(run, ranks)
+    if record is not None:
+        from .measure import live
+
+        live.append_record(record, {"record_version": 1, "distributed": row, "backend": backend})
+    if as_json:
+        print_json(row, "distributed_measurement")
+        return
+    from .report_measure import render_distributed
+
+    title = "Ranks on the CPU (gloo)" if backend == "gloo" else "Ranks on CUDA (NCCL)"
+    render_distributed([row], title)
+
+
 def _guarded(what: str, model: str, run: Any) -> Any:
     """Run the reference model; a failure inside torch/transformers becomes one clear line."""
     try:
@@ -91,10 +146,21 @@ def register(app: typer.Typer) -> None:
         grad_accum: Annotated[int, typer.Option("--grad-accum", min=1)] = 1,
         grad_checkpointing: Annotated[str, typer.Option("--grad-checkpointing")] = "none",
         attention: Annotated[str, typer.Option("--attention", help="flash or eager")] = "flash",
+        num_gpus: NumGpusOpt = 1,
+        fsdp: FsdpOpt = None,
+        zero: ZeroOpt = None,
+        tp: TpOpt = 1,
+        method: MethodOpt = "full",
+        lora_rank: LoraRankOpt = 8,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Exact peak of live tensor bytes of the transformers model on fake tensors (no GPU)."""
+        """Exact peak of live tensor bytes of the transformers model on fake tensors (no GPU);
+        with --num-gpus N, N ranks of the real engine on the CPU (gloo), peak per rank."""
         require_torch("trace")
+        run = _dist_run(dict(locals()))
+        if run is not None:
+            _dist_command(run, "gloo", as_json)
+            return
         wl = _workload(dict(locals()))
         from .measure.trace import trace as run_trace
         from .measure.validate import tensor_bytes
@@ -111,7 +177,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def measure(
-        model: Annotated[str, typer.Argument(help="preset name or alias")],
+        model: Annotated[
+            str | None, typer.Argument(help="preset name or alias (not with --suite)")
+        ] = None,
         task: TaskArg = "inference",
         batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 1,
         seq_len: Annotated[int | None, typer.Option("--seq-len", "-s", min=1)] = None,
@@ -126,10 +194,40 @@ def register(app: typer.Typer) -> None:
         record: Annotated[
             Path | None, typer.Option("--record", help="append one JSON line per run to FILE")
         ] = None,
+        num_gpus: NumGpusOpt = 1,
+        fsdp: FsdpOpt = None,
+        zero: ZeroOpt = None,
+        tp: TpOpt = 1,
+        method: MethodOpt = "full",
+        lora_rank: LoraRankOpt = 8,
+        suite: Annotated[
+            str | None, typer.Option("--suite", help="standard: the fixed single-GPU suite")
+        ] = None,
+        only: Annotated[
+            str | None, typer.Option("--only", help="suite half: infer or train")
+        ] = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="list the suite with estimates; run nothing")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Run the workload on a CUDA GPU with random weights; out-of-memory is a result."""
+        """Run the workload on a CUDA GPU with random weights; out-of-memory is a result.
+        --num-gpus N launches N ranks (NCCL); --suite standard runs the fixed suite."""
+        if suite is not None or dry_run or only is not None:
+            if model is not None:
+                raise VramcalcError(f"give a MODEL or --suite, not both (got {model!r})")
+            if not dry_run:
+                require_torch("measure")
+            _suite_command(suite, only, dry_run, record, as_json)
+            return
+        if model is None:
+            raise VramcalcError("measure needs a MODEL (a preset name or path) or --suite standard")
         require_torch("measure")
+        run = _dist_run(dict(locals()))
+        if run is not None:
+            backend = _dist_backend(run.num_gpus)
+            _dist_command(run, backend, as_json, record)
+            return
         wl = _workload(dict(locals()))
         from .measure import live
 
@@ -140,7 +238,7 @@ def register(app: typer.Typer) -> None:
         if record is not None:
             live.append_record(record, rec)
         if as_json:
-            sys.stdout.write(json.dumps(rec, indent=2) + "\n")
+            print_json(rec, "measurement")
             return
         from .report_measure import render_measure
 
@@ -181,3 +279,63 @@ def register(app: typer.Typer) -> None:
         from .report_measure import render_validate
 
         render_validate(data, summ)
+
+
+# The CPU stand-in for the NCCL launch (tests, and machines without GPUs): the same launch plumbing
+# and worker, gloo instead of NCCL, live tensor bytes instead of torch.cuda readings.
+STANDIN_ENV = "VRAMCALC_DIST_BACKEND"
+
+
+def _dist_backend(num_gpus: int) -> str:
+    import os
+
+    if os.environ.get(STANDIN_ENV) == "gloo":
+        return "gloo"
+    from .measure import live
+
+    if not live.cuda_available():
+        raise VramcalcError(
+            "measure --num-gpus needs CUDA GPUs (none found); use `vramcalc trace --num-gpus` "
+            "for the CPU ranks"
+        )
+    found = live.cuda_device_count()
+    if found < num_gpus:
+        raise VramcalcError(f"--num-gpus {num_gpus}: this machine has {found} CUDA GPU(s)")
+    return "nccl"
+
+
+def _suite_command(
+    suite: str | None, only: str | None, dry_run: bool, record: Path | None, as_json: bool
+) -> None:
+    from .measure import suite as su
+
+    if suite != "standard":
+        raise VramcalcError(f"--suite {suite}: the runnable suite is standard")
+    if only not in (None, "infer", "train"):
+        raise VramcalcError(f"--only {only}: use infer or train")
+    items = su.load_suite(only)
+    if dry_run:
+        rows = [su.dry_row(item) for item in items]
+        budget = sum(r["budget_s"] for r in rows)
+        if as_json:
+            out = {"suite": suite, "only": only, "budget_s": budget, "workloads": rows}
+            print_json(out, "suite_plan")
+            return
+        from .report_measure import render_suite
+
+        render_suite(rows, budget)
+        return
+    if record is None:
+        raise VramcalcError("--suite runs need --record FILE (one JSON line per workload)")
+    from .measure import live
+
+    if not live.cuda_available():
+        raise VramcalcError("--suite needs a CUDA GPU (none found); --dry-run lists it without one")
+    summary = su.run_suite(items, record)
+    if as_json:
+        print_json(summary, "suite_summary")
+        return
+    sys.stdout.write(
+        f"{summary['ran']} workloads ran ({summary['oom']} out of memory, {summary['failed']} "
+        f"failed) in {summary['seconds']:.0f} s; records appended to {record}\n"
+    )

@@ -13,7 +13,8 @@ Model-state layouts (bytes per trainable parameter: weights / gradients / fp32 m
   (16-bit weights and grads, fp32 master + m + v; Rajbhandari et al. 2019 §3.1), partitioned per stage
   over N ranks: ZeRO-1 4Ψ + 12Ψ/N, ZeRO-2 2Ψ + 14Ψ/N, ZeRO-3 16Ψ/N. We follow the paper's partition
   and add the buffers DeepSpeed really allocates as their own components (the 5e8-element reduce
-  bucket; under ZeRO-3 the gathered layer and the 5e7-element prefetch bucket; at the step the fp32
+  bucket, allocated whole at every stage; under ZeRO-3 the gathered layer and the 5e7-element
+  prefetch bucket; at the step the fp32
   copy of the gradient partition, 4Ψ/N). DeepSpeed's own estimator
   (``estimate_zero3_model_states_mem_needs``) instead writes 18Ψ/N + 4·largest_layer without naming
   the terms; tests check that our model states plus buffers lie at or below it.
@@ -321,15 +322,20 @@ def _stage_estimate(
             copies_name = "gathered_parameters"
             copies = math.ceil((unit + prefetch) * base_bpp)
             copies_formula = f"(layer {unit:,} + prefetch {prefetch:,}) params × {base_bpp} B"
+        # contiguous_gradients (on by default) allocates the whole reduce bucket up front, whatever
+        # the model's size: torch.empty(reduce_bucket_size) in stage_1_and_2.py setup_buckets and
+        # stage3.py __init__ (measured on DeepSpeed 0.19.8, docs/distributed.md)
+        comm = par.DS_REDUCE_BUCKET_ELEMENTS * lay.grads
+        comm_formula = f"reduce bucket 5e8 elements × {lay.grads} B (allocated whole)"
+        if plan.zero == 3:
+            # a layer larger than the bucket still holds its 16-bit gradients before they are
+            # reduce-scattered (not measured: the grid's layers are smaller than the bucket)
             layer_grads = unit if full else _div(st["numel"], max(spec.num_layers // plan.pp, 1))
-            comm = layer_grads * 2
-            comm_formula = (
-                f"16-bit gradients of one layer before reduce-scatter: {layer_grads:,} × 2 B"
-            )
-        else:
-            bucket = min(par.DS_REDUCE_BUCKET_ELEMENTS, st["numel"])
-            comm = bucket * 2
-            comm_formula = f"reduce bucket min(5e8, {st['numel']:,}) × 2 B"
+            if layer_grads * 2 > comm:
+                comm = layer_grads * 2
+                comm_formula = (
+                    f"16-bit gradients of one layer (> the 5e8 bucket): {layer_grads:,} × 2 B"
+                )
     elif fw == "fsdp":
         copies_name = "gathered_parameters"
         if plan.fsdp in ("full", "hybrid"):
@@ -428,6 +434,9 @@ def _stage_estimate(
         )
         last_txt = start_txt
         end_txt = one_layer
+    # ZeRO-1/2 allocate their reduce bucket at the first gradient hook and free it when backward
+    # ends (stage_1_and_2.py setup_buckets / _release_ipg_buffers): not alive at the loss or the step
+    late_comm = comm if fw == "deepspeed" and plan.zero in (1, 2) else 0
     grads_persist = grads_all if req.grad_accum > 1 else 0
     tied_grad = 0
     if full and spec.tie_word_embeddings and plan.pp == 1:
@@ -445,6 +454,7 @@ def _stage_estimate(
         grads_head=grads_head,
         grads_all=grads_all,
         tied_grad=tied_grad,
+        late=late_comm,
     )
     phase, copies, acts, logit_bytes = peak.phase, int(peak.copies), peak.activations, peak.logits
     grads, tied = peak.gradients, int(peak.temporaries)
@@ -453,12 +463,17 @@ def _stage_estimate(
         "backward (last layer)": last_txt,
         "backward end (first layer)": end_txt,
     }[phase]
-    static = weights + adapter + master + opt_state + comm
+    static = weights + adapter + master + opt_state + comm - late_comm
+    if peak.phase != "backward start (loss)":
+        static += late_comm
     backward_peak = static + copies + dequant + acts + logit_bytes + grads + tied
-    step_peak = static + grads_all + temp
+    step_peak = weights + adapter + master + opt_state + comm - late_comm + grads_all + temp
     backward_dynamic = int(acts + logit_bytes)
     rt_dynamic = max(backward_dynamic, grads_all)
+    if late_comm and peak.phase == "backward start (loss)":
+        comm = 0
     if step_peak > backward_peak:
+        comm -= late_comm if comm else 0
         phase, copies, dequant, acts, logit_bytes, grads = "optimizer step", 0, 0, 0, 0, grads_all
         tied = 0
         a_formula = "freed before optimizer.step()"

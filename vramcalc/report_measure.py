@@ -80,4 +80,74 @@ def render_validate(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str,
         )
 
 
-__all__ = ["render_measure", "render_trace", "render_validate"]
+def render_distributed(rows: Sequence[dict[str, Any]], title: str) -> None:
+    """One table per configuration: every rank's reading beside the per-GPU estimate."""
+    console = Console()
+    for row in rows:
+        if row.get("error"):
+            console.print(f"[red]{row['label']}[/]: {row['error']}")
+            continue
+        key = row.get("measured_by", "peak_bytes")
+        table = Table(
+            title=f"{title}: {row['label']}", caption=f"estimate peak at {row['estimate_phase']}"
+        )
+        table.add_column("rank", justify="right")
+        table.add_column("measured MiB", justify="right")
+        table.add_column("estimate MiB", justify="right")
+        table.add_column("error", justify="right")
+        table.add_column("peak during")
+        est = row["estimate_tensor_bytes"]
+        for rank, r in enumerate(row["ranks"]):
+            got = r.get(key)
+            err = f"{est / got - 1:+.1%}" if got else "—"
+            table.add_row(str(rank), _mib(got), _mib(est), err, r.get("phase", ""))
+        console.print(table)
+        band = row.get("band")
+        if band is not None:
+            verdict = "within" if row["within_band"] else "[red]outside[/]"
+            console.print(
+                f"[dim]most loaded rank: {row['relative_error']:+.1%}, {verdict} the "
+                f"{row['config']['engine']} band [{band[0]:+.0%}, {band[1]:+.0%}][/]"
+            )
+    what = (
+        "peak of live tensor bytes per rank (CPU, gloo; no NCCL buffers, no allocator "
+        "fragmentation) against the estimate without cuda_context and allocator_slack"
+    )
+    if rows and rows[0].get("measured_by") == "max_memory_allocated_bytes":
+        what = (
+            "torch.cuda.max_memory_allocated per rank against the estimate without cuda_context "
+            "and allocator_slack (max_memory_reserved and NVML are in --json)"
+        )
+    console.print(f"[dim]· {what}[/]")
+
+
+def render_suite(rows: Sequence[dict[str, Any]], budget_s: float) -> None:
+    console = Console()
+    table = Table(title="vramcalc measure --suite (dry run: nothing is run)")
+    for col, just in (
+        ("#", "right"),
+        ("workload", "left"),
+        ("estimate GiB", "right"),
+        ("expect", "left"),
+        ("budget s", "right"),
+    ):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for i, row in enumerate(rows, 1):
+        table.add_row(
+            str(i),
+            row["label"],
+            f"{row['estimate_total_bytes'] / 2**30:,.2f}",
+            row["expect"],
+            f"{row['budget_s']:.0f}",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} workloads, time budget {budget_s:.0f} s")
+
+
+__all__ = [
+    "render_distributed",
+    "render_measure",
+    "render_suite",
+    "render_trace",
+    "render_validate",
+]

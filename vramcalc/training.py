@@ -122,6 +122,7 @@ def backward_peak_moment(
     grads_head: float,
     grads_all: float,
     tied_grad: float,
+    late: float = 0.0,
 ) -> Moment:
     """The largest of three candidate moments of the backward pass.
 
@@ -133,6 +134,8 @@ def backward_peak_moment(
       (traced: gemma-2-9b and tiny-qwen2, sgd, short sequences).
 
     With gradient accumulation the gradients of earlier micro-batches are alive throughout.
+    `late`: bytes allocated at the first gradient and freed when backward ends (DeepSpeed ZeRO-1/2's
+    reduce bucket), alive at the last two moments only; the caller adds them to the chosen one.
     """
     moments = (
         Moment("backward start (loss)", copies, acts_start, logits, grads_persist, 0),
@@ -146,7 +149,7 @@ def backward_peak_moment(
         ),
         Moment("backward end (first layer)", copies_end, layer_ws, 0, grads_all, tied_grad),
     )
-    return max(moments, key=lambda m: m.dynamic)
+    return max(moments, key=lambda m: m.dynamic + (late if m is not moments[0] else 0))
 
 
 def _non_default(plan_args: dict[str, Any]) -> bool:

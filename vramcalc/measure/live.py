@@ -30,6 +30,12 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def cuda_device_count() -> int:
+    import torch
+
+    return int(torch.cuda.device_count())
+
+
 def measure(wl: Workload, device_index: int = 0) -> dict[str, Any]:
     """Readings of one run of `wl` on GPU `device_index` (raises VramcalcError without CUDA)."""
     import torch
