@@ -21,9 +21,8 @@ from .checkpoint import TensorRecord
 from .safetensors import (
     INDEX_FILE,
     SINGLE_FILE,
-    read_header,
     read_json,
-    records_from_header,
+    read_tensors,
     shard_names,
 )
 
@@ -78,7 +77,7 @@ def fetch_tensors(
         records = [
             r
             for s, c in zip(shards, cached, strict=True)
-            for r in records_from_header(read_header(Path(c)), s)
+            for r in read_tensors(Path(c), s)
         ]
         return records, f"{repo_id} ({len(shards)} cached shard{'s' * (len(shards) > 1)})"
     if offline:
