@@ -383,9 +383,9 @@ _register_rlhf(app)
 
 
 def _print_json(data: object) -> None:
-    import json
+    from .safe_io import dumps_json  # strict: no Infinity/NaN, ever
 
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.write(dumps_json(data) + "\n")
 
 
 def _emit(est: Any, as_json: bool, units: UnitsChoice) -> None:
@@ -411,7 +411,10 @@ _ClickException = _click_class("ClickException")
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
-    command = typer.main.get_command(app)
+    from .cli_guard import LAST_RESORT, one_line, require_finite_floats, safe_streams
+
+    safe_streams()
+    command = require_finite_floats(typer.main.get_command(app))
     try:
         code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)
     except VramcalcError as exc:
@@ -428,9 +431,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:  # `vramcalc ... | head`
         sys.exit(0)
+    except LAST_RESORT as exc:  # input-driven failures not caught where they arise
+        _fail(one_line(exc))
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str) -> None:
-    sys.stderr.write(f"vramcalc: error: {message}\n")
+    from .safe_io import clean_text
+
+    one = " ".join(clean_text(message).split("\n"))  # file data never reaches the terminal raw
+    sys.stderr.write(f"vramcalc: error: {one}\n")
     sys.exit(2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import VramcalcError
+from .safe_io import dumps_json
 
 TaskArg = Annotated[str, typer.Option("--task", help="inference or training")]
 
@@ -56,6 +56,19 @@ def _guarded(what: str, model: str, run: Any) -> Any:
         ) from None
 
 
+def _append_or_show(live: Any, record: Path, rec: dict[str, Any]) -> None:
+    """Append the record; when that fails (disk full, file removed since the check) the record
+    is printed on stdout so the run's result is not lost, and the error names the file."""
+    try:
+        live.append_record(record, rec)
+    except (OSError, VramcalcError) as exc:
+        sys.stdout.write(dumps_json(rec) + "\n")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise VramcalcError(
+            f"{record}: could not append the record ({reason}); it is printed on stdout"
+        ) from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def trace(
@@ -81,7 +94,7 @@ def register(app: typer.Typer) -> None:
         est_bytes = tensor_bytes(wl.estimate())
         if as_json:
             out = {"config": wl.describe(), "trace": result, "estimate_tensor_bytes": est_bytes}
-            sys.stdout.write(json.dumps(out, indent=2) + "\n")
+            sys.stdout.write(dumps_json(out) + "\n")
             return
         from .report_measure import render_trace
 
@@ -107,6 +120,10 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Run the workload on a CUDA GPU with random weights; out-of-memory is a result."""
+        if record is not None:  # before the GPU run: an unusable path must not cost the result
+            from .safe_io import check_appendable
+
+            check_appendable(record)
         wl = _workload(dict(locals()))
         from .measure import live
 
@@ -115,9 +132,9 @@ def register(app: typer.Typer) -> None:
         readings = _guarded("measure", model, lambda: live.measure(wl, device))
         rec = live.make_record(wl, readings, live.environment(device))
         if record is not None:
-            live.append_record(record, rec)
+            _append_or_show(live, record, rec)
         if as_json:
-            sys.stdout.write(json.dumps(rec, indent=2) + "\n")
+            sys.stdout.write(dumps_json(rec) + "\n")
             return
         from .report_measure import render_measure
 
@@ -152,7 +169,7 @@ def register(app: typer.Typer) -> None:
                     )
         summ = v.summary(rows)
         if as_json:
-            sys.stdout.write(json.dumps({"rows": data, "summary": summ}, indent=2) + "\n")
+            sys.stdout.write(dumps_json({"rows": data, "summary": summ}) + "\n")
             return
         from .report_measure import render_validate
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Any
 
 import typer
+
+from .safe_io import dumps_json
 
 
 def source_summary(source: Any) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
         source = resolve_model_source(model, revision=revision, offline=offline)
         data = source_summary(source)
         if as_json:
-            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+            sys.stdout.write(dumps_json(data) + "\n")
             return
         from .report_sources import render_source
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .errors import PresetError, UnknownNameError
+from .safe_io import MAX_TOML_BYTES, read_text
 from .specs import GPUSpec, ModelSpec
 
 T = TypeVar("T", bound=BaseModel)
@@ -118,9 +119,14 @@ def _merge_user_gpus(catalog: _Catalog, path: Path) -> None:
     ``name`` is a catalog name or alias) or adds a new GPU (validated like the shipped ones).
     The file is only read, never written."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PresetError(f"GPU file {path} not found") from None
+        if not os.path.lexists(path):
+            raise PresetError(f"GPU file {path} not found")
+        # a regular UTF-8 file of at most 1 MB: a FIFO, device or folder is refused, never read
+        data = tomllib.loads(read_text(path, MAX_TOML_BYTES, "GPU file"))
+    except OSError as exc:  # a name too long, a symlink loop
+        raise PresetError(f"GPU file {path}: {exc.strerror or exc}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise PresetError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         raise PresetError(f"{path}: not valid TOML: {exc}") from None
     entries = data.get("gpu")

@@ -11,6 +11,7 @@ from rich.table import Table
 from .cost import InferenceCost, TrainingCost
 from .fit import FitResult, Plan
 from .gpu import LocalGPU
+from .report import plain
 from .specs import GPUSpec
 from .units import GIB, format_duration, format_usd
 
@@ -54,7 +55,7 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec]) -> None:
             else "—"
         )
         table.add_row(
-            g.name,
+            plain(g.name),
             f"{g.memory_bytes / GIB:.1f}",
             _num(half, ",.0f"),
             _num(g.peak_fp8_tflops, ",.0f"),
@@ -77,11 +78,11 @@ def render_local_gpus(found: Sequence[tuple[LocalGPU, GPUSpec | None]]) -> None:
     for dev, match in found:
         table.add_row(
             str(dev.index),
-            dev.name,
+            plain(dev.name),
             f"{dev.total_bytes / GIB:.2f}",
             f"{dev.free_bytes / GIB:.2f}",
             f"{dev.used_bytes / GIB:.2f}",
-            match.name if match else "[yellow]not in catalog[/]",
+            plain(match.name) if match else "[yellow]not in catalog[/]",
         )
     console.print(table)
 
@@ -91,11 +92,11 @@ def _kv_table(title: str, rows: list[tuple[str, str]], notes: Sequence[str]) -> 
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, value)  # numbers and enum values formatted here, no file data
     console = _console()
     console.print(table)
     for note in notes:
-        console.print(f"  · {note}")
+        console.print(f"  · {plain(note)}")
 
 
 def render_training_cost(c: TrainingCost) -> None:
@@ -120,7 +121,9 @@ def render_training_cost(c: TrainingCost) -> None:
         ),
         ("energy (GPUs at TDP)", f"{_num(c.energy_kwh, ',.0f')} kWh"),
     ]
-    _kv_table(f"Training cost: {c.model} on {c.num_gpus:,} × {c.gpu}", rows, c.assumptions)
+    _kv_table(
+        f"Training cost: {plain(c.model)} on {c.num_gpus:,} × {plain(c.gpu)}", rows, c.assumptions
+    )
 
 
 def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None) -> None:
@@ -155,12 +158,14 @@ def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None
             ),
         )
     _kv_table(
-        f"Inference cost: {c.model} ({c.dtype}) on {c.num_gpus} × {c.gpu}", rows, c.assumptions
+        f"Inference cost: {plain(c.model)} ({c.dtype}) on {c.num_gpus} × {plain(c.gpu)}",
+        rows,
+        c.assumptions,
     )
 
 
 def render_fit(r: FitResult) -> None:
-    gpus = f"{r.num_gpus} × {r.gpu}" if r.num_gpus > 1 else r.gpu
+    gpus = f"{r.num_gpus} × {plain(r.gpu)}" if r.num_gpus > 1 else plain(r.gpu)
     rows = [
         ("GPU memory", f"{r.memory_bytes / GIB:.2f} GiB ({r.parallelism})"),
         (f"largest batch at {r.seq_len:,} tokens", f"{r.max_batch_size:,}"),
@@ -170,12 +175,12 @@ def render_fit(r: FitResult) -> None:
         ),
     ]
     notes = ["0 means not even one fits"] if not (r.max_batch_size and r.max_seq_len) else []
-    _kv_table(f"Fit: {r.model} ({r.task}) on {gpus}", rows, notes)
+    _kv_table(f"Fit: {plain(r.model)} ({r.task}) on {gpus}", rows, notes)
 
 
 def render_plan(p: Plan) -> None:
     train = p.task == "train"
-    title = f"Plan: {p.model} ({p.task}), cheapest first"
+    title = f"Plan: {plain(p.model)} ({p.task}), cheapest first"
     if p.budget_usd is not None:
         title += f"; budget {format_usd(p.budget_usd)} ({p.budget_meaning})"
     caption = (
@@ -193,9 +198,9 @@ def render_plan(p: Plan) -> None:
         )
     for r in p.rows:
         if not r.fits:
-            table.add_row(r.gpu, "—", *([""] * (len(cols) - 3)), f"[red]{r.note}[/]")
+            table.add_row(plain(r.gpu), "—", *([""] * (len(cols) - 3)), f"[red]{plain(r.note)}[/]")
             continue
-        head = [r.gpu, f"{r.num_gpus:,}", _num((r.per_gpu_bytes or 0) / GIB, ",.1f")]
+        head = [plain(r.gpu), f"{r.num_gpus:,}", _num((r.per_gpu_bytes or 0) / GIB, ",.1f")]
         if train:
             body = [
                 _duration(r.wall_hours) if r.wall_hours is not None else "—",
@@ -209,7 +214,7 @@ def render_plan(p: Plan) -> None:
                 format_usd(r.usd_per_hour),
                 format_usd(r.usd_per_million_output_tokens),
             ]
-        note = r.note
+        note = plain(r.note)
         if r.within_budget is False:
             note = ("[yellow]> budget[/] " + note).strip()
         table.add_row(*head, *body, note)

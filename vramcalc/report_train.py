@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .report import _bar, _console, _fmt, fit_line
+from .report import _bar, _console, _fmt, fit_line, plain
 from .results import Estimate
 
 
@@ -13,7 +13,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     what each choice saved, and with `explain` every term's formula with its numbers."""
     console = _console()
     method = est.inputs.get("method", "full")
-    title = f"Training memory: {est.model} ({est.params / 1e9:.2f}B params"
+    title = f"Training memory: {plain(est.model)} ({est.params / 1e9:.2f}B params"
     if method != "full":
         title += f", {method}: {est.inputs.get('trainable_params', 0):,} trainable"
     title += ")"
@@ -30,7 +30,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     total = est.total_bytes or 1
     for c in est.components:
         share = c.bytes / total
-        row = [c.name, _fmt(c.bytes, units), f"{share:.1%}"]
+        row = [plain(c.name), _fmt(c.bytes, units), f"{share:.1%}"]
         if multi:
             row.append(_fmt(c.cluster_bytes or 0, units))
         else:
@@ -45,7 +45,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     table.add_row(*row)
     console.print(table)
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
-    console.print(f"[dim]inputs: {inputs}[/]")
+    console.print(f"[dim]inputs: {plain(inputs)}[/]")
     if est.parallel:
         p = est.parallel
         layout = ", ".join(
@@ -81,15 +81,15 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
         console.print("[bold]how each term is computed[/] (bytes)")
         for c in est.components:
             if c.formula:
-                console.print(f"  {c.name} = {c.formula} = {c.bytes:,}")
+                console.print(f"  {plain(c.name)} = {plain(c.formula)} = {c.bytes:,}")
             elif c.note:
-                console.print(f"  {c.name} = {c.bytes:,}  ({c.note})")
+                console.print(f"  {plain(c.name)} = {c.bytes:,}  ({plain(c.note)})")
         console.print(
             f"  total = {' + '.join(f'{c.bytes:,}' for c in est.components if c.bytes)} = {est.total_bytes:,}"
         )
     else:
         for c in est.components:
             if c.note and c.bytes:
-                console.print(f"[dim]{c.name}: {c.note}[/]")
+                console.print(f"[dim]{plain(c.name)}: {plain(c.note)}[/]")
     for note in est.assumptions:
-        console.print(f"[dim]· {note}[/]")
+        console.print(f"[dim]· {plain(note)}[/]")

@@ -232,7 +232,7 @@ class GPUSpec(BaseModel):
     than the name comes with ``source``; prices are on-demand list prices with the date read.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     display_name: str = ""

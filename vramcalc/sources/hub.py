@@ -74,11 +74,7 @@ def fetch_tensors(
                 shards = [SINGLE_FILE]
     cached = [hub.try_to_load_from_cache(repo_id, s, revision=revision) for s in shards]
     if all(isinstance(c, str) for c in cached):
-        records = [
-            r
-            for s, c in zip(shards, cached, strict=True)
-            for r in read_tensors(Path(c), s)
-        ]
+        records = [r for s, c in zip(shards, cached, strict=True) for r in read_tensors(Path(c), s)]
         return records, f"{repo_id} ({len(shards)} cached shard{'s' * (len(shards) > 1)})"
     if offline:
         return (
