@@ -10,6 +10,7 @@ is a Hub id. Giving a revision skips the presets.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -135,7 +136,7 @@ def load_path(path: Path) -> ModelSource:
     if path.is_dir():
         folder = path
         config = folder / "config.json"
-        if not config.is_file():
+        if not os.path.lexists(config):  # present but not a regular file: read_json says so
             ggufs = sorted(folder.glob("*.gguf"))[:1]
             hint = f"; give a .gguf file instead, e.g. {ggufs[0]}" if ggufs else ""
             raise VramcalcError(f"{folder}: no config.json in this folder{hint}")
@@ -146,7 +147,7 @@ def load_path(path: Path) -> ModelSource:
             raise VramcalcError(
                 f"{path}: give a config.json, a model folder, a .safetensors file or a .gguf file"
             )
-        if not config.is_file():
+        if not os.path.lexists(config):
             raise VramcalcError(f"{path}: needs the model's config.json beside it")
     cfg = read_json(config)
     found: tuple[list[TensorRecord], str] | None
