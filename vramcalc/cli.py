@@ -411,10 +411,10 @@ _ClickException = _click_class("ClickException")
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
-    from .cli_guard import LAST_RESORT, one_line, require_finite_floats, safe_streams
+    from .cli_guard import LAST_RESORT, hardened_command, one_line, safe_streams
 
     safe_streams()
-    command = require_finite_floats(typer.main.get_command(app))
+    command = hardened_command(app)
     try:
         code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)
     except VramcalcError as exc:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .errors import PresetError, UnknownNameError
-from .safe_io import MAX_TOML_BYTES, read_text
+from .safe_io import MAX_TOML_BYTES, expand_user, read_text
 from .specs import GPUSpec, ModelSpec
 
 T = TypeVar("T", bound=BaseModel)
@@ -93,7 +93,7 @@ def use_gpus_file(path: str | Path | None) -> None:
     """Merge `path` (a user GPU file) over the catalog from now on; None goes back to the default
     lookup (``$VRAMCALC_GPUS``, else ``~/.config/vramcalc/gpus.toml`` when it exists)."""
     global _gpus_file
-    _gpus_file = Path(path).expanduser() if path is not None else None
+    _gpus_file = expand_user(path) if path is not None else None
 
 
 def user_gpus_path() -> Path | None:
@@ -108,7 +108,7 @@ def user_gpus_path() -> Path | None:
 def _lookup_user_file(var: str | None, xdg: str | None, home: str | None) -> Path | None:
     """Resolved once per environment: estimates look GPUs up on every call."""
     if var:
-        return Path(var).expanduser()
+        return expand_user(var)
     config = Path(xdg) if xdg else Path(home or Path.home()) / ".config"
     default = config / "vramcalc" / "gpus.toml"
     return default if default.is_file() else None

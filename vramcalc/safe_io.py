@@ -53,6 +53,15 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def expand_user(text: str | Path) -> Path:
+    """``~`` and ``~user`` expanded like a shell: an unknown user (or no home) leaves the path as
+    written instead of raising RuntimeError."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 def check_regular(path: Path, what: str = "file") -> os.stat_result:
     """``os.stat`` of `path` (following symlinks); refuses anything but an existing regular file."""
     try:

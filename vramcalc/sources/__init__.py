@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from vramcalc.errors import UnknownNameError, VramcalcError
 from vramcalc.params import active_param_count, param_count
 from vramcalc.presets import get_model
-from vramcalc.safe_io import clean_text
+from vramcalc.safe_io import clean_text, expand_user
 from vramcalc.specs import ModelSpec
 
 from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes
@@ -94,7 +94,15 @@ def _from_config(
     # imported only when a config is read: keeps preset start-up lean
     from .hf_config import spec_from_config
 
-    spec, more = spec_from_config(cfg, name, origin)
+    try:
+        spec, more = spec_from_config(cfg, name, origin)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        # last resort for a config value of the wrong type or range that reached arithmetic
+        # before the mapping validated it: one line naming the file, never a traceback
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise VramcalcError(
+            f"{origin}: config.json holds a value of the wrong type or range ({first})"
+        ) from None
     checkpoint = None
     if tensors is not None:
         checkpoint = CheckpointInfo(
@@ -215,7 +223,7 @@ def resolve_model_source(
     if text.startswith("hf:"):
         repo, _, rev = text[3:].partition("@")
         return load_hub(repo, revision or rev or None, offline)
-    path = Path(text).expanduser()
+    path = expand_user(text)
     try:
         if text.lower().endswith(".gguf"):
             return load_gguf(path)

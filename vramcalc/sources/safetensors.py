@@ -86,7 +86,7 @@ def _record(name: str, entry: Any, data_bytes: int | None) -> TensorRecord:
     if not isinstance(entry, dict):
         raise ValueError("entry is not an object")
     dtype = entry.get("dtype")
-    if dtype not in DTYPE_BITS:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         raise ValueError(f"dtype {clean_text(dtype)!r} is not a safetensors dtype")
     shape = entry.get("shape")
     if not isinstance(shape, list) or len(shape) > _MAX_DIMS:
