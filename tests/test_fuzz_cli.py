@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import time
 import tracemalloc
@@ -316,16 +317,32 @@ def model_dir(draw: st.DrawFn, root: Path) -> str:
 # ---- the check ----------------------------------------------------------------------------------
 
 
+class RunTimeout(BaseException):
+    """Raised by the alarm in a run that went on too long (a BaseException: no handler of the
+    CLI may turn it into an ordinary error)."""
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise RunTimeout
+
+
 def check(argv: list[str], measure_memory: bool = False) -> str | None:
-    """Run `vramcalc ARGV`; None when it behaved, else what went wrong."""
+    """Run `vramcalc ARGV`; None when it behaved, else what went wrong. A run still going after
+    four times the time limit is stopped by SIGALRM and reported (it would otherwise hang)."""
     from vramcalc.presets import use_gpus_file
 
     if measure_memory:
         tracemalloc.start()
     start = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, 4 * SECONDS_PER_RUN)
     try:
         code, out, err = run_main(argv)
+    except RunTimeout:
+        code, out, err = -1, "", f"stopped after {4 * SECONDS_PER_RUN:.0f} s"
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
         seconds = time.monotonic() - start
         peak = tracemalloc.get_traced_memory()[1] if measure_memory else 0
         if measure_memory:
