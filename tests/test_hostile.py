@@ -424,3 +424,16 @@ def test_ascii_terminal_does_not_crash() -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.decode("ascii")  # every byte is ASCII
     assert "weights" in out and "#" in out and "Traceback" not in proc.stderr.decode()
+
+
+def test_narrow_terminals_keep_numbers_and_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    code, out, _ = run_main(["infer", "llama-2-7b"])
+    # the numbers stay (bf16 weights of 6,738,415,616 params = 12.55 GiB); the bar goes
+    assert code == 0 and "12.55" in out and "…" not in out and "█" not in out
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_main(["presets", "list"])
+    assert code == 0 and "│ llama-2-7b " in out and "llama-2…" not in out
+    monkeypatch.setenv("COLUMNS", "120")
+    code, out, _ = run_main(["infer", "llama-2-7b"])
+    assert code == 0 and "█" * 19 + "·" * 5 in out  # 80.8% of 24 cells

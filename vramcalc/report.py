@@ -41,10 +41,17 @@ def _fmt(value_bytes: int, units: str) -> str:
     return f"{bytes_to(value_bytes, units):,.2f}"
 
 
-def _bar(share: float) -> str:
-    filled = round(share * BAR_WIDTH)
+def _bar(share: float, width: int = BAR_WIDTH) -> str:
+    filled = round(share * width)
     full, empty = _bar_chars()
-    return full * filled + empty * (BAR_WIDTH - filled)
+    return full * filled + empty * (width - filled)
+
+
+def bar_width(console: Console, reserved: int = 46) -> int:
+    """Bar cells that leave the numbers room on this terminal: 24, fewer when narrow, none
+    under 8 (numbers are never cut to '…' to keep a bar)."""
+    room = console.width - reserved
+    return min(BAR_WIDTH, room) if room >= 8 else 0
 
 
 def print_json(data: object) -> None:
@@ -74,16 +81,21 @@ def render_estimate(est: Estimate, units: str = "GiB") -> None:
             f", {est.active_params / 1e9:.2f}B active)" if est.active_params != est.params else ")"
         )
     table = Table(title=title, caption=f"peak at: {est.phase}" if est.phase else None)
-    table.add_column("component")
-    table.add_column(units, justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("", no_wrap=True)
+    width = bar_width(console)
+    table.add_column("component", overflow="fold")
+    table.add_column(units, justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    if width:
+        table.add_column("", no_wrap=True)
     total = est.total_bytes or 1
     for c in est.components:
         share = c.bytes / total
-        table.add_row(plain(c.name), _fmt(c.bytes, units), f"{share:.1%}", _bar(share))
+        bar = [_bar(share, width)] if width else []
+        table.add_row(plain(c.name), _fmt(c.bytes, units), f"{share:.1%}", *bar)
     table.add_section()
-    table.add_row("[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%", "")
+    table.add_row(
+        "[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%", *([""] if width else [])
+    )
     console.print(table)
     if est.high_bytes > est.low_bytes:
         console.print(
@@ -173,16 +185,25 @@ def render_weights_only_compare(rows: Sequence[Estimate], units: str = "GiB") ->
 
 
 def render_model_list(models: Sequence[ModelSpec], param_counts: Sequence[int]) -> None:
-    table = Table(title="model presets")
-    for col in ("name", "params", "layers", "hidden", "heads/kv", "vocab", "context", "aliases"):
+    console = _console()
+    # names and numbers stay whole; aliases need room, so a narrow terminal leaves them out
+    with_aliases = console.width >= 110
+    table = Table(
+        title="model presets",
+        caption=None if with_aliases else "aliases: a wider terminal, or `presets show NAME`",
+    )
+    cols = ("name", "params", "layers", "hidden", "heads/kv", "vocab", "context")
+    for col in (*cols, "aliases") if with_aliases else cols:
         table.add_column(
             col,
             justify="right"
             if col in ("params", "layers", "hidden", "vocab", "context")
             else "left",
+            no_wrap=col != "aliases",
+            overflow="fold",
         )
     for spec, n in zip(models, param_counts, strict=True):
-        table.add_row(
+        row = [
             plain(spec.name),
             f"{n / 1e9:.2f}B",
             str(spec.num_layers),
@@ -190,9 +211,9 @@ def render_model_list(models: Sequence[ModelSpec], param_counts: Sequence[int]) 
             f"{spec.num_attention_heads}/{spec.kv_heads}",
             str(spec.vocab_size),
             str(spec.max_position_embeddings),
-            plain(", ".join(spec.aliases)),
-        )
-    _console().print(table)
+        ]
+        table.add_row(*row, *([plain(", ".join(spec.aliases))] if with_aliases else []))
+    console.print(table)
 
 
 def render_model(spec: ModelSpec, n_params: int, n_active: int) -> None:
