@@ -23,6 +23,7 @@ from .safetensors import (
     SINGLE_FILE,
     read_json,
     read_tensors,
+    records_from_header,
     shard_names,
 )
 
@@ -88,14 +89,16 @@ def fetch_tensors(
             return None, "no safetensors weights in the repo: weights from the config formula"
     records = []
     for fname, file_meta in sorted(meta.files_metadata.items()):
-        for tname, info in file_meta.tensors.items():
-            begin, end = info.data_offsets
-            records.append(
-                TensorRecord(
-                    name=tname, dtype=str(info.dtype), shape=tuple(info.shape), nbytes=end - begin
-                )
-            )
-        del fname
+        # the same checks as a local header: known dtype, non-negative shape, consistent bytes
+        header = {
+            tname: {
+                "dtype": info.dtype,
+                "shape": list(info.shape),
+                "data_offsets": list(info.data_offsets),
+            }
+            for tname, info in file_meta.tensors.items()
+        }
+        records += records_from_header(header, f"{repo_id}/{fname}")
     return records, f"{repo_id} ({len(meta.files_metadata)} shard headers over HTTP)"
 
 

@@ -62,7 +62,11 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
                 raise VramcalcError(f"{path}: not a safetensors file (shorter than 8 bytes)")
             (size,) = struct.unpack("<Q", head)
             if size > MAX_HEADER_BYTES:
-                raise VramcalcError(f"{path}: not a safetensors file (header of {size:,} bytes)")
+                # the size is not shown: for a file that is not safetensors it is 8 of its bytes
+                raise VramcalcError(
+                    f"{path}: not a safetensors file (header length over the "
+                    f"{MAX_HEADER_BYTES:,}-byte limit)"
+                )
             if size > file_size - 8:
                 raise VramcalcError(f"{path}: truncated safetensors header")
             raw = f.read(size)
