@@ -501,7 +501,10 @@ _ClickException = _click_class("ClickException")
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
-    command = typer.main.get_command(app)
+    from .cli_guard import LAST_RESORT, hardened_command, one_line, safe_streams
+
+    safe_streams()
+    command = hardened_command(app)
     try:
         code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)
     except VramcalcError as exc:
@@ -518,11 +521,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:  # `vramcalc ... | head`
         sys.exit(0)
+    except LAST_RESORT as exc:  # input-driven failures not caught where they arise
+        _fail(one_line(exc))
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str) -> None:
-    # One line: click lists choices on tab-indented lines, pydantic prefixes "Value error, ".
-    message = " ".join(message.replace("Value error, ", "").split())
+    from .safe_io import clean_text
+
+    # One line: click lists choices on tab-indented lines, pydantic prefixes "Value error, ";
+    # file data never reaches the terminal raw.
+    message = " ".join(clean_text(message).replace("Value error, ", "").split())
     sys.stderr.write(f"vramcalc: error: {message}\n")
     sys.exit(2)

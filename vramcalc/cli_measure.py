@@ -10,6 +10,7 @@ import typer
 
 from .cli_types import print_json, size_option
 from .errors import VramcalcError
+from .safe_io import dumps_json
 
 TaskArg = Annotated[str, typer.Option("--task", help="inference or training")]
 
@@ -127,6 +128,19 @@ def _guarded(what: str, model: str, run: Any) -> Any:
         ) from None
 
 
+def _append_or_show(live: Any, record: Path, rec: dict[str, Any]) -> None:
+    """Append the record; when that fails (disk full, file removed since the check) the record
+    is printed on stdout so the run's result is not lost, and the error names the file."""
+    try:
+        live.append_record(record, rec)
+    except (OSError, VramcalcError) as exc:
+        sys.stdout.write(dumps_json(rec) + "\n")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise VramcalcError(
+            f"{record}: could not append the record ({reason}); it is printed on stdout"
+        ) from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def trace(
@@ -213,6 +227,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the workload on a CUDA GPU with random weights; out-of-memory is a result.
         --num-gpus N launches N ranks (NCCL); --suite standard runs the fixed suite."""
+        if record is not None:  # before the GPU run: an unusable path must not cost the result
+            from .safe_io import check_appendable
+
+            check_appendable(record)
         if suite is not None or dry_run or only is not None:
             if model is not None:
                 raise VramcalcError(f"give a MODEL or --suite, not both (got {model!r})")
@@ -236,7 +254,7 @@ def register(app: typer.Typer) -> None:
         readings = _guarded("measure", model, lambda: live.measure(wl, device))
         rec = live.make_record(wl, readings, live.environment(device))
         if record is not None:
-            live.append_record(record, rec)
+            _append_or_show(live, record, rec)
         if as_json:
             print_json(rec, "measurement")
             return

@@ -298,7 +298,8 @@ def parse_role_gpus(text: str | None) -> dict[str, int] | None:
     out: dict[str, int] = {}
     for item in text.split(","):
         role, sep, count = item.partition("=")
-        if not sep or not count.strip().isdigit():
+        # ASCII digits only: str.isdigit() accepts '²', which int() then refuses
+        if not sep or not count.strip().isascii() or not count.strip().isdigit():
             raise VramcalcError(
                 f"--role-gpus {text!r}: write role=count pairs, e.g. critic=8,reference=16"
             )

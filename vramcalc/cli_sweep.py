@@ -243,7 +243,7 @@ def compare(
         **options,
     )
     if as_json:
-        import json
+        from .cli_types import print_json
 
         data = {
             "task": comp.task,
@@ -251,7 +251,7 @@ def compare(
             "configurations": [r.model_dump(mode="json") for r in comp.rows],
             "differences_bytes": comp.differences(),
         }
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        print_json(data, "comparison")
         return
     from . import report_sweep
 

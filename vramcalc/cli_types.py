@@ -116,16 +116,16 @@ def exit_if_not_fit(check: bool, fits: bool) -> None:
 def print_json(data: object, kind: str | None = None, key: str = "items") -> None:
     """Every JSON document is an object that begins with schema_version and kind; a list is put
     under `key`."""
-    import json
     import sys
 
     from .results import SCHEMA_VERSION
+    from .safe_io import dumps_json  # strict: no Infinity/NaN, ever
 
     if isinstance(data, list):
         data = {key: data}
     if isinstance(data, dict):
         data = {"schema_version": SCHEMA_VERSION, "kind": data.get("kind", kind)} | data
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.write(dumps_json(data) + "\n")
 
 
 def use_gpus_file(path: Path | None) -> None:

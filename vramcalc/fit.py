@@ -95,6 +95,11 @@ def simple_placement(
             per_gpu_bytes=est.total_bytes,
             components=est.components,
         )
+    if task == "infer" and spec.num_attention_heads % num_gpus:  # as cost.estimate_inference_cost
+        raise VramcalcError(
+            f"tensor parallel over {num_gpus} GPUs needs the {spec.num_attention_heads} attention "
+            f"heads of {spec.name} to divide evenly; use a divisor of {spec.num_attention_heads}"
+        )
     est = single_gpu_estimate(spec, task, workload)
     if task == "train":
         return Placement(

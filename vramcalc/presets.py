@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import PresetError, UnknownNameError
+from .safe_io import MAX_TOML_BYTES, expand_user, read_text
 from .specs import GPUSpec, ModelSpec
 
 T = TypeVar("T", bound=BaseModel)
@@ -103,7 +104,7 @@ def use_gpus_file(path: str | Path | None) -> None:
     """Merge `path` (a user GPU file) over the catalog from now on; None goes back to the default
     lookup (``$VRAMCALC_GPUS``, else ``~/.config/vramcalc/gpus.toml`` when it exists)."""
     global _gpus_file
-    _gpus_file = Path(path).expanduser() if path is not None else None
+    _gpus_file = expand_user(path) if path is not None else None
 
 
 def user_gpus_path() -> Path | None:
@@ -118,7 +119,7 @@ def user_gpus_path() -> Path | None:
 def _lookup_user_file(var: str | None, xdg: str | None, home: str | None) -> Path | None:
     """Resolved once per environment: estimates look GPUs up on every call."""
     if var:
-        return Path(var).expanduser()
+        return expand_user(var)
     config = Path(xdg) if xdg else Path(home or Path.home()) / ".config"
     default = config / "vramcalc" / "gpus.toml"
     return default if default.is_file() else None
@@ -129,9 +130,14 @@ def _merge_user_gpus(catalog: _Catalog, path: Path) -> None:
     ``name`` is a catalog name or alias) or adds a new GPU (validated like the shipped ones).
     The file is only read, never written."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PresetError(f"GPU file {path} not found") from None
+        if not os.path.lexists(path):
+            raise PresetError(f"GPU file {path} not found")
+        # a regular UTF-8 file of at most 1 MB: a FIFO, device or folder is refused, never read
+        data = tomllib.loads(read_text(path, MAX_TOML_BYTES, "GPU file"))
+    except OSError as exc:  # a name too long, a symlink loop
+        raise PresetError(f"GPU file {path}: {exc.strerror or exc}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise PresetError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         raise PresetError(f"{path}: not valid TOML: {exc}") from None
     entries = data.get("gpu")

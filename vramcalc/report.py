@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .results import Estimate, GPUFit
+from .safe_io import clean_text
 from .specs import GPUSpec, ModelSpec
 from .units import bytes_to
 
@@ -104,17 +104,29 @@ def _cell_len(cell: object) -> int:
     return Text.from_markup(cell).cell_len if isinstance(cell, str) else 0
 
 
+def plain(value: object) -> str:
+    """Data (a model, GPU or file name, a note quoting one) as plain text inside rich markup:
+    control characters removed, ``[`` escaped so ``[/x]`` or ``[link=...]`` prints as written."""
+    return escape(clean_text(value))
+
+
+def _bar_chars() -> tuple[str, str]:
+    """Block and dot where the output encoding has them, else '#' and '.'."""
+    try:
+        "█·".encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return "#", "."
+    return "█", "·"
+
+
 def _fmt(value_bytes: int, units: str) -> str:
     return f"{bytes_to(value_bytes, units):,.2f}"
 
 
-def _bar(share: float) -> str:
-    filled = round(share * BAR_WIDTH)
-    return "█" * filled + "·" * (BAR_WIDTH - filled)
-
-
-def print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+def _bar(share: float, width: int = BAR_WIDTH) -> str:
+    filled = round(share * width)
+    full, empty = _bar_chars()
+    return full * filled + empty * (width - filled)
 
 
 def fit_line(est: Estimate, units: str) -> str:
@@ -136,10 +148,10 @@ def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
             + " (no KV cache, activations or runtime counted)"
         )
     if g.verdict == "tight":
-        return f"[yellow]tight[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): inside the likely range {_fmt(low_bytes, units)}–{_fmt(high_bytes, units)} {units}"
+        return f"[yellow]tight[/] on {plain(g.gpu)} ({_fmt(g.memory_bytes, units)} {units}): inside the likely range {_fmt(low_bytes, units)}–{_fmt(high_bytes, units)} {units}"
     if g.fits:
-        return f"[green]fits[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): {_fmt(g.headroom_bytes, units)} {units} headroom"
-    return f"[red]does not fit[/] on {g.gpu} ({_fmt(g.memory_bytes, units)} {units}): short by {_fmt(-g.headroom_bytes, units)} {units}"
+        return f"[green]fits[/] on {plain(g.gpu)} ({_fmt(g.memory_bytes, units)} {units}): {_fmt(g.headroom_bytes, units)} {units} headroom"
+    return f"[red]does not fit[/] on {plain(g.gpu)} ({_fmt(g.memory_bytes, units)} {units}): short by {_fmt(-g.headroom_bytes, units)} {units}"
 
 
 def band_line(est: Estimate, units: str) -> str:
@@ -157,9 +169,9 @@ def explain_lines(est: Estimate) -> list[str]:
     lines = ["[bold]how each term is computed[/] (bytes)"]
     for c in est.components:
         if c.formula:
-            lines.append(f"  {c.name} = {c.formula} = {c.bytes:,}")
+            lines.append(f"  {plain(c.name)} = {plain(c.formula)} = {c.bytes:,}")
         elif c.note:
-            lines.append(f"  {c.name} = {c.bytes:,}  ({c.note})")
+            lines.append(f"  {plain(c.name)} = {c.bytes:,}  ({plain(c.note)})")
     terms = " + ".join(f"{c.bytes:,}" for c in est.components if c.bytes)
     lines.append(f"  total = {terms} = {est.total_bytes:,}")
     return lines
@@ -167,20 +179,20 @@ def explain_lines(est: Estimate) -> list[str]:
 
 def render_estimate(est: Estimate, units: str = "GiB", explain: bool = False) -> None:
     console = _console()
-    title = f"{est.kind.title()} memory: {est.model}"
+    title = f"{est.kind.title()} memory: {plain(est.model)}"
     if not est.weights_only:
         title += f" ({est.params / 1e9:.2f}B params" + (
             f", {est.active_params / 1e9:.2f}B active)" if est.active_params != est.params else ")"
         )
     table = Table(title=title, caption=f"peak at: {est.phase}" if est.phase else None)
-    table.add_column("component")
-    table.add_column(units, justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("", no_wrap=True)
+    table.add_column("component", overflow="fold")
+    table.add_column(units, justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)  # the share bar: print_table drops it first when narrow
     total = est.total_bytes or 1
     for c in est.components:
         share = c.bytes / total
-        table.add_row(c.name, _fmt(c.bytes, units), f"{share:.1%}", _bar(share))
+        table.add_row(plain(c.name), _fmt(c.bytes, units), f"{share:.1%}", _bar(share, BAR_WIDTH))
     table.add_section()
     table.add_row("[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%", "")
     print_table(console, table, optional=[3])
@@ -191,7 +203,7 @@ def render_estimate(est: Estimate, units: str = "GiB", explain: bool = False) ->
     if band_line(est, units):
         console.print(band_line(est, units))
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
-    console.print(f"[dim]inputs: {inputs}[/]")
+    console.print(f"[dim]inputs: {plain(inputs)}[/]")
     if est.gpu is not None:
         console.print(fit_line(est, units))
     if explain:
@@ -199,16 +211,16 @@ def render_estimate(est: Estimate, units: str = "GiB", explain: bool = False) ->
             console.print(line)
     for c in est.components:
         if c.note and not explain:
-            console.print(f"[dim]{c.name}: {c.note}[/]")
+            console.print(f"[dim]{plain(c.name)}: {plain(c.note)}[/]")
     for note in est.assumptions:
-        console.print(f"[dim]· {note}[/]")
+        console.print(f"[dim]· {plain(note)}[/]")
 
 
 def render_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
     """One row per dtype: the classic table with real totals."""
     console = _console()
     first = rows[0]
-    table = Table(title=f"{first.model}: memory by dtype ({units})")
+    table = Table(title=f"{plain(first.model)}: memory by dtype ({units})")
     names = [c.name for c in first.components if c.name not in OVERHEAD]
     table.add_column("dtype")
     table.add_column("format")
@@ -221,8 +233,8 @@ def render_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
     for est in rows:
         overhead = sum(est.component(n) for n in OVERHEAD)
         cells = [
-            est.inputs["dtype"],
-            est.inputs["quant"],
+            plain(est.inputs["dtype"]),
+            plain(est.inputs["quant"]),
             *(_fmt(est.component(n), units) for n in names),
             _fmt(overhead, units),
             _fmt(est.total_bytes, units),
@@ -240,10 +252,10 @@ def render_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
     print_table(console, table)
     if first.gpu is not None:
         console.print(
-            f"fits: on {first.gpu.gpu} ({_fmt(first.gpu.memory_bytes, units)} {units}); overhead = CUDA context + allocator slack"
+            f"fits: on {plain(first.gpu.gpu)} ({_fmt(first.gpu.memory_bytes, units)} {units}); overhead = CUDA context + allocator slack"
         )
     for note in first.assumptions:
-        console.print(f"[dim]· {note}[/]")
+        console.print(f"[dim]· {plain(note)}[/]")
 
 
 def render_weights_only_compare(rows: Sequence[Estimate], units: str = "GiB") -> None:
@@ -251,7 +263,7 @@ def render_weights_only_compare(rows: Sequence[Estimate], units: str = "GiB") ->
     console = _console()
     first = rows[0]
     table = Table(
-        title=f"{first.model}: weights by dtype ({units})",
+        title=f"{plain(first.model)}: weights by dtype ({units})",
         caption="weights only: no KV cache, activations or runtime overhead",
     )
     table.add_column("dtype")
@@ -263,9 +275,9 @@ def render_weights_only_compare(rows: Sequence[Estimate], units: str = "GiB") ->
         raw = est.total_bytes
         real = int(est.params * est.inputs["format_bytes_per_param"])
         table.add_row(
-            est.inputs["dtype"],
+            plain(est.inputs["dtype"]),
             _fmt(raw, units),
-            est.inputs["quant"],
+            plain(est.inputs["quant"]),
             _fmt(real, units),
             f"{(real - raw) / raw:+.1%}",
         )
@@ -287,20 +299,21 @@ def render_model_list(models: Sequence[ModelSpec], param_counts: Sequence[int]) 
         )
     for spec, n in zip(models, param_counts, strict=True):
         table.add_row(
-            spec.name,
+            plain(spec.name),
             f"{n / 1e9:.2f}B",
             str(spec.num_layers),
             str(spec.hidden_size),
             f"{spec.num_attention_heads}/{spec.kv_heads}",
             str(spec.vocab_size),
             str(spec.max_position_embeddings),
-            ", ".join(spec.aliases),
+            plain(", ".join(spec.aliases)),
         )
+    # a narrow terminal drops the aliases, then vocab and hidden, before names or numbers are cut
     print_table(_console(), table, optional=[3, 5, len(table.columns) - 1], whole=[0])
 
 
 def render_model(spec: ModelSpec, n_params: int, n_active: int) -> None:
-    table = Table(title=f"{spec.title} ({n_params:,} parameters)", show_header=False)
+    table = Table(title=f"{plain(spec.title)} ({n_params:,} parameters)", show_header=False)
     table.add_column("field")
     table.add_column("value", overflow="fold")
     for key, value in spec.model_dump(by_alias=True).items():
@@ -308,7 +321,7 @@ def render_model(spec: ModelSpec, n_params: int, n_active: int) -> None:
             count = sum(t["count"] for t in value)
             table.add_row(key, f"{len(value)} groups, {count:,} tensors (listed by --json)")
         elif value not in (None, "", (), 0) or key in ("num_experts",):
-            table.add_row(key, str(value))
+            table.add_row(key, plain(value))
     table.add_row("head_dim (derived)", str(spec.head_dim))
     if n_active != n_params:
         table.add_row("active params", f"{n_active:,}")
@@ -321,5 +334,5 @@ def render_gpu_list(gpus: Sequence[GPUSpec]) -> None:
     table.add_column("memory (GiB)", justify="right")
     table.add_column("aliases")
     for g in gpus:
-        table.add_row(g.name, f"{g.memory_bytes / 2**30:.1f}", ", ".join(g.aliases))
+        table.add_row(plain(g.name), f"{g.memory_bytes / 2**30:.1f}", plain(", ".join(g.aliases)))
     print_table(_console(), table, optional=[len(table.columns) - 1], whole=[0])

@@ -12,7 +12,7 @@ from rich.table import Table
 from .cost import InferenceCost, TrainingCost
 from .fit import FitResult, Plan
 from .gpu import LocalGPU
-from .report import print_table
+from .report import plain, print_table
 from .specs import GPUSpec
 from .units import GIB, format_duration, format_usd
 
@@ -57,7 +57,7 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec], prices: Any = None) -> None:
         )
         priced = g.price_usd_per_hour is not None
         table.add_row(
-            g.name,
+            plain(g.name),
             f"{g.memory_bytes / GIB:.1f}",
             _num(half, ",.0f"),
             _num(g.peak_fp8_tflops, ",.0f"),
@@ -72,14 +72,16 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec], prices: Any = None) -> None:
     print_table(console, table, optional=[9, 8])
     if prices is not None:
         unpriced = [g.name for g in gpus if g.price_usd_per_hour is None]
-        console.print(
-            f"prices: set {prices.name!r}, {prices.provider} {prices.market}, read {prices.date} "
-            f"({prices.source}); another set: --price-source (sets: "
-            f"{', '.join(_price_sets())}) or a TOML file; one price: --gpus-file"
+        console.print(  # a price set can be the user's own file: its text is data
+            plain(
+                f"prices: set {prices.name!r}, {prices.provider} {prices.market}, read "
+                f"{prices.date} ({prices.source}); another set: --price-source (sets: "
+                f"{', '.join(_price_sets())}) or a TOML file; one price: --gpus-file"
+            )
         )
         if unpriced:
             console.print(
-                f"[dim]no dated {prices.market} price in this set: {', '.join(unpriced)}[/]"
+                f"[dim]{plain(f'no dated {prices.market} price in this set: ' + ', '.join(unpriced))}[/]"
             )
     console.print("[dim]sources of every figure: `vramcalc gpus --json`[/]")
 
@@ -101,11 +103,11 @@ def render_local_gpus(found: Sequence[tuple[LocalGPU, GPUSpec | None]]) -> None:
     for dev, match in found:
         table.add_row(
             str(dev.index),
-            dev.name,
+            plain(dev.name),
             f"{dev.total_bytes / GIB:.2f}",
             f"{dev.free_bytes / GIB:.2f}",
             f"{dev.used_bytes / GIB:.2f}",
-            match.name if match else "[yellow]not in catalog[/]",
+            plain(match.name) if match else "[yellow]not in catalog[/]",
         )
     print_table(console, table)
 
@@ -115,11 +117,11 @@ def _kv_table(title: str, rows: list[tuple[str, str]], notes: Sequence[str]) -> 
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, value)  # numbers and enum values formatted here, no file data
     console = _console()
     print_table(console, table)
     for note in notes:
-        console.print(f"  · {note}")
+        console.print(f"  · {plain(note)}")
 
 
 def render_training_cost(c: TrainingCost) -> None:
@@ -144,7 +146,9 @@ def render_training_cost(c: TrainingCost) -> None:
         ),
         ("energy (GPUs at TDP)", f"{_num(c.energy_kwh, ',.0f')} kWh"),
     ]
-    _kv_table(f"Training cost: {c.model} on {c.num_gpus:,} × {c.gpu}", rows, c.assumptions)
+    _kv_table(
+        f"Training cost: {plain(c.model)} on {c.num_gpus:,} × {plain(c.gpu)}", rows, c.assumptions
+    )
 
 
 def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None) -> None:
@@ -181,7 +185,9 @@ def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None
             ),
         )
     _kv_table(
-        f"Inference cost: {c.model} ({c.dtype}) on {c.num_gpus} × {c.gpu}", rows, c.assumptions
+        f"Inference cost: {plain(c.model)} ({c.dtype}) on {c.num_gpus} × {plain(c.gpu)}",
+        rows,
+        c.assumptions,
     )
 
 
@@ -192,7 +198,7 @@ _ROUGH = (
 
 
 def render_fit(r: FitResult) -> None:
-    gpus = f"{r.num_gpus} × {r.gpu}" if r.num_gpus > 1 else r.gpu
+    gpus = f"{r.num_gpus} × {plain(r.gpu)}" if r.num_gpus > 1 else plain(r.gpu)
     rows = [
         ("GPU memory", f"{r.memory_bytes / GIB:.2f} GiB ({r.parallelism})"),
         (f"largest batch at {r.seq_len:,} tokens", f"{r.max_batch_size:,}"),
@@ -204,12 +210,12 @@ def render_fit(r: FitResult) -> None:
     notes = ["0 means not even one fits"] if not (r.max_batch_size and r.max_seq_len) else []
     if r.assumed_architecture is not None:
         notes.append(_ROUGH.format(r.assumed_architecture))
-    _kv_table(f"Fit: {r.model} ({r.task}) on {gpus}", rows, notes)
+    _kv_table(f"Fit: {plain(r.model)} ({r.task}) on {gpus}", rows, notes)
 
 
 def render_plan(p: Plan) -> None:
     train = p.task == "train"
-    title = f"Plan: {p.model} ({p.task}), cheapest first"
+    title = f"Plan: {plain(p.model)} ({p.task}), cheapest first"
     if p.budget_usd is not None:
         title += f"; budget {format_usd(p.budget_usd)} ({p.budget_meaning})"
     caption = (
@@ -229,9 +235,9 @@ def render_plan(p: Plan) -> None:
         )
     for r in p.rows:
         if not r.fits:
-            table.add_row(r.gpu, "—", *([""] * (len(cols) - 3)), f"[red]{r.note}[/]")
+            table.add_row(plain(r.gpu), "—", *([""] * (len(cols) - 3)), f"[red]{plain(r.note)}[/]")
             continue
-        head = [r.gpu, f"{r.num_gpus:,}", _num((r.per_gpu_bytes or 0) / GIB, ",.1f")]
+        head = [plain(r.gpu), f"{r.num_gpus:,}", _num((r.per_gpu_bytes or 0) / GIB, ",.1f")]
         if train:
             body = [
                 _duration(r.wall_hours) if r.wall_hours is not None else "—",
@@ -245,7 +251,7 @@ def render_plan(p: Plan) -> None:
                 format_usd(r.usd_per_hour),
                 format_usd(r.usd_per_million_output_tokens),
             ]
-        note = r.note
+        note = plain(r.note)
         if r.within_budget is False:
             note = ("[yellow]> budget[/] " + note).strip()
         table.add_row(*head, *body, note)

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .report import plain
 from .units import MIB
 
 
@@ -17,7 +18,7 @@ def _mib(n: int | None) -> str:
 
 def render_trace(label: str, result: dict[str, Any], estimate_tensor_bytes: int) -> None:
     console = Console()
-    table = Table(title=f"Trace: {label}", caption=f"peak during {result['phase']}")
+    table = Table(title=f"Trace: {plain(label)}", caption=f"peak during {result['phase']}")
     table.add_column("category")
     table.add_column("MiB", justify="right")
     for name, nbytes in result["by_category"].items():
@@ -30,14 +31,16 @@ def render_trace(label: str, result: dict[str, Any], estimate_tensor_bytes: int)
     table.add_row("estimate error", f"{err:+.1%}")
     console.print(table)
     for note in result["notes"]:
-        console.print(f"[dim]· {note}[/]")
+        console.print(f"[dim]· {plain(note)}[/]")
     console.print(f"[dim]traced in {result['seconds']:.2f} s on fake tensors (no GPU)[/]")
 
 
 def render_measure(record: dict[str, Any]) -> None:
     console = Console()
     r, env = record["readings"], record["environment"]
-    table = Table(title=f"Measured on {env['gpu']} (driver {env['driver']}, torch {env['torch']})")
+    table = Table(
+        title=plain(f"Measured on {env['gpu']} (driver {env['driver']}, torch {env['torch']})")
+    )
     table.add_column("reading")
     table.add_column("MiB", justify="right")
     for key in (
@@ -50,7 +53,7 @@ def render_measure(record: dict[str, Any]) -> None:
     table.add_row("estimate total", _mib(record["estimate"]["total_bytes"]))
     console.print(table)
     if r["oom"]:
-        console.print(f"[red]out of memory[/]: {r['error']}")
+        console.print(f"[red]out of memory[/]: {plain(r['error'])}")
 
 
 def render_validate(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, float]]) -> None:
@@ -85,7 +88,7 @@ def render_distributed(rows: Sequence[dict[str, Any]], title: str) -> None:
     console = Console()
     for row in rows:
         if row.get("error"):
-            console.print(f"[red]{row['label']}[/]: {row['error']}")
+            console.print(f"[red]{plain(row['label'])}[/]: {plain(row['error'])}")
             continue
         key = row.get("measured_by", "peak_bytes")
         table = Table(

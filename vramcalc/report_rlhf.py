@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .report import gpu_fit_line, print_table
+from .report import gpu_fit_line, plain, print_table
 from .rlhf import RlhfEstimate
 from .units import bytes_to, format_duration, format_usd
 
@@ -35,7 +35,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
             else f"GPU group '{group.name}'"
         )
         table = Table(
-            title=f"RLHF {est.stage.upper()} memory per GPU ({units}): {est.model}, {where}",
+            title=f"RLHF {est.stage.upper()} memory per GPU ({units}): {plain(est.model)}, {where}",
             caption=f"peak at: {group.peak_phase}",
         )
         table.add_column("model", no_wrap=True)
@@ -74,7 +74,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
     detail.add_column("note", overflow="fold")
     for c in peak.components:
         if c.group == worst.name and c.bytes:
-            detail.add_row(c.role, c.name, _fmt(c.bytes, units), c.note)
+            detail.add_row(c.role, plain(c.name), _fmt(c.bytes, units), plain(c.note))
     detail.add_section()
     detail.add_row("[bold]total", "", f"[bold]{_fmt(worst.peak_bytes, units)}", "")
     print_table(console, detail)
@@ -85,7 +85,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
     flops.add_column("FLOPs", justify="right")
     flops.add_column("formula", overflow="fold")
     for f in est.flops:
-        flops.add_row(f.name, f.role, _flops(f.flops), f.formula)
+        flops.add_row(plain(f.name), f.role, _flops(f.flops), plain(f.formula))
     flops.add_section()
     flops.add_row("[bold]total", "", f"[bold]{_flops(est.total_flops)}", "")
     print_table(console, flops)
@@ -100,4 +100,4 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
             f"host memory per node (offloaded): {_fmt(est.cpu_bytes_per_node, units)} {units}"
         )
     for note in est.assumptions:
-        console.print(f"[dim]· {note}[/]")
+        console.print(f"[dim]· {plain(note)}[/]")

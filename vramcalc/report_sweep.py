@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .report import plain
 from .sweep_output import Curve, Grid, chart_axes, curve, display_table, grids
 from .sweeps import Comparison, SweepResult
 from .units import bytes_to
@@ -27,12 +28,12 @@ def render_sweep(result: SweepResult, units: str = "GiB") -> None:
         f"{k.replace('_', '-')}={v[0]}" for k, v in result.axes.items() if len(v) == 1
     )
     title = f"{result.task} sweep: {', '.join(dict.fromkeys(result.models))}"
-    table = Table(title=title, caption=fixed or None)
+    table = Table(title=plain(title), caption=plain(fixed) or None)
     for h in headers:
         table.add_column(h, justify="left" if h in ("error", "verdict", "gpu") else "right")
     verdict_at = headers.index("verdict") if "verdict" in headers else -1
     for line in cells:
-        styled: list[str | Text] = list(line)
+        styled: list[str | Text] = [plain(cell) for cell in line]  # names and errors are data
         if verdict_at >= 0 and line[verdict_at]:
             styled[verdict_at] = Text(line[verdict_at], style=VERDICT_STYLE[line[verdict_at]])
         table.add_row(*styled)
@@ -41,7 +42,7 @@ def render_sweep(result: SweepResult, units: str = "GiB") -> None:
         console = Console(highlight=False, soft_wrap=False, width=min(width, 200))
     console.print(table)
     for problem in dict.fromkeys(r.cost_error for r in result.rows if r.cost_error):
-        console.print(f"[yellow]—[/] {problem}")
+        console.print(f"[yellow]—[/] {plain(problem)}")
     if result.errors:
         console.print(
             f"[yellow]{result.errors} of {len(result.rows)} combinations refused by the "
@@ -92,7 +93,7 @@ def render_curve(console: Console, c: Curve, units: str) -> None:
             if first is None
             else f"first does not fit at {c.axis.replace('_', '-')}={c.labels[first]}"
         )
-        console.print(f"  {marks[gpu]} = {gpu} ({bytes_to(memory, units):,.2f} {units}): {where}")
+        console.print(f"  {marks[gpu]} = {plain(gpu)} ({bytes_to(memory, units):,.2f} {units}): {where}")
 
 
 def render_grid(console: Console, g: Grid, units: str) -> None:
@@ -158,7 +159,8 @@ def render_comparison(comp: Comparison, units: str = "GiB") -> None:
     for letter, label, row in zip(letters, comp.labels, comp.rows, strict=True):
         options = ", ".join(f"{k.replace('_', '-')}={v}" for k, v in row.values.items())
         console.print(
-            f"[bold]{letter}[/] {label}: {row.model}" + (f", {options}" if options else "")
+            f"[bold]{letter}[/] {plain(label)}: {plain(row.model)}"
+            + (f", {plain(options)}" if options else "")
         )
         if row.error:
-            console.print(f"  [red]refused:[/] {row.error}")
+            console.print(f"  [red]refused:[/] {plain(row.error)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .report import _bar, _console, _fmt, band_line, explain_lines, fit_line, print_table
+from .report import _bar, _console, _fmt, band_line, explain_lines, fit_line, plain, print_table
 from .results import Estimate
 
 
@@ -13,7 +13,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     what each choice saved, and with `explain` every term's formula with its numbers."""
     console = _console()
     method = est.inputs.get("method", "full")
-    title = f"Training memory: {est.model} ({est.params / 1e9:.2f}B params"
+    title = f"Training memory: {plain(est.model)} ({est.params / 1e9:.2f}B params"
     if method != "full":
         title += f", {method}: {est.inputs.get('trainable_params', 0):,} trainable"
     title += ")"
@@ -30,7 +30,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     total = est.total_bytes or 1
     for c in est.components:
         share = c.bytes / total
-        row = [c.name, _fmt(c.bytes, units), f"{share:.1%}"]
+        row = [plain(c.name), _fmt(c.bytes, units), f"{share:.1%}"]
         if multi:
             row.append(_fmt(c.cluster_bytes or 0, units))
         else:
@@ -47,7 +47,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     if band_line(est, units):
         console.print(band_line(est, units) + (" per GPU" if multi else ""))
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
-    console.print(f"[dim]inputs: {inputs}[/]")
+    console.print(f"[dim]inputs: {plain(inputs)}[/]")
     if est.parallel:
         p = est.parallel
         layout = ", ".join(
@@ -85,6 +85,6 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     else:
         for c in est.components:
             if c.note and c.bytes:
-                console.print(f"[dim]{c.name}: {c.note}[/]")
+                console.print(f"[dim]{plain(c.name)}: {plain(c.note)}[/]")
     for note in est.assumptions:
-        console.print(f"[dim]· {note}[/]")
+        console.print(f"[dim]· {plain(note)}[/]")

@@ -376,7 +376,7 @@ class GPUSpec(BaseModel):
     price set (presets/prices/, one market and date each; `--price-source`) or the user's GPU file.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     display_name: str = ""

@@ -25,9 +25,9 @@ def to_text(result: SweepResult, fmt: str, units: str = "GiB") -> str:
     """The whole sweep in a machine format (one row per combination, the same keys in each)."""
     rows = result.to_dicts()
     if fmt == "json":
-        return json.dumps(rows, indent=2) + "\n"
+        return json.dumps(rows, indent=2, allow_nan=False) + "\n"
     if fmt == "jsonl":
-        return "".join(json.dumps(r) + "\n" for r in rows)
+        return "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows)
     if fmt in ("csv", "tsv"):
         out = io.StringIO()
         names = list(rows[0]) if rows else []

@@ -124,21 +124,13 @@ def make_record(wl: Workload, readings: dict[str, Any], env: dict[str, Any]) -> 
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line to `path`: opened in append mode (existing bytes are never rewritten);
-    if the file does not end with a newline (an interrupted earlier write) one is added first, so
-    the new line stays whole; the line is written with a single write() and fsync'd."""
-    line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as f:
-        size = f.tell()
-        if size:
-            with open(path, "rb") as r:
-                r.seek(size - 1)
-                if r.read(1) != b"\n":
-                    line = "\n" + line
-        f.write(line.encode("utf-8"))
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one JSON line to `path` (existing bytes are never rewritten): under an exclusive
+    file lock, a missing final newline (an interrupted earlier write) is added first, then the
+    whole line goes out in one write on an O_APPEND descriptor and is fsync'd, so concurrent
+    writers never tear or interleave lines (:func:`vramcalc.safe_io.append_line`)."""
+    from vramcalc.safe_io import append_line
+
+    append_line(path, json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False))
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

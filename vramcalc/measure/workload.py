@@ -100,6 +100,10 @@ class Workload:
         return f"{d['model']} {self.kind[:5]} b{self.batch_size} s{self.seq_len} {tail}{att}"
 
 
+MAX_GRAD_ACCUM = 64
+MAX_BATCH = 4096
+
+
 def make_workload(
     kind: str,
     model: str | ModelSpec,
@@ -115,6 +119,14 @@ def make_workload(
     grad_checkpointing: str = "none",
 ) -> Workload:
     """Validate and resolve a workload (bad values raise VramcalcError with one line)."""
+    # the reference run executes every micro-batch: bound the loop before resolving anything
+    if not 1 <= grad_accum <= MAX_GRAD_ACCUM:
+        raise VramcalcError(
+            f"--grad-accum {grad_accum}: the reference run takes 1 to {MAX_GRAD_ACCUM} "
+            "micro-batches (the peak is reached by the second; `vramcalc train` takes any count)"
+        )
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise VramcalcError(f"--batch-size {batch_size}: the reference run takes 1 to {MAX_BATCH}")
     spec = resolve_model(model)
     seq = resolve_seq_len(spec, seq_len)
     if kind not in ("inference", "training"):

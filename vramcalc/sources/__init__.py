@@ -13,6 +13,7 @@ otherwise ``org/name`` (or ``org/name@revision``) is a Hub id. Giving a revision
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from vramcalc.errors import UnknownNameError, UnmappedArchitectureError, VramcalcError
 from vramcalc.params import active_param_count, param_count
 from vramcalc.presets import resolve_model_name
+from vramcalc.safe_io import clean_text, expand_user
 from vramcalc.specs import ModelSpec
 
 from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes, exact_tensors_of
@@ -151,6 +153,7 @@ def _from_config(
             quantization=describe_quantization(cfg, tensors),
         )
         if checkpoint.quantization is None:
+            notes = [*notes, *_check_against_config(checkpoint, spec)]
             # the header's tensors are the model's: every estimate (infer, train, LoRA, plans)
             # counts them, not the formula; a pre-quantized header stores packed shapes instead
             spec = spec.model_copy(update={"exact_tensors": exact_tensors_of(checkpoint)})
@@ -168,15 +171,34 @@ def _from_config(
     )
 
 
+def _check_against_config(ck: CheckpointInfo, spec: ModelSpec) -> list[str]:
+    """The checkpoint's element count against the config's: a header holding less than half of
+    the parameters the config describes is not this model's checkpoint (refused); any other gap
+    over 1% is reported (extra towers, tied weights stored twice, an unusual layout)."""
+    formula = param_count(spec)
+    if ck.numel * 2 < formula:
+        raise VramcalcError(
+            f"{ck.origin}: the safetensors header holds {ck.numel:,} parameters but the config "
+            f"describes {formula:,}: not this model's checkpoint (or shards are missing)"
+        )
+    if abs(ck.numel - formula) > formula // 100:
+        return [
+            f"checkpoint holds {ck.numel:,} parameters, the config formula {formula:,} "
+            f"({(ck.numel - formula) / formula:+.1%}): the checkpoint's tensors are used"
+        ]
+    return []
+
+
 def load_path(path: Path, assume_llama: bool = False) -> ModelSource:
-    """A config.json file, a model folder, or a .safetensors file beside its config.json."""
-    from .safetensors import read_folder, read_json
+    """A config.json file, a model folder, or a .safetensors file beside its config.json (that
+    file's tensors are read; the whole checkpoint when the folder's index names it as a shard)."""
+    from .safetensors import INDEX_FILE, read_folder, read_json, read_tensors, shard_names
 
     if path.is_dir():
         folder = path
         config = folder / "config.json"
-        if not config.is_file():
-            ggufs = sorted(folder.glob("*.gguf"))
+        if not os.path.lexists(config):  # present but not a regular file: read_json says so
+            ggufs = sorted(folder.glob("*.gguf"))[:1]
             hint = f"; give a .gguf file instead, e.g. {ggufs[0]}" if ggufs else ""
             raise VramcalcError(f"{folder}: no config.json in this folder{hint}")
     else:
@@ -186,10 +208,16 @@ def load_path(path: Path, assume_llama: bool = False) -> ModelSource:
             raise VramcalcError(
                 f"{path}: give a config.json, a model folder, a .safetensors file or a .gguf file"
             )
-        if not config.is_file():
+        if not os.path.lexists(config):
             raise VramcalcError(f"{path}: needs the model's config.json beside it")
     cfg = read_json(config)
-    found = read_folder(folder)
+    found: tuple[list[TensorRecord], str] | None
+    if path.suffix == ".safetensors" and not path.is_dir():
+        index = folder / INDEX_FILE
+        sharded = index.is_file() and path.name in shard_names(read_json(index), str(index))
+        found = read_folder(folder) if sharded else (read_tensors(path, str(path)), str(path))
+    else:
+        found = read_folder(folder)
     notes = (
         [] if found else ["no safetensors checkpoint beside config.json: weights from the formula"]
     )
@@ -199,10 +227,12 @@ def load_path(path: Path, assume_llama: bool = False) -> ModelSource:
 
 
 def load_gguf(path: Path) -> ModelSource:
-    from .gguf import gguf_quantization, read_gguf, spec_from_gguf
+    from .gguf import gguf_count, gguf_quantization, read_gguf, spec_from_gguf
 
     meta, tensors = read_gguf(path)
-    parts = int(meta.get("split.count", 1) or 1)
+    parts = gguf_count(meta.get("split.count"), f"{path}: GGUF split.count") or 1
+    if parts > 99_999:  # the part number is written with five digits
+        raise VramcalcError(f"{path}: GGUF split.count {parts:,} is above 99,999")
     if parts > 1:  # llama.cpp gguf-split: NAME-00001-of-0000N.gguf, tensors spread over the parts
         match = re.fullmatch(r"(.*)-(\d{5})-of-(\d{5})\.gguf", path.name)
         if match is None:
@@ -213,7 +243,8 @@ def load_gguf(path: Path) -> ModelSource:
         for i in range(1, parts + 1):
             part = path.with_name(f"{match.group(1)}-{i:05d}-of-{parts:05d}.gguf")
             tensors += read_gguf(part)[1]
-    name = str(meta.get("general.name") or path.stem)
+    general_name = meta.get("general.name")
+    name = clean_text(general_name if isinstance(general_name, str) and general_name else path.stem)
     spec = spec_from_gguf(meta, tensors, name, str(path))
     checkpoint = CheckpointInfo(
         format="gguf",
@@ -239,6 +270,16 @@ def load_hub(
 
 # Suffixes of files a model is given as: a name ending so is a path, never a Hub id.
 PATH_SUFFIXES = (".json", ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".toml", ".yaml")
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything (a link too) is at `path`; a name the file system cannot take (too long,
+    a NUL byte) raises instead of reading as absent."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
 
 
 def looks_like_path(text: str) -> bool:
@@ -275,9 +316,16 @@ def resolve_model_source(
     if text.startswith("hf:"):
         repo, _, rev = text[3:].partition("@")
         return load_hub(repo, revision or rev or None, offline, assume_llama)
-    path = Path(text).expanduser()
-    if path.exists():
-        return load_gguf(path) if text.lower().endswith(".gguf") else load_path(path, assume_llama)
+    path = expand_user(text)
+    try:
+        if _exists(path):  # a broken or looping link too: the readers say what it is
+            if text.lower().endswith(".gguf"):
+                return load_gguf(path)
+            return load_path(path, assume_llama)
+    except (OSError, ValueError) as exc:  # name too long, permission denied, NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "invalid path"
+        shown = clean_text(text if len(text) <= 80 else text[:77] + "...")
+        raise VramcalcError(f"{shown}: cannot read this path: {reason}") from None
     if looks_like_path(text):
         raise _missing_path(text)
     repo, _, rev = text.partition("@")

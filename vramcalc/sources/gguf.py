@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 
 from vramcalc.errors import VramcalcError, format_validation_error
+from vramcalc.safe_io import clean_text, open_regular
 from vramcalc.specs import ModelSpec
 
 from .checkpoint import TensorRecord
@@ -68,14 +69,31 @@ _MAX_STRING = 1 << 26
 _MAX_ARRAY = 1 << 28
 _MAX_TENSORS = 1 << 22
 _MAX_DIMS = 8
+_MAX_DEPTH = 3  # arrays of arrays of arrays: more than any writer produces
+_KEEP_ARRAY = 4096  # per-layer arrays (head counts, FFN widths) are one entry per layer
+_KEEP_TOTAL = 1 << 20  # all kept array entries of one file together
+
+
+class Skipped:
+    """A metadata value read past, not kept: a long array, an array of strings or arrays."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __repr__(self) -> str:
+        return f"<array of {self.count:,}>"
 
 
 class _Reader:
-    def __init__(self, f: BinaryIO, path: Path) -> None:
-        self.f, self.path = f, path
+    def __init__(self, f: BinaryIO, path: Path, size: int) -> None:
+        self.f, self.path, self.size = f, path, size
+        self.kept = 0
 
     def bad(self, what: str) -> VramcalcError:
         return VramcalcError(f"{self.path}: malformed GGUF header: {what}")
+
+    def left(self) -> int:
+        return self.size - self.f.tell()
 
     def take(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
@@ -84,55 +102,65 @@ class _Reader:
             raise self.bad("file ends inside the header")
         return struct.unpack(fmt, raw)[0]
 
-    def string(self) -> str:
+    def skip(self, n: int, what: str) -> None:
+        if n > self.left():
+            raise self.bad(f"file ends inside {what}")
+        self.f.seek(n, 1)
+
+    def string(self, keep: bool = True) -> str:
         n = self.take("<Q")
-        if n > _MAX_STRING:
-            raise self.bad(f"string of {n:,} bytes")
+        if n > _MAX_STRING or n > self.left():
+            raise self.bad(f"string of {n:,} bytes in a file of {self.size:,}")
+        if not keep:
+            self.skip(n, "a string")
+            return ""
         raw = self.f.read(n)
         if len(raw) != n:
             raise self.bad("file ends inside a string")
         return raw.decode("utf-8", errors="replace")
 
-    def value(self, vtype: int, keep: bool = True) -> Any:
+    def value(self, vtype: int, keep: bool = True, depth: int = 0) -> Any:
+        """A metadata value; arrays are kept only when short and numeric (per-layer values),
+        otherwise read past (seek) with their element count bounded by the bytes left."""
         if vtype in _SCALARS:
             return self.take(_SCALARS[vtype])
         if vtype == 8:
-            return self.string()
-        if vtype == 9:
-            etype, count = self.take("<I"), self.take("<Q")
-            if count > _MAX_ARRAY:
-                raise self.bad(f"array of {count:,} items")
-            if etype in _SCALARS and etype != 9:
-                size = struct.calcsize(_SCALARS[etype])
-                raw = self.f.read(size * count)
-                if len(raw) != size * count:
-                    raise self.bad("file ends inside an array")
-                if not keep:
-                    return count
-                return list(struct.unpack(f"<{count}{_SCALARS[etype][1]}", raw))
-            items = [self.value(etype, keep) for _ in range(count)]
-            return items if keep else count
-        raise self.bad(f"unknown metadata value type {vtype}")
+            return self.string(keep)
+        if vtype != 9:
+            raise self.bad(f"unknown metadata value type {vtype}")
+        if depth >= _MAX_DEPTH:
+            raise self.bad(f"arrays nested more than {_MAX_DEPTH} deep")
+        etype, count = self.take("<I"), self.take("<Q")
+        least = struct.calcsize(_SCALARS[etype]) if etype in _SCALARS else 8 if etype == 8 else 12
+        if count > _MAX_ARRAY or count * least > self.left():
+            raise self.bad(f"array of {count:,} items in a file of {self.size:,} bytes")
+        if etype in _SCALARS and keep and count <= _KEEP_ARRAY and self.kept + count <= _KEEP_TOTAL:
+            self.kept += count
+            fmt = _SCALARS[etype]
+            return list(struct.unpack(f"<{count}{fmt[1]}", self.f.read(count * least)))
+        if etype in _SCALARS:
+            self.skip(count * least, "an array")
+        else:
+            for _ in range(count):  # strings or nested arrays: read past, never kept
+                self.value(etype, False, depth + 1)
+        # tokenizer lists (keep=False) are wanted for their length; others are not numbers
+        return count if not keep else Skipped(count)
 
 
 def read_gguf(path: Path) -> tuple[dict[str, Any], list[TensorRecord]]:
-    """Metadata (large arrays such as the vocabulary reduced to their length) and tensors."""
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        raise VramcalcError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise VramcalcError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    """Metadata (long arrays such as the vocabulary reduced to their length) and tensors."""
+    f, size = open_regular(path, "GGUF file")
     with f:
-        r = _Reader(f, path)
+        r = _Reader(f, path, size)
         if f.read(4) != b"GGUF":
             raise VramcalcError(f"{path}: not a GGUF file (no GGUF magic)")
         version = r.take("<I")
         if version not in (2, 3):
             raise VramcalcError(f"{path}: GGUF version {version} is not supported (2 and 3 are)")
         n_tensors, n_kv = r.take("<Q"), r.take("<Q")
-        if n_tensors > _MAX_TENSORS or n_kv > _MAX_TENSORS:
-            raise r.bad(f"{n_tensors:,} tensors, {n_kv:,} metadata entries")
+        # each metadata entry takes >= 13 bytes (key length, type, a 1-byte value); a tensor >= 24
+        if n_tensors > _MAX_TENSORS or n_kv > _MAX_TENSORS or 13 * n_kv + 24 * n_tensors > size:
+            raise r.bad(f"{n_tensors:,} tensors, {n_kv:,} metadata entries in {size:,} bytes")
         meta: dict[str, Any] = {}
         for _ in range(n_kv):
             key = r.string()
@@ -145,23 +173,29 @@ def read_gguf(path: Path) -> tuple[dict[str, Any], list[TensorRecord]]:
             name = r.string()
             n_dims = r.take("<I")
             if n_dims > _MAX_DIMS:
-                raise r.bad(f"tensor {name!r} has {n_dims} dimensions")
+                raise r.bad(f"tensor {clean_text(name)[:80]!r} has {n_dims} dimensions")
             ne = [r.take("<Q") for _ in range(n_dims)]
             type_id = r.take("<I")
             r.take("<Q")  # data offset
             tensors.append(_record(path, name, ne, type_id))
+    stored = sum(t.nbytes for t in tensors)
+    if stored > size:
+        raise r.bad(f"tensors of {stored:,} bytes in a file of {size:,}")
     return meta, tensors
 
 
 def _record(path: Path, name: str, ne: list[int], type_id: int) -> TensorRecord:
     info = GGML_TYPES.get(type_id)
     if info is None:
-        raise VramcalcError(f"{path}: tensor {name!r} has GGML type {type_id}, unknown to vramcalc")
+        raise VramcalcError(
+            f"{path}: tensor {clean_text(name)[:80]!r} has GGML type {type_id}, unknown to vramcalc"
+        )
     type_name, block, size = info
     numel = math.prod(ne) if ne else 1
     if ne and ne[0] % block:
         raise VramcalcError(
-            f"{path}: tensor {name!r} row of {ne[0]} is not a multiple of {type_name}'s {block}"
+            f"{path}: tensor {clean_text(name)[:80]!r} row of {ne[0]} is not a multiple of "
+            f"{type_name}'s {block}"
         )
     # ggml's ne[0] is the contiguous (innermost) dimension: reversed, it is the row-major shape
     return TensorRecord(
@@ -180,21 +214,34 @@ _ARCH_NAMES = {
 _LAYER_NORMS = ("attn_norm", "attn_norm_2", "ffn_norm", "post_attention_norm", "post_ffw_norm")
 
 
-def _largest(value: Any) -> Any:
-    """Per-layer arrays (head counts, FFN widths of some models) → their largest entry."""
-    return max(value) if isinstance(value, list) and value else value
+_MAX_COUNT = 1 << 32  # GGUF writes counts and widths as u32
+
+
+def gguf_count(value: Any, where: str) -> int | None:
+    """A count or width from metadata, validated before any arithmetic: an integer (not a bool,
+    not a float) from 0 to 2^32; a per-layer array (head counts, FFN widths of some models)
+    gives its largest entry; None when absent."""
+    if isinstance(value, list):
+        value = max(value, key=lambda v: v if isinstance(v, int) else -1) if value else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+        shown = clean_text(repr(value))[:60]
+        raise VramcalcError(f"{where} = {shown}: expected a whole number from 0 to 2^32")
+    return value
 
 
 def spec_from_gguf(
     meta: dict[str, Any], tensors: list[TensorRecord], name: str, source: str
 ) -> ModelSpec:
     """The ModelSpec for KV cache and activations, from GGUF metadata and tensor names."""
-    arch = str(meta.get("general.architecture", ""))
-    if not arch:
-        raise VramcalcError(f"{source}: GGUF metadata has no general.architecture")
+    arch = meta.get("general.architecture", "")
+    if not isinstance(arch, str) or not arch:
+        raise VramcalcError(f"{source}: GGUF metadata has no general.architecture string")
+    arch = clean_text(arch)[:64]
 
-    def key(k: str) -> Any:
-        return _largest(meta.get(f"{arch}.{k}"))
+    def key(k: str) -> int | None:
+        return gguf_count(meta.get(f"{arch}.{k}"), f"{source}: GGUF {arch}.{k}")
 
     names = {t.name for t in tensors}
     by_name = {t.name: t for t in tensors}
@@ -205,7 +252,7 @@ def spec_from_gguf(
         if v is None:
             missing.append(f"{arch}.{k}")
             return 1
-        return int(v)
+        return v
 
     hidden = need("embedding_length")
     layers = need("block_count")
@@ -214,9 +261,10 @@ def spec_from_gguf(
     if ff is None:
         missing.append(f"{arch}.feed_forward_length")
     context = need("context_length")
-    vocab = key("vocab_size") or meta.get("tokenizer.ggml.tokens")
+    tokens = gguf_count(meta.get("tokenizer.ggml.tokens"), f"{source}: GGUF tokenizer.ggml.tokens")
+    vocab = key("vocab_size") or tokens
     if vocab is None and "token_embd.weight" in by_name:
-        vocab = by_name["token_embd.weight"].shape[0]
+        vocab = gguf_count(by_name["token_embd.weight"].shape[0], f"{source}: token_embd rows")
     if vocab is None:
         missing.append(f"{arch}.vocab_size")
     if missing:

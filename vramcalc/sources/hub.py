@@ -32,8 +32,8 @@ from .checkpoint import TensorRecord
 from .safetensors import (
     INDEX_FILE,
     SINGLE_FILE,
-    read_header,
     read_json,
+    read_tensors,
     records_from_header,
     shard_names,
 )
@@ -139,11 +139,7 @@ def fetch_tensors(
                 shards = [SINGLE_FILE]
     cached = [hub.try_to_load_from_cache(repo_id, s, revision=revision) for s in shards]
     if all(isinstance(c, str) for c in cached):
-        records = [
-            r
-            for s, c in zip(shards, cached, strict=True)
-            for r in records_from_header(read_header(Path(c)), s)
-        ]
+        records = [r for s, c in zip(shards, cached, strict=True) for r in read_tensors(Path(c), s)]
         return records, f"{repo_id} ({len(shards)} cached shard{'s' * (len(shards) > 1)})"
     if offline:
         return (
@@ -157,14 +153,16 @@ def fetch_tensors(
             return None, "no safetensors weights in the repo: weights from the config formula"
     records = []
     for fname, file_meta in sorted(meta.files_metadata.items()):
-        for tname, info in file_meta.tensors.items():
-            begin, end = info.data_offsets
-            records.append(
-                TensorRecord(
-                    name=tname, dtype=str(info.dtype), shape=tuple(info.shape), nbytes=end - begin
-                )
-            )
-        del fname
+        # the same checks as a local header: known dtype, non-negative shape, consistent bytes
+        header = {
+            tname: {
+                "dtype": info.dtype,
+                "shape": list(info.shape),
+                "data_offsets": list(info.data_offsets),
+            }
+            for tname, info in file_meta.tensors.items()
+        }
+        records += records_from_header(header, f"{repo_id}/{fname}")
     return records, f"{repo_id} ({len(meta.files_metadata)} shard headers over HTTP)"
 
 
