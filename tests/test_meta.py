@@ -160,12 +160,16 @@ UNMAPPED = {"apertus": 70532, "arcee": 70464}
 
 
 @pytest.fixture(params=sorted(UNMAPPED))
-def unmapped_folder(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, int]:
-    from vramcalc.sources import SUPPORTED_MODEL_TYPES
+def unmapped_folder(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, int]:
+    from vramcalc.sources import hf_config
 
     model_type = request.param
-    if model_type in SUPPORTED_MODEL_TYPES:
-        pytest.skip(f"{model_type} is mapped now (the other candidate covers the route)")
+    # Both are mapped by now: take the builder away so hf_config refuses the type, as it refuses
+    # every architecture no builder maps, and the exact route must answer.
+    if model_type in hf_config._BUILDERS:
+        monkeypatch.delitem(hf_config._BUILDERS, model_type)
     folder = tmp_path / f"tiny-{model_type}"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": model_type} | TINY))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -121,6 +122,7 @@ def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
     ]
 
 
+@lru_cache(maxsize=512)  # the same model and format recur across a sweep's points
 def weights_formula(groups: tuple[TensorGroup, ...], fmt: WeightFormat) -> str:
     """The weights' arithmetic: values × width when every tensor has one width, else the bytes
     of each tensor group in `fmt` (quantized linears carry their scales and zeros)."""
