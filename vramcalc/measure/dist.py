@@ -131,18 +131,9 @@ class DistRun:
 
 def tiny_llama(name: str = "tiny-llama-dist", **kw: Any) -> ModelSpec:
     """A Llama of a few MB: 4 heads (4 KV heads, so tp 2 and 4 divide them), 2 layers."""
-    base: dict[str, Any] = dict(
-        name=name,
-        architecture="llama",
-        vocab_size=2048,
-        hidden_size=128,
-        num_layers=2,
-        num_attention_heads=4,
-        intermediate_size=352,
-        max_position_embeddings=4096,
-    )
-    base.update(kw)
-    return ModelSpec(**base)
+    from .validate import tiny_spec
+
+    return tiny_spec(name, "llama", **kw)
 
 
 def launch(

@@ -23,7 +23,9 @@ def tensor_bytes(est: Any) -> int:
     return sum(c.bytes for c in est.components if c.name not in RUNTIME)
 
 
-def _tiny(name: str, arch: str, **kw: Any) -> ModelSpec:
+def tiny_spec(name: str, arch: str, **kw: Any) -> ModelSpec:
+    """A model of a few MB (2 layers, 128 wide, 4 heads): the reference grids' and the
+    distributed grid's base; `kw` overrides any field."""
     base: dict[str, Any] = dict(
         name=name,
         architecture=arch,
@@ -41,12 +43,12 @@ def _tiny(name: str, arch: str, **kw: Any) -> ModelSpec:
 # Small models that keep the structure of the families the presets hold (same config keys, same
 # transformers classes), sized so that the whole grid traces in seconds on two CPU cores.
 TINY_MODELS = {
-    "tiny-llama": _tiny("tiny-llama", "llama"),
-    "tiny-llama-gqa": _tiny("tiny-llama-gqa", "llama", num_kv_heads=2, vocab_size=8192),
-    "tiny-mistral": _tiny(
+    "tiny-llama": tiny_spec("tiny-llama", "llama"),
+    "tiny-llama-gqa": tiny_spec("tiny-llama-gqa", "llama", num_kv_heads=2, vocab_size=8192),
+    "tiny-mistral": tiny_spec(
         "tiny-mistral", "mistral", num_kv_heads=1, hidden_size=192, num_attention_heads=6
     ),
-    "tiny-qwen2": _tiny(
+    "tiny-qwen2": tiny_spec(
         "tiny-qwen2",
         "qwen2",
         num_kv_heads=2,
@@ -54,10 +56,10 @@ TINY_MODELS = {
         tie_word_embeddings=True,
         vocab_size=16384,
     ),
-    "tiny-mixtral": _tiny(
+    "tiny-mixtral": tiny_spec(
         "tiny-mixtral", "mixtral", num_kv_heads=2, num_experts=4, experts_per_token=2
     ),
-    "tiny-gemma2": _tiny(
+    "tiny-gemma2": tiny_spec(
         "tiny-gemma2",
         "gemma2",
         num_kv_heads=2,
@@ -68,7 +70,7 @@ TINY_MODELS = {
         sliding_window=128,
         sliding_window_layers=1,
     ),
-    "tiny-gpt2": _tiny(
+    "tiny-gpt2": tiny_spec(
         "tiny-gpt2",
         "gpt2",
         intermediate_size=512,
