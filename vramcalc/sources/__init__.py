@@ -44,6 +44,9 @@ class ModelSource(BaseModel):
     origin: str
     checkpoint: CheckpointInfo | None = None
     notes: tuple[str, ...] = ()
+    # the config.json dict the spec was read from (config and Hub sources): trace/measure rebuild
+    # the reference model from it, so an architecture hf_config_dict does not know is built as is
+    config: dict[str, Any] | None = None
 
     @property
     def params(self) -> int:
@@ -167,7 +170,12 @@ def _from_config(
             for n in notes
         ]
     return ModelSource(
-        spec=spec, kind=kind, origin=origin, checkpoint=checkpoint, notes=(*more, *notes)
+        spec=spec,
+        kind=kind,
+        origin=origin,
+        checkpoint=checkpoint,
+        notes=(*more, *notes),
+        config=cfg if isinstance(cfg, dict) else None,
     )
 
 
