@@ -253,14 +253,16 @@ def load_gguf(path: Path) -> ModelSource:
             tensors += read_gguf(part)[1]
     general_name = meta.get("general.name")
     name = clean_text(general_name if isinstance(general_name, str) and general_name else path.stem)
-    spec = spec_from_gguf(meta, tensors, name, str(path))
+    spec, notes = spec_from_gguf(meta, tensors, name, str(path))
     checkpoint = CheckpointInfo(
         format="gguf",
         origin=str(path),
         tensors=tuple(tensors),
         quantization=gguf_quantization(meta, tensors),
     )
-    return ModelSource(spec=spec, kind="gguf", origin=str(path), checkpoint=checkpoint)
+    return ModelSource(
+        spec=spec, kind="gguf", origin=str(path), checkpoint=checkpoint, notes=tuple(notes)
+    )
 
 
 def load_hub(
