@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from vramcalc.cost import estimate_inference_cost, estimate_training_cost
-from vramcalc.fit import fit, plan
+from vramcalc.fitting import fit, plan
 from vramcalc.presets import list_gpus
 
 

@@ -4,46 +4,27 @@ transformers and what vramcalc does with a config.json of that type.
 * mapped: hf_config has a builder for it (counted from config.json without torch, checked to the
   parameter and the KV cache against transformers on the meta device by tests/test_hf_config_*.py
   and tests/test_sources_hf_config.py);
-* meta-device: not mapped, but transformers builds its default configuration on the meta device,
-  so the exact route of the torch extra (``pip install "vramcalc[torch]"``) covers it;
-* refused: neither; vramcalc refuses it with one line (``--assume-llama`` for a rough estimate).
+* meta-device: not mapped, and the exact route of the torch extra (``pip install "vramcalc[torch]"``)
+  answers its default configuration: the build on the meta device, the cache forward and the
+  generic fields all work (vramcalc.measure.coverage.route_status runs that route itself);
+* refused: neither; the note is the route's one-line reason (``--assume-llama`` for a rough
+  estimate).
 
     python scripts/architecture_coverage.py          # rewrite docs/architectures.md
     python scripts/architecture_coverage.py --check  # exit 1 if the committed file is stale
 
-Needs torch and transformers (the torch extra). Building ~200 default configurations on the meta
-device takes a minute or two.
+Needs torch and transformers (the torch extra). Running the route on ~200 default configurations
+takes a few minutes on two cores.
 """
 
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "architectures.md"
-
-
-def causal_lm_types() -> list[str]:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    return sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
-
-
-def builds_on_meta(model_type: str) -> str:
-    """'' when transformers builds the default configuration on the meta device, else why not."""
-    import torch
-    import transformers
-
-    try:
-        config = transformers.AutoConfig.for_model(model_type)
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            transformers.AutoModelForCausalLM.from_config(config)
-    except Exception as exc:  # any failure means the exact route cannot build it
-        return type(exc).__name__
-    return ""
+sys.path.insert(0, str(ROOT))  # this checkout's vramcalc, also when run as a script
 
 
 def mapped_types() -> dict[str, str]:
@@ -56,21 +37,31 @@ def mapped_types() -> dict[str, str]:
     return out
 
 
+def row_status(model_type: str, mapped: dict[str, str]) -> tuple[str, str]:
+    """(status, note) of one model_type in the table."""
+    from vramcalc.measure.coverage import route_status
+
+    if model_type in mapped:
+        return "mapped", mapped[model_type]
+    status, detail = route_status(model_type)
+    if status == "exact":
+        return "meta-device", ""
+    if status == "config":
+        detail = f"transformers' default config does not build ({detail})"
+    return "refused", detail.replace("|", "\\|")
+
+
 def render() -> str:
     import transformers
+    from transformers.utils import logging as hf_logging
 
+    from vramcalc.measure.coverage import causal_lm_types
+
+    hf_logging.set_verbosity_error()
     mapped = mapped_types()
     rows, totals = [], {"mapped": 0, "meta-device": 0, "refused": 0}
     for model_type in causal_lm_types():
-        if model_type in mapped:
-            status, note = "mapped", mapped[model_type]
-        else:
-            why = builds_on_meta(model_type)
-            status, note = (
-                ("refused", f"default config does not build ({why})")
-                if why
-                else ("meta-device", "")
-            )
+        status, note = row_status(model_type, mapped)
         totals[status] += 1
         rows.append(f"| `{model_type}` | {status} | {note} |")
     total = sum(totals.values())
@@ -85,9 +76,12 @@ def render() -> str:
         "",
         "* **mapped**: counted from config.json alone (no torch); parameters and KV cache per token "
         "checked against transformers on the meta device by the tests;",
-        "* **meta-device**: not mapped, but transformers builds it on the meta device, so the exact "
-        'route of `pip install "vramcalc[torch]"` counts it;',
-        "* **refused**: one line, exit 2 (`--assume-llama` gives a labelled rough estimate).",
+        '* **meta-device**: not mapped; the exact route of `pip install "vramcalc[torch]"` '
+        "(build on the meta device, cache forward, generic fields) answers its default "
+        "configuration, cut to 8 layers;",
+        "* **refused**: one line, exit 2 (`--assume-llama` gives a labelled rough estimate); the "
+        "note is the route's reason for the default configuration (a real config.json that "
+        "fills a missing field can do better).",
         "",
         f"Totals: {total} architectures: {totals['mapped']} mapped, "
         f"{totals['meta-device']} meta-device, {totals['refused']} refused.",

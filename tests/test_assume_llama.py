@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from vramcalc.errors import VramcalcError
-from vramcalc.fit import fit
+from vramcalc.fitting import fit
 from vramcalc.inference import estimate_inference
 from vramcalc.results import ROUGH_BAND_FACTOR, gpu_fit
 from vramcalc.sources import resolve_model_source

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from vramcalc import presets
 from vramcalc.cli import app, main
 from vramcalc.errors import VramcalcError
-from vramcalc.fit import Placement, _largest, fit, plan, simple_placement
+from vramcalc.fitting import Placement, _largest, fit, plan, simple_placement
 from vramcalc.inference import estimate_inference
 from vramcalc.presets import get_gpu, get_model, list_gpus, use_gpus_file
 from vramcalc.specs import ModelSpec
@@ -226,3 +226,36 @@ def test_cli_planner_errors(argv: list[str], capsys: pytest.CaptureFixture[str])
         main(argv)
     assert exc.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# ---- the lazy exports stay callable whatever is imported first ----------------------------------
+
+
+def test_no_lazy_export_shares_a_name_with_a_submodule() -> None:
+    """Importing a submodule binds it on the package: a submodule named like an export (the old
+    vramcalc/fit.py) would turn `vramcalc.fit(...)` into "'module' object is not callable"."""
+    import pkgutil
+
+    import vramcalc
+
+    modules = {m.name for m in pkgutil.iter_modules(vramcalc.__path__)}
+    assert "fitting" in modules and "sweeps" in modules
+    assert not set(vramcalc._EXPORTS) & modules
+    assert set(vramcalc.__all__) == set(vramcalc._EXPORTS)
+
+
+def test_exports_are_callable_after_their_modules_are_imported() -> None:
+    """In a fresh interpreter: import every submodule that defines an export first, then call."""
+    import subprocess
+    import sys
+
+    code = (
+        "import vramcalc.fitting, vramcalc.sweeps, vramcalc.cost, vramcalc.rlhf\n"
+        "import vramcalc\n"
+        "r = vramcalc.fit('gpt2', 'h100', seq_len=1024)\n"
+        "s = vramcalc.sweep('gpt2', gpu='h100')\n"
+        "print(type(r).__name__, type(s).__name__, callable(vramcalc.plan))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["FitResult", "SweepResult", "True"]

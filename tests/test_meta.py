@@ -260,3 +260,49 @@ def test_an_encoder_decoder_family_as_a_causal_lm() -> None:
     assert param_count(spec) == transformers_count(cfg)
     assert spec.kv_elements_per_token == 2 * 2 * 64  # K and V, 64 wide, 2 layers
     assert (spec.num_layers, spec.num_attention_heads, spec.intermediate_size) == (2, 4, 128)
+
+
+# ---- trace/measure rebuild the model the spec was read from -----------------------------------
+
+# DiffLlama with biased q/k/v/o: hf_config_dict's generic fields drop attention_bias, so a model
+# rebuilt from the spec alone has 86,976 parameters, not the config's 87,360 (4 × 64 biases × 2
+# layers = 512, less the 128 of k/v narrowed to 2 heads: 2 × (64 + 32 + 32 + 64) = 384).
+DIFFLLAMA = {"model_type": "diffllama", "attention_bias": True} | TINY
+
+
+def test_trace_rebuilds_the_config_json_not_a_generic_spec(tmp_path: Path) -> None:
+    from vramcalc.measure.workload import Workload, make_workload, reference_config
+
+    (tmp_path / "config.json").write_text(json.dumps(DIFFLLAMA))
+    wl = make_workload("inference", str(tmp_path), seq_len=16, dtype="fp32")
+    assert wl.hf_config == DIFFLLAMA and wl.spec.exact_tensors
+    config = reference_config(wl)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    built = sum(p.numel() for p in model.parameters())
+    assert built == param_count(wl.spec) == transformers_count(DIFFLLAMA) == 87360
+    result = runner.invoke(app, ["trace", str(tmp_path), "-s", "16", "--dtype", "fp32", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout[result.stdout.index("{") :])
+    # fp32 weights, plus the rotary buffers (inv_freq and original_inv_freq, 8 fp32 each)
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    assert buffers == 2 * 8 * 4
+    assert out["trace"]["by_category"]["parameters"] == 87360 * 4 + buffers
+    # the same spec without its config.json: refused, not built as the wrong model
+    with pytest.raises(VramcalcError, match="does not carry") as refused:
+        reference_config(Workload("inference", wl.spec, 1, 16, dtype="fp32"))
+    assert "\n" not in str(refused.value)
+
+
+def test_labels_say_the_weights_are_meta_device_tensors(tmp_path: Path) -> None:
+    """An unmapped config without a checkpoint: its weights are the tensors of transformers'
+    model on the meta device, not a config formula, in every command's JSON."""
+    (tmp_path / "config.json").write_text(json.dumps(DIFFLLAMA))
+    texts = {}
+    for argv in (["infer"], ["train"], ["rlhf", "--stage", "dpo"]):
+        result = runner.invoke(app, [argv[0], str(tmp_path), *argv[1:], "--json", "-s", "64"])
+        assert result.exit_code == 0, result.output
+        texts[argv[0]] = result.stdout
+        assert "formula" not in result.stdout.replace('"formula":', "")
+        assert "meta-device tensors" in result.stdout
+    assert json.loads(texts["infer"])["inputs"]["weights_from"] == "meta-device tensors"

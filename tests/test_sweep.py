@@ -19,7 +19,7 @@ import vramcalc
 from vramcalc.cli import app, main
 from vramcalc.cost import estimate_inference_cost, estimate_training_cost
 from vramcalc.errors import VramcalcError
-from vramcalc.fit import fit
+from vramcalc.fitting import fit
 from vramcalc.inference import estimate_inference
 from vramcalc.sweep_options import OPTIONS, parse_values
 from vramcalc.sweeps import compare, sweep

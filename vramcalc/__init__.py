@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it
+# public name -> submodule that defines it (no public name is also a submodule's name: importing
+# that submodule would bind the module over the function, e.g. `vramcalc.fit` before the rename
+# of fit.py to fitting.py)
 _EXPORTS = {
     "estimate_inference": "inference",
     "estimate_training": "training",
     "estimate_rlhf": "rlhf",
     "estimate_training_cost": "cost",
     "estimate_inference_cost": "cost",
-    "fit": "fit",
-    "plan": "fit",
+    "fit": "fitting",
+    "plan": "fitting",
     "resolve_model_source": "sources",
     "Estimate": "results",
     "Component": "results",
@@ -38,9 +40,9 @@ _EXPORTS = {
     "Saving": "results",
     "TrainingCost": "cost",
     "InferenceCost": "cost",
-    "FitResult": "fit",
-    "Plan": "fit",
-    "PlanRow": "fit",
+    "FitResult": "fitting",
+    "Plan": "fitting",
+    "PlanRow": "fitting",
     "RlhfEstimate": "rlhf",
     "sweep": "sweeps",
     "compare": "sweeps",
@@ -91,7 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover
         estimate_training_cost,
     )
     from .errors import VramcalcError
-    from .fit import FitResult, Plan, PlanRow, fit, plan
+    from .fitting import FitResult, Plan, PlanRow, fit, plan
     from .inference import estimate_inference
     from .params import param_count
     from .presets import get_gpu, get_model, list_gpus, list_models

@@ -272,7 +272,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Prefill time, decode speed, latency, throughput and price per million tokens."""
         from .cost import estimate_inference_cost
-        from .fit import simple_placement
+        from .fitting import simple_placement
         from .presets import get_gpu
         from .workloads import resolve_model
 
@@ -342,7 +342,7 @@ def register(app: typer.Typer) -> None:
         assume_llama: AssumeLlamaOpt = False,
     ) -> None:
         """The largest batch size and the longest context of MODEL that fit the GPU(s)."""
-        from .fit import fit
+        from .fitting import fit
 
         _use_gpus_file(gpus_file, price_source)
         workload = workload_options(
@@ -413,7 +413,7 @@ def register(app: typer.Typer) -> None:
         assume_llama: AssumeLlamaOpt = False,
     ) -> None:
         """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
-        from .fit import plan
+        from .fitting import plan
 
         _use_gpus_file(gpus_file, price_source)
         workload = workload_options(

@@ -113,8 +113,8 @@ def _runtime_with_formulas(dynamic: int, acts_logits: int, grads_all: int) -> li
     rt = runtime()
     formulas = {
         "cuda_context": f"{rt.cuda_context_mib} MiB (presets/calibration.toml)",
-        "allocator_slack": f"{rt.allocator_slack_fraction:g} × max(activations + logits "
-        f"{acts_logits:,}, all gradients {grads_all:,})",
+        "allocator_slack": f"{rt.allocator_slack_fraction:g} × max(largest activations + logits "
+        f"of backward {acts_logits:,}, all gradients {grads_all:,})",
     }
     return [
         c.model_copy(update={"formula": formulas.get(c.name, "")})
@@ -468,7 +468,7 @@ def _stage_estimate(
         static += late_comm
     backward_peak = static + copies + dequant + acts + logit_bytes + grads + tied
     step_peak = weights + adapter + master + opt_state + comm - late_comm + grads_all + temp
-    backward_dynamic = int(acts + logit_bytes)
+    backward_dynamic = int(peak.working_set)  # the largest of any backward moment (training.Moment)
     rt_dynamic = max(backward_dynamic, grads_all)
     if late_comm and peak.phase == "backward start (loss)":
         comm = 0

@@ -10,9 +10,17 @@ from typing import Any
 
 from .specs import ModelSpec
 
+# The architectures whose fields hf_config_dict writes in full (every preset's); for any other the
+# llama-style fields below would build a different model, so callers refuse those specs.
+HF_CONFIG_ARCHITECTURES = frozenset(
+    {"gpt2", "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "gemma2", "olmo2", "smollm3"}
+    | {"qwen3", "gemma3_text", "deepseek_v3", "qwen3_moe", "gpt_oss", "llama4_text", "phi3"}
+)
+
 
 def hf_config_dict(spec: ModelSpec) -> dict[str, Any]:
-    """The config.json fields that make transformers build this architecture."""
+    """The config.json fields that make transformers build this architecture (one of
+    HF_CONFIG_ARCHITECTURES)."""
     arch = spec.architecture
     if arch == "gpt2":
         return {
@@ -121,6 +129,8 @@ def _deepseek_v3_fields(spec: ModelSpec) -> dict[str, Any]:
         "n_group": 1,
         "topk_group": 1,
     }
+
+
 # ---- Issue 13 part C: mixture-of-experts families ------------------------------------------
 def _sparse_layers(spec: ModelSpec) -> list[int]:
     """Which layers are sparse: the last moe_layers (a count fixes the tensors, not the place)."""

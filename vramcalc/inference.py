@@ -239,7 +239,14 @@ def estimate_inference(
     }
     if source.kind not in ("preset", "spec"):  # a file or Hub id: say which, and how weights came
         inputs["model_source"] = source.kind
-        inputs["weights_from"] = "checkpoint header" if source.checkpoint else "config formula"
+        inputs["weights_from"] = (
+            "checkpoint header"
+            if source.checkpoint
+            # no checkpoint, but the meta-device route read the tensors off transformers' model
+            else "meta-device tensors"
+            if spec.exact_tensors
+            else "config formula"
+        )
     return make_estimate(
         components,
         fit,

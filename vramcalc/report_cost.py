@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cost import InferenceCost, TrainingCost
-from .fit import FitResult, Plan
+from .fitting import FitResult, Plan
 from .gpu import LocalGPU
 from .report import plain, print_table
 from .specs import GPUSpec

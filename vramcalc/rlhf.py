@@ -59,7 +59,14 @@ from .quant import (
 from .results import SCHEMA_VERSION, Component, Estimate, GPUFit, error_band, gpu_fit
 from .specs import ModelSpec
 from .training import Precision, estimate_training
-from .workloads import MAX_TOKENS, resolve_gpu, resolve_model, resolve_seq_len, validate
+from .workloads import (
+    MAX_TOKENS,
+    resolve_gpu,
+    resolve_model,
+    resolve_seq_len,
+    resolve_source,
+    validate,
+)
 
 Stage = Literal["sft", "rm", "ppo", "dpo", "grpo"]
 STAGES: tuple[str, ...] = ("sft", "rm", "ppo", "dpo", "grpo")
@@ -476,7 +483,8 @@ def estimate_rlhf(
     )
     assert isinstance(req, RlhfRequest)
     opts = {k: v for k, v in training_options.items() if v is not None}
-    policy = resolve_model(model)
+    source = resolve_source(model)
+    policy = source.spec
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
     fmt = frozen_format(req.frozen_dtype)
     if req.stage in ("ppo", "grpo"):
@@ -497,6 +505,8 @@ def estimate_rlhf(
             if not isinstance(n, int) or n < 1:
                 raise VramcalcError(f"GPUs for {role} must be a positive integer (got {n!r})")
     ctx = _Context(req, opts, policy, fmt, b, gpus)
+    if source.kind not in ("preset", "spec"):  # a file or Hub id: how its weights were counted
+        ctx.assumptions += [f"policy {policy.name}: {note}" for note in source.notes]
 
     if req.stage == "sft":
         ctx.sft()

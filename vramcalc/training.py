@@ -17,7 +17,7 @@ of its two ends; with gradient accumulation the gradients stay through the next 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -104,6 +104,10 @@ class Moment:
     logits: float
     gradients: float
     temporaries: float
+    # the largest activations + logits of any backward moment, not only this one: the caching
+    # allocator keeps the blocks it reserved there (CUDACachingAllocator releases cached blocks only
+    # on empty_cache() or an allocation failure), so the allocator slack is sized on it
+    working_set: float = 0.0
 
     @property
     def dynamic(self) -> float:
@@ -149,7 +153,8 @@ def backward_peak_moment(
         ),
         Moment("backward end (first layer)", copies_end, layer_ws, 0, grads_all, tied_grad),
     )
-    return max(moments, key=lambda m: m.dynamic + (late if m is not moments[0] else 0))
+    peak = max(moments, key=lambda m: m.dynamic + (late if m is not moments[0] else 0))
+    return replace(peak, working_set=max(m.activations + m.logits for m in moments))
 
 
 def _non_default(plan_args: dict[str, Any]) -> bool:
@@ -284,7 +289,7 @@ def estimate_training(
     backward_peak = weights + autocast + opt_state + acts + logit_bytes + grads + temp
     step_peak = weights + grads_all + opt_state + opt_temp
 
-    rt_dynamic = max(acts + logit_bytes, grads_all)
+    rt_dynamic = max(int(peak.working_set), grads_all)
     if step_peak > backward_peak:
         phase, autocast, acts, logit_bytes, grads, temp = (
             "optimizer step",

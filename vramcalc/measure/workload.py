@@ -2,7 +2,8 @@
 
 This module holds the torch-free description (:class:`Workload`) and, in functions that import
 torch lazily, the pieces both the trace and the live measurement run: building the Hugging Face
-reference model from :func:`vramcalc.hfconfig.hf_config_dict` and running one inference prefill or
+reference model (from the config.json the spec was read from, else from
+:func:`vramcalc.hfconfig.hf_config_dict`) and running one inference prefill or
 one training step exactly as the estimate describes it.
 """
 
@@ -15,7 +16,7 @@ from typing import Any, Literal
 from vramcalc.errors import VramcalcError
 from vramcalc.results import Estimate
 from vramcalc.specs import ModelSpec
-from vramcalc.workloads import resolve_model, resolve_seq_len
+from vramcalc.workloads import resolve_seq_len, resolve_source
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # Optimizers the reference run can build from torch / transformers alone.
@@ -40,6 +41,9 @@ class Workload:
     grad_accum: int = 1
     grad_checkpointing: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)
+    # the config.json the spec was read from (a config file or Hub id): the reference model is
+    # built from it; None for presets and spec files (built from hf_config_dict)
+    hf_config: dict[str, Any] | None = None
 
     def estimate(self) -> Estimate:
         """The analytic estimate of this workload."""
@@ -127,7 +131,13 @@ def make_workload(
         )
     if not 1 <= batch_size <= MAX_BATCH:
         raise VramcalcError(f"--batch-size {batch_size}: the reference run takes 1 to {MAX_BATCH}")
-    spec = resolve_model(model)
+    if isinstance(model, ModelSpec):
+        spec, hf_config = model, None
+    else:
+        source = resolve_source(model)
+        spec, hf_config = source.spec, source.config
+        if spec.assumed_architecture is not None:  # the rough Llama reading is what is estimated
+            hf_config = None
     seq = resolve_seq_len(spec, seq_len)
     if kind not in ("inference", "training"):
         raise VramcalcError(f"kind {kind!r}: use inference or training")
@@ -152,6 +162,7 @@ def make_workload(
         optimizer=optimizer,
         grad_accum=grad_accum,
         grad_checkpointing=grad_checkpointing,
+        hf_config=hf_config,
     )
     wl.estimate()  # validates every field the same way the estimate does
     return wl
@@ -180,14 +191,9 @@ def param_dtype_name(wl: Workload) -> str:
 def build_model(wl: Workload, device: str) -> Any:
     """The transformers reference model of `wl.spec`, random weights, on `device`."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from vramcalc.hfconfig import hf_config_dict
-
-    cfg_dict = dict(hf_config_dict(wl.spec))
-    model_type = cfg_dict.pop("model_type")
-    cfg_dict.pop("architectures", None)
-    config = AutoConfig.for_model(model_type, **cfg_dict)
+    config = reference_config(wl)
     config.use_cache = wl.kind == "inference"
     impl = "eager" if wl.attention == "eager" else "sdpa"
     if wl.attention == "flash" and device == "cpu" and wl.spec.architecture in NO_SDPA:
@@ -197,6 +203,32 @@ def build_model(wl: Workload, device: str) -> Any:
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, **kwargs)
     return model
+
+
+def reference_config(wl: Workload) -> Any:
+    """The transformers config of the reference model: the config.json the spec was read from
+    when there is one (any architecture transformers ships, its decoder for a multimodal
+    wrapper), else the one :func:`vramcalc.hfconfig.hf_config_dict` writes for the mapped
+    families; any other spec is refused rather than built as the wrong model."""
+    from transformers import AutoConfig
+
+    from vramcalc.hfconfig import HF_CONFIG_ARCHITECTURES, hf_config_dict
+
+    from .meta import build_config
+
+    if wl.hf_config is not None:
+        return build_config(wl.hf_config)[0]
+    arch = wl.spec.architecture
+    if arch not in HF_CONFIG_ARCHITECTURES:
+        raise VramcalcError(
+            f"{wl.spec.name}: the reference run rebuilds the model from its config.json, which "
+            f"this {arch} spec does not carry; give the config.json (or its folder, or Hub id) "
+            f"instead (rebuilt from a spec: {', '.join(sorted(HF_CONFIG_ARCHITECTURES))})"
+        )
+    cfg_dict = dict(hf_config_dict(wl.spec))
+    model_type = cfg_dict.pop("model_type")
+    cfg_dict.pop("architectures", None)
+    return AutoConfig.for_model(model_type, **cfg_dict)
 
 
 # transformers refuses SDPA for these (Gemma-2's logit soft-capping); on a GPU they run

@@ -44,6 +44,9 @@ class ModelSource(BaseModel):
     origin: str
     checkpoint: CheckpointInfo | None = None
     notes: tuple[str, ...] = ()
+    # the config.json dict the spec was read from (config and Hub sources): trace/measure rebuild
+    # the reference model from it, so an architecture hf_config_dict does not know is built as is
+    config: dict[str, Any] | None = None
 
     @property
     def params(self) -> int:
@@ -167,7 +170,12 @@ def _from_config(
             for n in notes
         ]
     return ModelSource(
-        spec=spec, kind=kind, origin=origin, checkpoint=checkpoint, notes=(*more, *notes)
+        spec=spec,
+        kind=kind,
+        origin=origin,
+        checkpoint=checkpoint,
+        notes=(*more, *notes),
+        config=cfg if isinstance(cfg, dict) else None,
     )
 
 
@@ -245,14 +253,16 @@ def load_gguf(path: Path) -> ModelSource:
             tensors += read_gguf(part)[1]
     general_name = meta.get("general.name")
     name = clean_text(general_name if isinstance(general_name, str) and general_name else path.stem)
-    spec = spec_from_gguf(meta, tensors, name, str(path))
+    spec, notes = spec_from_gguf(meta, tensors, name, str(path))
     checkpoint = CheckpointInfo(
         format="gguf",
         origin=str(path),
         tensors=tuple(tensors),
         quantization=gguf_quantization(meta, tensors),
     )
-    return ModelSource(spec=spec, kind="gguf", origin=str(path), checkpoint=checkpoint)
+    return ModelSource(
+        spec=spec, kind="gguf", origin=str(path), checkpoint=checkpoint, notes=tuple(notes)
+    )
 
 
 def load_hub(

@@ -24,6 +24,7 @@ from vramcalc.safe_io import clean_text, open_regular
 from vramcalc.specs import ModelSpec
 
 from .checkpoint import TensorRecord
+from .gguf_cache import mla_fields, per_layer_kv, refuse_recurrent, window_fields
 
 QK_K = 256
 # ggml type id -> (name, block size in weights, bytes per block)  (GGML_QUANT_SIZES, ggml.h ids)
@@ -233,8 +234,9 @@ def gguf_count(value: Any, where: str) -> int | None:
 
 def spec_from_gguf(
     meta: dict[str, Any], tensors: list[TensorRecord], name: str, source: str
-) -> ModelSpec:
-    """The ModelSpec for KV cache and activations, from GGUF metadata and tensor names."""
+) -> tuple[ModelSpec, list[str]]:
+    """The ModelSpec for KV cache and activations, from GGUF metadata and tensor names, and the
+    notes on how its cache was read (:mod:`vramcalc.sources.gguf_cache`)."""
     arch = meta.get("general.architecture", "")
     if not isinstance(arch, str) or not arch:
         raise VramcalcError(f"{source}: GGUF metadata has no general.architecture string")
@@ -246,6 +248,8 @@ def spec_from_gguf(
     names = {t.name for t in tensors}
     by_name = {t.name: t for t in tensors}
     missing: list[str] = []
+    refuse_recurrent(meta, names, arch, source)
+    notes: list[str] = []
 
     def need(k: str) -> int:
         v = key(k)
@@ -297,11 +301,9 @@ def spec_from_gguf(
         fields["head_dim"] = int(head_dim)
     window = key("attention.sliding_window")
     if window:
-        fields["sliding_window"] = int(window)
-        if arch == "gemma2":
-            fields["sliding_window_layers"] = (layers + 1) // 2
-        elif arch == "gemma3":
-            fields["sliding_window_layers"] = layers - layers // 6
+        more, said = window_fields(meta, arch, layers, int(window), source)
+        fields |= more
+        notes += said
     experts = int(key("expert_count") or 0)
     if experts:
         fields |= {
@@ -313,21 +315,26 @@ def spec_from_gguf(
         }
     kv_lora = key("attention.kv_lora_rank")
     if kv_lora:  # DeepSeek MLA: key_length_mla/value_length_mla in newer files
-        rope = int(key("rope.dimension_count") or 64)
-        qk_head = int(key("attention.key_length_mla") or key("attention.key_length") or 0)
-        v_head = int(key("attention.value_length_mla") or key("attention.value_length") or 0)
         fields.pop("head_dim", None)
-        fields |= {
-            "num_kv_heads": None,
-            "kv_lora_rank": int(kv_lora),
-            "q_lora_rank": key("attention.q_lora_rank"),
-            "qk_rope_head_dim": rope,
-            "qk_nope_head_dim": max(qk_head - rope, 1),
-            "v_head_dim": max(v_head, 1),
-        }
+        more, said = mla_fields(key, layers, heads, int(kv_lora), source)
+        fields |= more
+        notes += said
+    else:
+        head_k = int(head_dim or hidden // max(heads, 1))
+        per_layer = per_layer_kv(
+            meta, arch, layers, head_k, int(key("attention.value_length") or head_k)
+        )
+        if per_layer is not None:
+            if window:
+                raise VramcalcError(
+                    f"{source}: GGUF {arch!r} varies its K/V heads by layer and has a sliding "
+                    "window: which layers hold which cache is not in the metadata"
+                )
+            fields["kv_elements_per_token"] = per_layer
+            notes.append("K/V heads per layer from the file's head_count_kv array, summed")
     fields = {k: v for k, v in fields.items() if v is not None}
     try:
-        return ModelSpec(name=name, source=source, **fields)
+        return ModelSpec(name=name, source=source, **fields), notes
     except ValidationError as exc:
         raise VramcalcError(f"{source}: {format_validation_error(exc)}") from None
 
