@@ -7,7 +7,6 @@ Targets (issue 2): `vramcalc infer llama-2-7b` cold under 0.3 s; at least 20,000
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import subprocess
 import sys
@@ -15,8 +14,9 @@ import time
 
 
 def cold_cli_seconds(runs: int = 7) -> list[float]:
-    exe = shutil.which("vramcalc")
-    cmd = [exe] if exe else [sys.executable, "-m", "vramcalc"]
+    # `python -m vramcalc` with this interpreter measures the checkout on sys.path (an installed
+    # `vramcalc` entry point may import a different copy of the package).
+    cmd = [sys.executable, "-m", "vramcalc"]
     times = []
     for _ in range(runs):
         start = time.perf_counter()
