@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
     from .cli_guard import LAST_RESORT, hardened_command, one_line, safe_streams
 
     safe_streams()
-    command = hardened_command(app)
+    command = hardened_command(app, argv)
     try:
         code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)
     except VramcalcError as exc:
