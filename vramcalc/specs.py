@@ -7,7 +7,9 @@ size its activations and KV cache. Derived values (``head_dim``, ``q_dim``) are 
 
 from __future__ import annotations
 
-from typing import Literal
+import operator
+import weakref
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -236,6 +238,20 @@ class ModelSpec(BaseModel):
             )
         return self
 
+    def __hash__(self) -> int:
+        """pydantic's hash of the frozen fields, computed once per instance: the estimators' caches
+        hash the same spec several times per estimate, and the ~70 fields (exact tensors too) make
+        each hash cost microseconds. Kept beside the instance, keyed by its id and checked by a
+        weak reference, not in its ``__dict__`` or private attributes: equality, copies
+        (``model_copy(update=...)`` makes a new instance), pickling and dumps are untouched."""
+        hit = _HASHES.get(id(self))
+        if hit is not None and hit[0]() is self:
+            return hit[1]
+        value = _field_hash(self)
+        key = id(self)
+        _HASHES[key] = (weakref.ref(self, lambda _ref: _forget_hash(key, _ref)), value)
+        return value
+
     # ---- derived values -------------------------------------------------------------------
     @property
     def kv_heads(self) -> int:
@@ -414,3 +430,26 @@ class GPUSpec(BaseModel):
             return self.peak_int8_tops
         value: float | None = getattr(self, f"peak_{dtype}_tflops", None)
         return value
+
+
+# ModelSpec.__hash__'s memo: id -> (weak reference, hash). An entry leaves with its instance.
+_HASHES: dict[int, tuple[weakref.ref[ModelSpec], int]] = {}
+
+
+def _forget_hash(key: int, ref: weakref.ref[Any]) -> None:
+    hit = _HASHES.get(key)
+    if hit is not None and hit[0] is ref:
+        del _HASHES[key]
+
+
+_FIELDS = operator.itemgetter(*ModelSpec.model_fields)
+_MISSING = object()
+
+
+def _field_hash(spec: ModelSpec) -> int:
+    """The hash pydantic gives a frozen model: of its field values in order (a field missing after
+    ``model_construct`` counts as a sentinel)."""
+    try:
+        return hash(_FIELDS(spec.__dict__))
+    except KeyError:
+        return hash(tuple(spec.__dict__.get(k, _MISSING) for k in ModelSpec.model_fields))
