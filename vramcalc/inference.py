@@ -66,6 +66,7 @@ def inference_activation_bytes(
     return activations, peak_part
 
 
+@lru_cache(maxsize=1024, typed=True)  # pure in its arguments; sweeps repeat them
 def inference_activation_terms(
     spec: ModelSpec, batch_size: int, seq_len: int, act_bytes: int, logits: str, attention: str
 ) -> tuple[int, str, str]:

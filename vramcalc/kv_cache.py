@@ -21,6 +21,8 @@ num_layers``, capped at the window like the others.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .specs import ModelSpec
 
 
@@ -50,6 +52,9 @@ def kv_cache_bytes(spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: flo
     return int(batch_size * kv_elements_per_sequence(spec, seq_len) * kv_bytes)
 
 
+# The terms and the note are pure functions of their arguments, built once per (spec, batch, seq,
+# width); typed: 1 and True (or 2 and 2.0) are different keys, as their text differs.
+@lru_cache(maxsize=1024, typed=True)
 def kv_cache_terms(
     spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float
 ) -> tuple[int, str]:
@@ -75,6 +80,7 @@ def kv_cache_terms(
     return total, f"{batch_size} seqs × {per_seq} × {kv_bytes:g} B"
 
 
+@lru_cache(maxsize=1024, typed=True)
 def kv_cache_formula(spec: ModelSpec, batch_size: int, seq_len: int, kv_dtype: str) -> str:
     """The formula behind :func:`kv_cache_bytes`, in words, for the estimate's note."""
     layers = (
