@@ -77,6 +77,16 @@ def autocast_copy_bytes(spec: ModelSpec) -> int:
     return total
 
 
+@lru_cache(maxsize=512)
+def optimizer_bytes(spec: ModelSpec, optimizer: str, state_width: int) -> tuple[int, int]:
+    """state_bytes and step_temporary_bytes of all of `spec`'s tensors, cached per spec (hashing
+    the spec is cheaper than hashing its tensor groups, which the optimizer caches would do)."""
+    groups = tensor_groups(spec)
+    return state_bytes(groups, optimizer, state_width), step_temporary_bytes(
+        groups, optimizer, state_width
+    )
+
+
 def autocast_copies(spec: ModelSpec, autocast: bool, checkpointing: bool) -> tuple[int, int]:
     """Autocast weight copies alive (during the forward and start of backward, at its end).
 
@@ -114,6 +124,7 @@ class Moment:
         return self.copies + self.activations + self.logits + self.gradients + self.temporaries
 
 
+@lru_cache(maxsize=1024, typed=True)  # pure in its arguments; returns a frozen Moment
 def backward_peak_moment(
     *,
     copies: float,
@@ -237,7 +248,6 @@ def estimate_training(
         return est.model_copy(update={"assumptions": [*est.assumptions, *source.notes]})
     seq = resolve_seq_len(spec, req.seq_len)
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
-    groups = tensor_groups(spec)
     n_params = param_count(spec)
     pw = param_width(req.precision)
     w = act.widths(req.precision)
@@ -250,8 +260,7 @@ def estimate_training(
     grads_all = n_params * pw
     # lm_head (or tied embedding, or scalar head) gradient first
     grads_head = spec.head_numel * pw
-    opt_state = state_bytes(groups, opt, pw)
-    opt_temp = step_temporary_bytes(groups, opt, pw)
+    opt_state, opt_temp = optimizer_bytes(spec, opt, pw)
 
     dense_layer = tokens * act.layer_bytes_per_token(
         spec, req.precision, seq, req.attention, moe=False
