@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -38,8 +38,12 @@ def presets_dir() -> Path:
     raise PresetError(f"preset folder not found next to {here}")
 
 
+_SEPARATORS = re.compile(r"[\s\-_./]+")
+
+
+@lru_cache(maxsize=1024)  # every preset lookup normalises the name it was given
 def normalise(name: str) -> str:
-    return re.sub(r"[\s\-_./]+", "", name.lower())
+    return _SEPARATORS.sub("", name.lower())
 
 
 def load_toml(path: Path, model: type[T]) -> T:

@@ -56,6 +56,8 @@ def _kind(mode: int) -> str:
 def expand_user(text: str | Path) -> Path:
     """``~`` and ``~user`` expanded like a shell: an unknown user (or no home) leaves the path as
     written instead of raising RuntimeError."""
+    if "~" not in str(text):  # no part can start with ~: expanduser would return it unchanged
+        return Path(text)
     try:
         return Path(text).expanduser()
     except RuntimeError:

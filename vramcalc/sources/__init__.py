@@ -292,12 +292,15 @@ def _exists(path: Path) -> bool:
     return True
 
 
+_DRIVE = re.compile(r"[A-Za-z]:[/\\]")  # compiled once: every model argument is checked
+
+
 def looks_like_path(text: str) -> bool:
     """Written as a path: ./, ../, /, ~ or a drive/backslash, or a model file's suffix."""
     return (
         text.startswith((".", "/", "~", "\\"))
         or "\\" in text
-        or bool(re.match(r"[A-Za-z]:[/\\]", text))
+        or bool(_DRIVE.match(text))
         or text.lower().endswith(PATH_SUFFIXES)
     )
 
