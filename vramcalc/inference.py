@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from . import activations as act
-from .calibration import runtime
+from .calibration import Runtime, runtime
 from .errors import checked_keywords
 from .kv_cache import kv_cache_bytes, kv_cache_formula, kv_cache_terms
 from .params import TensorGroup, tensor_groups
@@ -104,16 +104,29 @@ def inference_activation_terms(
     return int(candidates[peak_part]), peak_part, formulas[peak_part]
 
 
+# The CUDA context component of the calibration in use, built once (runtime() is cached; a test
+# that swaps the calibration gets a new object, hence a new component).
+_CONTEXT: list[tuple[Runtime, Component]] = []
+
+
+def _context_component(rt: Runtime) -> Component:
+    if _CONTEXT and _CONTEXT[0][0] is rt:
+        return _CONTEXT[0][1]
+    component = Component(
+        name="cuda_context",
+        bytes=rt.cuda_context_bytes,
+        note=f"CUDA context and library workspaces, {rt.cuda_context_mib} MiB ({rt.cuda_context_source})",
+        formula=f"{rt.cuda_context_mib} MiB × 1,048,576",
+    )
+    _CONTEXT[:] = [(rt, component)]
+    return component
+
+
 def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
     """CUDA context (fixed) + caching-allocator slack (a fraction of what is allocated and freed)."""
     rt = runtime()
     return [
-        Component(
-            name="cuda_context",
-            bytes=rt.cuda_context_bytes,
-            note=f"CUDA context and library workspaces, {rt.cuda_context_mib} MiB ({rt.cuda_context_source})",
-            formula=f"{rt.cuda_context_mib} MiB × 1,048,576",
-        ),
+        _context_component(rt),
         Component(
             name="allocator_slack",
             bytes=int(rt.allocator_slack_fraction * dynamic_bytes),
