@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,16 +44,23 @@ def resolve_source(
 ) -> ModelSource:
     """Any model argument as a ModelSource: preset, ModelSpec, path, .gguf file or Hub id;
     ``assume_llama`` reads an unmapped architecture as Llama (labelled rough) instead of refusing."""
+    if isinstance(model, ModelSpec):
+        source = _spec_source(model)  # sweeps pass the same spec again and again
+        return source if source.spec is model else _spec_source.__wrapped__(model)
     from .sources import ModelSource, resolve_model_source
 
     if isinstance(model, ModelSource):
         return model
-    if isinstance(model, ModelSpec):
-        # already validated: construct without re-running ModelSpec's validators (sweeps call this)
-        return ModelSource.model_construct(
-            spec=model, kind="spec", origin=model.source or model.name
-        )
     return resolve_model_source(model, revision=revision, assume_llama=assume_llama)
+
+
+@lru_cache(maxsize=64)
+def _spec_source(spec: ModelSpec) -> ModelSource:
+    """A ModelSpec as a ModelSource. It is already validated: constructed without re-running
+    ModelSpec's validators. (The cache matches equal specs; resolve_source wants this one.)"""
+    from .sources import ModelSource
+
+    return ModelSource.model_construct(spec=spec, kind="spec", origin=spec.source or spec.name)
 
 
 def resolve_model(
