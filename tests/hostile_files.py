@@ -13,22 +13,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from model_files import TINY, llama_tensor_shapes, safetensors_for
+
 # GGUF metadata value types
 U8, I8, U16, I16, U32, I32, F32, BOOL, STR, ARR, U64, I64, F64 = range(13)
 _FMT = {U8: "<B", I8: "<b", U16: "<H", I16: "<h", U32: "<I", I32: "<i", F32: "<f", BOOL: "<?"}
 _FMT |= {U64: "<Q", I64: "<q", F64: "<d"}
 
-TINY_CONFIG: dict[str, Any] = {
-    "model_type": "llama",
-    "vocab_size": 256,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-}
 
 
 def gguf_string(s: str | bytes) -> bytes:
@@ -122,25 +113,6 @@ def llama_meta_with(key: str, vtype: int, value: Any) -> list[bytes]:
     return [*out, gguf_entry(key, vtype, value)]
 
 
-def llama_tensor_shapes(cfg: dict[str, Any]) -> dict[str, list[int]]:
-    """Tensor name -> shape of the Llama checkpoint `cfg` describes (transformers names)."""
-    h, inter, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
-    kv = h // cfg["num_attention_heads"] * cfg["num_key_value_heads"]
-    out = {"model.embed_tokens.weight": [v, h], "model.norm.weight": [h], "lm_head.weight": [v, h]}
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        out |= {
-            p + "self_attn.q_proj.weight": [h, h],
-            p + "self_attn.k_proj.weight": [kv, h],
-            p + "self_attn.v_proj.weight": [kv, h],
-            p + "self_attn.o_proj.weight": [h, h],
-            p + "mlp.gate_proj.weight": [inter, h],
-            p + "mlp.up_proj.weight": [inter, h],
-            p + "mlp.down_proj.weight": [h, inter],
-            p + "input_layernorm.weight": [h],
-            p + "post_attention_layernorm.weight": [h],
-        }
-    return out
 
 
 def safetensors_bytes(header: dict[str, Any] | bytes, data_bytes: int = 0) -> bytes:
@@ -149,20 +121,11 @@ def safetensors_bytes(header: dict[str, Any] | bytes, data_bytes: int = 0) -> by
     return struct.pack("<Q", len(raw)) + raw + b"\0" * data_bytes
 
 
-def safetensors_for(shapes: dict[str, list[int]], dtype: str = "BF16", width: int = 2) -> bytes:
-    """A valid safetensors file holding zero tensors of the given shapes."""
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, shape in shapes.items():
-        size = math.prod(shape) * width
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    return safetensors_bytes(header, offset)
 
 
 def model_folder(root: Path, cfg: dict[str, Any] | None = None, weights: bool = True) -> Path:
     """A model folder: config.json and (by default) a matching model.safetensors."""
-    cfg = cfg or TINY_CONFIG
+    cfg = cfg or TINY
     folder = root / "model"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(cfg))

@@ -29,20 +29,18 @@ from hostile_files import (
     ARR,
     LLAMA_META,
     STR,
-    TINY_CONFIG,
     U32,
     gguf_bytes,
     gguf_entry,
     gguf_string,
-    llama_tensor_shapes,
     nested_array,
     run_main,
     safetensors_bytes,
-    safetensors_for,
     strict_json,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_files import TINY, llama_tensor_shapes, safetensors_for
 
 pytestmark = pytest.mark.fuzz
 
@@ -172,14 +170,14 @@ def _bounded(value: Any) -> Any:
 
 @st.composite
 def config_json(draw: st.DrawFn) -> bytes:
-    """TINY_CONFIG with fields replaced by hostile values, or raw malformed JSON."""
+    """TINY with fields replaced by hostile values, or raw malformed JSON."""
     if draw(st.integers(0, 5)) == 0:
         return draw(st.sampled_from(RAW_JSON))
-    cfg = dict(TINY_CONFIG)
+    cfg = dict(TINY)
     cfg["model_type"] = draw(
         st.sampled_from(["llama", "qwen2_moe", "mixtral", "gpt2", "deepseek_v2", "gemma2", "x"])
     )
-    for key in draw(st.lists(st.sampled_from([*TINY_CONFIG, "num_experts", "head_dim",
+    for key in draw(st.lists(st.sampled_from([*TINY, "num_experts", "head_dim",
                                               "num_local_experts", "sliding_window",
                                               "decoder_sparse_step", "mlp_only_layers"]),
                              max_size=3)):  # fmt: skip
@@ -195,7 +193,7 @@ def config_json(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def safetensors_file(draw: st.DrawFn) -> bytes:
-    shapes = llama_tensor_shapes(TINY_CONFIG)
+    shapes = llama_tensor_shapes(TINY)
     good = safetensors_for(shapes)
     kind = draw(st.integers(0, 4))
     if kind == 0:  # truncated anywhere
@@ -464,7 +462,7 @@ def file_argv(draw: st.DrawFn, root: Path, special: list[str]) -> list[str]:
     elif fmt == "safetensors":
         folder = root / f"s{n}"
         folder.mkdir(exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
+        (folder / "config.json").write_text(json.dumps(TINY))
         target = folder / "model.safetensors"
         target.write_bytes(draw(safetensors_file()))
     elif fmt == "folder":

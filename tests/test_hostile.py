@@ -21,21 +21,19 @@ from hostile_files import (
     F32,
     LLAMA_META,
     STR,
-    TINY_CONFIG,
     U32,
     assert_one_line_error,
     gguf_bytes,
     gguf_entry,
     gguf_string,
     llama_meta_with,
-    llama_tensor_shapes,
     model_folder,
     nested_array,
     run_main,
     safetensors_bytes,
-    safetensors_for,
     strict_json,
 )
+from model_files import TINY, llama_tensor_shapes, safetensors_for
 
 from vramcalc.errors import VramcalcError
 from vramcalc.safe_io import (
@@ -199,7 +197,7 @@ def test_malformed_safetensors_entries(tmp_path: Path, entry: dict, fragment: st
 
 
 def test_empty_or_foreign_header_is_refused_not_zero_params(tmp_path: Path) -> None:
-    seven_b = TINY_CONFIG | {"hidden_size": 4096, "intermediate_size": 11008,
+    seven_b = TINY | {"hidden_size": 4096, "intermediate_size": 11008,
                              "num_hidden_layers": 32, "num_attention_heads": 32,
                              "num_key_value_heads": 32, "vocab_size": 32000}  # fmt: skip
     folder = model_folder(tmp_path, seven_b, weights=False)
@@ -207,7 +205,7 @@ def test_empty_or_foreign_header_is_refused_not_zero_params(tmp_path: Path) -> N
     code, _, err = run_main(["infer", str(folder)])
     assert_one_line_error(code, err, "the safetensors header lists no tensors")
     # a real (tiny) checkpoint beside a 7B config: 106,816 values against 6,738,415,616
-    (folder / "model.safetensors").write_bytes(safetensors_for(llama_tensor_shapes(TINY_CONFIG)))
+    (folder / "model.safetensors").write_bytes(safetensors_for(llama_tensor_shapes(TINY)))
     code, _, err = run_main(["infer", str(folder)])
     assert_one_line_error(
         code, err, "holds 106,816 parameters but the config describes 6,738,415,616"
@@ -231,8 +229,8 @@ def test_index_naming_files_outside_the_folder_is_refused_unread(tmp_path: Path)
 
 def test_inspect_reads_the_named_safetensors_file(tmp_path: Path) -> None:
     folder = model_folder(tmp_path)  # model.safetensors: BF16
-    shapes = llama_tensor_shapes(TINY_CONFIG)
-    (folder / "weights.safetensors").write_bytes(safetensors_for(shapes, "F32", 4))
+    shapes = llama_tensor_shapes(TINY)
+    (folder / "weights.safetensors").write_bytes(safetensors_for(shapes, "F32"))
     code, out, _ = run_main(["inspect", str(folder / "weights.safetensors"), "--json"])
     data = strict_json(out)
     assert code == 0 and data["checkpoint"]["origin"] == str(folder / "weights.safetensors")

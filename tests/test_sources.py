@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model_files import DTYPE_BYTES, TINY, llama_tensors, write_safetensors
 from typer.testing import CliRunner
 
 import vramcalc
@@ -24,56 +25,10 @@ from vramcalc.sources.safetensors import read_header
 
 runner = CliRunner()
 
-TINY = {
-    "model_type": "llama",
-    "vocab_size": 256,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 512,
-    "tie_word_embeddings": False,
-}
-DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "U8": 1, "F8_E4M3": 1}
 
 
-def llama_tensors(cfg: dict[str, Any], dtype: str = "BF16") -> dict[str, tuple[str, list[int]]]:
-    """The tensor names and shapes transformers saves for a Llama checkpoint (by hand)."""
-    h, inter, kv = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_key_value_heads"]
-    kv_dim = kv * h // cfg["num_attention_heads"]
-    out = {"model.embed_tokens.weight": (dtype, [cfg["vocab_size"], h])}
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        out |= {
-            p + "self_attn.q_proj.weight": (dtype, [h, h]),
-            p + "self_attn.k_proj.weight": (dtype, [kv_dim, h]),
-            p + "self_attn.v_proj.weight": (dtype, [kv_dim, h]),
-            p + "self_attn.o_proj.weight": (dtype, [h, h]),
-            p + "mlp.gate_proj.weight": (dtype, [inter, h]),
-            p + "mlp.up_proj.weight": (dtype, [inter, h]),
-            p + "mlp.down_proj.weight": (dtype, [h, inter]),
-            p + "input_layernorm.weight": (dtype, [h]),
-            p + "post_attention_layernorm.weight": (dtype, [h]),
-        }
-    out["model.norm.weight"] = (dtype, [h])
-    out["lm_head.weight"] = (dtype, [cfg["vocab_size"], h])
-    return out
 
 
-def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> int:
-    """A safetensors file (header + zero data, sparse); returns its data bytes."""
-    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, (dtype, shape) in tensors.items():
-        size = math.prod(shape) * DTYPE_BYTES[dtype]
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header).encode()
-    with path.open("wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw)
-        f.truncate(8 + len(raw) + offset)
-    return offset
 
 
 def model_folder(tmp_path: Path, cfg: dict[str, Any] | None = None, shards: int = 1) -> Path:

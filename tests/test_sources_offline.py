@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from model_files import TINY, TINY_PARAMS
 
 from vramcalc.errors import VramcalcError
 from vramcalc.sources import resolve_model_source
@@ -25,19 +26,6 @@ from vramcalc.sources import hub as vram_hub  # noqa: E402
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port on loopback: nothing listens there
 COMMIT = "0" * 40
-TINY = {
-    "model_type": "llama",
-    "vocab_size": 256,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 512,
-}
-# embed + lm_head 2×256×64 = 32768; per layer attention 2×64×64 + 2×32×64 = 12288, MLP 3×128×64
-# = 24576, 2 norms 128 → 36992 × 2 = 73984; final norm 64 → 106816
-TINY_PARAMS = 106816
 
 
 def fake_cache(root: Path) -> Path:
