@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vramcalc.errors import VramcalcError
+from vramcalc.errors import UnmappedArchitectureError, VramcalcError
 from vramcalc.params import param_count
 from vramcalc.sources.hf_config import spec_from_config
 
@@ -176,3 +176,14 @@ def test_fuzzed_configs_give_a_spec_or_one_line(family: str, changes: dict[str, 
         return
     assert param_count(spec) > 0
     assert spec.num_layers <= 100_000 and spec.hidden_size <= 10**7
+
+
+@pytest.mark.parametrize("model_type", [[], {}, 7, True, "", "../x", "a b", "x" * 200])
+def test_model_type_that_is_no_name_is_refused_before_any_route(model_type: object) -> None:
+    """A model_type no library could name is refused by hf_config itself, as a plain error, so
+    the exact route never imports torch and builds nothing for it (the file fuzz once spent 14 s
+    there on `"model_type": []`)."""
+    cfg = {"model_type": model_type, "hidden_size": 64, "num_hidden_layers": 2}
+    with pytest.raises(VramcalcError, match="model_type must be an architecture name") as info:
+        spec_from_config(cfg, "x")
+    assert not isinstance(info.value, UnmappedArchitectureError)

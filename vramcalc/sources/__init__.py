@@ -105,10 +105,6 @@ def spec_for_config(
         spec, notes = spec_from_config(cfg, name, origin, **options)
     except UnmappedArchitectureError as exc:
         return _exact_route(cfg, name, origin, exc)
-    except VramcalcError as exc:
-        if "unknown architecture" not in str(exc):
-            raise
-        return _exact_route(cfg, name, origin, exc)
     if spec.assumed_architecture is not None and exact_route_available():
         # --assume-llama with the torch extra: the exact route when it can build the config,
         # else the labelled rough reading the user accepted

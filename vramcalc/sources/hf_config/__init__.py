@@ -11,12 +11,14 @@ Pure data in, data out: no file or network access here (``vramcalc.sources`` rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
 from vramcalc.errors import UnmappedArchitectureError, VramcalcError, format_validation_error
+from vramcalc.safe_io import clean_text
 from vramcalc.specs import ModelSpec
 
 from .core import BUILDERS as _CORE
@@ -52,6 +54,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _ALIASES = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon", "gemma3": "gemma3_text"}
+
+_MODEL_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(_BUILDERS))
 
@@ -123,7 +127,14 @@ def spec_from_config(
     if not isinstance(cfg, dict):
         raise VramcalcError(f"{where}: config.json must hold a JSON object")
     notes: list[str] = []
-    model_type = str(cfg.get("model_type", "") or "")
+    raw_type = cfg.get("model_type")
+    if raw_type is not None and not (isinstance(raw_type, str) and _MODEL_TYPE.fullmatch(raw_type)):
+        # not a name any library could map: refused here, before any route loads torch for it
+        raise VramcalcError(
+            f"{where}: model_type must be an architecture name such as 'llama' (got "
+            f"{clean_text(repr(raw_type))[:60]})"
+        )
+    model_type = raw_type or ""
     arch = _ALIASES.get(model_type, model_type)
     if arch == "gemma3_text" and isinstance(cfg.get("text_config"), dict):
         cfg = {"model_type": "gemma3_text"} | cfg["text_config"]
