@@ -33,18 +33,30 @@ def kv_elements_per_token(spec: ModelSpec) -> int:
     return spec.kv_layers * spec.kv_cache_width
 
 
-def kv_elements_per_sequence(spec: ModelSpec, seq_len: int) -> int:
-    """Cache elements of one sequence of `seq_len` tokens: Σ over attention layers of
-    min(seq_len, window) × width, plus the fixed state (conv + SSM) of its state-space layers."""
+def _token_elements(spec: ModelSpec, seq_len: int) -> tuple[int, str]:
+    """Cache elements the tokens of one sequence hold (the fixed state apart), and that arithmetic
+    with its numbers: Σ over attention layers of min(seq_len, window) × width."""
     window_tokens = min(seq_len, spec.sliding_window or seq_len)
     if spec.kv_elements_per_token is not None:  # uniform layers: each holds 1/num_layers of it
         L, w = spec.num_layers, min(spec.windowed_layers, spec.num_layers)
         token_layers = (L - w) * seq_len + w * window_tokens
-        return spec.kv_elements_per_token * token_layers // L + spec.state_elements
+        n = spec.kv_elements_per_token * token_layers // L
+        return n, f"{n} values read from the model"
     windowed = min(spec.windowed_layers, spec.kv_layers)
     full = spec.kv_layers - windowed
-    per_layer = spec.kv_cache_width
-    return per_layer * (full * seq_len + windowed * window_tokens) + spec.state_elements
+    tokens = (
+        f"({full} layers × {seq_len} + {windowed} layers × {window_tokens} tokens)"
+        if windowed
+        else f"{full} layers × {seq_len} tokens"
+    )
+    n = spec.kv_cache_width * (full * seq_len + windowed * window_tokens)
+    return n, f"{tokens} × {spec.kv_cache_width} values"
+
+
+def kv_elements_per_sequence(spec: ModelSpec, seq_len: int) -> int:
+    """Cache elements of one sequence of `seq_len` tokens: its tokens' keys and values plus the
+    fixed state (conv + SSM) of its state-space layers."""
+    return _token_elements(spec, seq_len)[0] + spec.state_elements
 
 
 def kv_cache_bytes(spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float) -> int:
@@ -61,20 +73,7 @@ def kv_cache_terms(
     """:func:`kv_cache_bytes` and its arithmetic with the numbers substituted (``--explain``; the
     formula evaluates to the bytes)."""
     total = kv_cache_bytes(spec, batch_size, seq_len, kv_bytes)
-    window_tokens = min(seq_len, spec.sliding_window or seq_len)
-    if spec.kv_elements_per_token is not None:
-        L, w = spec.num_layers, min(spec.windowed_layers, spec.num_layers)
-        token_layers = (L - w) * seq_len + w * window_tokens
-        per_seq = f"{spec.kv_elements_per_token * token_layers // L} values read from the model"
-    else:
-        windowed = min(spec.windowed_layers, spec.kv_layers)
-        full = spec.kv_layers - windowed
-        tokens = (
-            f"({full} layers × {seq_len} + {windowed} layers × {window_tokens} tokens)"
-            if windowed
-            else f"{full} layers × {seq_len} tokens"
-        )
-        per_seq = f"{tokens} × {spec.kv_cache_width} values"
+    per_seq = _token_elements(spec, seq_len)[1]
     if spec.state_elements:
         per_seq = f"({per_seq} + {spec.state_elements} state values)"
     return total, f"{batch_size} seqs × {per_seq} × {kv_bytes:g} B"
