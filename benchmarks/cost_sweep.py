@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from vramcalc.cost import estimate_inference_cost, estimate_training_cost
-from vramcalc.fitting import fit, plan
-from vramcalc.presets import list_gpus
+from vramcalc.core.cost import estimate_inference_cost, estimate_training_cost
+from vramcalc.core.fitting import fit, plan
+from vramcalc.sources.presets import list_gpus
 
 
 def per_call(label: str, calls: list[Callable[[], object]]) -> None:

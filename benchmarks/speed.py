@@ -36,8 +36,8 @@ def import_seconds(runs: int = 7) -> list[float]:
 
 def estimates_per_second(seconds: float = 2.0) -> dict[str, float]:
     import vramcalc
-    from vramcalc.inference import estimate_inference
-    from vramcalc.training import estimate_training
+    from vramcalc.core.inference import estimate_inference
+    from vramcalc.core.training import estimate_training
 
     spec = vramcalc.get_model("llama-2-7b")
     rates = {}

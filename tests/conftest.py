@@ -1,6 +1,6 @@
 import pytest
 
-from vramcalc.specs import ModelSpec
+from vramcalc.spec.model import ModelSpec
 
 
 @pytest.fixture

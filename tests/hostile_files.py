@@ -140,7 +140,7 @@ def run_main(argv: list[str]) -> tuple[int, str, str]:
     import contextlib
     import io
 
-    from vramcalc.cli import main
+    from vramcalc.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from vramcalc.core.fitting import fit
+from vramcalc.core.inference import estimate_inference
+from vramcalc.core.results import ROUGH_BAND_FACTOR, gpu_fit
+from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
-from vramcalc.fitting import fit
-from vramcalc.inference import estimate_inference
-from vramcalc.results import ROUGH_BAND_FACTOR, gpu_fit
 from vramcalc.sources import resolve_model_source
 from vramcalc.sources.hf_config import spec_from_config
-from vramcalc.training import estimate_training
 
 # A 7B-shaped config under a model_type vramcalc does not map.
 UNMAPPED: dict[str, Any] = {
@@ -42,7 +42,7 @@ def test_assume_llama_labels_the_spec() -> None:
     assert spec.assumed_architecture == "brand_new_lm"
     assert any(n.startswith("ROUGH ESTIMATE") for n in notes)
     # Llama-2-7B layout: 6,738,415,616 parameters (the llama-2-7b preset's count)
-    from vramcalc.params import param_count
+    from vramcalc.spec.params import param_count
 
     assert param_count(spec) == 6_738_415_616
 
@@ -115,7 +115,7 @@ def test_fit_searches_at_twice_the_estimate(folder: Path) -> None:
 
 
 def test_cli_refuses_then_labels(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from vramcalc.cli import main
+    from vramcalc.cli.app import main
 
     with pytest.raises(SystemExit) as exc:
         main(["infer", str(folder)])

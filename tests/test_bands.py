@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vramcalc.calibration import runtime, trace_residuals
-from vramcalc.inference import estimate_inference
-from vramcalc.results import error_band
-from vramcalc.training import estimate_training
+from vramcalc.core.inference import estimate_inference
+from vramcalc.core.results import error_band
+from vramcalc.core.training import estimate_training
+from vramcalc.sources.calibration import runtime, trace_residuals
 from vramcalc.units import GIB, MIB
 
 MODELS = ["llama-2-7b", "mistral-7b", "gpt2", "mixtral-8x7b", "qwen2.5-0.5b"]

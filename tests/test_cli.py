@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from vramcalc.cli import app, main
+from vramcalc.cli.app import app, main
 from vramcalc.units import GIB
 
 runner = CliRunner()
@@ -122,7 +122,7 @@ def test_commands_do_not_import_heavy_modules(args: list[str]) -> None:
     """Every command but trace/measure/validate runs without torch, numpy or transformers (and
     without matplotlib, which only `sweep --plot` loads)."""
     code = (
-        "import sys; from vramcalc.cli import main\n"
+        "import sys; from vramcalc.cli.app import main\n"
         f"try:\n    main({args + ['--json']!r})\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "heavy = [m for m in ('torch', 'numpy', 'transformers', 'matplotlib') if m in sys.modules]\n"
         "sys.stderr.write(repr(heavy))"
@@ -141,8 +141,7 @@ def test_import_vramcalc_is_light() -> None:
 def test_broken_preset_file_is_one_line(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import shutil
 
-    from vramcalc import presets
-
+    from vramcalc.sources import presets
     root = tmp_path / "presets"
     shutil.copytree(presets.presets_dir(), root)
     path = root / "models" / "llama-2-7b.toml"

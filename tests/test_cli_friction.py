@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from vramcalc.cli import app, main
+from vramcalc.cli.app import app, main
 from vramcalc.errors import VramcalcError
 from vramcalc.units import GIB, parse_count, parse_param_count
 
@@ -246,7 +246,7 @@ def test_check_needs_a_gpu(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("args", [["validate"], ["trace", "gpt2"], ["measure", "gpt2"]])
 def test_torch_commands_without_torch(args: list[str]) -> None:
     code = (
-        "import sys; sys.modules['torch'] = None; from vramcalc.cli import main; main(sys.argv[1:])"
+        "import sys; sys.modules['torch'] = None; from vramcalc.cli.app import main; main(sys.argv[1:])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env={**os.environ}
@@ -422,7 +422,7 @@ def test_narrow_infer_drops_the_bar_first() -> None:
 
 
 def test_presets_list_full_names_at_80_columns() -> None:
-    from vramcalc.presets import list_models
+    from vramcalc.sources.presets import list_models
 
     out = runner.invoke(app, ["presets", "list"], env={"COLUMNS": "80"}).stdout
     assert "…" not in out

@@ -11,9 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from vramcalc import presets
-from vramcalc.cli import app, main
-from vramcalc.cost import (
+from vramcalc.cli.app import app, main
+from vramcalc.core.cost import (
     DEFAULT_MBU,
     DEFAULT_MFU,
     PFLOP_S_DAY,
@@ -25,7 +24,8 @@ from vramcalc.cost import (
     training_flops,
 )
 from vramcalc.errors import VramcalcError
-from vramcalc.presets import get_gpu, get_model, use_gpus_file
+from vramcalc.sources import presets
+from vramcalc.sources.presets import get_gpu, get_model, use_gpus_file
 
 runner = CliRunner()
 

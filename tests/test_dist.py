@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vramcalc.cli import app
+from vramcalc.cli.app import app
+from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
 from vramcalc.measure import dist
-from vramcalc.training import estimate_training
 
 torch = pytest.importorskip("torch")
 HAVE_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
@@ -196,7 +196,7 @@ def _tiny_config_dir(tmp_path: Path) -> Path:
 def test_distributed_options_refused_in_one_line(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vramcalc.cli import main
+    from vramcalc.cli.app import main
 
     model = str(_tiny_config_dir(tmp_path))
     task = [] if "--task" in argv else ["--task", "training"]
@@ -210,7 +210,7 @@ def test_distributed_options_refused_in_one_line(
 def test_measure_num_gpus_needs_cuda_or_the_standin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vramcalc.cli import main
+    from vramcalc.cli.app import main
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA machine runs the real launch")

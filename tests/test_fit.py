@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from vramcalc import presets
-from vramcalc.cli import app, main
+from vramcalc.cli.app import app, main
+from vramcalc.core.fitting import Placement, _largest, fit, plan, simple_placement
+from vramcalc.core.inference import estimate_inference
+from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
-from vramcalc.fitting import Placement, _largest, fit, plan, simple_placement
-from vramcalc.inference import estimate_inference
-from vramcalc.presets import get_gpu, get_model, list_gpus, use_gpus_file
-from vramcalc.specs import ModelSpec
-from vramcalc.training import estimate_training
+from vramcalc.sources import presets
+from vramcalc.sources.presets import get_gpu, get_model, list_gpus, use_gpus_file
+from vramcalc.spec.model import ModelSpec
 
 runner = CliRunner()
 
@@ -112,7 +112,7 @@ def test_inference_placement_splits_weights_and_kv(n: int) -> None:
 
 
 def test_training_placement_shards_states_not_activations() -> None:
-    # FSDP full shard over 64 GPUs (vramcalc.distributed): Llama-2-7B's fp32 weights and Adam
+    # FSDP full shard over 64 GPUs (vramcalc.core.distributed): Llama-2-7B's fp32 weights and Adam
     # states are split 64 ways, each GPU runs a whole micro-batch.
     spec = get_model("llama-2-7b")
     single = estimate_training(spec, batch_size=1, seq_len=4096, grad_accum=2)
@@ -239,7 +239,7 @@ def test_no_lazy_export_shares_a_name_with_a_submodule() -> None:
     import vramcalc
 
     modules = {m.name for m in pkgutil.iter_modules(vramcalc.__path__)}
-    assert "fitting" in modules and "sweeps" in modules
+    assert "core" in modules and "cli" in modules
     assert not set(vramcalc._EXPORTS) & modules
     assert set(vramcalc.__all__) == set(vramcalc._EXPORTS)
 
@@ -250,7 +250,7 @@ def test_exports_are_callable_after_their_modules_are_imported() -> None:
     import sys
 
     code = (
-        "import vramcalc.fitting, vramcalc.sweeps, vramcalc.cost, vramcalc.rlhf\n"
+        "import vramcalc.core.fitting, vramcalc.core.sweeps, vramcalc.core.cost, vramcalc.core.rlhf\n"
         "import vramcalc\n"
         "r = vramcalc.fit('gpt2', 'h100', seq_len=1024)\n"
         "s = vramcalc.sweep('gpt2', gpu='h100')\n"

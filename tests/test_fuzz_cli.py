@@ -327,7 +327,7 @@ def _alarm(signum: int, frame: Any) -> None:
 def check(argv: list[str], measure_memory: bool = False) -> str | None:
     """Run `vramcalc ARGV`; None when it behaved, else what went wrong. A run still going after
     four times the time limit is stopped by SIGALRM and reported (it would otherwise hang)."""
-    from vramcalc.presets import use_gpus_file
+    from vramcalc.sources.presets import use_gpus_file
 
     if measure_memory:
         tracemalloc.start()
@@ -374,7 +374,7 @@ def check(argv: list[str], measure_memory: bool = False) -> str | None:
 def _commands() -> list[tuple[list[str], Any]]:
     import typer.main
 
-    from vramcalc.cli import app
+    from vramcalc.cli.app import app
 
     out = []
     stack: list[tuple[list[str], Any]] = [([], typer.main.get_command(app))]

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vramcalc import presets
-from vramcalc.cli import app, main
+from vramcalc.cli.app import app, main
 from vramcalc.errors import PresetError
-from vramcalc.gpu import LocalGPU, local_gpus
-from vramcalc.presets import get_gpu, list_gpus, match_gpu, use_gpus_file
-from vramcalc.specs import GPUSpec
+from vramcalc.nvml import LocalGPU, local_gpus
+from vramcalc.sources import presets
+from vramcalc.sources.presets import get_gpu, list_gpus, match_gpu, use_gpus_file
+from vramcalc.spec.model import GPUSpec
 
 runner = CliRunner()
 
@@ -244,7 +244,7 @@ def test_cli_gpus_local_json(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cli_gpus_local_says_no_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("vramcalc.gpu.local_gpus", lambda: [])
+    monkeypatch.setattr("vramcalc.nvml.local_gpus", lambda: [])
     result = runner.invoke(app, ["gpus", "--local"])
     assert result.exit_code == 0
     assert "no NVIDIA GPU found" in result.output

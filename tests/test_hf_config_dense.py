@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from vramcalc.errors import VramcalcError
-from vramcalc.params import param_count
 from vramcalc.sources.hf_config import spec_from_config
 from vramcalc.sources.hf_config.dense import BUILDERS
 from vramcalc.sources.hf_config.llama_layout import BUILDERS as LLAMA_LAYOUT
+from vramcalc.spec.params import param_count
 
 # Small configs in each family's own field names; pad_token_id 0 where the default exceeds vocab.
 _L = {
@@ -292,7 +292,7 @@ def test_real_configs_give_the_presets(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_preset_cache_matches_transformers(name: str) -> None:
     import vramcalc
-    from vramcalc.hfconfig import hf_config_dict
+    from vramcalc.spec.hfconfig import hf_config_dict
 
     preset = vramcalc.get_model(name)
     per_token, _ = cache_per_token(build(hf_config_dict(preset)))

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vramcalc.errors import UnmappedArchitectureError, VramcalcError
-from vramcalc.params import param_count
 from vramcalc.sources.hf_config import spec_from_config
+from vramcalc.spec.params import param_count
 
 _BASE = {
     "vocab_size": 128,

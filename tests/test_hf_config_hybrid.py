@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from hf_reference import cache_elements, meta_param_count
 
-from vramcalc.cost import estimate_inference_cost
+from vramcalc.core.cost import estimate_inference_cost
+from vramcalc.core.inference import estimate_inference
+from vramcalc.core.kv_cache import kv_cache_bytes, kv_elements_per_token
+from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
-from vramcalc.inference import estimate_inference
-from vramcalc.kv_cache import kv_cache_bytes, kv_elements_per_token
-from vramcalc.params import param_count
 from vramcalc.sources.hf_config import spec_from_config
-from vramcalc.training import estimate_training
+from vramcalc.spec.params import param_count
 
 _ATTN: dict[str, Any] = {
     "vocab_size": 128,
@@ -270,7 +270,7 @@ def test_unmapped_nemotron_blocks_are_refused() -> None:
 
 
 def test_published_sizes() -> None:
-    from vramcalc.params import active_param_count
+    from vramcalc.spec.params import active_param_count
 
     # Jamba v0.1 is JambaConfig's defaults (ai21labs/Jamba-v0.1 config.json): the paper
     # (arXiv 2403.19887, §3.1) reports 52B total and 12B active parameters

@@ -10,10 +10,10 @@ from hf_reference import cache_elements, meta_param_count
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vramcalc.core.kv_cache import kv_elements_per_token
 from vramcalc.errors import VramcalcError
-from vramcalc.kv_cache import kv_elements_per_token
-from vramcalc.params import active_param_count, param_count
 from vramcalc.sources.hf_config import spec_from_config
+from vramcalc.spec.params import active_param_count, param_count
 
 _BASE: dict[str, Any] = {
     "vocab_size": 128,
@@ -261,7 +261,7 @@ def test_cache_of_earlier_moe_mappings(key: str) -> None:
 
 def test_published_sizes_of_moe_presets() -> None:
     import vramcalc
-    from vramcalc.params import tensor_groups
+    from vramcalc.spec.params import tensor_groups
 
     def counts(name: str) -> tuple[int, int, int]:
         spec = vramcalc.get_model(name)

@@ -341,8 +341,7 @@ def test_concurrent_appends_of_large_records_keep_every_line_whole(tmp_path: Pat
 
 
 def test_failed_append_prints_the_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vramcalc import cli_measure
-
+    from vramcalc.cli import measure as cli_measure
     class Live:
         @staticmethod
         def append_record(path: Path, rec: dict) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 import vramcalc
+from vramcalc.core.inference import estimate_inference, kv_cache_bytes
 from vramcalc.errors import VramcalcError
-from vramcalc.inference import estimate_inference, kv_cache_bytes
 from vramcalc.units import GIB
 
 
@@ -112,7 +112,7 @@ def test_top_level_api() -> None:
 def test_units_gb_rendering() -> None:
     from typer.testing import CliRunner
 
-    from vramcalc.cli import app
+    from vramcalc.cli.app import app
 
     out = CliRunner().invoke(app, ["infer", "llama-2-7b", "--units", "GB"])
     assert out.exit_code == 0 and "GB" in out.stdout

@@ -8,11 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import vramcalc
-from vramcalc.cost import estimate_inference_cost
-from vramcalc.inference import estimate_inference
-from vramcalc.kv_cache import kv_cache_bytes, kv_elements_per_sequence, kv_elements_per_token
+from vramcalc.core.cost import estimate_inference_cost
+from vramcalc.core.inference import estimate_inference
+from vramcalc.core.kv_cache import kv_cache_bytes, kv_elements_per_sequence, kv_elements_per_token
 from vramcalc.sources.hf_config import spec_from_config
-from vramcalc.specs import ModelSpec
+from vramcalc.spec.model import ModelSpec
 
 # https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/config.json (the fields that matter)
 DEEPSEEK_V3: dict[str, Any] = {

@@ -10,15 +10,15 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import vramcalc
-from vramcalc import activations as act
-from vramcalc import lora
-from vramcalc.cli import app, main
+from vramcalc.cli.app import app, main
+from vramcalc.core import activations as act
+from vramcalc.core import lora
+from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
-from vramcalc.hfconfig import hf_config_dict
-from vramcalc.params import LINEAR, param_count, tensor_groups
-from vramcalc.quant import FORMATS
-from vramcalc.specs import ModelSpec
-from vramcalc.training import estimate_training
+from vramcalc.spec.hfconfig import hf_config_dict
+from vramcalc.spec.model import ModelSpec
+from vramcalc.spec.params import LINEAR, param_count, tensor_groups
+from vramcalc.spec.quant import FORMATS
 
 TINY_LLAMA = ModelSpec(
     name="tiny-llama",

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from vramcalc import gpu
-from vramcalc.cli import app, main
-from vramcalc.inference import estimate_inference
+from vramcalc import nvml as gpu
+from vramcalc.cli.app import app, main
+from vramcalc.core.inference import estimate_inference
 from vramcalc.units import GIB
 
 runner = CliRunner()

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from vramcalc.cli import app
+from vramcalc.cli.app import app
 from vramcalc.errors import VramcalcError
-from vramcalc.params import BIAS, EMBEDDING, LM_HEAD, OTHER, POSITION, ROUTER, param_count
-from vramcalc.params import active_param_count as active
 from vramcalc.sources import resolve_model_source
+from vramcalc.spec.params import BIAS, EMBEDDING, LM_HEAD, OTHER, POSITION, ROUTER, param_count
+from vramcalc.spec.params import active_param_count as active
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import vramcalc
-from vramcalc.inference import estimate_inference
-from vramcalc.params import LINEAR, TensorGroup, tensor_groups
-from vramcalc.quant import FORMATS, resolve_format, weight_bytes
+from vramcalc.core.inference import estimate_inference
+from vramcalc.spec.params import LINEAR, TensorGroup, tensor_groups
+from vramcalc.spec.quant import FORMATS, resolve_format, weight_bytes
 
 MX = FORMATS["mxfp4"]
 

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import vramcalc
-from vramcalc import activations as act
-from vramcalc import parallel as par
-from vramcalc.cli import app, main
-from vramcalc.params import param_count, tensor_groups
-from vramcalc.training import estimate_training
+from vramcalc.cli.app import app, main
+from vramcalc.core import activations as act
+from vramcalc.core import parallel as par
+from vramcalc.core.training import estimate_training
+from vramcalc.spec.params import param_count, tensor_groups
 
 PSI = 6_738_415_616  # Llama-2-7B parameters (tests/test_params.py)
 MODEL_STATES = ("weights", "gradients", "master_weights", "optimizer_state")
@@ -41,7 +41,7 @@ def _states(**kw: object) -> int:
     ],
 )
 def test_general_path_reproduces_single_gpu(name: str, kw: dict[str, object]) -> None:
-    """explain=True goes through vramcalc.distributed; one plain GPU must give training.py's bytes."""
+    """explain=True goes through vramcalc.core.distributed; one plain GPU must give training.py's bytes."""
     plain = estimate_training(name, **kw)  # type: ignore[arg-type]
     general = estimate_training(name, explain=True, **kw)  # type: ignore[arg-type]
     assert {c.name: c.bytes for c in general.components} == {

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import vramcalc
-from vramcalc.hfconfig import hf_config_dict
-from vramcalc.params import active_param_count, param_count, tensor_groups
-from vramcalc.specs import ModelSpec
+from vramcalc.spec.hfconfig import hf_config_dict
+from vramcalc.spec.model import ModelSpec
+from vramcalc.spec.params import active_param_count, param_count, tensor_groups
 
 
 def test_tiny_llama_by_hand(tiny_llama: ModelSpec) -> None:

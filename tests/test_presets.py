@@ -6,8 +6,8 @@ import pytest
 
 import vramcalc
 from vramcalc.errors import PresetError, UnknownNameError
-from vramcalc.presets import load_toml, presets_dir
-from vramcalc.specs import ModelSpec
+from vramcalc.sources.presets import load_toml, presets_dir
+from vramcalc.spec.model import ModelSpec
 
 REQUIRED = [
     "gpt2",

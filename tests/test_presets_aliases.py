@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 import vramcalc.sources as sources
-from vramcalc.cli import app
+from vramcalc.cli.app import app
 from vramcalc.errors import UnknownNameError
-from vramcalc.presets import VARIANT_SUFFIX as VARIANT
-from vramcalc.presets import get_model, resolve_model_name
 from vramcalc.sources import resolve_model_source
+from vramcalc.sources.presets import VARIANT_SUFFIX as VARIANT
+from vramcalc.sources.presets import get_model, resolve_model_name
 
 runner = CliRunner()
 

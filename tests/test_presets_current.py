@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import vramcalc
-from vramcalc.hfconfig import hf_config_dict
-from vramcalc.params import active_param_count, param_count
+from vramcalc.spec.hfconfig import hf_config_dict
+from vramcalc.spec.params import active_param_count, param_count
 
 # Total parameters (billions, as rounded on the model card) of the text model; Gemma-3 4B-27B
 # cards count the 0.42B SigLIP vision tower too, which the text presets leave out.

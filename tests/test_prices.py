@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vramcalc import presets
-from vramcalc.cli import app, main
+from vramcalc.cli.app import app, main
 from vramcalc.errors import PresetError
-from vramcalc.presets import get_gpu, list_gpus, price_set, use_gpus_file, use_price_source
+from vramcalc.sources import presets
+from vramcalc.sources.presets import get_gpu, list_gpus, price_set, use_gpus_file, use_price_source
 from vramcalc.units import GIB
 
 runner = CliRunner()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from vramcalc.inference import estimate_inference
-from vramcalc.params import param_count
-from vramcalc.specs import ModelSpec
-from vramcalc.training import estimate_training
+from vramcalc.core.inference import estimate_inference
+from vramcalc.core.training import estimate_training
+from vramcalc.spec.model import ModelSpec
+from vramcalc.spec.params import param_count
 
 
 @st.composite

@@ -6,8 +6,8 @@ import pytest
 
 import vramcalc
 from vramcalc.errors import VramcalcError
-from vramcalc.params import TensorGroup, tensor_groups
-from vramcalc.quant import FORMATS, resolve_format, weight_bytes
+from vramcalc.spec.params import TensorGroup, tensor_groups
+from vramcalc.spec.quant import FORMATS, resolve_format, weight_bytes
 
 W = TensorGroup("w", "linear", 4096, 4096, 1)  # one 4096×4096 linear weight
 N = 4096 * 4096

@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import vramcalc
-from vramcalc.calibration import runtime
-from vramcalc.cli import app, main
+from vramcalc.cli.app import app, main
+from vramcalc.core.rlhf import estimate_rlhf, reward_model_spec
+from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
-from vramcalc.hfconfig import hf_config_dict
-from vramcalc.params import param_count
-from vramcalc.rlhf import estimate_rlhf, reward_model_spec
-from vramcalc.training import estimate_training
+from vramcalc.sources.calibration import runtime
+from vramcalc.spec.hfconfig import hf_config_dict
+from vramcalc.spec.params import param_count
 
 N6 = 6_658_404_352  # GPT-3 6.7B (InstructGPT 6B) parameters, test_params / REFERENCES
 H6 = 4096
@@ -179,8 +179,8 @@ def test_ppo_flops_by_hand_and_time() -> None:
 def test_ppo_time_and_price_from_the_gpu_catalog() -> None:
     """--gpu alone prices the run as `vramcalc cost train` would: the catalog's dense peak for the
     precision's math, its generation's default MFU and its on-demand price; given values win."""
-    from vramcalc.cost import compute_peak, default_mfu
-    from vramcalc.presets import get_gpu
+    from vramcalc.core.cost import compute_peak, default_mfu
+    from vramcalc.sources.presets import get_gpu
 
     a100 = get_gpu("a100-80gb")
     peak_tflops, _ = compute_peak(a100, "bf16")
@@ -360,7 +360,7 @@ def test_library_rejects_bad_values() -> None:
         estimate_rlhf("gpt2", stage="rlhf")
 
 
-# ---- sharding and LoRA (forwarded to estimate_training / vramcalc.parallel) ----------------------
+# ---- sharding and LoRA (forwarded to estimate_training / vramcalc.core.parallel) ----------------------
 
 
 def test_ppo_zero3_shards_every_model() -> None:
@@ -509,7 +509,7 @@ def test_cli_separate_table_has_one_table_per_group() -> None:
 def test_band_and_verdict_per_group() -> None:
     """Each group's peak carries the error band of its peak phase's components (results.error_band,
     as every estimate does), and the fit verdict follows it: tight inside the band."""
-    from vramcalc.results import Component, error_band
+    from vramcalc.core.results import Component, error_band
 
     est = _ppo(rollout_batch=8)
     group = est.groups[0]

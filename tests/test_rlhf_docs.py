@@ -16,7 +16,7 @@ GRID = [(32, 1), (64, 1), (64, 2), (64, 4), (128, 4)]
 
 
 def grid_rows() -> list[str]:
-    from vramcalc.rlhf import estimate_rlhf
+    from vramcalc.core.rlhf import estimate_rlhf
 
     rows = []
     for gpus, rollout in GRID:

@@ -15,13 +15,13 @@ from model_files import DTYPE_BYTES, TINY, llama_tensors, write_safetensors
 from typer.testing import CliRunner
 
 import vramcalc
-from vramcalc.cli import app, main
+from vramcalc.cli.app import app, main
 from vramcalc.errors import VramcalcError
-from vramcalc.params import param_count, tensor_groups
-from vramcalc.quant import FORMATS, weight_bytes
 from vramcalc.sources import resolve_model_source
 from vramcalc.sources.gguf import GGML_TYPES, read_gguf
 from vramcalc.sources.safetensors import read_header
+from vramcalc.spec.params import param_count, tensor_groups
+from vramcalc.spec.quant import FORMATS, weight_bytes
 
 runner = CliRunner()
 
@@ -562,7 +562,7 @@ def test_presets_do_not_import_the_hub_or_torch() -> None:
     import sys
 
     code = (
-        "import sys; from vramcalc.cli import main\n"
+        "import sys; from vramcalc.cli.app import main\n"
         "try:\n    main(['infer', 'llama-2-7b', '--json'])\nexcept SystemExit:\n    pass\n"
         "bad = [m for m in ('huggingface_hub', 'torch', 'numpy', 'transformers') if m in sys.modules]\n"
         "sys.stderr.write(repr(bad))"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import vramcalc
-from vramcalc.params import active_param_count, param_count
 from vramcalc.sources import resolve_model_source
+from vramcalc.spec.params import active_param_count, param_count
 
 np = pytest.importorskip("numpy")
 st_numpy = pytest.importorskip("safetensors.numpy")

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from vramcalc.errors import VramcalcError
-from vramcalc.params import active_param_count, param_count
 from vramcalc.sources.hf_config import SUPPORTED_MODEL_TYPES, spec_from_config
+from vramcalc.spec.params import active_param_count, param_count
 
 # Small configs in each architecture's own field names (as their config.json files write them).
 _LLAMA = {

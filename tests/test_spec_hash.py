@@ -1,4 +1,4 @@
-"""ModelSpec's memoised hash keeps pydantic's frozen-model semantics (vramcalc.specs.__hash__)."""
+"""ModelSpec's memoised hash keeps pydantic's frozen-model semantics (vramcalc.spec.model.__hash__)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gc
 import pickle
 
 from vramcalc import get_model
-from vramcalc.specs import _HASHES, ModelSpec
+from vramcalc.spec.model import _HASHES, ModelSpec
 
 
 def _field_values_hash(spec: ModelSpec) -> int:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from vramcalc.cli import app, main
+from vramcalc.cli.app import app, main
 from vramcalc.errors import VramcalcError
 from vramcalc.measure import suite as su
-from vramcalc.params import param_count
-from vramcalc.presets import get_model
+from vramcalc.sources.presets import get_model
+from vramcalc.spec.params import param_count
 
 runner = CliRunner()
 GB80 = 80 * 10**9
@@ -249,8 +249,7 @@ def test_worker_on_cuda_passes_a_device_type(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(
         wk, "run_training", lambda m, wl, device, phase, steps: seen.update(run=device)
     )
-    from vramcalc import gpu
-
+    from vramcalc import nvml as gpu
     monkeypatch.setattr(gpu, "process_used_bytes", lambda pid, i=0: 7000)
     item = su.SuiteItem("qwen2.5-0.5b", "training", 1, 128)
     rec = sw.run_item(item, "cuda:1")

@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import vramcalc
-from vramcalc.cli import app, main
-from vramcalc.cost import estimate_inference_cost, estimate_training_cost
+from vramcalc.cli.app import app, main
+from vramcalc.core.cost import estimate_inference_cost, estimate_training_cost
+from vramcalc.core.fitting import fit
+from vramcalc.core.inference import estimate_inference
+from vramcalc.core.sweep_options import OPTIONS, parse_values
+from vramcalc.core.sweeps import compare, sweep
+from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
-from vramcalc.fitting import fit
-from vramcalc.inference import estimate_inference
-from vramcalc.sweep_options import OPTIONS, parse_values
-from vramcalc.sweeps import compare, sweep
-from vramcalc.training import estimate_training
 from vramcalc.units import GIB
 
 runner = CliRunner()
@@ -421,7 +421,7 @@ def test_csv_keys_when_the_first_row_is_refused() -> None:
 def test_docstring_examples() -> None:
     import doctest
 
-    from vramcalc import sweep_options, sweeps
+    from vramcalc.core import sweep_options, sweeps
 
     for module in (sweep_options, sweeps):
         outcome = doctest.testmod(module)

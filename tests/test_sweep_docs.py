@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from vramcalc.sweep_options import OPTIONS
+from vramcalc.core.sweep_options import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 

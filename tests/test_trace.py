@@ -9,11 +9,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from vramcalc.inference import kv_cache_bytes  # noqa: E402
+from vramcalc.core.inference import kv_cache_bytes  # noqa: E402
 from vramcalc.measure.trace import trace  # noqa: E402
 from vramcalc.measure.validate import TINY_MODELS, ci_grid, compare, summary  # noqa: E402
 from vramcalc.measure.workload import Workload  # noqa: E402
-from vramcalc.params import param_count  # noqa: E402
+from vramcalc.spec.params import param_count  # noqa: E402
 
 # Widest |estimate / trace - 1| the grid allows. Started at 10 % (first worst case: 38 %, MoE
 # prefill); after following the implementation op by op the worst cases are 2.7 % (inference,

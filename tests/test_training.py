@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 
 import vramcalc
+from vramcalc.core.optimizers import state_bytes
+from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
-from vramcalc.optimizers import state_bytes
-from vramcalc.params import TensorGroup, param_count, tensor_groups
-from vramcalc.training import estimate_training
+from vramcalc.spec.params import TensorGroup, param_count, tensor_groups
 
 N7 = 6_738_415_616  # Llama-2-7B parameters
 

@@ -42,7 +42,7 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     data = json.loads(out.stdout)
     assert data["params"] == 6_738_415_616
     listed = subprocess.run(
-        [str(py), "-c", "from vramcalc.presets import presets_dir; print(presets_dir())"],
+        [str(py), "-c", "from vramcalc.sources.presets import presets_dir; print(presets_dir())"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

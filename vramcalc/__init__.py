@@ -18,37 +18,37 @@ __version__ = "0.1.0"
 # that submodule would bind the module over the function, e.g. `vramcalc.fit` before the rename
 # of fit.py to fitting.py)
 _EXPORTS = {
-    "estimate_inference": "inference",
-    "estimate_training": "training",
-    "estimate_rlhf": "rlhf",
-    "estimate_training_cost": "cost",
-    "estimate_inference_cost": "cost",
-    "fit": "fitting",
-    "plan": "fitting",
+    "estimate_inference": "core.inference",
+    "estimate_training": "core.training",
+    "estimate_rlhf": "core.rlhf",
+    "estimate_training_cost": "core.cost",
+    "estimate_inference_cost": "core.cost",
+    "fit": "core.fitting",
+    "plan": "core.fitting",
     "resolve_model_source": "sources",
-    "Estimate": "results",
-    "Component": "results",
-    "GPUFit": "results",
-    "ModelSpec": "specs",
-    "GPUSpec": "specs",
-    "get_model": "presets",
-    "list_models": "presets",
-    "get_gpu": "presets",
-    "list_gpus": "presets",
-    "param_count": "params",
+    "Estimate": "core.results",
+    "Component": "core.results",
+    "GPUFit": "core.results",
+    "ModelSpec": "spec.model",
+    "GPUSpec": "spec.model",
+    "get_model": "sources.presets",
+    "list_models": "sources.presets",
+    "get_gpu": "sources.presets",
+    "list_gpus": "sources.presets",
+    "param_count": "spec.params",
     "VramcalcError": "errors",
-    "Saving": "results",
-    "TrainingCost": "cost",
-    "InferenceCost": "cost",
-    "FitResult": "fitting",
-    "Plan": "fitting",
-    "PlanRow": "fitting",
-    "RlhfEstimate": "rlhf",
-    "sweep": "sweeps",
-    "compare": "sweeps",
-    "SweepResult": "sweeps",
-    "SweepRow": "sweeps",
-    "Comparison": "sweeps",
+    "Saving": "core.results",
+    "TrainingCost": "core.cost",
+    "InferenceCost": "core.cost",
+    "FitResult": "core.fitting",
+    "Plan": "core.fitting",
+    "PlanRow": "core.fitting",
+    "RlhfEstimate": "core.rlhf",
+    "sweep": "core.sweeps",
+    "compare": "core.sweeps",
+    "SweepResult": "core.sweeps",
+    "SweepRow": "core.sweeps",
+    "Comparison": "core.sweeps",
 }
 
 __all__ = [
@@ -86,23 +86,23 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cost import (
+    from vramcalc.core.cost import (
         InferenceCost,
         TrainingCost,
         estimate_inference_cost,
         estimate_training_cost,
     )
-    from .errors import VramcalcError
-    from .fitting import FitResult, Plan, PlanRow, fit, plan
-    from .inference import estimate_inference
-    from .params import param_count
-    from .presets import get_gpu, get_model, list_gpus, list_models
-    from .results import Component, Estimate, GPUFit, Saving
-    from .rlhf import RlhfEstimate, estimate_rlhf
-    from .sources import resolve_model_source
-    from .specs import GPUSpec, ModelSpec
-    from .sweeps import Comparison, SweepResult, SweepRow, compare, sweep
-    from .training import estimate_training
+    from vramcalc.core.fitting import FitResult, Plan, PlanRow, fit, plan
+    from vramcalc.core.inference import estimate_inference
+    from vramcalc.core.results import Component, Estimate, GPUFit, Saving
+    from vramcalc.core.rlhf import RlhfEstimate, estimate_rlhf
+    from vramcalc.core.sweeps import Comparison, SweepResult, SweepRow, compare, sweep
+    from vramcalc.core.training import estimate_training
+    from vramcalc.errors import VramcalcError
+    from vramcalc.sources import resolve_model_source
+    from vramcalc.sources.presets import get_gpu, get_model, list_gpus, list_models
+    from vramcalc.spec.model import GPUSpec, ModelSpec
+    from vramcalc.spec.params import param_count
 
 
 def __getattr__(name: str) -> Any:

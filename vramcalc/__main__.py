@@ -1,3 +1,3 @@
-from .cli import main
+from vramcalc.cli.app import main
 
 main()

@@ -26,7 +26,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import VramcalcError
+from vramcalc.errors import VramcalcError
 
 MAX_JSON_BYTES = 10_000_000  # config.json and model.safetensors.index.json (largest real: ~2 MB)
 MAX_TOML_BYTES = 1_000_000  # a user GPU file: a few [[gpu]] tables

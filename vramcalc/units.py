@@ -20,7 +20,7 @@ Bytes are integers everywhere inside vramcalc; conversion to GiB/GB happens only
 
 from __future__ import annotations
 
-from .errors import VramcalcError
+from vramcalc.errors import VramcalcError
 
 KIB = 1024
 MIB = 1024**2

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vramcalc.errors import VramcalcError
-from vramcalc.specs import ModelSpec
+from vramcalc.spec.model import ModelSpec
 
 ENGINES = ("fsdp", "tp", "tp-fsdp", "zero", "ddp")
 
@@ -106,7 +106,7 @@ class DistRun:
         return args
 
     def estimate(self) -> Any:
-        from vramcalc.training import estimate_training
+        from vramcalc.core.training import estimate_training
 
         kw: dict[str, Any] = {}
         if self.method == "lora":
@@ -187,7 +187,7 @@ def launch(
 
 def compare(run: DistRun, ranks: list[dict[str, Any]]) -> dict[str, Any]:
     """The estimate's tensor bytes beside each rank's peak; error against the most loaded rank."""
-    from vramcalc.results import RUNTIME
+    from vramcalc.core.results import RUNTIME
 
     est = run.estimate()
     est_bytes = sum(c.bytes for c in est.components if c.name not in RUNTIME)
@@ -273,7 +273,7 @@ def run_from_options(
     attention: str = "flash",
 ) -> DistRun:
     """The DistRun that `trace`/`measure` options describe; a bad value raises VramcalcError."""
-    from vramcalc.workloads import resolve_model, resolve_seq_len
+    from vramcalc.core.workloads import resolve_model, resolve_seq_len
 
     if num_gpus < 2:
         raise VramcalcError(f"--num-gpus {num_gpus}: a distributed run needs at least 2 ranks")

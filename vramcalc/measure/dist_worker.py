@@ -36,7 +36,7 @@ def _build(run: dict[str, Any], device: str) -> Any:
     """The transformers model of the run, random weights; LoRA wraps it with PEFT."""
     import torch
 
-    from vramcalc.specs import ModelSpec
+    from vramcalc.spec.model import ModelSpec
 
     from .workload import Workload, build_model
 
@@ -231,8 +231,7 @@ def run_one(run: dict[str, Any], device: str) -> dict[str, Any]:
     if cuda:
         out["max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
         out["max_memory_reserved_bytes"] = int(torch.cuda.max_memory_reserved())
-        from vramcalc import gpu
-
+        from vramcalc import nvml as gpu
         out["nvml_process_bytes"] = gpu.process_used_bytes(os.getpid(), torch.cuda.current_device())
     out["seconds"] = round(time.perf_counter() - t0, 3)
     del model, opt

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vramcalc import gpu
+from vramcalc import nvml as gpu
 from vramcalc.errors import VramcalcError
 
 from .workload import Workload, build_model, run_inference, run_training
@@ -107,7 +107,7 @@ def environment(device_index: int = 0) -> dict[str, Any]:
 
 def make_record(wl: Workload, readings: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     """One self-describing record: what ran, where, what it read, and the estimate beside it."""
-    from vramcalc.results import Estimate
+    from vramcalc.core.results import Estimate
 
     est: Estimate = wl.estimate()
     return {

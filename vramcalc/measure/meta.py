@@ -4,7 +4,7 @@ model itself on the meta device (shapes only: no weights, no memory, no GPU).
 From a config.json dict, ``AutoModelForCausalLM.from_config`` builds the model under
 ``torch.device("meta")``; its parameters give the exact tensor inventory (tied weights counted
 once, as ``model.parameters()`` counts them), each classified by role for the kinds of
-:mod:`vramcalc.params`. A forward with ``use_cache=True`` at three short lengths, still on the meta
+:mod:`vramcalc.spec.params`. A forward with ``use_cache=True`` at three short lengths, still on the meta
 device, fills the model's own cache object (transformers v5 ``Cache``: layers holding keys/values,
 or conv/recurrent states for state-space and linear-attention layers); the slope of its element
 count is the cache per token, the intercept the fixed per-sequence state.
@@ -24,8 +24,8 @@ from functools import lru_cache
 from typing import Any
 
 from vramcalc.errors import VramcalcError
-from vramcalc.params import BIAS, EMBEDDING, LINEAR, LM_HEAD, NORM, OTHER, POSITION, ROUTER
-from vramcalc.specs import ExactTensor, ModelSpec
+from vramcalc.spec.model import ExactTensor, ModelSpec
+from vramcalc.spec.params import BIAS, EMBEDDING, LINEAR, LM_HEAD, NORM, OTHER, POSITION, ROUTER
 
 from .meta_spec import CacheInventory, MetaInventory, spec_from_inventory
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vramcalc.errors import VramcalcError
-from vramcalc.params import LINEAR, LM_HEAD, POSITION
-from vramcalc.specs import ExactTensor, ModelSpec
+from vramcalc.spec.model import ExactTensor, ModelSpec
+from vramcalc.spec.params import LINEAR, LM_HEAD, POSITION
 
 # Config names of the number of experts a token is routed to, across transformers' MoE configs.
 _TOP_K_NAMES = (

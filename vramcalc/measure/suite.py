@@ -64,7 +64,7 @@ class SuiteItem:
 
     def estimate(self) -> Any:
         if self.kind == "inference":
-            from vramcalc.inference import estimate_inference
+            from vramcalc.core.inference import estimate_inference
 
             dtype, quant = self.dtype, None
             if self.dtype in ("int8", "int4"):
@@ -76,7 +76,7 @@ class SuiteItem:
                 batch_size=self.batch_size,
                 seq_len=self.seq_len,
             )
-        from vramcalc.training import estimate_training
+        from vramcalc.core.training import estimate_training
 
         kw: dict[str, Any] = {}
         if self.method != "full":

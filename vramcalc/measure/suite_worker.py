@@ -133,7 +133,7 @@ def _decoder_linears(model: Any) -> list[tuple[Any, str, Any]]:
 
 def build(item: SuiteItem, device: str) -> tuple[Any, Any]:
     """(model, Workload) of the item on `device`, random weights."""
-    from vramcalc.workloads import resolve_model
+    from vramcalc.core.workloads import resolve_model
 
     from .workload import Workload, build_model
 
@@ -193,7 +193,7 @@ def run_item(item: SuiteItem, device: str) -> dict[str, Any]:
     """Build, run and read one workload; an out-of-memory error is a result."""
     import torch
 
-    from vramcalc import gpu
+    from vramcalc import nvml as gpu
 
     from .workload import run_inference, run_training
 

@@ -12,8 +12,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from vramcalc.results import RUNTIME
-from vramcalc.specs import ModelSpec
+from vramcalc.core.results import RUNTIME
+from vramcalc.spec.model import ModelSpec
 
 from .workload import Workload
 
@@ -140,7 +140,7 @@ def ci_grid() -> list[Workload]:
 
 def seven_b_grid() -> list[Workload]:
     """7B-class presets (benchmarks/accuracy.py): serving and training shapes people run."""
-    from vramcalc.presets import get_model
+    from vramcalc.sources.presets import get_model
 
     rows: list[Workload] = []
     for name in ("llama-2-7b", "mistral-7b", "qwen2.5-7b"):

@@ -3,7 +3,7 @@
 This module holds the torch-free description (:class:`Workload`) and, in functions that import
 torch lazily, the pieces both the trace and the live measurement run: building the Hugging Face
 reference model (from the config.json the spec was read from, else from
-:func:`vramcalc.hfconfig.hf_config_dict`) and running one inference prefill or
+:func:`vramcalc.spec.hfconfig.hf_config_dict`) and running one inference prefill or
 one training step exactly as the estimate describes it.
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vramcalc.core.results import Estimate
+from vramcalc.core.workloads import resolve_seq_len, resolve_source
 from vramcalc.errors import VramcalcError
-from vramcalc.results import Estimate
-from vramcalc.specs import ModelSpec
-from vramcalc.workloads import resolve_seq_len, resolve_source
+from vramcalc.spec.model import ModelSpec
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # Optimizers the reference run can build from torch / transformers alone.
@@ -48,7 +48,7 @@ class Workload:
     def estimate(self) -> Estimate:
         """The analytic estimate of this workload."""
         if self.kind == "inference":
-            from vramcalc.inference import estimate_inference
+            from vramcalc.core.inference import estimate_inference
 
             return estimate_inference(
                 self.spec,
@@ -58,7 +58,7 @@ class Workload:
                 logits=self.logits,
                 attention=self.attention,
             )
-        from vramcalc.training import estimate_training
+        from vramcalc.core.training import estimate_training
 
         return estimate_training(
             self.spec,
@@ -208,11 +208,11 @@ def build_model(wl: Workload, device: str) -> Any:
 def reference_config(wl: Workload) -> Any:
     """The transformers config of the reference model: the config.json the spec was read from
     when there is one (any architecture transformers ships, its decoder for a multimodal
-    wrapper), else the one :func:`vramcalc.hfconfig.hf_config_dict` writes for the mapped
+    wrapper), else the one :func:`vramcalc.spec.hfconfig.hf_config_dict` writes for the mapped
     families; any other spec is refused rather than built as the wrong model."""
     from transformers import AutoConfig
 
-    from vramcalc.hfconfig import HF_CONFIG_ARCHITECTURES, hf_config_dict
+    from vramcalc.spec.hfconfig import HF_CONFIG_ARCHITECTURES, hf_config_dict
 
     from .meta import build_config
 

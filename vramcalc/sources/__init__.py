@@ -6,7 +6,7 @@ Resolution order for a string: ``hf:org/name`` forces the Hub; an existing path 
 config.json, a model folder or a .safetensors file beside its config.json; a string written as a
 path (./, /, ~, a model file suffix) that does not exist fails as a path; otherwise a preset name
 or alias (Hub ids of presets and their instruct/chat variants included, see
-:func:`vramcalc.presets.resolve_model_name`); a missing path under a folder that exists fails as a path;
+:func:`vramcalc.sources.presets.resolve_model_name`); a missing path under a folder that exists fails as a path;
 otherwise ``org/name`` (or ``org/name@revision``) is a Hub id. Giving a revision skips the presets.
 """
 
@@ -21,10 +21,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from vramcalc.errors import UnknownNameError, UnmappedArchitectureError, VramcalcError
-from vramcalc.params import active_param_count, param_count
-from vramcalc.presets import resolve_model_name
 from vramcalc.safe_io import clean_text, expand_user
-from vramcalc.specs import ModelSpec
+from vramcalc.sources.presets import resolve_model_name
+from vramcalc.spec.model import ModelSpec
+from vramcalc.spec.params import active_param_count, param_count
 
 from .checkpoint import CheckpointInfo, TensorRecord, checkpoint_weight_bytes, exact_tensors_of
 

@@ -15,9 +15,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vramcalc.params import BIAS, EMBEDDING, LINEAR, LM_HEAD, NORM, POSITION, ROUTER, TensorGroup
-from vramcalc.quant import WeightFormat, weight_bytes
-from vramcalc.specs import ExactTensor
+from vramcalc.spec.model import ExactTensor
+from vramcalc.spec.params import (
+    BIAS,
+    EMBEDDING,
+    LINEAR,
+    LM_HEAD,
+    NORM,
+    POSITION,
+    ROUTER,
+    TensorGroup,
+)
+from vramcalc.spec.quant import WeightFormat, weight_bytes
 
 
 class TensorRecord(BaseModel):

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from vramcalc.errors import VramcalcError, format_validation_error
 from vramcalc.safe_io import clean_text, open_regular
-from vramcalc.specs import ModelSpec
+from vramcalc.spec.model import ModelSpec
 
 from .checkpoint import TensorRecord
 from .gguf_cache import mla_fields, per_layer_kv, refuse_recurrent, window_fields

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from vramcalc.errors import UnmappedArchitectureError, VramcalcError, format_validation_error
 from vramcalc.safe_io import clean_text
-from vramcalc.specs import ModelSpec
+from vramcalc.spec.model import ModelSpec
 
 from .core import BUILDERS as _CORE
 from .core import DEFAULTS as _CORE_DEFAULTS

@@ -4,7 +4,7 @@ DeltaNet, arXiv 2412.06464, beside gated attention) and LFM2 / LFM2-MoE (gated s
 Their cache is, as for Mamba hybrids, keys and values in the attention layers only plus a fixed
 state per sequence in the others: the conv window (and for the gated DeltaNet its matrix-valued
 recurrent state, value heads × key head dim × value head dim), described with the same ssm_*
-fields (vramcalc.specs). Tensors follow transformers v5 ``modeling_<type>.py``.
+fields (vramcalc.spec.model). Tensors follow transformers v5 ``modeling_<type>.py``.
 """
 
 from __future__ import annotations

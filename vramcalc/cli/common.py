@@ -1,0 +1,163 @@
+"""Options and helpers shared by the command modules: the choice enums, the annotated options,
+MODEL resolution and the one JSON/console emitter of an estimate."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from vramcalc.cli.options import GpusPerNodeOpt, NodesOpt, print_json, size_option, warn
+from vramcalc.spec.quant import DEFAULT_FORMAT, FORMATS, KV_BYTES
+
+__all__ = ["GpusPerNodeOpt", "NodesOpt"]
+
+
+DtypeChoice = Enum("DtypeChoice", {k: k for k in DEFAULT_FORMAT}, type=str)  # type: ignore[misc]
+QuantChoice = Enum("QuantChoice", {k: k for k in FORMATS}, type=str)  # type: ignore[misc]
+KvChoice = Enum("KvChoice", {k: k for k in KV_BYTES}, type=str)  # type: ignore[misc]
+
+
+class UnitsChoice(str, Enum):
+    GiB = "GiB"
+    GB = "GB"
+
+
+class PrecisionChoice(str, Enum):
+    fp32 = "fp32"
+    bf16_mixed = "bf16-mixed"
+    fp16_mixed = "fp16-mixed"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class LogitsChoice(str, Enum):
+    last = "last"
+    all = "all"
+
+
+class AttentionChoice(str, Enum):
+    flash = "flash"
+    eager = "eager"
+
+
+class CheckpointChoice(str, Enum):
+    none = "none"
+    full = "full"
+
+
+class MethodChoice(str, Enum):
+    full = "full"
+    lora = "lora"
+    qlora = "qlora"
+
+
+class FsdpChoice(str, Enum):
+    full = "full"
+    grad_op = "grad-op"
+    no_shard = "no-shard"
+    hybrid = "hybrid"
+
+
+class OffloadChoice(str, Enum):
+    none = "none"
+    optimizer = "optimizer"
+    params = "params"
+
+
+_SOURCE_HELP = "preset name, config.json, model folder, .gguf or Hub id org/name[@rev]"
+ModelArg = Annotated[str, typer.Argument(help=_SOURCE_HELP + " (see `vramcalc presets list`)")]
+PresetArg = Annotated[
+    str, typer.Argument(help="preset name or alias (see `vramcalc presets list`)")
+]
+SourceArg = Annotated[str, typer.Argument(help=_SOURCE_HELP)]
+RevisionOpt = Annotated[
+    str | None, typer.Option("--revision", help="Hub revision (branch, tag, commit) of org/name")
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Hub models from the local cache only (HF_HUB_OFFLINE)")
+]
+AssumeLlamaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--assume-llama",
+        help="read an unmapped architecture as a Llama-style decoder: a labelled rough estimate "
+        "(range ×2 either way, never 'fits')",
+    ),
+]
+BatchOpt = Annotated[
+    int, size_option("--batch-size", "-b", high=1_000_000, help="sequences per step")
+]
+_SEQ_HELP = "tokens per sequence{}; default min(4096, model max)"
+SeqOpt = Annotated[
+    int | None,
+    size_option("--seq-len", "-s", high=1 << 24, binary=True, help=_SEQ_HELP.format("")),
+]
+InferSeqOpt = Annotated[
+    int | None,
+    size_option(
+        "--seq-len", "-s", high=1 << 24, binary=True, help=_SEQ_HELP.format(" (prompt + generated)")
+    ),
+]
+GpuOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gpu",
+        metavar="GPU",
+        help="GPU (see `vramcalc gpus`): does it fit, with how much headroom",
+    ),
+]
+GpuMemOpt = Annotated[
+    float | None, typer.Option("--gpu-mem", min=0.001, max=1 << 20, help="GPU memory in GiB")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="print the result as JSON (schema in README)")
+]
+UnitsOpt = Annotated[UnitsChoice, typer.Option("--units", help="GiB (2^30 bytes) or GB (10^9)")]
+AttnOpt = Annotated[
+    AttentionChoice,
+    typer.Option("--attention", help="flash/memory-efficient SDPA or eager (keeps s×s scores)"),
+]
+
+
+def _value(choice: Any) -> Any:
+    return choice.value if isinstance(choice, Enum) else choice
+
+
+def model_arg(model: str, assume_llama: bool) -> Any:
+    """MODEL as given, or with --assume-llama its spec read now (labelled rough), for the commands
+    whose library call resolves a name itself."""
+    if not assume_llama:
+        return model
+    spec = _source(model, None, False, True).spec
+    if spec.assumed_architecture is not None:
+        sys.stderr.write(
+            f"vramcalc: warning: architecture {spec.assumed_architecture!r} is not mapped, read "
+            "as Llama (--assume-llama): a rough estimate\n"
+        )
+    return spec
+
+
+def _source(model: str, revision: str | None, offline: bool, assume_llama: bool = False) -> Any:
+    """Resolve MODEL once (preset, path, .gguf, Hub id) for every estimate of the command."""
+    from vramcalc.sources import resolve_model_source
+
+    return resolve_model_source(
+        model, revision=revision, offline=offline, assume_llama=assume_llama
+    )
+
+
+def _print_json(data: object, kind: str | None = None, key: str = "items") -> None:
+    print_json(data, kind, key)
+
+
+def _emit(est: Any, as_json: bool, units: UnitsChoice, explain: bool = False) -> None:
+    warn(est.warnings)
+    if as_json:
+        _print_json(est.model_dump(mode="json"))
+        return
+    from vramcalc.report import console as report
+
+    report.render_estimate(est, units.value, explain=explain)

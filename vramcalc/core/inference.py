@@ -1,0 +1,328 @@
+"""Memory to serve a model: weights + KV cache + peak forward activations + runtime overhead."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from vramcalc.core import activations as act
+from vramcalc.core.kv_cache import kv_cache_bytes, kv_cache_formula, kv_cache_terms
+from vramcalc.core.results import Component, Estimate, make_estimate
+from vramcalc.core.workloads import (
+    Common,
+    context_warnings,
+    resolve_gpu,
+    resolve_seq_len,
+    resolve_source,
+    validate,
+)
+from vramcalc.errors import checked_keywords
+from vramcalc.sources.calibration import Runtime, runtime
+from vramcalc.spec.model import ModelSpec
+from vramcalc.spec.params import TensorGroup, tensor_groups
+from vramcalc.spec.quant import (
+    FORMATS,
+    NOMINAL_BYTES,
+    WeightFormat,
+    kv_bytes_per_element,
+    resolve_format,
+    weight_bytes,
+)
+from vramcalc.units import parse_param_count
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vramcalc.sources import ModelSource
+
+
+class InferenceRequest(Common):
+    dtype: str = "bf16"
+    quant: str | None = None
+    kv_dtype: str | None = None
+    logits: Literal["last", "all"] = Field(
+        "last",
+        description="last: generation (logits of the last position); all: scoring a sequence",
+    )
+
+
+def inference_activation_bytes(
+    spec: ModelSpec, batch_size: int, seq_len: int, act_bytes: int, logits: str, attention: str
+) -> tuple[int, str]:
+    """Peak transient bytes of a prefill of `seq_len` tokens and which part sets it.
+
+    Inside a layer the residual stream (4·h per token, 5·h for GPT-2) sits beside the largest
+    workspace. Eager attention adds one layer's scores: transformers computes q·kᵀ (compute dtype),
+    then ``softmax(..., dtype=float32)`` — which first upcasts its input (a second fp32 copy when
+    the scores are 16-bit) — then casts back: (a + 8)·b·heads·s² at the softmax, (a + 4) in fp32,
+    beside q (k and v are in the cache by then), and the b·s² additive mask lives through the
+    layers; GPT-2's block also holds the layer's probabilities (a·b·heads·s²) through its MLP. The logits peak comes after the layers, when only the kept logits and
+    the fp32 copy that generate() (or a scorer) makes are alive: rows × V × (a + 4).
+    Coefficients checked against ``vramcalc validate`` (docs/validation.md).
+    """
+    activations, peak_part, _ = inference_activation_terms(
+        spec, batch_size, seq_len, act_bytes, logits, attention
+    )
+    return activations, peak_part
+
+
+@lru_cache(maxsize=1024, typed=True)  # pure in its arguments; sweeps repeat them
+def inference_activation_terms(
+    spec: ModelSpec, batch_size: int, seq_len: int, act_bytes: int, logits: str, attention: str
+) -> tuple[int, str, str]:
+    """inference_activation_bytes, the part that sets the peak, and its arithmetic (--explain)."""
+    tokens = batch_size * seq_len
+    res_per_token = act.inference_residual_per_token(spec, act_bytes)
+    residual = tokens * res_per_token
+    ws = act.inference_layer_workspace_per_token(spec, act_bytes)
+    candidates = {name: residual + tokens * per_token for name, per_token in ws.items()}
+    formulas = {
+        name: f"{tokens} tokens × ({res_per_token:g} residual + {per_token:g} {name}) B"
+        for name, per_token in ws.items()
+    }
+    if attention == "eager":
+        upcast = 4 if act_bytes < 4 else 0
+        scores = batch_size * spec.num_attention_heads * seq_len * seq_len
+        mask = batch_size * seq_len * seq_len * act_bytes  # additive causal mask, whole forward
+        at_softmax = tokens * spec.q_dim * act_bytes  # q (k and v are in the cache by now)
+        at_softmax += scores * (act_bytes + 4 + upcast)
+        if residual + at_softmax > candidates["attention"]:
+            candidates["attention"] = residual + at_softmax
+            formulas["attention"] = (
+                f"{tokens} tokens × ({res_per_token:g} residual + {spec.q_dim} × {act_bytes} q) B"
+                f" + {scores} scores × {act_bytes + 4 + upcast} B"
+            )
+        candidates = {k: v + mask for k, v in candidates.items()}
+        formulas = {k: f"{f} + {mask} mask B" for k, f in formulas.items()}
+        if spec.architecture in act.KEEPS_ATTN_OUTPUT:  # the block returns the probabilities
+            candidates["mlp"] += scores * act_bytes
+            formulas["mlp"] += f" + {scores} probabilities × {act_bytes} B"
+    logit_rows = tokens if logits == "all" else batch_size
+    candidates["logits"] = logit_rows * spec.output_width * (act_bytes + 4)
+    formulas["logits"] = f"{logit_rows} rows × {spec.output_width} vocab × ({act_bytes} + 4) B"
+    peak_part = max(candidates, key=lambda k: candidates[k])
+    return int(candidates[peak_part]), peak_part, formulas[peak_part]
+
+
+# The CUDA context component of the calibration in use, built once (runtime() is cached; a test
+# that swaps the calibration gets a new object, hence a new component).
+_CONTEXT: list[tuple[Runtime, Component]] = []
+
+
+def _context_component(rt: Runtime) -> Component:
+    if _CONTEXT and _CONTEXT[0][0] is rt:
+        return _CONTEXT[0][1]
+    component = Component(
+        name="cuda_context",
+        bytes=rt.cuda_context_bytes,
+        note=f"CUDA context and library workspaces, {rt.cuda_context_mib} MiB ({rt.cuda_context_source})",
+        formula=f"{rt.cuda_context_mib} MiB × 1,048,576",
+    )
+    _CONTEXT[:] = [(rt, component)]
+    return component
+
+
+def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
+    """CUDA context (fixed) + caching-allocator slack (a fraction of what is allocated and freed)."""
+    rt = runtime()
+    return [
+        _context_component(rt),
+        Component(
+            name="allocator_slack",
+            bytes=int(rt.allocator_slack_fraction * dynamic_bytes),
+            note=f"{rt.allocator_slack_fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks",
+            formula=f"{rt.allocator_slack_fraction:g} × {dynamic_bytes:,}",
+        ),
+    ]
+
+
+@lru_cache(maxsize=512)  # the same model and format recur across a sweep's points
+def weights_formula(groups: tuple[TensorGroup, ...], fmt: WeightFormat) -> str:
+    """The weights' arithmetic: values × width when every tensor has one width, else the bytes
+    of each tensor group in `fmt` (quantized linears carry their scales and zeros)."""
+    numel = sum(g.numel for g in groups)
+    total = sum(fmt.group_bytes(g) for g in groups)
+    if total == numel * fmt.compute_bytes:
+        return f"{numel:,} values × {fmt.compute_bytes} B"
+    return " + ".join(f"{fmt.group_bytes(g):,} {g.name}" for g in groups)
+
+
+@checked_keywords
+def estimate_inference(
+    model: str | ModelSpec | ModelSource | None = None,
+    *,
+    params: str | int | None = None,
+    dtype: str = "bf16",
+    quant: str | None = None,
+    kv_dtype: str | None = None,
+    batch_size: int = 1,
+    seq_len: int | None = None,
+    logits: str = "last",
+    attention: str = "flash",
+    gpu: str | None = None,
+    gpu_mem_gib: float | None = None,
+    revision: str | None = None,
+    assume_llama: bool = False,
+) -> Estimate:
+    """GPU memory to serve `model` at the peak of a prefill of `seq_len` tokens for `batch_size`
+    sequences, with the KV cache for all of them.
+
+    `model` is a preset name or alias, a ModelSpec, a config.json / model folder / .gguf path, a
+    Hugging Face Hub id (at `revision`), or a resolved ModelSource. When a checkpoint header was
+    read, the weights are its exact tensors (as stored if pre-quantized). Given only `params`
+    (e.g. "7B"), the estimate is weights only and says so.
+    """
+    req = validate(
+        InferenceRequest,
+        dtype=dtype,
+        quant=quant,
+        kv_dtype=kv_dtype,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        logits=logits,
+        attention=attention,
+        gpu=gpu,
+        gpu_mem_gib=gpu_mem_gib,
+    )
+    assert isinstance(req, InferenceRequest)
+    fmt = resolve_format(req.dtype, req.quant)
+    fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
+    if model is None:
+        if params is None:
+            from vramcalc.errors import VramcalcError
+
+            raise VramcalcError("give a model name or --params (e.g. --params 7B)")
+        return weights_only_estimate(parse_param_count(params), fmt, req.dtype, fit)
+    source = resolve_source(model, revision, assume_llama=assume_llama)
+    spec = source.spec
+    seq = resolve_seq_len(spec, req.seq_len)
+    weights = weight_bytes(tensor_groups(spec), fmt)
+    weights_note = f"{fmt.name}: {fmt.description}"
+    w_formula = weights_formula(tensor_groups(spec), fmt)
+    compute_dtype = "fp32" if fmt.compute_bytes == 4 else "bf16"
+    dtype_used, quant_used, warnings = req.dtype, fmt.name, context_warnings(spec, seq)
+    if source.checkpoint is not None:
+        from vramcalc.sources import checkpoint_weight_bytes
+        from vramcalc.sources.checkpoint import tensor_groups_of
+
+        weights, weights_note = checkpoint_weight_bytes(source.checkpoint, fmt)
+        stored = source.checkpoint.quantization
+        w_formula = (
+            " + ".join(f"{b:,} {dt}" for dt, b in source.checkpoint.bytes_by_dtype().items())
+            if stored
+            else weights_formula(tensor_groups_of(source.checkpoint), fmt)
+        )
+        if stored:  # pre-quantized weights are used as stored: report what was used
+            dtype_used, quant_used = compute_dtype, stored
+            if req.quant is not None or req.dtype not in ("bf16", "fp16", "fp32"):
+                asked = f"--quant {req.quant}" if req.quant else f"--dtype {req.dtype}"
+                warnings.append(
+                    f"{asked} ignored for the weights: {source.checkpoint.format} weights are "
+                    f"used as stored ({stored}); compute dtype {compute_dtype}"
+                )
+    kv_dtype_name = req.kv_dtype or compute_dtype
+    kv, kv_formula = kv_cache_terms(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
+    activations, peak_part, act_formula = inference_activation_terms(
+        spec, req.batch_size, seq, fmt.compute_bytes, req.logits, req.attention
+    )
+    components = [
+        Component(name="weights", bytes=weights, note=weights_note, formula=w_formula),
+        Component(
+            name="kv_cache",
+            bytes=kv,
+            note=kv_cache_formula(spec, req.batch_size, seq, kv_dtype_name),
+            formula=kv_formula,
+        ),
+        Component(
+            name="activations",
+            bytes=activations,
+            note=f"prefill peak: residual stream + {peak_part} workspace ({req.attention} attention, logits of {req.logits} positions)",
+            formula=act_formula,
+        ),
+        *runtime_overhead_components(kv + activations),
+    ]
+    inputs = {
+        "model": spec.name,
+        "dtype": dtype_used,
+        "quant": quant_used,
+        "kv_dtype": kv_dtype_name,
+        "batch_size": req.batch_size,
+        "seq_len": seq,
+        "logits": req.logits,
+        "attention": req.attention,
+    }
+    if source.kind not in ("preset", "spec"):  # a file or Hub id: say which, and how weights came
+        inputs["model_source"] = source.kind
+        inputs["weights_from"] = (
+            "checkpoint header"
+            if source.checkpoint
+            # no checkpoint, but the meta-device route read the tensors off transformers' model
+            else "meta-device tensors"
+            if spec.exact_tensors
+            else "config formula"
+        )
+    return make_estimate(
+        components,
+        fit,
+        kind="inference",
+        model=spec.name,
+        assumed_architecture=spec.assumed_architecture,
+        params=source.params,
+        active_params=source.active_params,
+        phase="prefill",
+        inputs=inputs,
+        assumptions=[
+            f"prefill of the whole {seq}-token context at once (the worst case; generation after it needs less workspace)",
+            "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
+            *act.approximation_notes(spec),
+            *source.notes,
+        ],
+        warnings=warnings,
+    )
+
+
+# Effective bytes per parameter of a format on a reference 4096×4096 linear weight: what the
+# quantization metadata adds when only the parameter count is known.
+_REFERENCE_SHAPE = (4096, 4096)
+
+
+def format_bytes_per_param(fmt: WeightFormat) -> float:
+    rows, cols = _REFERENCE_SHAPE
+    return fmt.quantized_tensor_bytes(rows, cols) / (rows * cols)
+
+
+def weights_only_estimate(
+    n_params: int, fmt: WeightFormat, dtype: str, fit: tuple[str, int] | None
+) -> Estimate:
+    """params × nominal bytes of the dtype: the classic table (no KV cache, activations or overhead)."""
+    nominal = NOMINAL_BYTES[dtype.lower()]
+    weights = int(n_params * nominal)
+    return make_estimate(
+        [
+            Component(
+                name="weights",
+                bytes=weights,
+                note=f"{n_params:,} params × {nominal:g} byte{'' if nominal == 1 else 's'} ({dtype})",
+                formula=f"{n_params:,} × {nominal:g} B",
+            )
+        ],
+        fit,
+        kind="inference",
+        model=f"{n_params:,} parameters",
+        params=n_params,
+        active_params=n_params,
+        weights_only=True,
+        phase="weights only",
+        inputs={
+            "params": n_params,
+            "dtype": dtype,
+            "quant": fmt.name,
+            "format_bytes_per_param": format_bytes_per_param(fmt),
+        },
+        assumptions=[
+            "model given only by size: weights only, no KV cache, activations or runtime overhead"
+        ],
+    )
+
+
+__all__ = ["FORMATS", "InferenceRequest", "estimate_inference", "kv_cache_bytes"]
