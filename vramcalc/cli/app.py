@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vramcalc.cli import cost, measure, rlhf, sources, sweep
+from vramcalc.cli import cost, fit, gpus, measure, rlhf, sources, sweep
 from vramcalc.cli.infer import infer
 from vramcalc.cli.options import VramcalcGroup, print_version
 from vramcalc.cli.presets import presets_app
@@ -40,7 +40,7 @@ def _root(
 # command modules register in the order `vramcalc --help` lists them
 app.command()(infer)
 app.command()(train)
-for _module in (cost, sources, measure, rlhf, sweep):
+for _module in (gpus, cost, fit, sources, measure, rlhf, sweep):
     _module.register(app)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from vramcalc.cli.options import GpusPerNodeOpt, NodesOpt, print_json, size_option, warn
+from vramcalc.core.optimizers import Optimizer
 from vramcalc.spec.quant import DEFAULT_FORMAT, FORMATS, KV_BYTES
 
 __all__ = ["GpusPerNodeOpt", "NodesOpt"]
@@ -161,3 +163,108 @@ def _emit(est: Any, as_json: bool, units: UnitsChoice, explain: bool = False) ->
     from vramcalc.report import console as report
 
     report.render_estimate(est, units.value, explain=explain)
+
+
+# ---- options shared by gpus, cost, fit and plan ----
+
+
+class TaskChoice(str, Enum):
+    infer = "infer"
+    train = "train"
+
+
+class TrainDtypeChoice(str, Enum):
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp8 = "fp8"
+    tf32 = "tf32"
+    fp32 = "fp32"
+
+
+GpuArg = Annotated[
+    str, typer.Option("--gpu", metavar="GPU", help="catalog GPU (see `vramcalc gpus`)")
+]
+NumGpusOpt = Annotated[
+    int, typer.Option("--num-gpus", "-n", min=1, max=1_000_000, help="GPUs working together")
+]
+MfuOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--mfu", min=0.0001, max=1.0, help="model FLOPs utilisation (default: docs/cost.md)"
+    ),
+]
+PriceSourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--price-source",
+        metavar="SET|FILE",
+        help="price set to use (default runpod-on-demand; see `vramcalc gpus`) or a TOML file "
+        "of the same form",
+    ),
+]
+PriceOpt = Annotated[
+    float | None, typer.Option("--price", min=0.0, help="USD per GPU-hour (default: the catalog's)")
+]
+PromptOpt = Annotated[
+    int, size_option("--prompt", high=1 << 24, binary=True, help="prompt tokens per request")
+]
+OutputOpt = Annotated[
+    int, size_option("--output", high=1 << 24, binary=True, help="generated tokens per request")
+]
+
+
+def workload_options(
+    task: TaskChoice,
+    dtype: Any,
+    quant: Any,
+    kv_dtype: Any,
+    precision: PrecisionChoice,
+    optimizer: Optimizer,
+    grad_checkpointing: CheckpointChoice,
+    attention: AttentionChoice,
+    batch_size: int | None,
+    seq_len: int | None,
+) -> dict[str, Any]:
+    common: dict[str, Any] = {"attention": attention.value}
+    if batch_size is not None:
+        common["batch_size"] = batch_size
+    if seq_len is not None:
+        common["seq_len"] = seq_len
+    if task is TaskChoice.infer:
+        return common | {
+            "dtype": _value(dtype),
+            "quant": _value(quant),
+            "kv_dtype": _value(kv_dtype),
+        }
+    return common | {
+        "precision": precision.value,
+        "optimizer": optimizer.value,
+        "grad_checkpointing": grad_checkpointing.value,
+    }
+
+
+TaskOpt = Annotated[TaskChoice, typer.Option("--task", help="infer or train")]
+DtypeOpt = Annotated[DtypeChoice, typer.Option("--dtype", help="infer: weight dtype")]
+QuantOpt = Annotated[QuantChoice | None, typer.Option("--quant", help="infer: quant format")]
+KvOpt = Annotated[KvChoice | None, typer.Option("--kv-dtype", help="infer: KV cache dtype")]
+PrecOpt = Annotated[PrecisionChoice, typer.Option("--precision", help="train: precision")]
+OptimOpt = Annotated[Optimizer, typer.Option("--optimizer", help="train: optimizer")]
+CkptOpt = Annotated[
+    CheckpointChoice, typer.Option("--grad-checkpointing", help="train: none or full")
+]
+
+
+def _rough_label(model: Any) -> dict[str, Any]:
+    """JSON keys that mark a cost made from an assumed architecture (--assume-llama)."""
+    assumed = getattr(model, "assumed_architecture", None)
+    return {} if assumed is None else {"assumed_architecture": assumed, "exact_architecture": False}
+
+
+def _use_gpus_file(path: Path | None, price_source: str | None = None) -> None:
+    """Each command starts from the default lookup and price set, then `--gpus-file` and
+    `--price-source` if given (so one invocation's choice never leaks into the next in the same
+    process, e.g. under CliRunner)."""
+    from vramcalc.sources.presets import use_gpus_file, use_price_source
+
+    use_gpus_file(path)
+    use_price_source(price_source)
