@@ -7,12 +7,68 @@ stable: ``params``, ``total_bytes`` and ``components`` (list of ``{name, bytes, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 2  # 2: every --json output an object with schema_version and kind
+
+
+class Lifetime(StrEnum):
+    """How long a component's bytes live, which decides how phases of a multi-model job combine."""
+
+    resident = "resident"  # for the whole job: weights, optimizer state, master weights, KV pools
+    transient = "transient"  # only while its model runs a step: activations, gradients, buffers
+    runtime = "runtime"  # once per GPU and process: CUDA context, allocator slack
+
+
+class ComponentName(StrEnum):
+    """The component names estimates produce (a str, so JSON and comparisons are unchanged)."""
+
+    weights = "weights"
+    adapter_weights = "adapter_weights"
+    master_weights = "master_weights"
+    optimizer_state = "optimizer_state"
+    kv_cache = "kv_cache"
+    rollout_weights = "rollout_weights"
+    reference_logps = "reference_logps"
+    experience_buffer = "experience_buffer"
+    activations = "activations"
+    logits_buffer = "logits_buffer"
+    gradients = "gradients"
+    autocast_weight_copies = "autocast_weight_copies"
+    optimizer_temporaries = "optimizer_temporaries"
+    gathered_parameters = "gathered_parameters"
+    communication_buffers = "communication_buffers"
+    dequant_buffer = "dequant_buffer"
+    temporaries = "temporaries"
+    cuda_context = "cuda_context"
+    allocator_slack = "allocator_slack"
+
+
+_TRANSIENT = frozenset(
+    {
+        ComponentName.activations,
+        ComponentName.logits_buffer,
+        ComponentName.gradients,
+        ComponentName.autocast_weight_copies,
+        ComponentName.optimizer_temporaries,
+        ComponentName.gathered_parameters,
+        ComponentName.communication_buffers,
+        ComponentName.dequant_buffer,
+        ComponentName.temporaries,
+    }
+)
+_RUNTIME = frozenset({ComponentName.cuda_context, ComponentName.allocator_slack})
+
+
+def lifetime_of(name: str) -> Lifetime:
+    """The lifetime of a component name; names outside ComponentName are resident."""
+    if name in _RUNTIME:
+        return Lifetime.runtime
+    return Lifetime.transient if name in _TRANSIENT else Lifetime.resident
 
 
 class Component(BaseModel):
@@ -25,6 +81,10 @@ class Component(BaseModel):
     cluster_bytes: int | None = Field(
         None, description="this component summed over every GPU of a multi-GPU job"
     )
+
+    @property
+    def lifetime(self) -> Lifetime:
+        return lifetime_of(self.name)
 
 
 class GPUFit(BaseModel):
@@ -125,7 +185,7 @@ class Estimate(BaseModel):
         return row
 
 
-RUNTIME = ("cuda_context", "allocator_slack")
+RUNTIME = (ComponentName.cuda_context, ComponentName.allocator_slack)
 
 # --assume-llama widens the band to [total / 2, total × 2]. Why a factor of two: the dense
 # architectures issue 13 measured through the Llama reading came out +30 % (Phi-2), +38 %
