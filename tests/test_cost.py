@@ -15,14 +15,12 @@ from vramcalc.cli.app import app, main
 from vramcalc.core.cost import (
     DEFAULT_MBU,
     DEFAULT_MFU,
-    PFLOP_S_DAY,
     estimate_inference_cost,
     estimate_training_cost,
     implied_mfu,
-    matmul_params,
     moe_weight_fraction_read,
-    training_flops,
 )
+from vramcalc.core.flops import PFLOP_S_DAY, matmul_params, training_flops
 from vramcalc.errors import VramcalcError
 from vramcalc.sources import presets
 from vramcalc.sources.presets import get_gpu, get_model, use_gpus_file

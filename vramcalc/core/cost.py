@@ -5,13 +5,9 @@ GPU catalog's dense peaks, memory bandwidth, interconnect, board power and hourl
 
 Conventions (each function's docstring gives its source):
 
-* **Model FLOPs** count the matrix multiplications a token needs, as PaLM's MFU does (Chowdhery et
-  al. 2022, Appendix B): ``6·N`` per trained token (forward 2N, backward 4N) plus ``12·L·H·Q·T``
-  for the attention score and value products, with ``N`` the parameters a token multiplies (every
-  weight except the input token/position embedding lookups; the output head counts, tied or not;
-  for mixture-of-experts models only the active experts).
-* **Hardware FLOPs** add what recomputation re-executes: full activation checkpointing runs the
-  forward twice, 8·N instead of 6·N (×4/3).
+* **FLOPs** come from :mod:`vramcalc.core.flops` (PaLM Appendix B model FLOPs, ``6·N + 12·L·H·Q·T``
+  per trained token; hardware FLOPs with recomputation; causal prefill and decode steps), the
+  module `rlhf` reads too, so both price a token alike.
 * **MFU** (model FLOPs utilisation) = model FLOPs / (time × GPUs × dense peak). Its defaults per
   GPU generation are in :data:`DEFAULT_MFU`, with where each comes from.
 * Inference is a roofline per phase: prefill is compute-bound, each decode step is bound by
@@ -25,16 +21,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vramcalc.core.flops import (
+    TrainingFlops,
+    decode_step_flops,
+    prefill_flops,
+    training_flops,
+)
 from vramcalc.core.kv_cache import kv_cache_bytes
 from vramcalc.core.workloads import resolve_model, resolve_seq_len
 from vramcalc.errors import VramcalcError, checked_keywords
 from vramcalc.spec.model import GPUSpec, ModelSpec
-from vramcalc.spec.params import EMBEDDING, POSITION, active_param_count, param_count, tensor_groups
+from vramcalc.spec.params import param_count, tensor_groups
 from vramcalc.spec.quant import kv_bytes_per_element, resolve_format, weight_bytes
 from vramcalc.units import parse_count
 
 SECONDS_PER_HOUR = 3600
-PFLOP_S_DAY = 1e15 * 86400  # one petaflop/s-day, the unit of Brown et al. 2020, Table D.1
 
 # Default MFU per GPU generation: the fraction of the dense BF16/FP16 peak that large, well-tuned
 # training runs reach. Published figures (not fitted to the tests):
@@ -63,67 +64,6 @@ DEFAULT_INFER_MFU = 0.5  # assumed: fraction of the dense peak prefill GEMMs sus
 DEFAULT_MBU = 0.6  # Databricks 2023 (above): ~60 % of peak HBM bandwidth in decode
 
 TrainDtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
-
-
-# ---- FLOPs --------------------------------------------------------------------------------------
-def matmul_params(spec: ModelSpec) -> int:
-    """Parameters a token multiplies: active parameters minus the input embedding lookups (token
-    embeddings when untied, learned positions). The tied output head still counts."""
-    lookups = 0
-    for g in tensor_groups(spec):
-        if g.kind == POSITION or (g.kind == EMBEDDING and not spec.tie_word_embeddings):
-            lookups += g.numel
-    return active_param_count(spec) - lookups
-
-
-def attention_context_sum(spec: ModelSpec, seq_len: int) -> int:
-    """Σ over layers of the context each token attends to (T, or the sliding window)."""
-    windowed = min(spec.windowed_layers, spec.kv_layers)  # a hybrid's state layers attend to none
-    window = min(seq_len, spec.sliding_window or seq_len)
-    return (spec.kv_layers - windowed) * seq_len + windowed * window
-
-
-def training_flops_per_token(spec: ModelSpec, seq_len: int) -> tuple[float, float]:
-    """(dense, attention) model FLOPs per trained token: 6·N and 12·L·H·Q·T (PaLM, Appendix B;
-    H·Q = heads × head_dim; T capped at the window for sliding-window layers)."""
-    dense = 6.0 * matmul_params(spec)
-    attention = 12.0 * spec.q_dim * attention_context_sum(spec, seq_len)
-    return dense, attention
-
-
-class TrainingFlops(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    tokens: int
-    seq_len: int
-    matmul_params: int
-    dense_flops: float = Field(description="6·N·D")
-    attention_flops: float = Field(description="12·L·H·Q·T·D")
-    model_flops: float = Field(description="dense + attention: what MFU counts")
-    hardware_flops: float = Field(description="model FLOPs × 4/3 with full recomputation")
-
-    @property
-    def petaflop_s_days(self) -> float:
-        return self.model_flops / PFLOP_S_DAY
-
-
-def training_flops(
-    spec: ModelSpec, tokens: int, seq_len: int, grad_checkpointing: str = "none"
-) -> TrainingFlops:
-    """FLOPs of training on `tokens` tokens of `seq_len`-token sequences (PaLM Appendix B);
-    full recomputation re-runs the forward pass: 8·N instead of 6·N, i.e. ×4/3."""
-    dense_pt, attn_pt = training_flops_per_token(spec, seq_len)
-    model = (dense_pt + attn_pt) * tokens
-    factor = 4.0 / 3.0 if grad_checkpointing == "full" else 1.0
-    return TrainingFlops(
-        tokens=tokens,
-        seq_len=seq_len,
-        matmul_params=matmul_params(spec),
-        dense_flops=dense_pt * tokens,
-        attention_flops=attn_pt * tokens,
-        model_flops=model,
-        hardware_flops=model * factor,
-    )
 
 
 # ---- GPU figures --------------------------------------------------------------------------------
@@ -421,24 +361,22 @@ def estimate_inference_cost(
     flops_rate = num_gpus * peak * 1e12 * u_compute
     bytes_rate = num_gpus * bandwidth * 1e9 * u_memory
 
-    n = matmul_params(spec)
     B, P, O = batch_size, prompt_tokens, output_tokens  # noqa: E741 (the paper letters)
     weights = weight_bytes(tensor_groups(spec), fmt)
     kv_name = kv_dtype or ("fp32" if fmt.compute_bytes == 4 else "bf16")
     kv_bytes = kv_bytes_per_element(kv_name)
     act_bytes = fmt.compute_bytes
 
-    attn_ctx = attention_context_sum(spec, P)  # Σ_layers min(P, window)
-    prefill_flops = B * (2.0 * n * P + 2.0 * spec.q_dim * attn_ctx * P)
+    prefill = prefill_flops(spec, B, P)
     prefill_bytes = _read_weight_bytes(spec, weights, B * P) + kv_cache_bytes(spec, B, P, kv_bytes)
-    prefill_s = max(prefill_flops / flops_rate, prefill_bytes / bytes_rate)
+    prefill_s = max(prefill / flops_rate, prefill_bytes / bytes_rate)
 
     mean_ctx = P + O / 2
     # each step reads the whole cache at the mean context (kv_cache: MLA latent, windows, state)
     step_bytes = _read_weight_bytes(spec, weights, B) + kv_cache_bytes(
         spec, B, int(mean_ctx), kv_bytes
     )
-    step_flops = B * (2.0 * n + 4.0 * spec.q_dim * attention_context_sum(spec, int(mean_ctx)))
+    step_flops = decode_step_flops(spec, B, int(mean_ctx))
     memory_s, compute_s = step_bytes / bytes_rate, step_flops / flops_rate
     bound: Literal["memory", "compute"] = "memory" if memory_s >= compute_s else "compute"
 
@@ -467,7 +405,7 @@ def estimate_inference_cost(
         memory_bandwidth_gbps=bandwidth,
         mfu=u_compute,
         mbu=u_memory,
-        prefill_flops=prefill_flops,
+        prefill_flops=prefill,
         prefill_seconds=prefill_total,
         decode_flops_per_step=step_flops,
         decode_bytes_per_step=step_bytes,
