@@ -197,8 +197,8 @@ def test_ppo_time_and_price_from_the_gpu_catalog() -> None:
     assert (peak_tflops, mfu) == (312.0, 0.40)  # NVIDIA A100 datasheet; PaLM/Megatron range
     est = _ppo(rollout_batch=8, gpu="a100-80gb", num_gpus=8, zero=3)
     assert est.time_s == pytest.approx(est.total_flops / (8 * 312e12 * 0.40), rel=1e-12)
-    assert a100.price_usd_per_hour is not None
-    assert est.cost_usd == pytest.approx(est.time_s / 3600 * 8 * a100.price_usd_per_hour)
+    assert a100.usd_per_gpu_hour is not None
+    assert est.cost_usd == pytest.approx(est.time_s / 3600 * 8 * a100.usd_per_gpu_hour)
     mine = _ppo(rollout_batch=8, gpu="a100-80gb", num_gpus=8, zero=3, mfu=0.5, usd_per_gpu_hour=1)
     assert mine.time_s == pytest.approx(est.time_s * 0.40 / 0.5, rel=1e-12)
     assert mine.cost_usd == pytest.approx(mine.time_s / 3600 * 8)

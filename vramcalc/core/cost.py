@@ -27,7 +27,9 @@ from vramcalc.core.flops import (
     prefill_flops,
     training_flops,
 )
+from vramcalc.core.inference import estimate_inference
 from vramcalc.core.kv_cache import kv_cache_bytes
+from vramcalc.core.results import Component
 from vramcalc.core.workloads import resolve_model, resolve_seq_len
 from vramcalc.errors import VramcalcError, checked_keywords
 from vramcalc.spec.model import GPUSpec, ModelSpec
@@ -132,8 +134,8 @@ class TrainingCost(BaseModel):
     gpu_hours: float
     wall_hours: float
     wall_days: float
-    price_usd_per_gpu_hour: float | None
-    price_usd: float | None
+    usd_per_gpu_hour: float | None = Field(description="price of one GPU for one hour")
+    price_usd: float | None = Field(description="the whole run: GPU-hours × usd_per_gpu_hour")
     energy_kwh: float | None = Field(description="GPUs at TDP × wall time (no host, network, PUE)")
     assumptions: list[str] = Field(default_factory=list)
 
@@ -149,13 +151,14 @@ def estimate_training_cost(
     seq_len: int | None = None,
     grad_checkpointing: str = "none",
     dtype: str = "bf16",
-    price_usd_per_hour: float | None = None,
+    usd_per_gpu_hour: float | None = None,
 ) -> TrainingCost:
     """Time, GPU-hours, price and energy of training `model` on `tokens` tokens.
 
     time = model FLOPs / (num_gpus × dense peak × MFU); with full recomputation the default MFU is
     the generation's default × 3/4 (the GPU works as hard, a quarter of its work is re-done), while
-    an explicit `mfu` is taken as the model FLOPs utilisation it names.
+    an explicit `mfu` is taken as the model FLOPs utilisation it names. `usd_per_gpu_hour` (one
+    GPU for one hour) overrides the catalog's price.
     """
     from vramcalc.sources.presets import get_gpu
 
@@ -182,7 +185,7 @@ def estimate_training_cost(
     gpu_seconds = compute_seconds(flops.model_flops, 1, peak, mfu_value)
     gpu_hours = gpu_seconds / SECONDS_PER_HOUR
     wall_hours = gpu_hours / num_gpus
-    price = price_usd_per_hour if price_usd_per_hour is not None else g.price_usd_per_hour
+    price = usd_per_gpu_hour if usd_per_gpu_hour is not None else g.usd_per_gpu_hour
     return TrainingCost(
         model=spec.name,
         gpu=g.name,
@@ -197,7 +200,7 @@ def estimate_training_cost(
         gpu_hours=gpu_hours,
         wall_hours=wall_hours,
         wall_days=wall_hours / 24,
-        price_usd_per_gpu_hour=price,
+        usd_per_gpu_hour=price,
         price_usd=None if price is None else gpu_hours * price,
         energy_kwh=None if g.tdp_watts is None else gpu_hours * g.tdp_watts / 1000,
         assumptions=[
@@ -271,6 +274,64 @@ def check_context(spec: ModelSpec, prompt_tokens: int, output_tokens: int) -> No
         )
 
 
+# ---- inference memory ---------------------------------------------------------------------------
+# Components tensor parallelism divides over GPUs in inference; the rest (the CUDA context) stay
+# whole on every GPU.
+TP_SPLIT = frozenset({"weights", "kv_cache", "activations", "allocator_slack"})
+
+
+def split_over_tp(components: list[Component], num_gpus: int) -> list[Component]:
+    """Per-GPU components under tensor parallelism over `num_gpus` GPUs (even split, rounded up)."""
+    return [
+        Component(name=c.name, bytes=-(-c.bytes // num_gpus), note=c.note)
+        if c.name in TP_SPLIT
+        else c
+        for c in components
+    ]
+
+
+class InferenceMemory(BaseModel):
+    """Whether a served batch fits its GPUs: the memory estimate split over tensor parallelism."""
+
+    model_config = ConfigDict(frozen=True)
+
+    parallelism: str = Field(description="TP=n: tensor parallel over n GPUs")
+    per_gpu_bytes: int
+    memory_bytes: int = Field(description="memory of one GPU")
+    fits: bool = Field(description="per_gpu_bytes <= memory_bytes")
+    verdict: Literal["fits", "may fit", "does not fit"] = Field(
+        description="'may fit' instead of 'fits' when the architecture was only assumed"
+    )
+
+
+def inference_memory(
+    spec: ModelSpec,
+    gpu: GPUSpec,
+    *,
+    dtype: str = "bf16",
+    quant: str | None = None,
+    kv_dtype: str | None = None,
+    batch_size: int = 1,
+    seq_len: int,
+    num_gpus: int = 1,
+) -> InferenceMemory:
+    """Per-GPU memory of serving `batch_size` sequences of `seq_len` tokens (prompt + output) with
+    vramcalc.core.inference, split over `num_gpus` tensor-parallel GPUs, against `gpu`'s memory."""
+    est = estimate_inference(
+        spec, dtype=dtype, quant=quant, kv_dtype=kv_dtype, batch_size=batch_size, seq_len=seq_len
+    )
+    per_gpu = sum(c.bytes for c in split_over_tp(est.components, num_gpus))
+    fits = per_gpu <= gpu.memory_bytes
+    rough = spec.assumed_architecture is not None  # a rough estimate never says "fits"
+    return InferenceMemory(
+        parallelism=f"TP={num_gpus}",
+        per_gpu_bytes=per_gpu,
+        memory_bytes=gpu.memory_bytes,
+        fits=fits,
+        verdict=("may fit" if rough else "fits") if fits else "does not fit",
+    )
+
+
 class InferenceCost(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -299,9 +360,11 @@ class InferenceCost(BaseModel):
     decode_tokens_per_second_per_sequence: float
     output_tokens_per_second: float = Field(description="whole batch, all GPUs")
     total_tokens_per_second: float = Field(description="(prompt + output) tokens per second")
-    price_usd_per_hour: float | None = Field(description="all GPUs")
+    usd_per_gpu_hour: float | None = Field(description="price of one GPU for one hour")
+    usd_per_hour: float | None = Field(description="price of all num_gpus GPUs for one hour")
     usd_per_million_output_tokens: float | None
     usd_per_million_tokens: float | None = Field(description="per million prompt + output tokens")
+    memory: InferenceMemory = Field(description="memory per GPU of the batch at its full context")
     assumptions: list[str] = Field(default_factory=list)
 
 
@@ -319,7 +382,7 @@ def estimate_inference_cost(
     num_gpus: int = 1,
     mfu: float | None = None,
     mbu: float | None = None,
-    price_usd_per_hour: float | None = None,
+    usd_per_gpu_hour: float | None = None,
 ) -> InferenceCost:
     """Latency, throughput and price of serving `batch_size` requests of `prompt_tokens` +
     `output_tokens` together (static batching), tensor parallel over `num_gpus`.
@@ -329,7 +392,9 @@ def estimate_inference_cost(
     decode step at context c: max(bytes / (n·bandwidth·MBU), FLOPs / (n·peak·MFU)) with
       bytes = weights (touched experts for MoE) + B·c·KV bytes per token,
       FLOPs = B·(2·N + 4·L·H·Q·c); c averaged over the output (prompt + output/2);
-    tensor parallel: + 2 ring all-reduces of B·tokens·hidden activations per layer.
+    tensor parallel: + 2 ring all-reduces of B·tokens·hidden activations per layer;
+    price: `usd_per_gpu_hour` (one GPU, one hour; default the catalog's) × num_gpus = usd_per_hour.
+    ``memory`` says whether the request fits the GPUs (:func:`inference_memory`).
     """
     from vramcalc.sources.presets import get_gpu
 
@@ -387,7 +452,7 @@ def estimate_inference_cost(
     prefill_total = prefill_s + comm_prefill
     latency = prefill_total + O * step_s
     out_tps = B * O / latency
-    price = price_usd_per_hour if price_usd_per_hour is not None else g.price_usd_per_hour
+    price = usd_per_gpu_hour if usd_per_gpu_hour is not None else g.usd_per_gpu_hour
     hourly = None if price is None else price * num_gpus
     per_m_out = None if hourly is None else hourly / SECONDS_PER_HOUR / out_tps * 1e6
     total_tps = B * (P + O) / latency
@@ -417,9 +482,20 @@ def estimate_inference_cost(
         decode_tokens_per_second_per_sequence=1.0 / step_s,
         output_tokens_per_second=out_tps,
         total_tokens_per_second=total_tps,
-        price_usd_per_hour=hourly,
+        usd_per_gpu_hour=price,
+        usd_per_hour=hourly,
         usd_per_million_output_tokens=per_m_out,
         usd_per_million_tokens=per_m_all,
+        memory=inference_memory(
+            spec,
+            g,
+            dtype=dtype,
+            quant=quant,
+            kv_dtype=kv_dtype,
+            batch_size=B,
+            seq_len=P + O,
+            num_gpus=num_gpus,
+        ),
         assumptions=[
             f"static batch of {B}: prefilled together, then {O} decode steps in lockstep",
             f"dense {compute_dtype} peak {peak:g} TFLOP/s at MFU {u_compute:g}; "

@@ -51,8 +51,8 @@ def compute_rate(req: RlhfRequest) -> ComputeRate:
         peak_src = f"{gpu.title} dense {dtype}"
     mfu, mfu_src = (req.mfu, "given") if req.mfu else default_mfu(gpu)
     price, price_src = req.usd_per_gpu_hour, "given"
-    if price is None and gpu.price_usd_per_hour is not None:
-        price = gpu.price_usd_per_hour
+    if price is None and gpu.usd_per_gpu_hour is not None:
+        price = gpu.usd_per_gpu_hour
         price_src = (
             f"catalog {gpu.price_market or 'list'} price read {gpu.price_date or '(undated)'}"
         )
