@@ -350,7 +350,7 @@ def test_inference_cost_says_whether_the_batch_fits() -> None:
 
     one = estimate_inference_cost("llama-2-7b", gpu="h100", batch_size=8, prompt_tokens=3000)
     est = estimate_inference("llama-2-7b", batch_size=8, seq_len=3200)
-    assert one.memory.per_gpu_bytes == est.total_bytes
+    assert one.memory is not None and one.memory.per_gpu_bytes == est.total_bytes
     assert one.memory.memory_bytes == 81_559 * 1024**2  # H100 SXM as nvidia-smi reports it
     assert (one.memory.fits, one.memory.verdict, one.memory.parallelism) == (True, "fits", "TP=1")
     # bf16 weights 2 × 6,738,415,616 and KV 2 × 32 × 4096 × 2 B × 8 × 3200 tokens split over 2 GPUs;
@@ -359,16 +359,22 @@ def test_inference_cost_says_whether_the_batch_fits() -> None:
         "llama-2-7b", gpu="h100", batch_size=8, prompt_tokens=3000, num_gpus=2
     )
     ctx = runtime().cuda_context_bytes
+    assert two.memory is not None
     split = two.memory.per_gpu_bytes - ctx
     assert abs(split - (est.total_bytes - ctx) / 2) <= 2  # each split part rounds up
     assert est.component("weights") == 2 * 6_738_415_616
     assert est.component("kv_cache") == 2 * 32 * 4096 * 2 * 8 * 3200
     # a batch that does not fit one 24 GiB RTX 4090: 13.5 GB of weights + 13.4 GB of KV
     big = estimate_inference_cost("llama-2-7b", gpu="rtx-4090", batch_size=8, prompt_tokens=3000)
-    assert (big.memory.fits, big.memory.verdict) == (False, "does not fit")
+    assert big.memory is not None and (big.memory.fits, big.memory.verdict) == (
+        False,
+        "does not fit",
+    )
+    # callers with their own memory estimate (plan, sweep) leave it out
+    assert estimate_inference_cost("llama-2-7b", gpu="h100", memory=False).memory is None
 
 
 def test_assumed_architecture_memory_never_fits() -> None:
     spec = get_model("llama-2-7b").model_copy(update={"assumed_architecture": "mystery"})
     c = estimate_inference_cost(spec, gpu="h100")
-    assert c.memory.fits and c.memory.verdict == "may fit"
+    assert c.memory is not None and c.memory.fits and c.memory.verdict == "may fit"

@@ -142,4 +142,4 @@ def register(app: typer.Typer) -> None:
             from vramcalc.report import cost as report_cost
 
             report_cost.render_inference_cost(c)
-        exit_if_not_fit(check, c.memory.fits)
+        exit_if_not_fit(check, c.memory is not None and c.memory.fits)

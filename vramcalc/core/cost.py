@@ -364,7 +364,9 @@ class InferenceCost(BaseModel):
     usd_per_hour: float | None = Field(description="price of all num_gpus GPUs for one hour")
     usd_per_million_output_tokens: float | None
     usd_per_million_tokens: float | None = Field(description="per million prompt + output tokens")
-    memory: InferenceMemory = Field(description="memory per GPU of the batch at its full context")
+    memory: InferenceMemory | None = Field(
+        None, description="memory per GPU of the batch at its full context (inference_memory)"
+    )
     assumptions: list[str] = Field(default_factory=list)
 
 
@@ -383,6 +385,7 @@ def estimate_inference_cost(
     mfu: float | None = None,
     mbu: float | None = None,
     usd_per_gpu_hour: float | None = None,
+    memory: bool = True,
 ) -> InferenceCost:
     """Latency, throughput and price of serving `batch_size` requests of `prompt_tokens` +
     `output_tokens` together (static batching), tensor parallel over `num_gpus`.
@@ -394,7 +397,8 @@ def estimate_inference_cost(
       FLOPs = B·(2·N + 4·L·H·Q·c); c averaged over the output (prompt + output/2);
     tensor parallel: + 2 ring all-reduces of B·tokens·hidden activations per layer;
     price: `usd_per_gpu_hour` (one GPU, one hour; default the catalog's) × num_gpus = usd_per_hour.
-    ``memory`` says whether the request fits the GPUs (:func:`inference_memory`).
+    The result's ``memory`` says whether the batch fits the GPUs (:func:`inference_memory`; left
+    out with ``memory=False`` by callers that hold their own memory estimate).
     """
     from vramcalc.sources.presets import get_gpu
 
@@ -486,7 +490,9 @@ def estimate_inference_cost(
         usd_per_hour=hourly,
         usd_per_million_output_tokens=per_m_out,
         usd_per_million_tokens=per_m_all,
-        memory=inference_memory(
+        memory=None
+        if not memory
+        else inference_memory(
             spec,
             g,
             dtype=dtype,

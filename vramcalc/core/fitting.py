@@ -458,6 +458,7 @@ def _cost_row(
         output_tokens=output_tokens,
         num_gpus=chosen,
         mfu=mfu,
+        memory=False,  # the placement above holds it (memory_fn)
     )
     p = placement(chosen)
     return PlanRow(

@@ -230,6 +230,7 @@ def _cost(
         prompt_tokens=prompt,
         output_tokens=question.output_tokens,
         usd_per_gpu_hour=price,
+        memory=False,  # the row's estimate holds it
     )
 
 

@@ -173,17 +173,18 @@ def render_inference_cost(c: InferenceCost) -> None:
         ("$ per 1M tokens (prompt + output)", format_usd(c.usd_per_million_tokens)),
     ]
     memory = c.memory
-    verdict = "[green]fits[/]" if memory.fits else "[red]does not fit[/]"
-    if memory.verdict == "may fit":  # --assume-llama: never a plain "fits"
-        verdict = "[yellow]may fit[/] (rough estimate of an assumed architecture)"
-    rows.insert(
-        0,
-        (
-            f"memory per GPU ({memory.parallelism})",
-            f"{memory.per_gpu_bytes / GIB:,.2f} of {memory.memory_bytes / GIB:,.2f} GiB: "
-            + verdict,
-        ),
-    )
+    if memory is not None:
+        verdict = "[green]fits[/]" if memory.fits else "[red]does not fit[/]"
+        if memory.verdict == "may fit":  # --assume-llama: never a plain "fits"
+            verdict = "[yellow]may fit[/] (rough estimate of an assumed architecture)"
+        rows.insert(
+            0,
+            (
+                f"memory per GPU ({memory.parallelism})",
+                f"{memory.per_gpu_bytes / GIB:,.2f} of {memory.memory_bytes / GIB:,.2f} GiB: "
+                + verdict,
+            ),
+        )
     _kv_table(
         f"Inference cost: {plain(c.model)} ({c.dtype}) on {c.num_gpus} × {plain(c.gpu)}",
         rows,
