@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 from vramcalc.cli.app import app, main
 from vramcalc.core.cost import (
     DEFAULT_MBU,
-    DEFAULT_MFU,
     estimate_inference_cost,
     estimate_training_cost,
     implied_mfu,
     moe_weight_fraction_read,
 )
 from vramcalc.core.flops import PFLOP_S_DAY, matmul_params, training_flops
+from vramcalc.core.gpu_rates import DEFAULT_MFU
 from vramcalc.errors import VramcalcError
 from vramcalc.sources import presets
 from vramcalc.sources.presets import get_gpu, get_model, use_gpus_file

@@ -188,7 +188,7 @@ def test_ppo_flops_by_hand_and_time() -> None:
 def test_ppo_time_and_price_from_the_gpu_catalog() -> None:
     """--gpu alone prices the run as `vramcalc cost train` would: the catalog's dense peak for the
     precision's math, its generation's default MFU and its on-demand price; given values win."""
-    from vramcalc.core.cost import compute_peak, default_mfu
+    from vramcalc.core.gpu_rates import compute_peak, default_mfu
     from vramcalc.sources.presets import get_gpu
 
     a100 = get_gpu("a100-80gb")

@@ -27,6 +27,13 @@ from vramcalc.core.flops import (
     prefill_flops,
     training_flops,
 )
+from vramcalc.core.gpu_rates import (
+    allreduce_seconds,
+    compute_peak,
+    compute_seconds,
+    default_mfu,
+    need_figure,
+)
 from vramcalc.core.inference import estimate_inference
 from vramcalc.core.kv_cache import kv_cache_bytes
 from vramcalc.core.results import Component
@@ -39,26 +46,6 @@ from vramcalc.units import parse_count
 
 SECONDS_PER_HOUR = 3600
 
-# Default MFU per GPU generation: the fraction of the dense BF16/FP16 peak that large, well-tuned
-# training runs reach. Published figures (not fitted to the tests):
-#   volta  0.21  GPT-3 175B on V100: 21.3 % MFU (PaLM, Chowdhery et al. 2022, Table 3)
-#   ampere 0.40  Megatron-Turing NLG 530B on A100: 30.2 %, Gopher 32.5 % (TPU), PaLM 46.2 % (TPU)
-#                (PaLM Table 3); Megatron-LM 2021 reports 44-52 % of peak on A100 (Narayanan et
-#                al., Table 1, hardware FLOPs with recomputation). 0.40 is the middle of that range.
-#   hopper 0.40  Llama 3 405B on H100: 38-43 % BF16 MFU (Llama 3 paper, Dubey et al. 2024, Table 4)
-#   turing / ada / blackwell / cdna2 / cdna3: no published large-scale run; assumed (say so in reports).
-DEFAULT_MFU: dict[str, tuple[float, str]] = {
-    "volta": (0.21, "GPT-3 175B on V100, 21.3 % (PaLM paper, Table 3)"),
-    "turing": (0.30, "assumed: no published large-scale training run"),
-    "ampere": (0.40, "A100 runs 30-52 % (PaLM Table 3; Megatron-LM 2021, Table 1)"),
-    "ada": (0.30, "assumed: no published large-scale training run"),
-    "hopper": (0.40, "Llama 3 405B on H100, 38-43 % (Llama 3 paper, Table 4)"),
-    "blackwell": (0.35, "assumed: no published large-scale run yet; below Hopper's 0.40"),
-    "cdna2": (0.30, "assumed: no published large-scale training run"),
-    "cdna3": (0.30, "assumed: no published large-scale training run"),
-}
-FALLBACK_MFU = (0.30, "assumed: GPU generation unknown")
-
 # Inference defaults. MBU (memory bandwidth utilisation) is the decode counterpart of MFU
 # (Databricks, "LLM Inference Performance Engineering: Best Practices", 2023, defines it and
 # measures 55-60 % on A100/H100 at batch 1 for a 7B model); optimised kernels reach more.
@@ -69,30 +56,6 @@ TrainDtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
 
 
 # ---- GPU figures --------------------------------------------------------------------------------
-def default_mfu(gpu: GPUSpec) -> tuple[float, str]:
-    """The documented default MFU of the GPU's generation and where it comes from."""
-    return DEFAULT_MFU.get(gpu.generation or "", FALLBACK_MFU)
-
-
-_FALLBACKS = {"bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8",)}
-
-
-def compute_peak(gpu: GPUSpec, dtype: str) -> tuple[float, str]:
-    """Dense peak TFLOP/s for math in `dtype`, and the dtype whose peak it is.
-
-    bf16 falls back to fp16 (V100, T4 have no BF16 tensor cores and train in fp16); fp32 uses the
-    non-tensor FP32 peak (PyTorch leaves TF32 matmuls off by default)."""
-    for candidate in _FALLBACKS.get(dtype, (dtype,)):
-        peak = gpu.peak_tflops(candidate)
-        if peak:
-            return peak, candidate
-    listed = [d for d in ("fp32", "tf32", "bf16", "fp16", "fp8", "int8") if gpu.peak_tflops(d)]
-    raise VramcalcError(
-        f"{gpu.name} has no {dtype} peak in the catalog; it lists {', '.join(listed) or 'none'} "
-        "(add one with a GPU file, see docs/cost.md)"
-    )
-
-
 def inference_compute_dtype(dtype: str, quant: str | None, gpu: GPUSpec) -> str:
     """Math dtype of serving: FP8 weights run FP8 GEMMs where the GPU has FP8 tensor cores (W8A8,
     as vLLM does on Hopper/Ada), else 16-bit; int8/int4 formats (LLM.int8, NF4, GPTQ, AWQ) are
@@ -103,17 +66,6 @@ def inference_compute_dtype(dtype: str, quant: str | None, gpu: GPUSpec) -> str:
     if fmt.dtype in ("fp32",):
         return "fp32"
     return "fp16" if fmt.dtype == "fp16" else "bf16"
-
-
-def compute_seconds(flops: float, gpus: int, peak_tflops: float, mfu: float) -> float:
-    """Wall time of `flops` on `gpus` GPUs running at `mfu` of `peak_tflops` each."""
-    return flops / (gpus * peak_tflops * 1e12 * mfu)
-
-
-def _need(value: float | None, gpu: GPUSpec, what: str) -> float:
-    if not value:
-        raise VramcalcError(f"{gpu.name} has no {what} in the catalog (add it with a GPU file)")
-    return value
 
 
 # ---- training cost ------------------------------------------------------------------------------
@@ -255,15 +207,6 @@ def _read_weight_bytes(spec: ModelSpec, fmt_weights: int, tokens: int) -> float:
     return fmt_weights * ((1 - expert_share) + expert_share * frac)
 
 
-def allreduce_seconds(num_bytes: float, num_gpus: int, gpu: GPUSpec) -> float:
-    """Ring all-reduce: 2·(n−1)/n × bytes over one direction of the link (half the vendor's
-    bidirectional figure); latency terms ignored."""
-    if num_gpus == 1:
-        return 0.0
-    link = _need(gpu.interconnect_gbps, gpu, "interconnect_gbps") / 2 * 1e9
-    return 2 * (num_gpus - 1) / num_gpus * num_bytes / link
-
-
 def check_context(spec: ModelSpec, prompt_tokens: int, output_tokens: int) -> None:
     """Learned position embeddings cap prompt + output at the model's maximum."""
     total = prompt_tokens + output_tokens
@@ -370,6 +313,36 @@ class InferenceCost(BaseModel):
     assumptions: list[str] = Field(default_factory=list)
 
 
+def _check_serving(
+    spec: ModelSpec,
+    batch_size: int,
+    prompt_tokens: int,
+    output_tokens: int,
+    num_gpus: int,
+    mfu: float | None,
+    mbu: float | None,
+) -> None:
+    """The inputs of estimate_inference_cost: counts of at least 1, utilisations in (0, 1], the
+    context within learned positions, attention heads divisible by the tensor-parallel GPUs."""
+    for name, value in (
+        ("batch_size", batch_size),
+        ("prompt_tokens", prompt_tokens),
+        ("output_tokens", output_tokens),
+        ("num_gpus", num_gpus),
+    ):
+        if value < 1:
+            raise VramcalcError(f"{name} must be at least 1 (got {value})")
+    for name, frac in (("--mfu", mfu), ("--mbu", mbu)):
+        if frac is not None and not 0 < frac <= 1:
+            raise VramcalcError(f"{name} must be in (0, 1] (got {frac})")
+    check_context(spec, prompt_tokens, output_tokens)
+    if spec.num_attention_heads % num_gpus:
+        raise VramcalcError(
+            f"tensor parallel over {num_gpus} GPUs needs the {spec.num_attention_heads} attention "
+            f"heads of {spec.name} to divide evenly; use a divisor of {spec.num_attention_heads}"
+        )
+
+
 @checked_keywords
 def estimate_inference_cost(
     model: str | ModelSpec,
@@ -404,27 +377,11 @@ def estimate_inference_cost(
 
     spec = resolve_model(model)
     g = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu)
-    for name, value, low in (
-        ("batch_size", batch_size, 1),
-        ("prompt_tokens", prompt_tokens, 1),
-        ("output_tokens", output_tokens, 1),
-        ("num_gpus", num_gpus, 1),
-    ):
-        if value < low:
-            raise VramcalcError(f"{name} must be at least {low} (got {value})")
-    for name, frac in (("--mfu", mfu), ("--mbu", mbu)):
-        if frac is not None and not 0 < frac <= 1:
-            raise VramcalcError(f"{name} must be in (0, 1] (got {frac})")
-    check_context(spec, prompt_tokens, output_tokens)
-    if spec.num_attention_heads % num_gpus:
-        raise VramcalcError(
-            f"tensor parallel over {num_gpus} GPUs needs the {spec.num_attention_heads} attention "
-            f"heads of {spec.name} to divide evenly; use a divisor of {spec.num_attention_heads}"
-        )
+    _check_serving(spec, batch_size, prompt_tokens, output_tokens, num_gpus, mfu, mbu)
     fmt = resolve_format(dtype, quant)
     compute_dtype = inference_compute_dtype(dtype, quant, g)
     peak, compute_dtype = compute_peak(g, compute_dtype)
-    bandwidth = _need(g.memory_bandwidth_gbps, g, "memory_bandwidth_gbps")
+    bandwidth = need_figure(g.memory_bandwidth_gbps, g, "memory_bandwidth_gbps")
     u_compute = mfu or DEFAULT_INFER_MFU
     u_memory = mbu or DEFAULT_MBU
     flops_rate = num_gpus * peak * 1e12 * u_compute

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramcalc.core.cost import DEFAULT_MFU, compute_peak, compute_seconds, default_mfu
+from vramcalc.core.gpu_rates import DEFAULT_MFU, compute_peak, compute_seconds, default_mfu
 from vramcalc.core.inference import runtime_overhead_components
 from vramcalc.core.results import Component, Lifetime, error_band, gpu_fit
 from vramcalc.core.rlhf.models import (

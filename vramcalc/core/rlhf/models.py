@@ -10,6 +10,7 @@ from vramcalc.core.optimizers import Optimizer
 from vramcalc.core.results import SCHEMA_VERSION, GPUFit, Lifetime
 from vramcalc.core.workloads import MAX_TOKENS
 from vramcalc.errors import VramcalcError
+from vramcalc.spec.conventions import Conventions
 from vramcalc.spec.precision import PrecisionName
 
 Stage = Literal["sft", "rm", "ppo", "dpo", "grpo"]
@@ -62,6 +63,9 @@ class TrainingOptions(BaseModel):
     cp: int | None = None
     ep: int | None = None
     sp: bool | None = None
+    conventions: Conventions | None = Field(
+        None, description="the training stack's memory conventions (None: transformers + PEFT)"
+    )
 
     @classmethod
     def from_keywords(cls, options: dict[str, Any]) -> TrainingOptions:
