@@ -121,3 +121,22 @@ def test_unknown_training_option_is_a_clear_error() -> None:
     # a TypeError inside the estimate is no longer turned into "option not supported"
     est = estimate_rlhf("gpt2", stage="sft", method="lora", lora_rank=4, num_gpus=None)
     assert est.inputs["training_options"] == {"method": "lora", "lora_rank": 4}
+
+
+def test_conventions_reach_every_trained_model() -> None:
+    """A training stack's conventions (vramcalc.spec.conventions, --framework in the CLI) are one
+    typed option forwarded to estimate_training: the SFT step is that estimate, byte for byte."""
+    import inspect
+
+    from vramcalc.core.training import estimate_training
+    from vramcalc.spec.conventions import Conventions
+
+    if "conventions" not in inspect.signature(estimate_training).parameters:
+        pytest.skip("estimate_training takes no conventions here (the unified estimator adds it)")
+    # each parameter stepped during backward: gradients never all alive at once
+    stepped = Conventions(framework="test", optimizer_in_backward=True)
+    sft = estimate_rlhf("llama-2-7b", stage="sft", seq_len=2048, conventions=stepped)
+    train = estimate_training("llama-2-7b", seq_len=2048, conventions=stepped)
+    plain = estimate_training("llama-2-7b", seq_len=2048)
+    assert sft.total_bytes == train.total_bytes < plain.total_bytes
+    assert sft.inputs["training_options"]["conventions"]["optimizer_in_backward"] is True
