@@ -538,3 +538,18 @@ def test_band_and_verdict_per_group() -> None:
     assert roomy.gpu is not None and roomy.gpu.verdict == "fits"
     short = _ppo(rollout_batch=8, gpu_mem_gib=est.low_bytes / gib - 1)
     assert short.gpu is not None and short.gpu.verdict == "does not fit" and not short.gpu.fits
+
+
+def test_rollout_slack_counts_only_transient_bytes() -> None:
+    """Which bytes the allocator slack of a phase covers comes from each component's lifetime:
+    the rollout's KV cache and prefill activations come and go; weights, optimizer state and the
+    experience buffer stay (vramcalc.core.results.Lifetime)."""
+    est = estimate_rlhf("gpt2", stage="ppo", prompt_len=256, response_len=256, rollout_batch=8)
+    rollout = est.phase("rollout")
+    by_name = {c.name: c.bytes for c in rollout.components if c.role == "actor"}
+    # KV: 2 (K, V) × 12 layers × 768 × 2 B (bf16) per token × 8 sequences × 512 tokens
+    assert by_name["kv_cache"] == 2 * 12 * 768 * 2 * 8 * 512 == 150_994_944
+    slack = [c for c in rollout.components if c.name == "allocator_slack"]
+    assert [c.bytes for c in slack] == [_slack(by_name["kv_cache"] + by_name["activations"])]
+    # the lifetime is internal: the JSON of a component is unchanged
+    assert set(rollout.components[0].model_dump()) == {"role", "group", "name", "bytes", "note"}
