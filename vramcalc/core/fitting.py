@@ -30,6 +30,7 @@ from vramcalc.core.training import estimate_training
 from vramcalc.core.workloads import MAX_TOKENS, resolve_model
 from vramcalc.errors import VramcalcError, checked_keywords
 from vramcalc.spec.model import GPUSpec, ModelSpec
+from vramcalc.spec.precision import precision
 
 Task = Literal["infer", "train"]
 MAX_BATCH = 1_000_000
@@ -414,8 +415,8 @@ def _cost_row(
 ) -> PlanRow:
     if task == "train":
         assert tokens is not None
-        precision = str(workload.get("precision", "bf16-mixed"))
-        dtype = {"fp32": "fp32", "fp16-mixed": "fp16", "fp16": "fp16"}.get(precision, "bf16")
+        # the precision's math dtype: whose dense peak the run gets
+        dtype = precision(str(workload.get("precision", "bf16-mixed"))).compute_dtype
         kwargs = dict(
             tokens=tokens,
             gpu=g,

@@ -29,6 +29,7 @@ from vramcalc.core.results import Estimate, gpu_fit
 from vramcalc.core.sweep_options import OPTIONS, TASKS, Task, option_for, parse_values
 from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError, checked_keywords
+from vramcalc.spec.precision import precision
 from vramcalc.units import GIB
 
 MAX_POINTS = 1_000_000  # combinations of one sweep: ~1 minute at the library's speed
@@ -201,8 +202,7 @@ def _cost(
             # cost.training_flops counts 6·N per token (weight gradients of every parameter);
             # LoRA skips the frozen weights' gradients, which that formula does not model
             raise VramcalcError("training cost covers full fine-tuning only (not LoRA/QLoRA)")
-        precision = values.get("precision", "bf16-mixed")
-        dtype = "fp32" if precision == "fp32" else precision.removesuffix("-mixed")
+        dtype = precision(values.get("precision", "bf16-mixed")).compute_dtype
         assert question.tokens is not None
         return estimate_training_cost(
             spec,
