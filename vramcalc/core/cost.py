@@ -246,6 +246,21 @@ class InferenceMemory(BaseModel):
         description="'may fit' instead of 'fits' when the architecture was only assumed"
     )
 
+    @classmethod
+    def of(
+        cls, per_gpu_bytes: int, memory_bytes: int, parallelism: str, *, rough: bool = False
+    ) -> InferenceMemory:
+        """The fit of `per_gpu_bytes` on a GPU of `memory_bytes` (any layout: TP, an engine's);
+        a rough estimate (assumed architecture) never says "fits"."""
+        fits = per_gpu_bytes <= memory_bytes
+        return cls(
+            parallelism=parallelism,
+            per_gpu_bytes=per_gpu_bytes,
+            memory_bytes=memory_bytes,
+            fits=fits,
+            verdict=("may fit" if rough else "fits") if fits else "does not fit",
+        )
+
 
 def inference_memory(
     spec: ModelSpec,
@@ -264,15 +279,8 @@ def inference_memory(
         spec, dtype=dtype, quant=quant, kv_dtype=kv_dtype, batch_size=batch_size, seq_len=seq_len
     )
     per_gpu = sum(c.bytes for c in split_over_tp(est.components, num_gpus))
-    fits = per_gpu <= gpu.memory_bytes
-    rough = spec.assumed_architecture is not None  # a rough estimate never says "fits"
-    return InferenceMemory(
-        parallelism=f"TP={num_gpus}",
-        per_gpu_bytes=per_gpu,
-        memory_bytes=gpu.memory_bytes,
-        fits=fits,
-        verdict=("may fit" if rough else "fits") if fits else "does not fit",
-    )
+    rough = spec.assumed_architecture is not None
+    return InferenceMemory.of(per_gpu, gpu.memory_bytes, f"TP={num_gpus}", rough=rough)
 
 
 class InferenceCost(BaseModel):
