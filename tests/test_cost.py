@@ -110,9 +110,11 @@ def test_explicit_mfu_and_price_arithmetic() -> None:
     cost = estimate_training_cost(
         "llama-2-7b", tokens="1B", gpu="h100", num_gpus=8, mfu=0.5, usd_per_gpu_hour=2.0
     )
-    flops = training_flops(get_model("llama-2-7b"), 10**9, 4096).model_flops
-    gpu_hours = flops / (989.4e12 * 0.5) / 3600
-    assert cost.gpu_hours == pytest.approx(gpu_hours)
+    # 10^9 tokens × 46,086,512,640 FLOPs per token (6 × 6,607,343,616 matmul parameters
+    # + 12 × 32 layers × 4096 × 4096 attention, tests/test_flops.py) = 4.6087e19 FLOPs, at
+    # 0.5 × 989.4 TFLOP/s (H100 SXM dense BF16) = 93,160.5 s = 25.878 GPU-hours
+    gpu_hours = 25.87792412910181
+    assert cost.gpu_hours == pytest.approx(gpu_hours, rel=1e-12)
     assert cost.wall_hours == pytest.approx(gpu_hours / 8)
     assert cost.price_usd == pytest.approx(gpu_hours * 2.0)
     assert cost.mfu_source == "given"
