@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vramcalc.core.optimizers import Optimizer
 from vramcalc.core.results import SCHEMA_VERSION, GPUFit, Lifetime
-from vramcalc.core.workloads import MAX_TOKENS
+from vramcalc.core.workloads import MAX_TOKENS, validate
 from vramcalc.errors import VramcalcError
 from vramcalc.spec.conventions import Conventions
 from vramcalc.spec.precision import PrecisionName
@@ -76,8 +76,6 @@ class TrainingOptions(BaseModel):
                 f"training option not supported by rlhf: {', '.join(unknown)}; "
                 f"valid: {', '.join(cls.model_fields)}"
             )
-        from vramcalc.core.workloads import validate
-
         found = validate(cls, **options)
         assert isinstance(found, TrainingOptions)
         return found
