@@ -20,7 +20,12 @@ def per_call(label: str, calls: list[Callable[[], object]]) -> None:
 
 
 def main() -> None:
-    gpus = [g.name for g in list_gpus()]
+    # GPUs the cost formulas can price: a 16-bit peak and a memory bandwidth in the catalog
+    gpus = [
+        g.name
+        for g in list_gpus()
+        if (g.peak_tflops("bf16") or g.peak_tflops("fp16")) and g.memory_bandwidth_gbps
+    ]
     per_call(
         "estimate_inference_cost",
         [

@@ -14,15 +14,13 @@ from typer.testing import CliRunner
 from vramcalc.cli.app import app, main
 from vramcalc.core.cost import (
     DEFAULT_MBU,
-    DEFAULT_MFU,
-    PFLOP_S_DAY,
     estimate_inference_cost,
     estimate_training_cost,
     implied_mfu,
-    matmul_params,
     moe_weight_fraction_read,
-    training_flops,
 )
+from vramcalc.core.flops import PFLOP_S_DAY, matmul_params, training_flops
+from vramcalc.core.gpu_rates import DEFAULT_MFU
 from vramcalc.errors import VramcalcError
 from vramcalc.sources import presets
 from vramcalc.sources.presets import get_gpu, get_model, use_gpus_file
@@ -110,11 +108,13 @@ def test_llama2_7b_energy_at_tdp() -> None:
 
 def test_explicit_mfu_and_price_arithmetic() -> None:
     cost = estimate_training_cost(
-        "llama-2-7b", tokens="1B", gpu="h100", num_gpus=8, mfu=0.5, price_usd_per_hour=2.0
+        "llama-2-7b", tokens="1B", gpu="h100", num_gpus=8, mfu=0.5, usd_per_gpu_hour=2.0
     )
-    flops = training_flops(get_model("llama-2-7b"), 10**9, 4096).model_flops
-    gpu_hours = flops / (989.4e12 * 0.5) / 3600
-    assert cost.gpu_hours == pytest.approx(gpu_hours)
+    # 10^9 tokens × 46,086,512,640 FLOPs per token (6 × 6,607,343,616 matmul parameters
+    # + 12 × 32 layers × 4096 × 4096 attention, tests/test_flops.py) = 4.6087e19 FLOPs, at
+    # 0.5 × 989.4 TFLOP/s (H100 SXM dense BF16) = 93,160.5 s = 25.878 GPU-hours
+    gpu_hours = 25.87792412910181
+    assert cost.gpu_hours == pytest.approx(gpu_hours, rel=1e-12)
     assert cost.wall_hours == pytest.approx(gpu_hours / 8)
     assert cost.price_usd == pytest.approx(gpu_hours * 2.0)
     assert cost.mfu_source == "given"
@@ -272,7 +272,7 @@ def test_cli_cost_train_json() -> None:
     assert data["num_gpus"] == 2048 and data["flops"]["tokens"] == 2 * 10**12
     assert data["gpu_hours"] == pytest.approx(data["wall_hours"] * 2048)
     assert data["price_usd"] == pytest.approx(
-        data["gpu_hours"] * get_gpu("a100-80gb").price_usd_per_hour
+        data["gpu_hours"] * get_gpu("a100-80gb").usd_per_gpu_hour
     )
 
 
@@ -341,3 +341,42 @@ def test_duration_and_price_formatting() -> None:
         "$0.0012",
         "$4,421.75",
     ]
+
+
+# ---- memory of a served batch: in the library, not only in the CLI -----------------------------
+def test_inference_cost_says_whether_the_batch_fits() -> None:
+    """`cost infer`'s memory verdict is InferenceCost.memory: the inference estimate of the batch
+    at its full context (prompt + output), tensor parallel over the GPUs."""
+    from vramcalc.core.inference import estimate_inference
+    from vramcalc.sources.calibration import runtime
+
+    one = estimate_inference_cost("llama-2-7b", gpu="h100", batch_size=8, prompt_tokens=3000)
+    est = estimate_inference("llama-2-7b", batch_size=8, seq_len=3200)
+    assert one.memory is not None and one.memory.per_gpu_bytes == est.total_bytes
+    assert one.memory.memory_bytes == 81_559 * 1024**2  # H100 SXM as nvidia-smi reports it
+    assert (one.memory.fits, one.memory.verdict, one.memory.parallelism) == (True, "fits", "TP=1")
+    # bf16 weights 2 × 6,738,415,616 and KV 2 × 32 × 4096 × 2 B × 8 × 3200 tokens split over 2 GPUs;
+    # each GPU keeps its whole CUDA context
+    two = estimate_inference_cost(
+        "llama-2-7b", gpu="h100", batch_size=8, prompt_tokens=3000, num_gpus=2
+    )
+    ctx = runtime().cuda_context_bytes
+    assert two.memory is not None
+    split = two.memory.per_gpu_bytes - ctx
+    assert abs(split - (est.total_bytes - ctx) / 2) <= 2  # each split part rounds up
+    assert est.component("weights") == 2 * 6_738_415_616
+    assert est.component("kv_cache") == 2 * 32 * 4096 * 2 * 8 * 3200
+    # a batch that does not fit one 24 GiB RTX 4090: 13.5 GB of weights + 13.4 GB of KV
+    big = estimate_inference_cost("llama-2-7b", gpu="rtx-4090", batch_size=8, prompt_tokens=3000)
+    assert big.memory is not None and (big.memory.fits, big.memory.verdict) == (
+        False,
+        "does not fit",
+    )
+    # callers with their own memory estimate (plan, sweep) leave it out
+    assert estimate_inference_cost("llama-2-7b", gpu="h100", memory=False).memory is None
+
+
+def test_assumed_architecture_memory_never_fits() -> None:
+    spec = get_model("llama-2-7b").model_copy(update={"assumed_architecture": "mystery"})
+    c = estimate_inference_cost(spec, gpu="h100")
+    assert c.memory is not None and c.memory.fits and c.memory.verdict == "may fit"

@@ -60,7 +60,7 @@ def test_required_gpu_is_complete(name: str) -> None:
     assert g.peak_fp32_tflops and (g.peak_bf16_tflops or g.peak_fp16_tflops)
     assert g.memory_bandwidth_gbps and g.interconnect and g.interconnect_gbps and g.tdp_watts
     # a price only from a dated, sourced set of one market (presets/prices/); else none
-    assert g.price_usd_per_hour is None or (g.price_market and g.price_date and g.price_source)
+    assert g.usd_per_gpu_hour is None or (g.price_market and g.price_date and g.price_source)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_memory_is_nvidia_smi_mib_not_vendor_gb() -> None:
 
 def test_optional_fields_let_a_partial_gpu_validate() -> None:
     g = GPUSpec(name="x", memory_mib=1024)
-    assert g.peak_tflops("bf16") is None and g.price_usd_per_hour is None
+    assert g.peak_tflops("bf16") is None and g.usd_per_gpu_hour is None
 
 
 def test_unknown_field_fails_loudly() -> None:
@@ -106,7 +106,7 @@ def test_unknown_field_fails_loudly() -> None:
 USER_FILE = """
 [[gpu]]
 name = "h100"                 # an alias: overrides the catalog's h100-sxm
-price_usd_per_hour = 2.0
+usd_per_gpu_hour = 2.0
 price_date = "2026-11-01"
 price_source = "my contract"
 
@@ -126,20 +126,20 @@ def test_user_file_overrides_and_adds(tmp_path: Path) -> None:
     shipped = len(list_gpus())
     use_gpus_file(path)
     h100 = get_gpu("h100-sxm")
-    assert h100.price_usd_per_hour == 2.0 and h100.price_source == "my contract"
+    assert h100.usd_per_gpu_hour == 2.0 and h100.price_source == "my contract"
     assert h100.memory_mib == 81559  # untouched fields stay
     assert get_gpu("my-lab-gpu").peak_bf16_tflops == 364.2
     assert len(list_gpus()) == shipped + 1
     assert path.read_text() == before  # never written
     use_gpus_file(None)
-    assert get_gpu("h100").price_usd_per_hour != 2.0
+    assert get_gpu("h100").usd_per_gpu_hour != 2.0
 
 
 def test_env_var_selects_user_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "gpus.toml"
     path.write_text(USER_FILE)
     monkeypatch.setenv(presets.GPUS_ENV, str(path))
-    assert get_gpu("h100").price_usd_per_hour == 2.0
+    assert get_gpu("h100").usd_per_gpu_hour == 2.0
 
 
 def test_config_file_is_picked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vramcalc.cli.app import app, main
+from vramcalc.core.cost import estimate_inference_cost, estimate_training_cost
 from vramcalc.errors import PresetError
 from vramcalc.sources import presets
 from vramcalc.sources.presets import get_gpu, list_gpus, price_set, use_gpus_file, use_price_source
@@ -30,14 +31,14 @@ def _defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
 
 
 def test_default_set_is_one_market_one_date() -> None:
-    priced = [g for g in list_gpus() if g.price_usd_per_hour is not None]
+    priced = [g for g in list_gpus() if g.usd_per_gpu_hour is not None]
     assert len(priced) >= 10
     assert {g.price_market for g in priced} == {"on-demand"}
     assert {g.price_date for g in priced} == {"2026-03-10"}
     assert all("deploybase.ai" in g.price_source for g in priced)
     # the marketplace mix of issue 17 is gone: no community price beside an on-demand one
-    assert get_gpu("v100-32gb").price_usd_per_hour is None
-    assert get_gpu("h100").price_usd_per_hour == 4.76  # RunPod on-demand H100 SXM, 2026-03-10
+    assert get_gpu("v100-32gb").usd_per_gpu_hour is None
+    assert get_gpu("h100").usd_per_gpu_hour == 4.76  # RunPod on-demand H100 SXM, 2026-03-10
 
 
 @pytest.mark.parametrize(
@@ -51,15 +52,15 @@ def test_default_set_is_one_market_one_date() -> None:
 def test_price_sources(source: str, gpu: str, usd: float, market: str) -> None:
     use_price_source(source)
     g = get_gpu(gpu)
-    assert g.price_usd_per_hour == usd and g.price_market == market and g.price_date
+    assert g.usd_per_gpu_hour == usd and g.price_market == market and g.price_date
     result = runner.invoke(app, ["gpus", "--price-source", source, "--json"])
     rows = {r["name"]: r for r in json.loads(result.stdout)["gpus"]}
-    assert rows[g.name]["price_usd_per_hour"] == usd
+    assert rows[g.name]["usd_per_gpu_hour"] == usd
 
 
 def test_aws_set_prices_only_what_it_lists() -> None:
     use_price_source("aws-on-demand")
-    assert get_gpu("h100").price_usd_per_hour is None
+    assert get_gpu("h100").usd_per_gpu_hour is None
 
 
 def test_user_price_file(tmp_path: Path) -> None:
@@ -75,7 +76,7 @@ def test_user_price_file(tmp_path: Path) -> None:
             ["cost", "infer", "llama-2-7b", "--gpu", "h100", "--price-source", str(path), "--json"],
         ).stdout  # fmt: skip
     )
-    assert data["price_usd_per_hour"] == 2.0
+    assert data["usd_per_gpu_hour"] == 2.0 and data["usd_per_hour"] == 2.0  # one GPU
     use_price_source(path)
     assert get_gpu("h100").price_market == "reserved"
     assert path.read_text() == before
@@ -128,7 +129,7 @@ def test_user_gpu_file_price_is_marked_as_the_users(tmp_path: Path) -> None:
     path.write_text('[[gpu]]\nname = "h100"\nprice_usd_per_hour = 2.0\n')
     use_gpus_file(path)
     g = get_gpu("h100")
-    assert g.price_usd_per_hour == 2.0 and g.price_market == "user" and str(path) in g.price_source
+    assert g.usd_per_gpu_hour == 2.0 and g.price_market == "user" and str(path) in g.price_source
 
 
 def test_gpus_table_says_market_date_and_set() -> None:
@@ -182,3 +183,34 @@ def test_export_variants_keep_compute_and_cut_nvlink() -> None:
     assert get_gpu("h800").interconnect_gbps == 400.0
     assert get_gpu("a800").peak_bf16_tflops == get_gpu("a100-80gb").peak_bf16_tflops
     assert get_gpu("a800").interconnect_gbps == 400.0
+
+
+# ---- one price vocabulary: usd_per_gpu_hour (one GPU, one hour), usd_per_hour (all the job's GPUs)
+def test_price_names_say_per_gpu_or_per_job() -> None:
+    infer = estimate_inference_cost("llama-2-7b", gpu="h100", num_gpus=2, usd_per_gpu_hour=3.0)
+    assert (infer.usd_per_gpu_hour, infer.usd_per_hour) == (3.0, 6.0)  # 2 GPUs × $3
+    train = estimate_training_cost(
+        "llama-2-7b", tokens="1B", gpu="h100", num_gpus=8, usd_per_gpu_hour=3.0
+    )
+    assert train.usd_per_gpu_hour == 3.0
+    assert train.price_usd == pytest.approx(train.gpu_hours * 3.0, rel=1e-12)
+    catalog = estimate_inference_cost("llama-2-7b", gpu="h100", num_gpus=4)
+    # RunPod on-demand H100 SXM, $4.76 per GPU-hour (2026-03-10): 4 GPUs cost $19.04 an hour
+    assert catalog.usd_per_gpu_hour == 4.76
+    assert catalog.usd_per_hour == pytest.approx(19.04, rel=1e-12)
+
+
+def test_gpu_file_reads_the_former_price_key(tmp_path: Path) -> None:
+    new, old, both = tmp_path / "new.toml", tmp_path / "old.toml", tmp_path / "both.toml"
+    new.write_text('[[gpu]]\nname = "h100"\nusd_per_gpu_hour = 2.5\n')
+    old.write_text('[[gpu]]\nname = "h100"\nprice_usd_per_hour = 2.5\n')
+    both.write_text('[[gpu]]\nname = "h100"\nusd_per_gpu_hour = 2.5\nprice_usd_per_hour = 2.5\n')
+    for path in (new, old):
+        use_gpus_file(path)
+        g = get_gpu("h100")
+        assert g.usd_per_gpu_hour == 2.5 and g.price_market == "user"
+        assert "usd_per_gpu_hour" in g.model_dump() and "price_usd_per_hour" not in g.model_dump()
+    use_gpus_file(both)
+    with pytest.raises(PresetError, match="price_usd_per_hour"):
+        get_gpu("h100")
+    use_gpus_file(None)

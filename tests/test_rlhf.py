@@ -21,6 +21,10 @@ from vramcalc.spec.params import param_count
 N6 = 6_658_404_352  # GPT-3 6.7B (InstructGPT 6B) parameters, test_params / REFERENCES
 H6 = 4096
 N6_RM = N6 + H6  # tied embeddings: no lm_head to drop; + scalar head h×1
+# FLOPs (PaLM Appendix B, vramcalc.core.flops) count the matmul parameters: the 2048 × 4096
+# learned positions are a lookup, and so is the RM's token embedding once the scalar head unties it
+MM6 = N6 - 2048 * H6  # 6,650,015,744
+MM6_RM = N6_RM - 2048 * H6 - 50257 * H6  # 6,444,167,168
 CTX = runtime().cuda_context_bytes
 SLACK = runtime().allocator_slack_fraction
 GIB = 1024**3
@@ -166,20 +170,25 @@ def test_ppo_separate_placement_groups() -> None:
 def test_ppo_flops_by_hand_and_time() -> None:
     est = _ppo(rollout_batch=8, peak_tflops=1000, mfu=0.5, usd_per_gpu_hour=2.0)
     tokens = 8 * 512
-    # generate 2N, score actor 2N, ref 2N, critic 2Nc, reward 2Nc, train actor 6N, train critic 6Nc
-    expected = (2 + 2 + 2 + 6) * N6 * tokens + (2 + 2 + 6) * N6_RM * tokens
+    attn = 32 * H6 * 512  # Σ over 32 layers of H·Q × T (T = 256 prompt + 256 response)
+    fwd, fwd_rm = 2 * MM6 + 4 * attn, 2 * MM6_RM + 4 * attn  # one forward per token
+    train, train_rm = 6 * MM6 + 12 * attn, 6 * MM6_RM + 12 * attn  # one trained token
+    # generate, score actor, score ref (policy shape); score critic, score reward (RM shape);
+    # train actor, train critic
+    expected = (3 * fwd + 2 * fwd_rm + train + train_rm) * tokens
+    assert expected == 147_194_650_624 * tokens  # 40,705,400,832 × 2 + 26,313,539,584 + 39,470,309,376
     assert est.total_flops == expected
     assert est.time_s == pytest.approx(expected / (1000e12 * 0.5), rel=1e-12)
     assert est.cost_usd == pytest.approx(est.time_s / 3600 * 2.0, rel=1e-12)
     twice = _ppo(rollout_batch=8, ppo_epochs=2, iterations=3)
-    trains = (6 * N6 + 6 * N6_RM) * tokens
+    trains = (train + train_rm) * tokens
     assert twice.total_flops == 3 * (expected + trains)
 
 
 def test_ppo_time_and_price_from_the_gpu_catalog() -> None:
     """--gpu alone prices the run as `vramcalc cost train` would: the catalog's dense peak for the
     precision's math, its generation's default MFU and its on-demand price; given values win."""
-    from vramcalc.core.cost import compute_peak, default_mfu
+    from vramcalc.core.gpu_rates import compute_peak, default_mfu
     from vramcalc.sources.presets import get_gpu
 
     a100 = get_gpu("a100-80gb")
@@ -188,8 +197,8 @@ def test_ppo_time_and_price_from_the_gpu_catalog() -> None:
     assert (peak_tflops, mfu) == (312.0, 0.40)  # NVIDIA A100 datasheet; PaLM/Megatron range
     est = _ppo(rollout_batch=8, gpu="a100-80gb", num_gpus=8, zero=3)
     assert est.time_s == pytest.approx(est.total_flops / (8 * 312e12 * 0.40), rel=1e-12)
-    assert a100.price_usd_per_hour is not None
-    assert est.cost_usd == pytest.approx(est.time_s / 3600 * 8 * a100.price_usd_per_hour)
+    assert a100.usd_per_gpu_hour is not None
+    assert est.cost_usd == pytest.approx(est.time_s / 3600 * 8 * a100.usd_per_gpu_hour)
     mine = _ppo(rollout_batch=8, gpu="a100-80gb", num_gpus=8, zero=3, mfu=0.5, usd_per_gpu_hour=1)
     assert mine.time_s == pytest.approx(est.time_s * 0.40 / 0.5, rel=1e-12)
     assert mine.cost_usd == pytest.approx(mine.time_s / 3600 * 8)
@@ -207,7 +216,9 @@ def test_sft_is_the_training_estimate() -> None:
     est = estimate_rlhf("instructgpt-1.3b", stage="sft", batch_size=4, seq_len=1024)
     train = estimate_training("instructgpt-1.3b", batch_size=4, seq_len=1024)
     assert est.total_bytes == train.total_bytes
-    assert est.total_flops == 6 * 1_315_723_264 * 4 * 1024
+    # 6 × 1,311,528,960 matmul params (1,315,723,264 − 2048 × 2048 learned positions)
+    # + 12 × 24 layers × 2048 × 1024 tokens of attention, per token, × 4 × 1024 tokens
+    assert est.total_flops == (6 * 1_311_528_960 + 12 * 24 * 2048 * 1024) * 4 * 1024
 
 
 def test_rm_activations_scale_with_k_and_no_vocab_logits() -> None:
@@ -225,13 +236,14 @@ def test_rm_activations_scale_with_k_and_no_vocab_logits() -> None:
     # scalar head: the loss sees 8 × 2048 tokens × 1 output, not × 50,257 vocabulary logits
     logits = sum(c.bytes for c in k4.phase("train").components if c.name == "logits_buffer")
     assert logits == 12 * 1 * 8 * 2048
-    assert k4.total_flops == 6 * N6_RM * 2 * 4 * 2048
+    assert k4.total_flops == (6 * MM6_RM + 12 * 32 * H6 * 2048) * 2 * 4 * 2048
 
 
 def test_dpo_pairs_and_precomputed_reference() -> None:
     est = estimate_rlhf("instructgpt-1.3b", stage="dpo", batch_size=2, seq_len=512)
     sft = estimate_rlhf("instructgpt-1.3b", stage="sft", batch_size=4, seq_len=512)
     n = 1_315_723_264
+    mm, attn = n - 2048 * 2048, 24 * 2048 * 512  # matmul params; 24 layers × H·Q × T
     # chosen + rejected = 2 × 2 sequences; + the bf16 reference (2 B/param) + 4 fp32 log-probs
     assert est.phase("train policy").total_bytes == sft.total_bytes + 2 * n + 4 * 4
     pre = estimate_rlhf(
@@ -239,9 +251,9 @@ def test_dpo_pairs_and_precomputed_reference() -> None:
     )
     assert [p.name for p in pre.phases] == ["train policy"]
     assert pre.total_bytes == sft.total_bytes + 4 * 4
-    # FLOPs: policy 6N and reference 2N over 4 × 512 tokens
-    assert est.total_flops == (6 + 2) * n * 4 * 512
-    assert pre.total_flops == 6 * n * 4 * 512
+    # FLOPs: policy trains (6·N + 12·attn), the reference runs a forward (2·N + 4·attn), 4 × 512 tokens
+    assert est.total_flops == (8 * mm + 16 * attn) * 4 * 512
+    assert pre.total_flops == (6 * mm + 12 * attn) * 4 * 512
 
 
 def test_grpo_group_samples_and_no_critic() -> None:
@@ -399,9 +411,10 @@ def test_ppo_lora_reference_shares_the_base() -> None:
     apart = _ppo(method="lora", lora_rank=16, reference_shares_base=False)
     assert apart.phase("train actor").role_bytes("reference") == 2 * N6
     assert apart.total_bytes - est.total_bytes == 2 * N6
-    # LoRA trains without the frozen weights' gradients: 4·N per token instead of 6·N
+    # LoRA trains without the frozen weights' gradients: 4·N per token instead of 6·N; attention
+    # has no weights, its backward (Q, K, V gradients) stays: 12 × 32 layers × H·Q × 512 tokens
     tokens = 8 * 512
-    assert est.flops[-1].flops == 4 * N6_RM * tokens
+    assert est.flops[-1].flops == (4 * MM6_RM + 12 * 32 * H6 * 512) * tokens
     assert est.total_bytes < 0.3 * _ppo().total_bytes
 
 
@@ -525,3 +538,18 @@ def test_band_and_verdict_per_group() -> None:
     assert roomy.gpu is not None and roomy.gpu.verdict == "fits"
     short = _ppo(rollout_batch=8, gpu_mem_gib=est.low_bytes / gib - 1)
     assert short.gpu is not None and short.gpu.verdict == "does not fit" and not short.gpu.fits
+
+
+def test_rollout_slack_counts_only_transient_bytes() -> None:
+    """Which bytes the allocator slack of a phase covers comes from each component's lifetime:
+    the rollout's KV cache and prefill activations come and go; weights, optimizer state and the
+    experience buffer stay (vramcalc.core.results.Lifetime)."""
+    est = estimate_rlhf("gpt2", stage="ppo", prompt_len=256, response_len=256, rollout_batch=8)
+    rollout = est.phase("rollout")
+    by_name = {c.name: c.bytes for c in rollout.components if c.role == "actor"}
+    # KV: 2 (K, V) × 12 layers × 768 × 2 B (bf16) per token × 8 sequences × 512 tokens
+    assert by_name["kv_cache"] == 2 * 12 * 768 * 2 * 8 * 512 == 150_994_944
+    slack = [c for c in rollout.components if c.name == "allocator_slack"]
+    assert [c.bytes for c in slack] == [_slack(by_name["kv_cache"] + by_name["activations"])]
+    # the lifetime is internal: the JSON of a component is unchanged
+    assert set(rollout.components[0].model_dump()) == {"role", "group", "name", "bytes", "note"}

@@ -203,7 +203,10 @@ PriceSourceOpt = Annotated[
     ),
 ]
 PriceOpt = Annotated[
-    float | None, typer.Option("--price", min=0.0, help="USD per GPU-hour (default: the catalog's)")
+    float | None,
+    typer.Option(
+        "--price", min=0.0, help="USD for one GPU for one hour (usd_per_gpu_hour; default: the catalog's)"
+    ),
 ]
 PromptOpt = Annotated[
     int, size_option("--prompt", high=1 << 24, binary=True, help="prompt tokens per request")

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
             seq_len=seq_len,
             grad_checkpointing=grad_checkpointing.value,
             dtype=dtype.value,
-            price_usd_per_hour=price,
+            usd_per_gpu_hour=price,
         )
         if as_json:
             _print_json(c.model_dump(mode="json") | _rough_label(model))
@@ -119,9 +119,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Prefill time, decode speed, latency, throughput and price per million tokens."""
         from vramcalc.core.cost import estimate_inference_cost
-        from vramcalc.core.fitting import simple_placement
-        from vramcalc.core.workloads import resolve_model
-        from vramcalc.sources.presets import get_gpu
 
         _use_gpus_file(gpus_file, price_source)
         model = model_arg(model, assume_llama)
@@ -137,29 +134,12 @@ def register(app: typer.Typer) -> None:
             num_gpus=num_gpus,
             mfu=mfu,
             mbu=mbu,
-            price_usd_per_hour=price,
+            usd_per_gpu_hour=price,
         )
-        workload = {
-            "dtype": _value(dtype),
-            "quant": _value(quant),
-            "kv_dtype": _value(kv_dtype),
-            "batch_size": batch_size,
-            "seq_len": prompt + output,
-        }
-        placement = simple_placement(resolve_model(model), "infer", workload, num_gpus)
-        memory = get_gpu(gpu).memory_bytes
-        fits = {
-            "per_gpu_bytes": placement.per_gpu_bytes,
-            "memory_bytes": memory,
-            "fits": placement.per_gpu_bytes <= memory,
-            "parallelism": placement.parallelism,
-        }
-        if assume_llama:  # a rough estimate never says "fits" (results.gpu_fit)
-            fits["verdict"] = "may fit" if fits["fits"] else "does not fit"
         if as_json:
-            _print_json(c.model_dump(mode="json") | {"memory": fits} | _rough_label(model))
+            _print_json(c.model_dump(mode="json") | _rough_label(model))
         else:
             from vramcalc.report import cost as report_cost
 
-            report_cost.render_inference_cost(c, fits)
-        exit_if_not_fit(check, bool(fits["fits"]))
+            report_cost.render_inference_cost(c)
+        exit_if_not_fit(check, c.memory is not None and c.memory.fits)

@@ -61,163 +61,202 @@ class RolloutWeightsChoice(str, Enum):
 Tokens = Annotated[int, typer.Option(min=1, max=1 << 24)]
 
 
+# ---- options of `vramcalc rlhf` (module level: the command stays a short function) ----------
+StageOpt = Annotated[
+    StageChoice, typer.Option("--stage", help="sft, rm (reward model), ppo, dpo or grpo")
+]
+RewardModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reward-model",
+        help="reward model preset (scalar head replaces lm_head); default MODEL",
+    ),
+]
+CriticModelOpt = Annotated[
+    str | None, typer.Option("--critic-model", help="ppo value model; default the reward model")
+]
+PlacementOpt = Annotated[
+    PlacementChoice,
+    typer.Option("--placement", help="all models on the same GPUs, or one GPU group each"),
+]
+PrecisionOpt = Annotated[
+    PrecisionChoice, typer.Option("--precision", help="trainable models' precision")
+]
+OptimizerOpt = Annotated[
+    Optimizer, typer.Option("--optimizer", help="optimizer of trainable models")
+]
+GradCheckpointingOpt = Annotated[
+    CheckpointChoice, typer.Option("--grad-checkpointing", help="none or full")
+]
+SeqLenOpt = Annotated[
+    int | None,
+    size_option(
+        "--seq-len", "-s", high=1 << 24, binary=True, help="sft/rm/dpo tokens per sequence"
+    ),
+]
+PromptLenOpt = Annotated[
+    int, size_option("--prompt-len", high=1 << 24, binary=True, help="ppo/grpo prompt tokens")
+]
+ResponseLenOpt = Annotated[
+    int,
+    size_option("--response-len", high=1 << 24, binary=True, help="ppo/grpo generated tokens"),
+]
+RolloutBatchOpt = Annotated[
+    int, size_option("--rollout-batch", high=1_000_000, help="prompts generated at once")
+]
+ComparisonsOpt = Annotated[
+    int, typer.Option("--comparisons", "-k", min=2, max=64, help="rm: responses per prompt")
+]
+GroupSizeOpt = Annotated[
+    int, typer.Option("--group-size", "-g", min=2, max=1024, help="grpo: responses per prompt")
+]
+FrozenDtypeOpt = Annotated[
+    str,
+    typer.Option("--frozen-dtype", help="reference/reward weights: bf16, fp8, int8, int4, nf4…"),
+]
+KvDtypeOpt = Annotated[KvChoice | None, typer.Option("--kv-dtype", help="rollout KV cache dtype")]
+OffloadFrozenOpt = Annotated[
+    bool, typer.Option("--offload-frozen", help="reference/reward on CPU outside their forward")
+]
+ReferenceOpt = Annotated[
+    ReferenceChoice,
+    typer.Option("--reference", help="dpo: a reference model, or precomputed log-probs"),
+]
+ShareBaseOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--share-base/--no-share-base",
+        help="LoRA: the reference is the actor's base with adapters off (default when colocated)",
+    ),
+]
+RolloutWeightsOpt = Annotated[
+    RolloutWeightsChoice,
+    typer.Option(
+        "--rollout-weights", help="shared: generate with the training weights; copy: bf16 copy"
+    ),
+]
+RolloutTpOpt = Annotated[
+    int, typer.Option("--rollout-tp", min=1, max=1024, help="GPUs a rollout copy spans")
+]
+PpoEpochsOpt = Annotated[
+    int, typer.Option("--ppo-epochs", min=1, max=1000, help="passes over each experience")
+]
+ScoreBatchOpt = Annotated[
+    int | None,
+    size_option(
+        "--score-batch",
+        high=1_000_000,
+        help="sequences per scoring forward (default: ppo the rollout, grpo --batch-size)",
+    ),
+]
+IterationsOpt = Annotated[
+    int, typer.Option("--iterations", min=1, max=10**9, help="iterations to cost")
+]
+MethodOpt = Annotated[
+    MethodChoice | None,
+    typer.Option("--method", help="actor/critic/policy: full, lora or qlora"),
+]
+LoraRankOpt = Annotated[
+    int | None, typer.Option("--lora-rank", min=1, max=65536, help="LoRA rank r")
+]
+LoraTargetsOpt = Annotated[
+    str | None, typer.Option("--lora-targets", help="q,k,v,o,gate,up,down or all-linear")
+]
+QuantOpt = Annotated[
+    QuantChoice | None, typer.Option("--quant", help="frozen base format of --method qlora")
+]
+NumGpusOpt = Annotated[
+    int | None,
+    typer.Option("--num-gpus", min=1, max=1_000_000, help="GPUs per model group"),
+]
+ZeroOpt = Annotated[
+    int | None, typer.Option("--zero", min=0, max=3, help="DeepSpeed ZeRO stage (all models)")
+]
+FsdpOpt = Annotated[
+    FsdpChoice | None, typer.Option("--fsdp", help="PyTorch FSDP sharding strategy")
+]
+OffloadOpt = Annotated[
+    OffloadChoice | None,
+    typer.Option("--offload", help="trainable models' optimizer state (or params) on CPU"),
+]
+TpOpt = Annotated[int | None, typer.Option("--tp", min=1, max=4096, help="tensor-parallel degree")]
+RoleGpusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--role-gpus",
+        help="separate placement: GPUs per model, e.g. critic=8,reference=16,reward=8",
+    ),
+]
+PeakTflopsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--peak-tflops",
+        min=0.001,
+        max=1e6,
+        help="dense TFLOP/s per GPU [default: the --gpu catalog entry's]",
+    ),
+]
+MfuOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--mfu", min=0.001, max=1.0, help="FLOPs utilisation [default: the GPU generation's]"
+    ),
+]
+UsdPerGpuHourOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--usd-per-gpu-hour",
+        min=0,
+        max=1e5,
+        help="USD for one GPU for one hour [default: the --gpu catalog entry's]",
+    ),
+]
+
+
 def rlhf(
     model: ModelArg,
-    stage: Annotated[
-        StageChoice, typer.Option("--stage", help="sft, rm (reward model), ppo, dpo or grpo")
-    ],
-    reward_model: Annotated[
-        str | None,
-        typer.Option(
-            "--reward-model",
-            help="reward model preset (scalar head replaces lm_head); default MODEL",
-        ),
-    ] = None,
-    critic_model: Annotated[
-        str | None, typer.Option("--critic-model", help="ppo value model; default the reward model")
-    ] = None,
-    placement: Annotated[
-        PlacementChoice,
-        typer.Option("--placement", help="all models on the same GPUs, or one GPU group each"),
-    ] = PlacementChoice.colocated,
-    precision: Annotated[
-        PrecisionChoice, typer.Option("--precision", help="trainable models' precision")
-    ] = PrecisionChoice.bf16_mixed,
-    optimizer: Annotated[
-        Optimizer, typer.Option("--optimizer", help="optimizer of trainable models")
-    ] = Optimizer.adamw,
-    grad_checkpointing: Annotated[
-        CheckpointChoice, typer.Option("--grad-checkpointing", help="none or full")
-    ] = CheckpointChoice.none,
+    stage: StageOpt,
+    reward_model: RewardModelOpt = None,
+    critic_model: CriticModelOpt = None,
+    placement: PlacementOpt = PlacementChoice.colocated,
+    precision: PrecisionOpt = PrecisionChoice.bf16_mixed,
+    optimizer: OptimizerOpt = Optimizer.adamw,
+    grad_checkpointing: GradCheckpointingOpt = CheckpointChoice.none,
     attention: AttnOpt = AttentionChoice.flash,
     batch_size: BatchOpt = 1,
-    seq_len: Annotated[
-        int | None,
-        size_option(
-            "--seq-len", "-s", high=1 << 24, binary=True, help="sft/rm/dpo tokens per sequence"
-        ),
-    ] = None,
-    prompt_len: Annotated[
-        int, size_option("--prompt-len", high=1 << 24, binary=True, help="ppo/grpo prompt tokens")
-    ] = 256,
-    response_len: Annotated[
-        int,
-        size_option("--response-len", high=1 << 24, binary=True, help="ppo/grpo generated tokens"),
-    ] = 256,
-    rollout_batch: Annotated[
-        int, size_option("--rollout-batch", high=1_000_000, help="prompts generated at once")
-    ] = 8,
-    comparisons: Annotated[
-        int, typer.Option("--comparisons", "-k", min=2, max=64, help="rm: responses per prompt")
-    ] = 4,
-    group_size: Annotated[
-        int, typer.Option("--group-size", "-g", min=2, max=1024, help="grpo: responses per prompt")
-    ] = 8,
-    frozen_dtype: Annotated[
-        str,
-        typer.Option(
-            "--frozen-dtype", help="reference/reward weights: bf16, fp8, int8, int4, nf4…"
-        ),
-    ] = "bf16",
-    kv_dtype: Annotated[
-        KvChoice | None, typer.Option("--kv-dtype", help="rollout KV cache dtype")
-    ] = None,
-    offload_frozen: Annotated[
-        bool, typer.Option("--offload-frozen", help="reference/reward on CPU outside their forward")
-    ] = False,
-    reference: Annotated[
-        ReferenceChoice,
-        typer.Option("--reference", help="dpo: a reference model, or precomputed log-probs"),
-    ] = ReferenceChoice.model,
-    share_base: Annotated[
-        bool | None,
-        typer.Option(
-            "--share-base/--no-share-base",
-            help="LoRA: the reference is the actor's base with adapters off (default when colocated)",
-        ),
-    ] = None,
-    rollout_weights: Annotated[
-        RolloutWeightsChoice,
-        typer.Option(
-            "--rollout-weights", help="shared: generate with the training weights; copy: bf16 copy"
-        ),
-    ] = RolloutWeightsChoice.shared,
-    rollout_tp: Annotated[
-        int, typer.Option("--rollout-tp", min=1, max=1024, help="GPUs a rollout copy spans")
-    ] = 1,
-    ppo_epochs: Annotated[
-        int, typer.Option("--ppo-epochs", min=1, max=1000, help="passes over each experience")
-    ] = 1,
-    score_batch: Annotated[
-        int | None,
-        size_option(
-            "--score-batch",
-            high=1_000_000,
-            help="sequences per scoring forward (default: ppo the rollout, grpo --batch-size)",
-        ),
-    ] = None,
-    iterations: Annotated[
-        int, typer.Option("--iterations", min=1, max=10**9, help="iterations to cost")
-    ] = 1,
-    method: Annotated[
-        MethodChoice | None,
-        typer.Option("--method", help="actor/critic/policy: full, lora or qlora"),
-    ] = None,
-    lora_rank: Annotated[
-        int | None, typer.Option("--lora-rank", min=1, max=65536, help="LoRA rank r")
-    ] = None,
-    lora_targets: Annotated[
-        str | None, typer.Option("--lora-targets", help="q,k,v,o,gate,up,down or all-linear")
-    ] = None,
-    quant: Annotated[
-        QuantChoice | None, typer.Option("--quant", help="frozen base format of --method qlora")
-    ] = None,
-    num_gpus: Annotated[
-        int | None,
-        typer.Option("--num-gpus", min=1, max=1_000_000, help="GPUs per model group"),
-    ] = None,
+    seq_len: SeqLenOpt = None,
+    prompt_len: PromptLenOpt = 256,
+    response_len: ResponseLenOpt = 256,
+    rollout_batch: RolloutBatchOpt = 8,
+    comparisons: ComparisonsOpt = 4,
+    group_size: GroupSizeOpt = 8,
+    frozen_dtype: FrozenDtypeOpt = "bf16",
+    kv_dtype: KvDtypeOpt = None,
+    offload_frozen: OffloadFrozenOpt = False,
+    reference: ReferenceOpt = ReferenceChoice.model,
+    share_base: ShareBaseOpt = None,
+    rollout_weights: RolloutWeightsOpt = RolloutWeightsChoice.shared,
+    rollout_tp: RolloutTpOpt = 1,
+    ppo_epochs: PpoEpochsOpt = 1,
+    score_batch: ScoreBatchOpt = None,
+    iterations: IterationsOpt = 1,
+    method: MethodOpt = None,
+    lora_rank: LoraRankOpt = None,
+    lora_targets: LoraTargetsOpt = None,
+    quant: QuantOpt = None,
+    num_gpus: NumGpusOpt = None,
     nodes: NodesOpt = None,
     gpus_per_node: GpusPerNodeOpt = None,
-    zero: Annotated[
-        int | None, typer.Option("--zero", min=0, max=3, help="DeepSpeed ZeRO stage (all models)")
-    ] = None,
-    fsdp: Annotated[
-        FsdpChoice | None, typer.Option("--fsdp", help="PyTorch FSDP sharding strategy")
-    ] = None,
-    offload: Annotated[
-        OffloadChoice | None,
-        typer.Option("--offload", help="trainable models' optimizer state (or params) on CPU"),
-    ] = None,
-    tp: Annotated[
-        int | None, typer.Option("--tp", min=1, max=4096, help="tensor-parallel degree")
-    ] = None,
-    role_gpus: Annotated[
-        str | None,
-        typer.Option(
-            "--role-gpus",
-            help="separate placement: GPUs per model, e.g. critic=8,reference=16,reward=8",
-        ),
-    ] = None,
+    zero: ZeroOpt = None,
+    fsdp: FsdpOpt = None,
+    offload: OffloadOpt = None,
+    tp: TpOpt = None,
+    role_gpus: RoleGpusOpt = None,
     gpu: GpuOpt = None,
     gpu_mem: GpuMemOpt = None,
-    peak_tflops: Annotated[
-        float | None,
-        typer.Option(
-            "--peak-tflops",
-            min=0.001,
-            max=1e6,
-            help="dense TFLOP/s per GPU [default: the --gpu catalog entry's]",
-        ),
-    ] = None,
-    mfu: Annotated[
-        float | None,
-        typer.Option(
-            "--mfu", min=0.001, max=1.0, help="FLOPs utilisation [default: the GPU generation's]"
-        ),
-    ] = None,
-    usd_per_gpu_hour: Annotated[
-        float | None, typer.Option("--usd-per-gpu-hour", min=0, max=1e5, help="price per GPU-hour")
-    ] = None,
+    peak_tflops: PeakTflopsOpt = None,
+    mfu: MfuOpt = None,
+    usd_per_gpu_hour: UsdPerGpuHourOpt = None,
     assume_llama: AssumeLlamaOpt = False,
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,

@@ -173,7 +173,7 @@ def sweep(
         task.value,
         tokens=tokens,
         output_tokens=output_tokens,
-        price_usd_per_hour=price,
+        usd_per_gpu_hour=price,
         revision=revision,
         offline=offline,
         **options,

@@ -5,13 +5,9 @@ GPU catalog's dense peaks, memory bandwidth, interconnect, board power and hourl
 
 Conventions (each function's docstring gives its source):
 
-* **Model FLOPs** count the matrix multiplications a token needs, as PaLM's MFU does (Chowdhery et
-  al. 2022, Appendix B): ``6·N`` per trained token (forward 2N, backward 4N) plus ``12·L·H·Q·T``
-  for the attention score and value products, with ``N`` the parameters a token multiplies (every
-  weight except the input token/position embedding lookups; the output head counts, tied or not;
-  for mixture-of-experts models only the active experts).
-* **Hardware FLOPs** add what recomputation re-executes: full activation checkpointing runs the
-  forward twice, 8·N instead of 6·N (×4/3).
+* **FLOPs** come from :mod:`vramcalc.core.flops` (PaLM Appendix B model FLOPs, ``6·N + 12·L·H·Q·T``
+  per trained token; hardware FLOPs with recomputation; causal prefill and decode steps), the
+  module `rlhf` reads too, so both price a token alike.
 * **MFU** (model FLOPs utilisation) = model FLOPs / (time × GPUs × dense peak). Its defaults per
   GPU generation are in :data:`DEFAULT_MFU`, with where each comes from.
 * Inference is a roofline per phase: prefill is compute-bound, each decode step is bound by
@@ -25,36 +21,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vramcalc.core.flops import (
+    TrainingFlops,
+    decode_step_flops,
+    prefill_flops,
+    training_flops,
+)
+from vramcalc.core.gpu_rates import (
+    allreduce_seconds,
+    compute_peak,
+    compute_seconds,
+    default_mfu,
+    need_figure,
+)
+from vramcalc.core.inference import estimate_inference
 from vramcalc.core.kv_cache import kv_cache_bytes
+from vramcalc.core.results import Component
 from vramcalc.core.workloads import resolve_model, resolve_seq_len
 from vramcalc.errors import VramcalcError, checked_keywords
 from vramcalc.spec.model import GPUSpec, ModelSpec
-from vramcalc.spec.params import EMBEDDING, POSITION, active_param_count, param_count, tensor_groups
+from vramcalc.spec.params import param_count, tensor_groups
 from vramcalc.spec.quant import kv_bytes_per_element, resolve_format, weight_bytes
 from vramcalc.units import parse_count
 
 SECONDS_PER_HOUR = 3600
-PFLOP_S_DAY = 1e15 * 86400  # one petaflop/s-day, the unit of Brown et al. 2020, Table D.1
-
-# Default MFU per GPU generation: the fraction of the dense BF16/FP16 peak that large, well-tuned
-# training runs reach. Published figures (not fitted to the tests):
-#   volta  0.21  GPT-3 175B on V100: 21.3 % MFU (PaLM, Chowdhery et al. 2022, Table 3)
-#   ampere 0.40  Megatron-Turing NLG 530B on A100: 30.2 %, Gopher 32.5 % (TPU), PaLM 46.2 % (TPU)
-#                (PaLM Table 3); Megatron-LM 2021 reports 44-52 % of peak on A100 (Narayanan et
-#                al., Table 1, hardware FLOPs with recomputation). 0.40 is the middle of that range.
-#   hopper 0.40  Llama 3 405B on H100: 38-43 % BF16 MFU (Llama 3 paper, Dubey et al. 2024, Table 4)
-#   turing / ada / blackwell / cdna2 / cdna3: no published large-scale run; assumed (say so in reports).
-DEFAULT_MFU: dict[str, tuple[float, str]] = {
-    "volta": (0.21, "GPT-3 175B on V100, 21.3 % (PaLM paper, Table 3)"),
-    "turing": (0.30, "assumed: no published large-scale training run"),
-    "ampere": (0.40, "A100 runs 30-52 % (PaLM Table 3; Megatron-LM 2021, Table 1)"),
-    "ada": (0.30, "assumed: no published large-scale training run"),
-    "hopper": (0.40, "Llama 3 405B on H100, 38-43 % (Llama 3 paper, Table 4)"),
-    "blackwell": (0.35, "assumed: no published large-scale run yet; below Hopper's 0.40"),
-    "cdna2": (0.30, "assumed: no published large-scale training run"),
-    "cdna3": (0.30, "assumed: no published large-scale training run"),
-}
-FALLBACK_MFU = (0.30, "assumed: GPU generation unknown")
 
 # Inference defaults. MBU (memory bandwidth utilisation) is the decode counterpart of MFU
 # (Databricks, "LLM Inference Performance Engineering: Best Practices", 2023, defines it and
@@ -65,92 +55,7 @@ DEFAULT_MBU = 0.6  # Databricks 2023 (above): ~60 % of peak HBM bandwidth in dec
 TrainDtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8"]
 
 
-# ---- FLOPs --------------------------------------------------------------------------------------
-def matmul_params(spec: ModelSpec) -> int:
-    """Parameters a token multiplies: active parameters minus the input embedding lookups (token
-    embeddings when untied, learned positions). The tied output head still counts."""
-    lookups = 0
-    for g in tensor_groups(spec):
-        if g.kind == POSITION or (g.kind == EMBEDDING and not spec.tie_word_embeddings):
-            lookups += g.numel
-    return active_param_count(spec) - lookups
-
-
-def attention_context_sum(spec: ModelSpec, seq_len: int) -> int:
-    """Σ over layers of the context each token attends to (T, or the sliding window)."""
-    windowed = min(spec.windowed_layers, spec.kv_layers)  # a hybrid's state layers attend to none
-    window = min(seq_len, spec.sliding_window or seq_len)
-    return (spec.kv_layers - windowed) * seq_len + windowed * window
-
-
-def training_flops_per_token(spec: ModelSpec, seq_len: int) -> tuple[float, float]:
-    """(dense, attention) model FLOPs per trained token: 6·N and 12·L·H·Q·T (PaLM, Appendix B;
-    H·Q = heads × head_dim; T capped at the window for sliding-window layers)."""
-    dense = 6.0 * matmul_params(spec)
-    attention = 12.0 * spec.q_dim * attention_context_sum(spec, seq_len)
-    return dense, attention
-
-
-class TrainingFlops(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    tokens: int
-    seq_len: int
-    matmul_params: int
-    dense_flops: float = Field(description="6·N·D")
-    attention_flops: float = Field(description="12·L·H·Q·T·D")
-    model_flops: float = Field(description="dense + attention: what MFU counts")
-    hardware_flops: float = Field(description="model FLOPs × 4/3 with full recomputation")
-
-    @property
-    def petaflop_s_days(self) -> float:
-        return self.model_flops / PFLOP_S_DAY
-
-
-def training_flops(
-    spec: ModelSpec, tokens: int, seq_len: int, grad_checkpointing: str = "none"
-) -> TrainingFlops:
-    """FLOPs of training on `tokens` tokens of `seq_len`-token sequences (PaLM Appendix B);
-    full recomputation re-runs the forward pass: 8·N instead of 6·N, i.e. ×4/3."""
-    dense_pt, attn_pt = training_flops_per_token(spec, seq_len)
-    model = (dense_pt + attn_pt) * tokens
-    factor = 4.0 / 3.0 if grad_checkpointing == "full" else 1.0
-    return TrainingFlops(
-        tokens=tokens,
-        seq_len=seq_len,
-        matmul_params=matmul_params(spec),
-        dense_flops=dense_pt * tokens,
-        attention_flops=attn_pt * tokens,
-        model_flops=model,
-        hardware_flops=model * factor,
-    )
-
-
 # ---- GPU figures --------------------------------------------------------------------------------
-def default_mfu(gpu: GPUSpec) -> tuple[float, str]:
-    """The documented default MFU of the GPU's generation and where it comes from."""
-    return DEFAULT_MFU.get(gpu.generation or "", FALLBACK_MFU)
-
-
-_FALLBACKS = {"bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8",)}
-
-
-def compute_peak(gpu: GPUSpec, dtype: str) -> tuple[float, str]:
-    """Dense peak TFLOP/s for math in `dtype`, and the dtype whose peak it is.
-
-    bf16 falls back to fp16 (V100, T4 have no BF16 tensor cores and train in fp16); fp32 uses the
-    non-tensor FP32 peak (PyTorch leaves TF32 matmuls off by default)."""
-    for candidate in _FALLBACKS.get(dtype, (dtype,)):
-        peak = gpu.peak_tflops(candidate)
-        if peak:
-            return peak, candidate
-    listed = [d for d in ("fp32", "tf32", "bf16", "fp16", "fp8", "int8") if gpu.peak_tflops(d)]
-    raise VramcalcError(
-        f"{gpu.name} has no {dtype} peak in the catalog; it lists {', '.join(listed) or 'none'} "
-        "(add one with a GPU file, see docs/cost.md)"
-    )
-
-
 def inference_compute_dtype(dtype: str, quant: str | None, gpu: GPUSpec) -> str:
     """Math dtype of serving: FP8 weights run FP8 GEMMs where the GPU has FP8 tensor cores (W8A8,
     as vLLM does on Hopper/Ada), else 16-bit; int8/int4 formats (LLM.int8, NF4, GPTQ, AWQ) are
@@ -161,17 +66,6 @@ def inference_compute_dtype(dtype: str, quant: str | None, gpu: GPUSpec) -> str:
     if fmt.dtype in ("fp32",):
         return "fp32"
     return "fp16" if fmt.dtype == "fp16" else "bf16"
-
-
-def compute_seconds(flops: float, gpus: int, peak_tflops: float, mfu: float) -> float:
-    """Wall time of `flops` on `gpus` GPUs running at `mfu` of `peak_tflops` each."""
-    return flops / (gpus * peak_tflops * 1e12 * mfu)
-
-
-def _need(value: float | None, gpu: GPUSpec, what: str) -> float:
-    if not value:
-        raise VramcalcError(f"{gpu.name} has no {what} in the catalog (add it with a GPU file)")
-    return value
 
 
 # ---- training cost ------------------------------------------------------------------------------
@@ -192,8 +86,8 @@ class TrainingCost(BaseModel):
     gpu_hours: float
     wall_hours: float
     wall_days: float
-    price_usd_per_gpu_hour: float | None
-    price_usd: float | None
+    usd_per_gpu_hour: float | None = Field(description="price of one GPU for one hour")
+    price_usd: float | None = Field(description="the whole run: GPU-hours × usd_per_gpu_hour")
     energy_kwh: float | None = Field(description="GPUs at TDP × wall time (no host, network, PUE)")
     assumptions: list[str] = Field(default_factory=list)
 
@@ -209,13 +103,14 @@ def estimate_training_cost(
     seq_len: int | None = None,
     grad_checkpointing: str = "none",
     dtype: str = "bf16",
-    price_usd_per_hour: float | None = None,
+    usd_per_gpu_hour: float | None = None,
 ) -> TrainingCost:
     """Time, GPU-hours, price and energy of training `model` on `tokens` tokens.
 
     time = model FLOPs / (num_gpus × dense peak × MFU); with full recomputation the default MFU is
     the generation's default × 3/4 (the GPU works as hard, a quarter of its work is re-done), while
-    an explicit `mfu` is taken as the model FLOPs utilisation it names.
+    an explicit `mfu` is taken as the model FLOPs utilisation it names. `usd_per_gpu_hour` (one
+    GPU for one hour) overrides the catalog's price.
     """
     from vramcalc.sources.presets import get_gpu
 
@@ -242,7 +137,7 @@ def estimate_training_cost(
     gpu_seconds = compute_seconds(flops.model_flops, 1, peak, mfu_value)
     gpu_hours = gpu_seconds / SECONDS_PER_HOUR
     wall_hours = gpu_hours / num_gpus
-    price = price_usd_per_hour if price_usd_per_hour is not None else g.price_usd_per_hour
+    price = usd_per_gpu_hour if usd_per_gpu_hour is not None else g.usd_per_gpu_hour
     return TrainingCost(
         model=spec.name,
         gpu=g.name,
@@ -257,7 +152,7 @@ def estimate_training_cost(
         gpu_hours=gpu_hours,
         wall_hours=wall_hours,
         wall_days=wall_hours / 24,
-        price_usd_per_gpu_hour=price,
+        usd_per_gpu_hour=price,
         price_usd=None if price is None else gpu_hours * price,
         energy_kwh=None if g.tdp_watts is None else gpu_hours * g.tdp_watts / 1000,
         assumptions=[
@@ -312,15 +207,6 @@ def _read_weight_bytes(spec: ModelSpec, fmt_weights: int, tokens: int) -> float:
     return fmt_weights * ((1 - expert_share) + expert_share * frac)
 
 
-def allreduce_seconds(num_bytes: float, num_gpus: int, gpu: GPUSpec) -> float:
-    """Ring all-reduce: 2·(n−1)/n × bytes over one direction of the link (half the vendor's
-    bidirectional figure); latency terms ignored."""
-    if num_gpus == 1:
-        return 0.0
-    link = _need(gpu.interconnect_gbps, gpu, "interconnect_gbps") / 2 * 1e9
-    return 2 * (num_gpus - 1) / num_gpus * num_bytes / link
-
-
 def check_context(spec: ModelSpec, prompt_tokens: int, output_tokens: int) -> None:
     """Learned position embeddings cap prompt + output at the model's maximum."""
     total = prompt_tokens + output_tokens
@@ -329,6 +215,72 @@ def check_context(spec: ModelSpec, prompt_tokens: int, output_tokens: int) -> No
             f"--prompt + --output = {total} tokens exceeds {spec.name}'s "
             f"{spec.max_position_embeddings} learned positions"
         )
+
+
+# ---- inference memory ---------------------------------------------------------------------------
+# Components tensor parallelism divides over GPUs in inference; the rest (the CUDA context) stay
+# whole on every GPU.
+TP_SPLIT = frozenset({"weights", "kv_cache", "activations", "allocator_slack"})
+
+
+def split_over_tp(components: list[Component], num_gpus: int) -> list[Component]:
+    """Per-GPU components under tensor parallelism over `num_gpus` GPUs (even split, rounded up)."""
+    return [
+        Component(name=c.name, bytes=-(-c.bytes // num_gpus), note=c.note)
+        if c.name in TP_SPLIT
+        else c
+        for c in components
+    ]
+
+
+class InferenceMemory(BaseModel):
+    """Whether a served batch fits its GPUs: the memory estimate split over tensor parallelism."""
+
+    model_config = ConfigDict(frozen=True)
+
+    parallelism: str = Field(description="TP=n: tensor parallel over n GPUs")
+    per_gpu_bytes: int
+    memory_bytes: int = Field(description="memory of one GPU")
+    fits: bool = Field(description="per_gpu_bytes <= memory_bytes")
+    verdict: Literal["fits", "may fit", "does not fit"] = Field(
+        description="'may fit' instead of 'fits' when the architecture was only assumed"
+    )
+
+    @classmethod
+    def of(
+        cls, per_gpu_bytes: int, memory_bytes: int, parallelism: str, *, rough: bool = False
+    ) -> InferenceMemory:
+        """The fit of `per_gpu_bytes` on a GPU of `memory_bytes` (any layout: TP, an engine's);
+        a rough estimate (assumed architecture) never says "fits"."""
+        fits = per_gpu_bytes <= memory_bytes
+        return cls(
+            parallelism=parallelism,
+            per_gpu_bytes=per_gpu_bytes,
+            memory_bytes=memory_bytes,
+            fits=fits,
+            verdict=("may fit" if rough else "fits") if fits else "does not fit",
+        )
+
+
+def inference_memory(
+    spec: ModelSpec,
+    gpu: GPUSpec,
+    *,
+    dtype: str = "bf16",
+    quant: str | None = None,
+    kv_dtype: str | None = None,
+    batch_size: int = 1,
+    seq_len: int,
+    num_gpus: int = 1,
+) -> InferenceMemory:
+    """Per-GPU memory of serving `batch_size` sequences of `seq_len` tokens (prompt + output) with
+    vramcalc.core.inference, split over `num_gpus` tensor-parallel GPUs, against `gpu`'s memory."""
+    est = estimate_inference(
+        spec, dtype=dtype, quant=quant, kv_dtype=kv_dtype, batch_size=batch_size, seq_len=seq_len
+    )
+    per_gpu = sum(c.bytes for c in split_over_tp(est.components, num_gpus))
+    rough = spec.assumed_architecture is not None
+    return InferenceMemory.of(per_gpu, gpu.memory_bytes, f"TP={num_gpus}", rough=rough)
 
 
 class InferenceCost(BaseModel):
@@ -359,10 +311,44 @@ class InferenceCost(BaseModel):
     decode_tokens_per_second_per_sequence: float
     output_tokens_per_second: float = Field(description="whole batch, all GPUs")
     total_tokens_per_second: float = Field(description="(prompt + output) tokens per second")
-    price_usd_per_hour: float | None = Field(description="all GPUs")
+    usd_per_gpu_hour: float | None = Field(description="price of one GPU for one hour")
+    usd_per_hour: float | None = Field(description="price of all num_gpus GPUs for one hour")
     usd_per_million_output_tokens: float | None
     usd_per_million_tokens: float | None = Field(description="per million prompt + output tokens")
+    memory: InferenceMemory | None = Field(
+        None, description="memory per GPU of the batch at its full context (inference_memory)"
+    )
     assumptions: list[str] = Field(default_factory=list)
+
+
+def _check_serving(
+    spec: ModelSpec,
+    batch_size: int,
+    prompt_tokens: int,
+    output_tokens: int,
+    num_gpus: int,
+    mfu: float | None,
+    mbu: float | None,
+) -> None:
+    """The inputs of estimate_inference_cost: counts of at least 1, utilisations in (0, 1], the
+    context within learned positions, attention heads divisible by the tensor-parallel GPUs."""
+    for name, value in (
+        ("batch_size", batch_size),
+        ("prompt_tokens", prompt_tokens),
+        ("output_tokens", output_tokens),
+        ("num_gpus", num_gpus),
+    ):
+        if value < 1:
+            raise VramcalcError(f"{name} must be at least 1 (got {value})")
+    for name, frac in (("--mfu", mfu), ("--mbu", mbu)):
+        if frac is not None and not 0 < frac <= 1:
+            raise VramcalcError(f"{name} must be in (0, 1] (got {frac})")
+    check_context(spec, prompt_tokens, output_tokens)
+    if spec.num_attention_heads % num_gpus:
+        raise VramcalcError(
+            f"tensor parallel over {num_gpus} GPUs needs the {spec.num_attention_heads} attention "
+            f"heads of {spec.name} to divide evenly; use a divisor of {spec.num_attention_heads}"
+        )
 
 
 @checked_keywords
@@ -379,7 +365,8 @@ def estimate_inference_cost(
     num_gpus: int = 1,
     mfu: float | None = None,
     mbu: float | None = None,
-    price_usd_per_hour: float | None = None,
+    usd_per_gpu_hour: float | None = None,
+    memory: bool = True,
 ) -> InferenceCost:
     """Latency, throughput and price of serving `batch_size` requests of `prompt_tokens` +
     `output_tokens` together (static batching), tensor parallel over `num_gpus`.
@@ -389,56 +376,41 @@ def estimate_inference_cost(
     decode step at context c: max(bytes / (n·bandwidth·MBU), FLOPs / (n·peak·MFU)) with
       bytes = weights (touched experts for MoE) + B·c·KV bytes per token,
       FLOPs = B·(2·N + 4·L·H·Q·c); c averaged over the output (prompt + output/2);
-    tensor parallel: + 2 ring all-reduces of B·tokens·hidden activations per layer.
+    tensor parallel: + 2 ring all-reduces of B·tokens·hidden activations per layer;
+    price: `usd_per_gpu_hour` (one GPU, one hour; default the catalog's) × num_gpus = usd_per_hour.
+    The result's ``memory`` says whether the batch fits the GPUs (:func:`inference_memory`; left
+    out with ``memory=False`` by callers that hold their own memory estimate).
     """
     from vramcalc.sources.presets import get_gpu
 
     spec = resolve_model(model)
     g = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu)
-    for name, value, low in (
-        ("batch_size", batch_size, 1),
-        ("prompt_tokens", prompt_tokens, 1),
-        ("output_tokens", output_tokens, 1),
-        ("num_gpus", num_gpus, 1),
-    ):
-        if value < low:
-            raise VramcalcError(f"{name} must be at least {low} (got {value})")
-    for name, frac in (("--mfu", mfu), ("--mbu", mbu)):
-        if frac is not None and not 0 < frac <= 1:
-            raise VramcalcError(f"{name} must be in (0, 1] (got {frac})")
-    check_context(spec, prompt_tokens, output_tokens)
-    if spec.num_attention_heads % num_gpus:
-        raise VramcalcError(
-            f"tensor parallel over {num_gpus} GPUs needs the {spec.num_attention_heads} attention "
-            f"heads of {spec.name} to divide evenly; use a divisor of {spec.num_attention_heads}"
-        )
+    _check_serving(spec, batch_size, prompt_tokens, output_tokens, num_gpus, mfu, mbu)
     fmt = resolve_format(dtype, quant)
     compute_dtype = inference_compute_dtype(dtype, quant, g)
     peak, compute_dtype = compute_peak(g, compute_dtype)
-    bandwidth = _need(g.memory_bandwidth_gbps, g, "memory_bandwidth_gbps")
+    bandwidth = need_figure(g.memory_bandwidth_gbps, g, "memory_bandwidth_gbps")
     u_compute = mfu or DEFAULT_INFER_MFU
     u_memory = mbu or DEFAULT_MBU
     flops_rate = num_gpus * peak * 1e12 * u_compute
     bytes_rate = num_gpus * bandwidth * 1e9 * u_memory
 
-    n = matmul_params(spec)
     B, P, O = batch_size, prompt_tokens, output_tokens  # noqa: E741 (the paper letters)
     weights = weight_bytes(tensor_groups(spec), fmt)
     kv_name = kv_dtype or ("fp32" if fmt.compute_bytes == 4 else "bf16")
     kv_bytes = kv_bytes_per_element(kv_name)
     act_bytes = fmt.compute_bytes
 
-    attn_ctx = attention_context_sum(spec, P)  # Σ_layers min(P, window)
-    prefill_flops = B * (2.0 * n * P + 2.0 * spec.q_dim * attn_ctx * P)
+    prefill = prefill_flops(spec, B, P)
     prefill_bytes = _read_weight_bytes(spec, weights, B * P) + kv_cache_bytes(spec, B, P, kv_bytes)
-    prefill_s = max(prefill_flops / flops_rate, prefill_bytes / bytes_rate)
+    prefill_s = max(prefill / flops_rate, prefill_bytes / bytes_rate)
 
     mean_ctx = P + O / 2
     # each step reads the whole cache at the mean context (kv_cache: MLA latent, windows, state)
     step_bytes = _read_weight_bytes(spec, weights, B) + kv_cache_bytes(
         spec, B, int(mean_ctx), kv_bytes
     )
-    step_flops = B * (2.0 * n + 4.0 * spec.q_dim * attention_context_sum(spec, int(mean_ctx)))
+    step_flops = decode_step_flops(spec, B, int(mean_ctx))
     memory_s, compute_s = step_bytes / bytes_rate, step_flops / flops_rate
     bound: Literal["memory", "compute"] = "memory" if memory_s >= compute_s else "compute"
 
@@ -449,7 +421,7 @@ def estimate_inference_cost(
     prefill_total = prefill_s + comm_prefill
     latency = prefill_total + O * step_s
     out_tps = B * O / latency
-    price = price_usd_per_hour if price_usd_per_hour is not None else g.price_usd_per_hour
+    price = usd_per_gpu_hour if usd_per_gpu_hour is not None else g.usd_per_gpu_hour
     hourly = None if price is None else price * num_gpus
     per_m_out = None if hourly is None else hourly / SECONDS_PER_HOUR / out_tps * 1e6
     total_tps = B * (P + O) / latency
@@ -467,7 +439,7 @@ def estimate_inference_cost(
         memory_bandwidth_gbps=bandwidth,
         mfu=u_compute,
         mbu=u_memory,
-        prefill_flops=prefill_flops,
+        prefill_flops=prefill,
         prefill_seconds=prefill_total,
         decode_flops_per_step=step_flops,
         decode_bytes_per_step=step_bytes,
@@ -479,9 +451,22 @@ def estimate_inference_cost(
         decode_tokens_per_second_per_sequence=1.0 / step_s,
         output_tokens_per_second=out_tps,
         total_tokens_per_second=total_tps,
-        price_usd_per_hour=hourly,
+        usd_per_gpu_hour=price,
+        usd_per_hour=hourly,
         usd_per_million_output_tokens=per_m_out,
         usd_per_million_tokens=per_m_all,
+        memory=None
+        if not memory
+        else inference_memory(
+            spec,
+            g,
+            dtype=dtype,
+            quant=quant,
+            kv_dtype=kv_dtype,
+            batch_size=B,
+            seq_len=P + O,
+            num_gpus=num_gpus,
+        ),
         assumptions=[
             f"static batch of {B}: prefilled together, then {O} decode steps in lockstep",
             f"dense {compute_dtype} peak {peak:g} TFLOP/s at MFU {u_compute:g}; "

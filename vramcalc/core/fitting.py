@@ -18,13 +18,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vramcalc.core.cost import check_context, estimate_inference_cost, estimate_training_cost
+from vramcalc.core.cost import (
+    check_context,
+    estimate_inference_cost,
+    estimate_training_cost,
+    split_over_tp,
+)
 from vramcalc.core.inference import estimate_inference
 from vramcalc.core.results import Component, Estimate
 from vramcalc.core.training import estimate_training
 from vramcalc.core.workloads import MAX_TOKENS, resolve_model
 from vramcalc.errors import VramcalcError, checked_keywords
 from vramcalc.spec.model import GPUSpec, ModelSpec
+from vramcalc.spec.precision import precision
 
 Task = Literal["infer", "train"]
 MAX_BATCH = 1_000_000
@@ -71,10 +77,6 @@ class Placement(BaseModel):
 
 MemoryFn = Callable[[ModelSpec, Task, Mapping[str, Any], int], Placement]
 
-# Components tensor parallelism divides over GPUs in inference; the rest stay whole on every GPU.
-_TP_SPLIT = {"weights", "kv_cache", "activations", "allocator_slack"}
-
-
 def simple_placement(
     spec: ModelSpec, task: Task, workload: Mapping[str, Any], num_gpus: int
 ) -> Placement:
@@ -108,12 +110,7 @@ def simple_placement(
             per_gpu_bytes=est.total_bytes,
             components=est.components,
         )
-    comps = [
-        Component(name=c.name, bytes=-(-c.bytes // num_gpus), note=c.note)
-        if c.name in _TP_SPLIT
-        else c
-        for c in est.components
-    ]
+    comps = split_over_tp(est.components, num_gpus)  # as `cost infer` counts its memory
     return Placement(
         num_gpus=num_gpus,
         parallelism=f"TP={num_gpus}",
@@ -244,7 +241,7 @@ class PlanRow(BaseModel):
     parallelism: str = ""
     per_gpu_bytes: int | None = None
     memory_bytes: int
-    price_usd_per_gpu_hour: float | None
+    usd_per_gpu_hour: float | None = Field(description="price of one GPU for one hour")
     # training
     wall_hours: float | None = None
     gpu_hours: float | None = None
@@ -343,7 +340,7 @@ def plan(
             gpu=g.name,
             display_name=g.title,
             memory_bytes=g.memory_bytes,
-            price_usd_per_gpu_hour=g.price_usd_per_hour,
+            usd_per_gpu_hour=g.usd_per_gpu_hour,
         )
         if chosen is None:
             rows.append(
@@ -418,8 +415,8 @@ def _cost_row(
 ) -> PlanRow:
     if task == "train":
         assert tokens is not None
-        precision = str(workload.get("precision", "bf16-mixed"))
-        dtype = {"fp32": "fp32", "fp16-mixed": "fp16", "fp16": "fp16"}.get(precision, "bf16")
+        # the precision's math dtype: whose dense peak the run gets
+        dtype = precision(str(workload.get("precision", "bf16-mixed"))).compute_dtype
         kwargs = dict(
             tokens=tokens,
             gpu=g,
@@ -462,6 +459,7 @@ def _cost_row(
         output_tokens=output_tokens,
         num_gpus=chosen,
         mfu=mfu,
+        memory=False,  # the placement above holds it (memory_fn)
     )
     p = placement(chosen)
     return PlanRow(
@@ -470,7 +468,7 @@ def _cost_row(
         num_gpus=chosen,
         parallelism=p.parallelism,
         per_gpu_bytes=p.per_gpu_bytes,
-        usd_per_hour=infer.price_usd_per_hour,
+        usd_per_hour=infer.usd_per_hour,
         output_tokens_per_second=infer.output_tokens_per_second,
         latency_seconds=infer.latency_seconds,
         usd_per_million_output_tokens=infer.usd_per_million_output_tokens,

@@ -29,6 +29,7 @@ from vramcalc.core.results import Estimate, gpu_fit
 from vramcalc.core.sweep_options import OPTIONS, TASKS, Task, option_for, parse_values
 from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError, checked_keywords
+from vramcalc.spec.precision import precision
 from vramcalc.units import GIB
 
 MAX_POINTS = 1_000_000  # combinations of one sweep: ~1 minute at the library's speed
@@ -46,7 +47,7 @@ class CostQuestion(BaseModel):
 
     tokens: int | None = Field(None, gt=0, description="training tokens (train)")
     output_tokens: int | None = Field(None, gt=0, description="generated tokens (infer)")
-    price_usd_per_hour: float | None = Field(None, ge=0, description="overrides the catalog")
+    usd_per_gpu_hour: float | None = Field(None, ge=0, description="overrides the catalog")
 
 
 class SweepRow(BaseModel):
@@ -194,15 +195,14 @@ def _cost(
     gpu = values.get("gpu")
     if gpu is None:
         raise VramcalcError("cost needs a catalog GPU (--gpu)")
-    price = question.price_usd_per_hour
+    price = question.usd_per_gpu_hour
     seq = int(est.inputs["seq_len"])
     if task == "train":
         if values.get("method", "full") != "full":
             # cost.training_flops counts 6·N per token (weight gradients of every parameter);
             # LoRA skips the frozen weights' gradients, which that formula does not model
             raise VramcalcError("training cost covers full fine-tuning only (not LoRA/QLoRA)")
-        precision = values.get("precision", "bf16-mixed")
-        dtype = "fp32" if precision == "fp32" else precision.removesuffix("-mixed")
+        dtype = precision(values.get("precision", "bf16-mixed")).compute_dtype
         assert question.tokens is not None
         return estimate_training_cost(
             spec,
@@ -212,7 +212,7 @@ def _cost(
             seq_len=seq,
             grad_checkpointing=values.get("grad_checkpointing", "none"),
             dtype=dtype,
-            price_usd_per_hour=price,
+            usd_per_gpu_hour=price,
         )
     assert question.output_tokens is not None
     prompt = seq - question.output_tokens
@@ -229,7 +229,8 @@ def _cost(
         batch_size=values.get("batch_size", 1),
         prompt_tokens=prompt,
         output_tokens=question.output_tokens,
-        price_usd_per_hour=price,
+        usd_per_gpu_hour=price,
+        memory=False,  # the row's estimate holds it
     )
 
 
@@ -326,7 +327,7 @@ def _question(
         CostQuestion,
         tokens=None if tokens is None else parse_count(tokens),
         output_tokens=None if output_tokens is None else parse_count(output_tokens),
-        price_usd_per_hour=price,
+        usd_per_gpu_hour=price,
     )
     assert isinstance(question, CostQuestion)
     return question
@@ -362,7 +363,7 @@ def sweep(
     *,
     tokens: str | int | None = None,
     output_tokens: str | int | None = None,
-    price_usd_per_hour: float | None = None,
+    usd_per_gpu_hour: float | None = None,
     revision: str | None = None,
     offline: bool = False,
     **options: Values,
@@ -380,7 +381,7 @@ def sweep(
     """
     if task not in TASKS:
         raise VramcalcError(f"task must be infer or train (got {task!r})")
-    question = _question(task, tokens, output_tokens, price_usd_per_hour)
+    question = _question(task, tokens, output_tokens, usd_per_gpu_hour)
     axes = _axes(task, options, _SWEEP_KEYWORDS)
     resolved = resolve_models(models, revision, offline)
     points = len(resolved)
@@ -471,7 +472,7 @@ def compare(
 
 
 _SWEEP_KEYWORDS = (
-    "tokens", "output_tokens", "price_usd_per_hour", "revision", "offline", "task", "models"
+    "tokens", "output_tokens", "usd_per_gpu_hour", "revision", "offline", "task", "models"
 )  # fmt: skip
 _COMPARE_KEYWORDS = ("configs", "task", "model", "labels", "revision", "offline")
 

@@ -55,7 +55,7 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec], prices: Any = None) -> None:
             if g.interconnect_gbps
             else "—"
         )
-        priced = g.price_usd_per_hour is not None
+        priced = g.usd_per_gpu_hour is not None
         table.add_row(
             plain(g.name),
             f"{g.memory_bytes / GIB:.1f}",
@@ -64,14 +64,14 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec], prices: Any = None) -> None:
             _num(g.memory_bandwidth_gbps, ",.0f"),
             link,
             _num(g.tdp_watts, ",.0f"),
-            _num(g.price_usd_per_hour, ".2f"),
+            _num(g.usd_per_gpu_hour, ".2f"),
             (g.price_market or "—") if priced else "",
             (g.price_date or "undated") if priced else "",
         )
     console = _console()
     print_table(console, table, optional=[9, 8])
     if prices is not None:
-        unpriced = [g.name for g in gpus if g.price_usd_per_hour is None]
+        unpriced = [g.name for g in gpus if g.usd_per_gpu_hour is None]
         console.print(  # a price set can be the user's own file: its text is data
             plain(
                 f"prices: set {prices.name!r}, {prices.provider} {prices.market}, read "
@@ -140,7 +140,7 @@ def render_training_cost(c: TrainingCost) -> None:
         (f"wall time on {c.num_gpus:,} GPUs", _duration(c.wall_hours)),
         (
             "price",
-            f"{format_usd(c.price_usd)} at {format_usd(c.price_usd_per_gpu_hour)}/GPU-hour"
+            f"{format_usd(c.price_usd)} at {format_usd(c.usd_per_gpu_hour)}/GPU-hour"
             if c.price_usd is not None
             else "— (no price in catalog)",
         ),
@@ -151,7 +151,7 @@ def render_training_cost(c: TrainingCost) -> None:
     )
 
 
-def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None) -> None:
+def render_inference_cost(c: InferenceCost) -> None:
     rows = [
         ("batch × (prompt + output)", f"{c.batch_size} × ({c.prompt_tokens} + {c.output_tokens})"),
         (
@@ -168,19 +168,20 @@ def render_inference_cost(c: InferenceCost, memory: dict[str, Any] | None = None
         ("request latency", f"{c.latency_seconds:,.2f} s"),
         ("throughput (output)", f"{c.output_tokens_per_second:,.0f} tokens/s"),
         ("throughput (prompt + output)", f"{c.total_tokens_per_second:,.0f} tokens/s"),
-        ("price", f"{format_usd(c.price_usd_per_hour)}/hour for {c.num_gpus} GPU(s)"),
+        ("price", f"{format_usd(c.usd_per_hour)}/hour for {c.num_gpus} GPU(s)"),
         ("$ per 1M output tokens", format_usd(c.usd_per_million_output_tokens)),
         ("$ per 1M tokens (prompt + output)", format_usd(c.usd_per_million_tokens)),
     ]
+    memory = c.memory
     if memory is not None:
-        verdict = "[green]fits[/]" if memory["fits"] else "[red]does not fit[/]"
-        if memory.get("verdict") == "may fit":  # --assume-llama: never a plain "fits"
+        verdict = "[green]fits[/]" if memory.fits else "[red]does not fit[/]"
+        if memory.verdict == "may fit":  # --assume-llama: never a plain "fits"
             verdict = "[yellow]may fit[/] (rough estimate of an assumed architecture)"
         rows.insert(
             0,
             (
-                f"memory per GPU ({memory['parallelism']})",
-                f"{memory['per_gpu_bytes'] / GIB:,.2f} of {memory['memory_bytes'] / GIB:,.2f} GiB: "
+                f"memory per GPU ({memory.parallelism})",
+                f"{memory.per_gpu_bytes / GIB:,.2f} of {memory.memory_bytes / GIB:,.2f} GiB: "
                 + verdict,
             ),
         )

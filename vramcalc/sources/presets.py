@@ -153,8 +153,14 @@ def _merge_user_gpus(catalog: _Catalog, path: Path) -> None:
         if not isinstance(name, str) or not name:
             raise PresetError(f"{where}: needs a name (a catalog GPU to override, or a new one)")
         found = catalog.index.get(normalise(name))
-        fields = {**catalog.items[found].model_dump(), **entry, "name": found} if found else entry
-        if found and "price_usd_per_hour" in entry:  # the user's price: not the set's market
+        fields = entry
+        if found:
+            base = catalog.items[found].model_dump()
+            if "price_usd_per_hour" in entry:  # the old name of usd_per_gpu_hour: one of the two
+                del base["usd_per_gpu_hour"]
+            fields = {**base, **entry, "name": found}
+        # the user's price (old key name too): not the set's market
+        if found and ("usd_per_gpu_hour" in entry or "price_usd_per_hour" in entry):
             for key, value in (
                 ("price_market", "user"),
                 ("price_date", ""),
@@ -247,7 +253,7 @@ def _apply_prices(catalog: _Catalog, prices: PriceSet) -> None:
     for name, usd in priced.items():
         catalog.items[name] = catalog.items[name].model_copy(
             update={
-                "price_usd_per_hour": usd,
+                "usd_per_gpu_hour": usd,
                 "price_market": prices.market,
                 "price_date": prices.date,
                 "price_source": f"{prices.name}: {prices.provider} {prices.market}, {prices.source}",

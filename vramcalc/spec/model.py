@@ -11,7 +11,7 @@ import operator
 import weakref
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 MlpKind = Literal["gated", "plain"]
 NormKind = Literal["rmsnorm", "layernorm"]
@@ -411,7 +411,13 @@ class GPUSpec(BaseModel):
     interconnect: Interconnect | None = None
     interconnect_gbps: float | None = Field(None, gt=0, description="GPU-GPU, 10^9 B/s, bidir.")
     tdp_watts: float | None = Field(None, gt=0, description="board power / TDP")
-    price_usd_per_hour: float | None = Field(None, ge=0, description="one GPU, from a price set")
+    # one GPU for one hour; a GPU file may still use its former name, price_usd_per_hour
+    usd_per_gpu_hour: float | None = Field(
+        None,
+        ge=0,
+        validation_alias=AliasChoices("usd_per_gpu_hour", "price_usd_per_hour"),
+        description="price of one GPU for one hour, from a price set or a GPU file",
+    )
     price_market: str = Field("", description="on-demand, spot, community or reserved")
     price_date: str = Field("", description="when the price was read (YYYY-MM-DD)")
     price_source: str = ""
