@@ -28,7 +28,7 @@ from pydantic import Field
 
 from vramcalc.core import lora
 from vramcalc.core import parallel as par
-from vramcalc.core.distributed import estimate_job
+from vramcalc.core.distributed import DEFAULT_PLAN, estimate_job
 from vramcalc.core.optimizers import Optimizer
 from vramcalc.core.results import Estimate
 from vramcalc.core.train import conventions as cv
@@ -184,8 +184,6 @@ def estimate_training(
 
 precision_of = precision
 
-_DEFAULT_PLAN = par.ParallelPlan()
-
 
 def _plan(
     spec: ModelSpec,
@@ -206,7 +204,7 @@ def _plan(
     plain = num_gpus in (None, 1) and nodes in (None, 1) and gpus_per_node in (None, 1)
     plain = plain and zero is None and fsdp is None and offload in (None, "none") and not sp
     if plain and tp == pp == ep == cp == 1:
-        return _DEFAULT_PLAN
+        return DEFAULT_PLAN
     return par.make_plan(
         spec, seq, num_gpus=num_gpus, nodes=nodes, gpus_per_node=gpus_per_node, tp=tp, pp=pp,
         cp=cp, ep=ep, sp=sp, zero=zero, fsdp=fsdp, offload=offload,

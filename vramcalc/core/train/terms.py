@@ -47,6 +47,8 @@ def ceil_div(n: float, d: int) -> int:
 
 def n(x: float) -> str:
     """A number as formulas print it: thousands separators, no trailing .0."""
+    if type(x) is int:
+        return f"{x:,}"
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,}"
 
 
@@ -157,15 +159,26 @@ def runtime_terms(dynamic: int, acts_logits: int, grads_all: int) -> list[Compon
     """CUDA context (fixed, as inference counts it) and caching-allocator slack: a fraction of the
     largest dynamic bytes, since the allocator keeps the blocks it reserved at the largest backward
     moment (CUDACachingAllocator frees cached blocks only on empty_cache() or an allocation failure)."""
-    from vramcalc.core.inference import runtime_overhead_components
     from vramcalc.sources.calibration import runtime
 
-    fraction = runtime().allocator_slack_fraction
+    rt = runtime()
+    fraction = rt.allocator_slack_fraction
     slack = Term(
         int(fraction * dynamic),
-        f"{fraction:g} × max({n(acts_logits)} largest activations + logits of backward, "
-        f"{n(grads_all)} all gradients)",
+        f"{fraction:g} × max({n(acts_logits)} [largest activations and logits of backward], "
+        f"{n(grads_all)} [all gradients])",
         f"{fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks",
     )
-    context = runtime_overhead_components(0)[0]  # inference's component: one source for both
-    return [context, slack.component(ComponentName.allocator_slack)]
+    return [_context(rt), slack.component(ComponentName.allocator_slack)]
+
+
+_CONTEXT: list[tuple[object, Component]] = []
+
+
+def _context(rt: object) -> Component:
+    """inference's CUDA-context component (one source for both), built once per calibration."""
+    if not _CONTEXT or _CONTEXT[0][0] is not rt:
+        from vramcalc.core.inference import runtime_overhead_components
+
+        _CONTEXT[:] = [(rt, runtime_overhead_components(0)[0])]
+    return _CONTEXT[0][1]
