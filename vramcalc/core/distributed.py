@@ -16,14 +16,10 @@ from vramcalc.core.results import Component, Estimate, Saving, make_estimate
 from vramcalc.core.train import conventions as cv
 from vramcalc.core.train.layouts import FRAMEWORKS
 from vramcalc.core.train.load import load_peak
-from vramcalc.core.train.stage import StageJob, StageResult, stage_estimate
+from vramcalc.core.train.stage import StageJob, StageResult, Static, stage_estimate
 from vramcalc.core.train.terms import Finetune
 from vramcalc.core.workloads import context_warnings
 from vramcalc.errors import VramcalcError
-from vramcalc.spec.conventions import Conventions
-from vramcalc.spec.model import ModelSpec
-from vramcalc.spec.params import active_param_count, param_count
-from vramcalc.spec.precision import Precision
 from vramcalc.spec.quant import FORMATS
 
 DEFAULT_PLAN = par.ParallelPlan()  # one plain GPU
@@ -84,38 +80,29 @@ def _parallel(plan: par.ParallelPlan, worst: int) -> dict[str, Any]:
     }
 
 
-def _assumptions(job: StageJob, shown: bool) -> tuple[str, ...]:
-    """What the estimate assumes (cached: it depends on the job's shape, not its batch)."""
-    return _assumption_lines(
-        job.spec, job.plan, job.ft, job.precision, job.conv, job.grad_accum, shown
-    )
+def _assumptions(static: Static, grad_accum: int, shown: bool) -> tuple[str, ...]:
+    """What the estimate assumes (cached per job shape: `static` is unique per shape)."""
+    return _assumption_lines(static, grad_accum if static.job_key[1].pp > 1 else 1, shown)
 
 
 @lru_cache(maxsize=256)
-def _assumption_lines(
-    spec: ModelSpec,
-    plan: par.ParallelPlan,
-    ft: Finetune,
-    p: Precision,
-    conv: Conventions,
-    grad_accum: int,
-    shown: bool,
-) -> tuple[str, ...]:
-    tail = (*approximation_notes(spec), *cv.notes(conv, ft.method))
+def _assumption_lines(static: Static, grad_accum: int, shown: bool) -> tuple[str, ...]:
+    spec, plan, ft, p, conv = static.job_key
+    approx = approximation_notes(spec)
     out = ["steady-state step (optimizer state exists); gradients set to None between steps"]
     if not shown:
-        return (*out, "peak = larger of the backward pass and optimizer.step()", *tail)
+        out.append("peak = larger of the backward pass and optimizer.step()")
+        return (*out, *approx, *cv.notes(conv, ft.method))
     out += [
         "peak = larger of the backward pass and optimizer.step(), on the most loaded GPU",
         f"parallel layout: {plan.describe()} ({plan.framework} memory layout)",
+        *approx,
     ]
     if not ft.full:
         lay = FRAMEWORKS[plan.framework].layout(p, ft.full, conv)
-        why = (
-            "the engine's 16-bit copy, fp32 master"
-            if lay.master
-            else f"adapter dtype {conv.adapter_dtype}"
-        )
+        why = "PEFT autocast_adapter_dtype" if conv.adapter_dtype == "fp32" else "adapter dtype"
+        if lay.master:
+            why = "DeepSpeed casts the module, adapters included; fp32 master in the optimizer"
         out.append(f"adapters {lay.dtype} ({why}); frozen base has no gradients or optimizer state")
     if ft.method == "qlora" and not conv.paged_optimizer:
         out.append(
@@ -127,7 +114,7 @@ def _assumption_lines(
             f"1F1B schedule: stage 0 holds min(pp, micro-batches) = "
             f"{par.in_flight_micro_batches(plan, 0, grad_accum)} micro-batches of activations"
         )
-    return (*out, *tail)
+    return (*out, *cv.notes(conv, ft.method))
 
 
 def estimate_job(job: StageJob, fit: tuple[str, int] | None, savings: bool = True) -> Estimate:
@@ -168,11 +155,11 @@ def estimate_job(job: StageJob, fit: tuple[str, int] | None, savings: bool = Tru
         kind="training",
         model=spec.name,
         assumed_architecture=spec.assumed_architecture,
-        params=param_count(spec),
-        active_params=active_param_count(spec),
+        params=worst.static.params,
+        active_params=worst.static.active_params,
         phase=worst.phase,
         inputs=_inputs(job, default_plan),
-        assumptions=list(_assumptions(job, shown)),
+        assumptions=list(_assumptions(worst.static, job.grad_accum, shown)),
         warnings=context_warnings(spec, job.seq_len),
         **fields,
     )
@@ -224,10 +211,12 @@ def _savings(job: StageJob, est: Estimate) -> list[Saving]:
         alternatives.append((f"tp={plan.tp}", "tp=1", ft, replace(plan, tp=1, sp=False)))
     if plan.sp:
         alternatives.append(("sequence parallel", "tp without it", ft, replace(plan, sp=False)))
-    for name in ("pp", "cp", "ep"):
-        degree = getattr(plan, name)
-        if degree > 1:
-            alternatives.append((f"{name}={degree}", f"{name}=1", ft, replace(plan, **{name: 1})))
+    if plan.pp > 1:
+        alternatives.append((f"pp={plan.pp}", "pp=1", ft, replace(plan, pp=1)))
+    if plan.cp > 1:
+        alternatives.append((f"cp={plan.cp}", "cp=1", ft, replace(plan, cp=1)))
+    if plan.ep > 1:
+        alternatives.append((f"ep={plan.ep}", "ep=1", ft, replace(plan, ep=1)))
     out = []
     for choice, compared, alt_ft, alt_plan in alternatives:
         alt = replace(job, ft=alt_ft, plan=alt_plan)

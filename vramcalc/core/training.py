@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Precision = PrecisionName  # the --precision names (vramcalc.spec.precision)
 METHODS = ("full", "lora", "qlora")
+FULL = Finetune()  # a full fine-tune: every parameter trained
 
 
 class TrainingRequest(Common):
@@ -79,7 +80,7 @@ def finetune(
             raise VramcalcError(
                 "--quant sets the frozen base of --method qlora; a full fine-tune trains 16/32-bit weights"
             )
-        return Finetune()
+        return FULL
     if not isinstance(rank, int) or rank < 1:
         raise VramcalcError(f"--lora-rank must be a positive integer (got {rank!r})")
     if not 0.0 <= dropout < 1.0:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from vramcalc.core import parallel as par
@@ -55,8 +54,7 @@ class Shape:
     input_txt: str
 
 
-@lru_cache(maxsize=1024)
-def _shape(
+def activation_shape(
     spec: ModelSpec, plan: par.ParallelPlan, stage: int, p_name: str, act_name: str, seq: int,
     attention: str, ft: Finetune, conv: Conventions,
 ) -> Shape:  # fmt: skip
@@ -75,7 +73,7 @@ def _shape(
     )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per estimate: a plain slots class is the cheapest
 class Activations:
     """Saved activations at the three backward moments (raw, unrounded: the peak is chosen on
     them); `term(phase)` writes the chosen one's formula. `host_bytes`: moved to host memory."""
@@ -118,14 +116,11 @@ class Activations:
         return Term(int(self.start + self.recompute), text)
 
 
-def activation_terms(job: StageJob, stage: int, act_name: str) -> Activations:
-    """Activations of one GPU of `stage`: every saved tensor of its layers (or, with full
-    checkpointing, each layer's input and one recomputed layer), for the micro-batches in flight."""
+def activation_terms(job: StageJob, stage: int, sh: Shape) -> Activations:
+    """Activations of one GPU of `stage` (its batch-independent Shape from activation_shape): every
+    saved tensor of its layers (or, with full checkpointing, each layer's input and one recomputed
+    layer), for the micro-batches in flight."""
     plan = job.plan
-    sh = _shape(
-        job.spec, plan, stage, job.precision.name, act_name, job.seq_len, job.attention, job.ft,
-        job.conv,
-    )  # fmt: skip
     tokens = job.batch_size * job.seq_len // plan.cp
     dense_layer, moe_layer = tokens * sh.dense_pt, tokens * sh.moe_pt
     moe_end = bool(sh.moe_layers and (not sh.dense_layers or moe_layer >= dense_layer))
@@ -212,7 +207,7 @@ def check(conv: Conventions, grad_accum: int) -> None:
 
 def notes(conv: Conventions, method: str) -> list[str]:
     """Assumption lines for the conventions that change no bytes, or that need saying."""
-    out = []
+    out: list[str] = []
     if conv is DEFAULT_CONVENTIONS or conv == DEFAULT_CONVENTIONS:
         return out
     if conv.compile:

@@ -32,12 +32,13 @@ from vramcalc.core.train.terms import (
 )
 from vramcalc.spec.conventions import Conventions
 from vramcalc.spec.model import ModelSpec
+from vramcalc.spec.params import active_param_count, param_count
 from vramcalc.spec.precision import Precision
 
 C = ComponentName
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per estimate: a plain slots class is the cheapest
 class StageJob:
     """What every stage of a job shares."""
 
@@ -54,8 +55,9 @@ class StageJob:
     conv: Conventions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per estimate: a plain slots class is the cheapest
 class StageResult:
+    static: Static
     stage: int
     components: list[Component]
     phase: str
@@ -95,7 +97,7 @@ def _head_gradients(
     return head, tied.noted(note)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # unique per key (cached): hashed by identity
 class Static:
     """The batch-independent terms of one GPU of one stage (cached per job shape), with their
     components built once (name → Component; variants for the moments that change them)."""
@@ -111,6 +113,10 @@ class Static:
     buf: Buffers
     dequant: Term
     comps: dict[str, Component | None]
+    shape: cv.Shape
+    job_key: tuple[ModelSpec, par.ParallelPlan, Finetune, Precision, Conventions]
+    params: int
+    active_params: int
 
 
 @lru_cache(maxsize=512)
@@ -123,6 +129,8 @@ def static_terms(
     optimizer: str,
     checkpointing: bool,
     conv: Conventions,
+    seq: int,
+    attention: str,
 ) -> Static:
     """Model states, gradients, weight copies and buffers of one GPU of `stage`."""
     fw = FRAMEWORKS[plan.framework]
@@ -153,7 +161,7 @@ def static_terms(
         width = ft.base_format.compute_bytes if ft.base_format else 2
         dequant = dequant_term(spec, width, plan.tp)
     where = f"stage {stage} of {plan.pp}, " if plan.pp > 1 else ""
-    notes = component_notes(ft, lay, where, fw.name, optimizer)
+    notes = component_notes(ft, lay, where, fw.name, optimizer, st, p, plan.offload)
     grads_note = f"{lay.grads} B per trainable parameter; freed between steps unless accumulating"
     none = "0 [none held: set to None after each step; kept while accumulating]"
     late = "0 [ZeRO-1/2 reduce bucket: allocated at the first gradient, freed when backward ends]"
@@ -181,17 +189,24 @@ def static_terms(
         "comm_late": c(C.communication_buffers, Term(buf.comm.bytes - buf.late_comm, late)),
         "dequant": c(C.dequant_buffer, dequant),
     }
-    return Static(lay, st, act_name, a, grads_all, grads_head, tied, step_temp, buf, dequant, comps)
+    shape = cv.activation_shape(spec, plan, stage, p.name, act_name, seq, attention, ft, conv)
+    key = (spec, plan, ft, p, conv)
+    params, active = param_count(spec), active_param_count(spec)
+    return Static(
+        lay, st, act_name, a, grads_all, grads_head, tied, step_temp, buf, dequant, comps, shape,
+        key, params, active,
+    )  # fmt: skip
 
 
 def stage_estimate(job: StageJob, stage: int) -> StageResult:
     """The per-GPU components of pipeline `stage` at its peak."""
     spec, plan, conv = job.spec, job.plan, job.conv
     s = static_terms(
-        spec, plan, stage, job.ft, job.precision, job.optimizer, job.checkpointing, conv
-    )
+        spec, plan, stage, job.ft, job.precision, job.optimizer, job.checkpointing, conv,
+        job.seq_len, job.attention,
+    )  # fmt: skip
     st, buf, grads_all = s.st, s.buf, s.grads_all
-    acts = cv.activation_terms(job, stage, s.act_name)
+    acts = cv.activation_terms(job, stage, s.shape)
     logits = ZERO
     if stage == plan.pp - 1:
         tokens = job.batch_size * job.seq_len // plan.cp
@@ -246,14 +261,16 @@ def stage_estimate(job: StageJob, stage: int) -> StageResult:
         f"checkpointing {'full' if job.checkpointing else 'none'}"
     )
     comps = [x for x in chosen if x is not None]
-    comps.append(act_term.noted(act_note).component(C.activations))
+    comps.append(
+        Component(name=C.activations, bytes=act_term[0], note=act_note, formula=act_term[1])
+    )
     if logit_c is not None:
         comps.append(logit_c)
     comps += runtime_terms(max(working_set, grads_all.bytes), working_set, grads_all.bytes)
     if plan.pp > 1:
         phase = f"stage {stage} of {plan.pp}, {phase}"
-    total = sum(x.bytes for x in comps)
-    return StageResult(stage, comps, phase, total, st.cpu_bytes, acts.host_bytes)
+    total = sum([x.bytes for x in comps])
+    return StageResult(s, stage, comps, phase, total, st.cpu_bytes, acts.host_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,13 +281,26 @@ class Notes:
     optimizer: str
 
 
-def component_notes(ft: Finetune, lay: Layout, where: str, fw: str, optimizer: str) -> Notes:
+def component_notes(
+    ft: Finetune,
+    lay: Layout,
+    where: str,
+    fw: str,
+    optimizer: str,
+    st: States,
+    p: Precision,
+    offload: str,
+) -> Notes:
     """What each model-state component holds, in words (the formula has the numbers)."""
-    if ft.full:
+    if ft.full and fw == "torch":
+        weights = f"{where}{st.numel:,} params × {lay.weights} B ({p.name})"
+    elif ft.full:
         weights = f"{where}{lay.weights}-byte weights ({fw} layout)"
     else:
         assert ft.base_format is not None
         weights = f"{where}frozen base in {ft.base_format.name} ({ft.base_format.description})"
+    if offload == "params":
+        weights += "; offloaded to CPU"
     adapter = ""
     if not ft.full:
         targets = ",".join(t for t in TARGETS if t in ft.targets)
