@@ -159,7 +159,7 @@ def static_terms(
     dequant = ZERO
     if ft.method == "qlora":
         width = ft.base_format.compute_bytes if ft.base_format else 2
-        dequant = dequant_term(spec, width, plan.tp)
+        dequant = dequant_term(spec, width, plan.tp, head=conv.quantized_lm_head)
     where = f"stage {stage} of {plan.pp}, " if plan.pp > 1 else ""
     notes = component_notes(ft, lay, where, fw.name, optimizer, st, p, plan.offload)
     grads_note = f"{lay.grads} B per trainable parameter; freed between steps unless accumulating"

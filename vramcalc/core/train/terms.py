@@ -16,7 +16,7 @@ from vramcalc.core.activations import LOGIT_SOFTCAP
 from vramcalc.core.results import Component, ComponentName
 from vramcalc.sources.calibration import runtime
 from vramcalc.spec.model import ModelSpec
-from vramcalc.spec.params import LINEAR, TensorGroup, tensor_groups
+from vramcalc.spec.params import EMBEDDING, LINEAR, LM_HEAD, ROUTER, TensorGroup, tensor_groups
 from vramcalc.spec.quant import WeightFormat
 
 
@@ -80,7 +80,6 @@ class Finetune:
 def autocast_copy_bytes(spec: ModelSpec) -> int:
     """16-bit copies autocast caches of the weights that matmuls read (linear layers, routers and the
     output projection, which is the embedding matrix when tied); embeddings and norms run uncast."""
-    from vramcalc.spec.params import EMBEDDING, LM_HEAD, ROUTER
 
     total = 0
     for g in tensor_groups(spec):
@@ -149,9 +148,11 @@ def _logits_per_token(spec: ModelSpec, act_bytes: int, tp: int) -> tuple[int, st
     return per_value * spec.output_width, text + (f" ÷ {tp}" if tp > 1 else "")
 
 
-def dequant_term(spec: ModelSpec, compute_width: int, tp: int) -> Term:
-    """The largest linear weight dequantized to the compute dtype for one matmul (QLoRA)."""
-    largest = max((g.per_tensor_numel for g in tensor_groups(spec) if g.kind == LINEAR), default=0)
+def dequant_term(spec: ModelSpec, compute_width: int, tp: int, head: bool = False) -> Term:
+    """The largest linear weight dequantized to the compute dtype for one matmul (QLoRA); with a
+    quantized output head (`head`) that matrix too."""
+    kinds = (LINEAR, LM_HEAD) if head else (LINEAR,)
+    largest = max((g.per_tensor_numel for g in tensor_groups(spec) if g.kind in kinds), default=0)
     t = sharded(
         largest * compute_width, tp, f"largest linear {n(largest)} values × {compute_width} B"
     )
