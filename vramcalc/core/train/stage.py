@@ -162,7 +162,7 @@ def static_terms(
         dequant = dequant_term(spec, width, plan.tp, head=conv.quantized_lm_head)
     where = f"stage {stage} of {plan.pp}, " if plan.pp > 1 else ""
     notes = component_notes(ft, lay, where, fw.name, optimizer, st, p, plan.offload)
-    grads_note = f"{lay.grads} B per trainable parameter; freed between steps unless accumulating"
+    grads_note = notes.gradients
     none = "0 [none held: set to None after each step; kept while accumulating]"
     late = "0 [ZeRO-1/2 reduce bucket: allocated at the first gradient, freed when backward ends]"
 
@@ -310,6 +310,6 @@ def component_notes(
     return Notes(
         weights,
         adapter,
-        f"{lay.grads} B per trainable parameter; freed between steps unless accumulating",
+        f"{lay.grads} B per trainable parameter",
         f"{optimizer}, {lay.state}-byte state",
     )
