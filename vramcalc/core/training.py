@@ -32,7 +32,7 @@ from vramcalc.core.distributed import DEFAULT_PLAN, estimate_job
 from vramcalc.core.optimizers import Optimizer
 from vramcalc.core.results import Estimate
 from vramcalc.core.train import conventions as cv
-from vramcalc.core.train.stage import StageJob
+from vramcalc.core.train.job import StageJob
 from vramcalc.core.train.terms import Finetune
 from vramcalc.core.workloads import (
     Common,

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from vramcalc.core import parallel as par
+from vramcalc.core.train.job import StageJob
+from vramcalc.core.train.layouts import Layout
 from vramcalc.core.train.saved import layer_parts
+from vramcalc.core.train.states import States
 from vramcalc.core.train.terms import Finetune, Term, logits_term, n
 from vramcalc.errors import VramcalcError
 from vramcalc.spec.conventions import DEFAULT_CONVENTIONS, Conventions
 from vramcalc.spec.model import ModelSpec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from vramcalc.core.train.layouts import Layout
-    from vramcalc.core.train.stage import StageJob
-    from vramcalc.core.train.states import States
 
 
 def _per_token(rep: float, split: float, rd: float, sd: float) -> tuple[float, str]:

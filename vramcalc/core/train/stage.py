@@ -16,6 +16,7 @@ from vramcalc.core import parallel as par
 from vramcalc.core.lora import TARGETS
 from vramcalc.core.results import Component, ComponentName
 from vramcalc.core.train import conventions as cv
+from vramcalc.core.train.job import StageJob
 from vramcalc.core.train.layouts import FRAMEWORKS, BufferInputs, Buffers, Layout
 from vramcalc.core.train.moments import backward_peak_moment
 from vramcalc.core.train.saved import activation_precision
@@ -36,23 +37,6 @@ from vramcalc.spec.params import active_param_count, param_count
 from vramcalc.spec.precision import Precision
 
 C = ComponentName
-
-
-@dataclass(slots=True)  # built per estimate: a plain slots class is the cheapest
-class StageJob:
-    """What every stage of a job shares."""
-
-    spec: ModelSpec
-    precision: Precision
-    optimizer: str
-    batch_size: int
-    seq_len: int
-    grad_accum: int
-    checkpointing: bool
-    attention: str
-    ft: Finetune
-    plan: par.ParallelPlan
-    conv: Conventions
 
 
 @dataclass(slots=True)  # built per estimate: a plain slots class is the cheapest
