@@ -8,6 +8,8 @@ parameters (tests/test_explain_formulas.py).
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
@@ -205,3 +207,52 @@ def test_load_peak_decides_the_verdict_when_larger() -> None:
 def test_conventions_must_be_a_conventions_value() -> None:
     with pytest.raises(VramcalcError, match="Conventions"):
         estimate_training("llama-2-7b", conventions={"loss": "fused"})  # type: ignore[arg-type]
+
+
+# ---- invariants (hypothesis) ------------------------------------------------------------------
+
+_MODELS = st.sampled_from(["llama-2-7b", "gpt2", "gemma-2-9b", "mixtral-8x7b"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    model=_MODELS,
+    batch=st.integers(1, 8),
+    seq=st.sampled_from([128, 512, 1024]),
+    method=st.sampled_from(["full", "lora", "qlora"]),
+    chunks=st.integers(1, 64),
+)
+def test_cheaper_losses_never_hold_more_logits(
+    model: str, batch: int, seq: int, method: str, chunks: int
+) -> None:
+    kw = {"batch_size": batch, "seq_len": seq, "method": method}
+    logits = [
+        estimate_training(
+            model, conventions=Conventions(loss=loss, loss_chunks=chunks), **kw
+        ).total_bytes
+        for loss in ("standard", "chunked", "fused")
+    ]
+    assert logits[0] >= logits[1] >= logits[2]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    model=_MODELS,
+    batch=st.integers(1, 8),
+    seq=st.sampled_from([128, 512, 1024]),
+    ckpt=st.sampled_from(["none", "full"]),
+    method=st.sampled_from(["full", "lora"]),
+)
+def test_offload_and_optimizer_in_backward_never_add_gpu_memory(
+    model: str, batch: int, seq: int, ckpt: str, method: str
+) -> None:
+    kw = {"batch_size": batch, "seq_len": seq, "grad_checkpointing": ckpt, "method": method}
+    base = estimate_training(model, **kw)  # type: ignore[arg-type]
+    off = estimate_training(model, conventions=Conventions(activation_offload=True), **kw)  # type: ignore[arg-type]
+    oib = estimate_training(model, conventions=Conventions(optimizer_in_backward=True), **kw)  # type: ignore[arg-type]
+    assert off.total_bytes <= base.total_bytes
+    assert oib.total_bytes <= base.total_bytes
+    # what left the GPU is on the host: the saved activations are conserved
+    assert off.host_activation_bytes >= 0
+    for est in (base, off, oib):
+        assert est.total_bytes == sum(c.bytes for c in est.components)
