@@ -44,7 +44,8 @@ from vramcalc.core.workloads import (
 from vramcalc.errors import VramcalcError, checked_keywords
 from vramcalc.spec.conventions import DEFAULT_CONVENTIONS, Conventions
 from vramcalc.spec.model import ModelSpec
-from vramcalc.spec.precision import PrecisionName, precision
+from vramcalc.spec.precision import PrecisionName
+from vramcalc.spec.precision import precision as precision_of
 from vramcalc.spec.quant import FORMATS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,7 +97,7 @@ def finetune(
             raise VramcalcError(
                 f"--quant {quant} needs --method qlora (LoRA keeps a 16/32-bit base)"
             )
-        base = FORMATS[precision(precision_name).compute_dtype]
+        base = FORMATS[precision_of(precision_name).compute_dtype]
     chosen = lora.parse_targets(spec, targets)
     return Finetune(method, rank, float(alpha), chosen, float(dropout), base)
 
@@ -181,9 +182,6 @@ def estimate_training(
     if source.notes:
         est = est.model_copy(update={"assumptions": [*est.assumptions, *source.notes]})
     return est
-
-
-precision_of = precision
 
 
 def _plan(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from vramcalc.core import activations as act
 from vramcalc.core import parallel as par
@@ -182,13 +183,34 @@ def static_terms(
     )  # fmt: skip
 
 
+# Identity front of static_terms' cache: callers pass the same spec, plan, precision and
+# conventions objects again and again, and hashing those five values costs more than the rest of
+# a lookup. The stored references keep the objects alive, so an id is never reused while cached.
+_FRONT: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def _static_of(job: StageJob, stage: int) -> Static:
+    spec, plan, ft, p, conv = job.spec, job.plan, job.ft, job.precision, job.conv
+    key = (id(spec), id(plan), id(ft), id(p), id(conv), stage, job.optimizer, job.checkpointing,
+           job.seq_len, job.attention)  # fmt: skip
+    hit = _FRONT.get(key)
+    if hit is not None and hit[0] is spec and hit[1] is plan and hit[2] is ft:
+        if hit[3] is p and hit[4] is conv:
+            return hit[5]  # type: ignore[no-any-return]
+    found = static_terms(
+        spec, plan, stage, ft, p, job.optimizer, job.checkpointing, conv, job.seq_len,
+        job.attention,
+    )  # fmt: skip
+    if len(_FRONT) >= 512:
+        _FRONT.clear()
+    _FRONT[key] = (spec, plan, ft, p, conv, found)
+    return found
+
+
 def stage_estimate(job: StageJob, stage: int) -> StageResult:
     """The per-GPU components of pipeline `stage` at its peak."""
     spec, plan, conv = job.spec, job.plan, job.conv
-    s = static_terms(
-        spec, plan, stage, job.ft, job.precision, job.optimizer, job.checkpointing, conv,
-        job.seq_len, job.attention,
-    )  # fmt: skip
+    s = _static_of(job, stage)
     st, buf, grads_all = s.st, s.buf, s.grads_all
     acts = cv.activation_terms(job, stage, s.shape)
     logits = ZERO
