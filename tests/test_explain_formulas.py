@@ -9,6 +9,8 @@ import re
 import pytest
 
 from vramcalc.core.training import estimate_training
+from vramcalc.errors import VramcalcError
+from vramcalc.spec.conventions import Conventions
 
 PSI = 6_738_415_616  # Llama-2-7B parameters (tests/test_params.py)
 
@@ -40,6 +42,18 @@ JOBS: list[dict[str, object]] = [
     {"fsdp": "full", "num_gpus": 8},
     {"tp": 2, "num_gpus": 4, "sp": True},
     {"tp": 2, "pp": 2, "num_gpus": 8, "grad_accum": 4},
+    {"precision": "fp32", "optimizer": "adamw-8bit"},
+    {"precision": "fp16-mixed", "zero": 1, "num_gpus": 4, "grad_accum": 2},
+    {"precision": "fp32", "method": "lora", "lora_dropout": 0.1},
+    {"fsdp": "grad-op", "num_gpus": 4, "method": "lora", "grad_checkpointing": "full"},
+    {"zero": 3, "num_gpus": 8, "offload": "params", "optimizer": "adafactor"},
+    {"precision": "bf16", "tp": 2, "num_gpus": 2, "optimizer": "sgd-momentum"},
+]
+CONVENTIONS = [
+    Conventions(loss="chunked", loss_chunks=4),
+    Conventions(loss="fused", activation_offload=True),
+    Conventions(adapter_dtype="bf16", fused_qkv_adapter=True, quantized_lm_head=True),
+    Conventions(optimizer_in_backward=True, bnb_keeps_4bit_inputs=True),
 ]
 
 
@@ -47,7 +61,7 @@ JOBS: list[dict[str, object]] = [
 def test_every_formula_evaluates_to_its_bytes(model: str, kw: dict[str, object]) -> None:
     try:
         est = estimate_training(model, seq_len=1024, **kw)  # type: ignore[arg-type]
-    except Exception as e:  # a plan the model cannot take (heads or layers not divisible)
+    except VramcalcError as e:  # a plan the model cannot take (heads or layers not divisible)
         pytest.skip(str(e))
     for c in est.components:
         if not c.bytes:
@@ -56,6 +70,25 @@ def test_every_formula_evaluates_to_its_bytes(model: str, kw: dict[str, object])
         value, slack = evaluate(c.formula)
         # each ÷ rounds up (< 1 byte) and an int() truncation (< 1 byte)
         assert abs(value - c.bytes) < slack + 1, (c.name, c.formula, c.bytes, value)
+
+
+@pytest.mark.parametrize("conv", CONVENTIONS)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"method": "qlora", "grad_checkpointing": "full"},
+        {"method": "lora", "zero": 3, "num_gpus": 4},
+    ],
+)
+def test_every_formula_evaluates_under_conventions(
+    conv: Conventions, kw: dict[str, object]
+) -> None:
+    est = estimate_training("llama-2-7b", seq_len=1024, batch_size=2, conventions=conv, **kw)  # type: ignore[arg-type]
+    for c in [*est.components, *est.load_components]:
+        if c.bytes:
+            value, slack = evaluate(c.formula)
+            assert abs(value - c.bytes) < slack + 1, (c.name, c.formula, c.bytes, value)
 
 
 def test_gemma2_logits_formula_shows_softcapping_bytes() -> None:
