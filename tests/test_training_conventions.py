@@ -256,3 +256,34 @@ def test_offload_and_optimizer_in_backward_never_add_gpu_memory(
     assert off.host_activation_bytes >= 0
     for est in (base, off, oib):
         assert est.total_bytes == sum(c.bytes for c in est.components)
+
+
+def _saved_loss_bytes(chunks: int) -> int:
+    """Bytes autograd saves from bf16 logits to the loss (unique storages), for cross-entropy
+    over `chunks` slices each upcast on its own (torchtune CEWithChunkedOutputLoss) or whole."""
+    torch = pytest.importorskip("torch")
+    tokens, vocab = 64, 128
+    logits = torch.randn(tokens, vocab, dtype=torch.bfloat16, requires_grad=True)
+    labels = torch.randint(0, vocab, (tokens,))
+    seen: dict[int, int] = {}
+
+    def pack(t: object) -> object:
+        if t.dtype.is_floating_point and t.dim() == 2 and t.shape[-1] == vocab:  # type: ignore[attr-defined]
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()  # type: ignore[attr-defined]
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        total = sum(
+            torch.nn.functional.cross_entropy(x.float(), y, reduction="sum")
+            for x, y in zip(logits.chunk(chunks), labels.chunk(chunks), strict=True)
+        )
+    assert total is not None
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("chunks", [1, 4, 8])
+def test_chunked_loss_keeps_every_chunks_log_softmax(chunks: int) -> None:
+    # what chunked cross-entropy cannot free: each chunk's fp32 log-softmax output is saved for
+    # backward, 64 tokens × 128 × 4 B = 32,768 B whatever the chunk count (the 4 B per value the
+    # chunked term keeps whole); only the gradient buffers of backward are per chunk
+    assert _saved_loss_bytes(chunks) == 64 * 128 * 4
