@@ -155,6 +155,8 @@ def loss_logits(conv: Conventions, spec: ModelSpec, tokens: int, act_bytes: int,
       over chunks of rows and the gradient is computed in the forward, so the logits never exist
       whole: one chunk of rows, Liger's ceil(tokens / ceil(vocab / hidden)) rounded up to a power of
       two (liger_kernel/ops/fused_linear_cross_entropy.py), at the standard 12 B per value.
+      Not counted: in a full fine-tune Liger also accumulates lm_head's weight gradient during the
+      forward, which the estimate counts from the last layer's moment on, as without fusion.
     """
     if conv.loss == "standard":
         return logits_term(spec, tokens, act_bytes, tp)
@@ -221,6 +223,30 @@ def notes(conv: Conventions, method: str) -> list[str]:
         out.append(
             "paged optimizer (bitsandbytes paged_adamw, QLoRA §3): its state lives in unified "
             "memory and can page to the host under pressure; the total counts it on the GPU, "
-            "paged_optimizer_bytes says how much could spill"
+            "spillable_bytes says how much could spill (GPU floor: total − spillable)"
         )
+    active = {
+        "loss": f"{conv.loss} cross-entropy"
+        + (f" ({conv.loss_chunks} chunks)" if conv.loss == "chunked" else "")
+        if conv.loss != "standard"
+        else "",
+        "activation_offload": "activations offloaded to the host (2 layers in flight on the GPU)"
+        if conv.activation_offload
+        else "",
+        "optimizer_in_backward": "optimizer stepped in backward (one gradient at a time)"
+        if conv.optimizer_in_backward
+        else "",
+        "fused_qkv_adapter": "one LoRA adapter over fused q/k/v (LitGPT)"
+        if conv.fused_qkv_adapter
+        else "",
+        "quantized_lm_head": "QLoRA quantizes lm_head too"
+        if conv.quantized_lm_head and method == "qlora"
+        else "",
+        "bnb_keeps_4bit_inputs": "bitsandbytes < 0.43.2 keeps every 4-bit layer's input (fixed in PR #1270)"
+        if conv.bnb_keeps_4bit_inputs and method == "qlora"
+        else "",
+    }
+    stack = "; ".join(v for v in active.values() if v)
+    if stack:
+        out.insert(0, f"training stack ({conv.framework}): {stack}")
     return out
