@@ -141,7 +141,10 @@ def _frozen_base(
     )
     total = lora.base_weight_bytes(groups, ft.method, fmt, quantize_head=quant_head)
     rest = total - linear - head
+    numel = sum(g.numel for g in groups)
     text = f"{n(linear)} linear weights [{fmt.name}] + {n(rest)} other tensors"
+    if total == numel * fmt.compute_bytes and not head:  # one width throughout (a 16-bit base)
+        text = f"{n(numel)} params × {fmt.compute_bytes} B [{fmt.name}]"
     if head:
         text += f" + {n(head)} lm_head [{fmt.name}, quantized_lm_head]"
     if plan.shards("params") and plan.shard_degree > 1:
