@@ -11,18 +11,16 @@ from vramcalc.cli.common import (
     AttentionChoice,
     AttnOpt,
     CheckpointChoice,
-    CkptOpt,
     DtypeChoice,
     DtypeOpt,
-    GpuArg,
+    GpuMemOpt,
+    GpuOpt,
     JsonOpt,
     KvOpt,
     MfuOpt,
     ModelArg,
     NumGpusOpt,
-    OptimOpt,
     PrecisionChoice,
-    PrecOpt,
     PriceSourceOpt,
     QuantOpt,
     SeqOpt,
@@ -34,6 +32,35 @@ from vramcalc.cli.common import (
     workload_options,
 )
 from vramcalc.cli.options import CheckOpt, GpusFileOpt, exit_if_not_fit, size_option
+from vramcalc.cli.train_options import (
+    ActOffloadOpt,
+    AdapterDtypeOpt,
+    BnbVersionOpt,
+    CompileOpt,
+    FitMethodChoice,
+    FitOffloadChoice,
+    FrameworkOpt,
+    FsdpOpt,
+    GradAccumOpt,
+    LoraAlphaOpt,
+    LoraRankOpt,
+    LoraTargetsOpt,
+    LossChunksOpt,
+    LossOpt,
+    MethodOpt,
+    OffloadOpt,
+    OptInBackwardOpt,
+    PackingOpt,
+    PagedOpt,
+    TrainCkptOpt,
+    TrainOptimOpt,
+    TrainPrecOpt,
+    ZeroOpt,
+    convention_flags,
+    gpu_for_fit,
+    train_option_values,
+    train_workload,
+)
 from vramcalc.core.optimizers import Optimizer
 
 
@@ -41,7 +68,7 @@ def register(app: typer.Typer) -> None:
     @app.command("fit")
     def fit_cmd(
         model: ModelArg,
-        gpu: GpuArg,
+        gpu: GpuOpt = None,
         task: TaskOpt = TaskChoice.infer,
         num_gpus: NumGpusOpt = 1,
         batch_size: Annotated[
@@ -52,33 +79,70 @@ def register(app: typer.Typer) -> None:
         dtype: DtypeOpt = DtypeChoice("bf16"),  # type: ignore[assignment]
         quant: QuantOpt = None,
         kv_dtype: KvOpt = None,
-        precision: PrecOpt = PrecisionChoice.bf16_mixed,
-        optimizer: OptimOpt = Optimizer.adamw,
-        grad_checkpointing: CkptOpt = CheckpointChoice.none,
+        precision: TrainPrecOpt = None,
+        optimizer: TrainOptimOpt = None,
+        grad_checkpointing: TrainCkptOpt = None,
         attention: AttnOpt = AttentionChoice.flash,
         as_json: JsonOpt = False,
         gpus_file: GpusFileOpt = None,
         price_source: PriceSourceOpt = None,
         check: CheckOpt = False,
         assume_llama: AssumeLlamaOpt = False,
+        gpu_mem: GpuMemOpt = None,
+        method: MethodOpt = FitMethodChoice.full,
+        lora_rank: LoraRankOpt = None,
+        lora_alpha: LoraAlphaOpt = None,
+        lora_targets: LoraTargetsOpt = None,
+        grad_accum: GradAccumOpt = 1,
+        zero: ZeroOpt = None,
+        fsdp: FsdpOpt = None,
+        offload: OffloadOpt = FitOffloadChoice.none,
+        framework: FrameworkOpt = "hf",
+        loss: LossOpt = None,
+        loss_chunks: LossChunksOpt = None,
+        activation_offload: ActOffloadOpt = None,
+        optimizer_in_backward: OptInBackwardOpt = None,
+        compile_: CompileOpt = None,
+        adapter_dtype: AdapterDtypeOpt = None,
+        packing: PackingOpt = None,
+        paged_optimizer: PagedOpt = None,
+        bnb_version: BnbVersionOpt = None,
     ) -> None:
-        """The largest batch size and the longest context of MODEL that fit the GPU(s)."""
+        """The largest batch size and the longest context of MODEL that fit the GPU(s); for a
+        training job that does not fit, the cheapest changes that would make it fit."""
         from vramcalc.core.fitting import fit
 
         _use_gpus_file(gpus_file, price_source)
-        workload = workload_options(
-            task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
-            batch_size, seq_len,
+        flags = convention_flags(
+            loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
+            adapter_dtype, packing, paged_optimizer, bnb_version,
         )  # fmt: skip
-        r = fit(model_arg(model, assume_llama), gpu, task=task.value, num_gpus=num_gpus, **workload)  # type: ignore[arg-type]
+        options = train_option_values(
+            method, lora_rank, lora_alpha, lora_targets, zero, fsdp, offload, grad_accum,
+            precision, optimizer, grad_checkpointing, quant, seq_len,
+        )  # fmt: skip
+        spec, train, stack = train_workload(
+            model_arg(model, assume_llama), task.value, framework, flags, options
+        )
+        workload = workload_options(
+            task, dtype, quant, kv_dtype, precision or PrecisionChoice.bf16_mixed,
+            optimizer or Optimizer.adamw, grad_checkpointing or CheckpointChoice.none,
+            attention, batch_size, seq_len,
+        ) | train  # fmt: skip
+        r = fit(spec, gpu_for_fit(gpu, gpu_mem), task=task.value, num_gpus=num_gpus, **workload)  # type: ignore[arg-type]
         if as_json:
-            _print_json(r.model_dump(mode="json"), "fit")
+            extra = {"conventions": stack.summary()} if stack is not None else {}
+            _print_json(r.model_dump(mode="json") | extra, "fit")
         else:
             from vramcalc.report import cost as report_cost
+            from vramcalc.report import fit as report_fit
 
             report_cost.render_fit(r)
-        # does not fit: not one sequence of the context searched (--seq-len) fits
-        exit_if_not_fit(check, r.max_batch_size > 0)
+            report_fit.render_suggestions(r)
+            if stack is not None and (framework != "hf" or any(flags.values())):
+                report_fit.render_stack(stack.summary())
+        # does not fit: the described job (--batch-size, default 1, at --seq-len) does not fit
+        exit_if_not_fit(check, r.fits)
 
     @app.command("plan")
     def plan_cmd(
@@ -122,9 +186,9 @@ def register(app: typer.Typer) -> None:
         dtype: DtypeOpt = DtypeChoice("bf16"),  # type: ignore[assignment]
         quant: QuantOpt = None,
         kv_dtype: KvOpt = None,
-        precision: PrecOpt = PrecisionChoice.bf16_mixed,
-        optimizer: OptimOpt = Optimizer.adamw,
-        grad_checkpointing: CkptOpt = CheckpointChoice.none,
+        precision: TrainPrecOpt = None,
+        optimizer: TrainOptimOpt = None,
+        grad_checkpointing: TrainCkptOpt = None,
         attention: AttnOpt = AttentionChoice.flash,
         mfu: MfuOpt = None,
         as_json: JsonOpt = False,
@@ -132,17 +196,47 @@ def register(app: typer.Typer) -> None:
         price_source: PriceSourceOpt = None,
         check: CheckOpt = False,
         assume_llama: AssumeLlamaOpt = False,
+        method: MethodOpt = FitMethodChoice.full,
+        lora_rank: LoraRankOpt = None,
+        lora_alpha: LoraAlphaOpt = None,
+        lora_targets: LoraTargetsOpt = None,
+        grad_accum: GradAccumOpt = 1,
+        zero: ZeroOpt = None,
+        fsdp: FsdpOpt = None,
+        offload: OffloadOpt = FitOffloadChoice.none,
+        framework: FrameworkOpt = "hf",
+        loss: LossOpt = None,
+        loss_chunks: LossChunksOpt = None,
+        activation_offload: ActOffloadOpt = None,
+        optimizer_in_backward: OptInBackwardOpt = None,
+        compile_: CompileOpt = None,
+        adapter_dtype: AdapterDtypeOpt = None,
+        packing: PackingOpt = None,
+        paged_optimizer: PagedOpt = None,
+        bnb_version: BnbVersionOpt = None,
     ) -> None:
         """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
         from vramcalc.core.fitting import plan
 
         _use_gpus_file(gpus_file, price_source)
-        workload = workload_options(
-            task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
-            batch_size, seq_len if task is TaskChoice.train else None,
+        flags = convention_flags(
+            loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
+            adapter_dtype, packing, paged_optimizer, bnb_version,
         )  # fmt: skip
+        options = train_option_values(
+            method, lora_rank, lora_alpha, lora_targets, zero, fsdp, offload, grad_accum,
+            precision, optimizer, grad_checkpointing, quant, seq_len,
+        )  # fmt: skip
+        spec, train, stack = train_workload(
+            model_arg(model, assume_llama), task.value, framework, flags, options
+        )
+        workload = workload_options(
+            task, dtype, quant, kv_dtype, precision or PrecisionChoice.bf16_mixed,
+            optimizer or Optimizer.adamw, grad_checkpointing or CheckpointChoice.none,
+            attention, batch_size, seq_len if task is TaskChoice.train else None,
+        ) | train  # fmt: skip
         p = plan(
-            model_arg(model, assume_llama),
+            spec,
             task=task.value,  # type: ignore[arg-type]
             budget_usd=budget,
             max_gpus=max_gpus,
@@ -154,10 +248,15 @@ def register(app: typer.Typer) -> None:
             **workload,
         )
         if as_json:
-            _print_json(p.model_dump(mode="json"))
+            extra = {"conventions": stack.summary()} if stack is not None else {}
+            _print_json(p.model_dump(mode="json") | extra)
         else:
             from vramcalc.report import cost as report_cost
 
             report_cost.render_plan(p)
+            if stack is not None and (framework != "hf" or any(flags.values())):
+                from vramcalc.report import fit as report_fit
+
+                report_fit.render_stack(stack.summary())
         # does not fit: no GPU of the catalog holds it (within --budget when one is given)
         exit_if_not_fit(check, any(r.fits and r.within_budget is not False for r in p.rows))

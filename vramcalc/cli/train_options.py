@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from vramcalc.cli.common import CheckpointChoice, PrecisionChoice
+from vramcalc.core.optimizers import Optimizer
 from vramcalc.sources.frameworks import AppliedStack
 
 
@@ -187,3 +189,105 @@ OffloadOpt = Annotated[
 GradAccumOpt = Annotated[
     int, typer.Option("--grad-accum", min=1, max=1_000_000, help="train: micro-batches per step")
 ]
+TrainPrecOpt = Annotated[
+    PrecisionChoice | None,
+    typer.Option("--precision", help="train: precision [default: framework's, else bf16-mixed]"),
+]
+TrainOptimOpt = Annotated[
+    Optimizer | None,
+    typer.Option("--optimizer", help="train: optimizer [default: framework's, else adamw]"),
+]
+TrainCkptOpt = Annotated[
+    CheckpointChoice | None,
+    typer.Option(
+        "--grad-checkpointing", help="train: none or full [default: framework's, else none]"
+    ),
+]
+
+
+def train_workload(
+    model: Any,
+    task: str,
+    framework: str,
+    flags: dict[str, Any],
+    options: dict[str, Any],
+) -> tuple[Any, dict[str, Any], AppliedStack | None]:
+    """fit/plan: the model (as the stack builds it) and the workload keywords of a train task
+    described by `options` (train flags, None where not given) and the framework. An infer task
+    refuses the train-only flags (bad input, exit 2)."""
+    from vramcalc.core.workloads import resolve_model
+    from vramcalc.errors import VramcalcError
+
+    train_only = {k: v for k, v in options.items() if v is not None and k in _TRAIN_ONLY}
+    if task != "train":
+        given = [f"--{k.replace('_', '-')}" for k in train_only if options[k] != _NEUTRAL.get(k)]
+        given += [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+        if framework != "hf":
+            given.append("--framework")
+        if given:
+            raise VramcalcError(f"{', '.join(given)}: train options; add --task train")
+        return model, {}, None
+    spec = resolve_model(model)
+    stack, spec = resolve_stack(framework, spec, options, flags)
+    kwargs = stack.estimator_kwargs
+    for key in ("zero", "fsdp", "offload", "grad_accum", "quant"):
+        if options.get(key) is not None:
+            kwargs[key] = options[key]
+    return spec, kwargs, stack
+
+
+_TRAIN_ONLY = (
+    "method", "lora_rank", "lora_alpha", "lora_targets", "zero", "fsdp", "offload", "grad_accum",
+)  # fmt: skip
+# values of the train-only options that say nothing (their defaults)
+_NEUTRAL: dict[str, Any] = {"method": "full", "offload": "none", "grad_accum": 1}
+
+
+def train_option_values(
+    method: FitMethodChoice,
+    lora_rank: int | None,
+    lora_alpha: float | None,
+    lora_targets: str | None,
+    zero: int | None,
+    fsdp: FitFsdpChoice | None,
+    offload: FitOffloadChoice,
+    grad_accum: int,
+    precision: PrecisionChoice | None,
+    optimizer: Optimizer | None,
+    grad_checkpointing: CheckpointChoice | None,
+    quant: Any,
+    seq_len: int | None,
+) -> dict[str, Any]:
+    """The train flags of fit/plan as estimate_training keywords (None where not given)."""
+
+    def value(choice: Any) -> Any:
+        return choice.value if isinstance(choice, Enum) else choice
+
+    return {
+        "method": method.value,
+        "lora_rank": lora_rank,
+        "lora_alpha": lora_alpha,
+        "lora_targets": lora_targets,
+        "zero": zero,
+        "fsdp": value(fsdp),
+        "offload": offload.value if offload is not FitOffloadChoice.none else None,
+        "grad_accum": grad_accum if grad_accum != 1 else None,
+        "precision": value(precision),
+        "optimizer": value(optimizer),
+        "grad_checkpointing": value(grad_checkpointing),
+        "quant": value(quant),
+        "seq_len": seq_len,
+    }
+
+
+def gpu_for_fit(gpu: str | None, gpu_mem_gib: float | None) -> Any:
+    """--gpu NAME or --gpu-mem GIB (a GPU of that memory, 1 MiB resolution), exactly one."""
+    from vramcalc.errors import VramcalcError
+    from vramcalc.spec.model import GPUSpec
+
+    if (gpu is None) == (gpu_mem_gib is None):
+        raise VramcalcError("give --gpu NAME (see `vramcalc gpus`) or --gpu-mem GIB, one of them")
+    if gpu is not None:
+        return gpu
+    assert gpu_mem_gib is not None
+    return GPUSpec(name=f"{gpu_mem_gib:g} GiB GPU", memory_mib=max(1, round(gpu_mem_gib * 1024)))

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vramcalc.core.cost import check_context, estimate_inference_cost, estimate_training_cost
+from vramcalc.core.fit_advice import Suggestion, shown_workload, suggest
 from vramcalc.core.inference import estimate_inference
 from vramcalc.core.results import Component, Estimate
 from vramcalc.core.training import estimate_training
@@ -30,6 +31,7 @@ Task = Literal["infer", "train"]
 MAX_BATCH = 1_000_000
 
 _INFER_KEYS = {"dtype", "quant", "kv_dtype", "batch_size", "seq_len", "logits", "attention"}
+# every estimate_training option but the model, the GPU (the planner's) and the GPU count (its own)
 _TRAIN_KEYS = {
     "precision",
     "optimizer",
@@ -38,7 +40,18 @@ _TRAIN_KEYS = {
     "seq_len",
     "grad_checkpointing",
     "attention",
+    "method",
+    "lora_rank",
+    "lora_alpha",
+    "lora_targets",
+    "lora_dropout",
+    "quant",
+    "zero",
+    "fsdp",
+    "offload",
+    "conventions",
 }
+_SHARDING = ("zero", "fsdp")
 
 
 def single_gpu_estimate(spec: ModelSpec, task: Task, workload: Mapping[str, Any]) -> Estimate:
@@ -86,12 +99,20 @@ def simple_placement(
       `batch_size`), computed by the distributed-training model (vramcalc.core.distributed): sharded
       fp32 states, gathered 16-bit units, the reduce-scatter buffer.
     """
-    if task == "train" and num_gpus > 1:
-        single_gpu_estimate(spec, task, workload)  # validates the workload keys
-        est = estimate_training(spec, **workload, fsdp="full", num_gpus=num_gpus)
+    if task == "train" and (num_gpus > 1 or any(workload.get(k) is not None for k in _SHARDING)):
+        single_gpu_estimate(spec, task, {**workload, "zero": None, "fsdp": None})  # checks keys
+        sharding = {k: workload[k] for k in _SHARDING if workload.get(k) is not None}
+        est = estimate_training(
+            spec, **{**workload, **(sharding or {"fsdp": "full"})}, num_gpus=num_gpus
+        )
+        how = (
+            f"ZeRO-{sharding['zero']}"
+            if "zero" in sharding
+            else f"FSDP {sharding.get('fsdp', 'full')}"
+        )
         return Placement(
             num_gpus=num_gpus,
-            parallelism=f"FSDP full shard over {num_gpus} GPUs",
+            parallelism=f"{how} over {num_gpus} GPU{'s' if num_gpus > 1 else ''}",
             per_gpu_bytes=est.total_bytes,
             components=est.components,
         )
@@ -162,6 +183,11 @@ class FitResult(BaseModel):
     assumed_architecture: str | None = Field(
         None, description="--assume-llama: searched at the ×2 high end of a rough estimate"
     )
+    fits: bool = Field(True, description="the described job (batch_size at seq_len) fits")
+    per_gpu_bytes: int = Field(0, description="peak of the described job, one GPU")
+    suggestions: list[Suggestion] = Field(
+        default_factory=list, description="train, when the job does not fit: changes that would"
+    )
 
 
 def _rough_factor(spec: ModelSpec) -> float:
@@ -214,6 +240,18 @@ def fit(
     cap = min(spec.max_position_embeddings, MAX_TOKENS)
     max_batch = _largest(1, MAX_BATCH, lambda b: fits({"batch_size": b, "seq_len": seq}))
     max_seq = _largest(1, cap, lambda s: fits({"batch_size": batch, "seq_len": s}))
+    described = {**workload, "batch_size": batch, "seq_len": seq}
+    peak = memory_fn(spec, task, described, num_gpus).per_gpu_bytes
+    job_fits = peak * _rough_factor(spec) <= g.memory_bytes
+    suggestions: list[Suggestion] = []
+    if task == "train" and not job_fits:
+        suggestions = suggest(
+            described,
+            num_gpus,
+            g.memory_bytes,
+            lambda w, n: memory_fn(spec, task, w, n).per_gpu_bytes,
+            _rough_factor(spec),
+        )
     return FitResult(
         model=spec.name,
         gpu=g.name,
@@ -228,8 +266,13 @@ def fit(
         parallelism=memory_fn(
             spec, task, {**workload, "batch_size": 1, "seq_len": 1}, num_gpus
         ).parallelism,
-        workload={k: v for k, v in workload.items() if k not in ("batch_size", "seq_len")},
+        workload=shown_workload(
+            {k: v for k, v in workload.items() if k not in ("batch_size", "seq_len")}
+        ),
         assumed_architecture=spec.assumed_architecture,
+        fits=job_fits,
+        per_gpu_bytes=peak,
+        suggestions=suggestions,
     )
 
 
@@ -386,7 +429,7 @@ def plan(
     return Plan(
         model=spec.name,
         task=task,
-        workload=dict(workload)
+        workload=shown_workload(workload)
         | ({"tokens": str(tokens)} if tokens is not None else {})
         | (
             {"prompt_tokens": prompt_tokens, "output_tokens": output_tokens}
