@@ -5,6 +5,7 @@ merge of profile and flags, and the CLI's output and errors."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A frameworks folder of our own; caches cleared before and after."""
     monkeypatch.setattr(fw, "frameworks_dir", lambda: tmp_path)
     fw._raw.cache_clear()
