@@ -129,12 +129,14 @@ def resolve_stack(
 ) -> tuple[AppliedStack, Any]:
     """The profile named by --framework applied to the run; and the model as the stack builds it
     (LitGPT unties a tied head)."""
+    from vramcalc.core.lora import valid_targets
     from vramcalc.core.workloads import resolve_seq_len
     from vramcalc.sources.frameworks import apply_framework, parse_framework, untied
 
     profile = parse_framework(framework)
     seq = resolve_seq_len(spec, options.get("seq_len"))
-    return apply_framework(profile, options, flags, seq_len=seq), untied(profile, spec)
+    stack = apply_framework(profile, options, flags, seq_len=seq, valid_targets=valid_targets(spec))
+    return stack, untied(profile, spec)
 
 
 # ---- train options fit and plan take as well ------------------------------------------------------

@@ -126,16 +126,21 @@ class FrameworkProfile(BaseModel):
         }
 
 
-def lora_targets_of(names: tuple[str, ...] | list[str]) -> str:
+def lora_targets_of(names: tuple[str, ...] | list[str], valid: list[str] | None = None) -> str:
     """A stack's target module names as vramcalc's --lora-targets list ('q,v'); names vramcalc
     already reads (q_proj, 'q', 'all-linear') pass through; 'lm_head'/'head' is not an adapter
-    target vramcalc counts and is dropped (its memory is the head's own)."""
+    target vramcalc counts and is dropped (its memory is the head's own). A group name ('mlp':
+    every MLP linear) keeps only the parts the model has when `valid` (its targets) is given:
+    a non-gated MLP has no 'gate'."""
     out: list[str] = []
     for n in names:
         key = n.strip().lower()
         if key in ("lm_head", "head"):
             continue
-        for t in _TARGET_NAMES.get(key, (key,)):
+        parts = _TARGET_NAMES.get(key, (key,))
+        if valid is not None and len(parts) > 1:
+            parts = tuple(p for p in parts if p in valid)
+        for t in parts:
             if t not in out:
                 out.append(t)
     return ",".join(out)
@@ -355,11 +360,13 @@ def apply_framework(
     flags: dict[str, Any],
     *,
     seq_len: int,
+    valid_targets: list[str] | None = None,
 ) -> AppliedStack:
     """Merge a profile with a run's options. `options` are estimate_training keywords, None where
     the user gave no value (the profile's default, else vramcalc's, fills it); `flags` are
     Conventions fields, None where not given (the profile's value stands). ``bnb_version`` in
-    `flags` sets bnb_keeps_4bit_inputs. Explicit values always win."""
+    `flags` sets bnb_keeps_4bit_inputs; `valid_targets` are the model's LoRA targets (for the
+    profile's group names). Explicit values always win."""
     opts = {k: v for k, v in options.items() if v is not None}
     given = set(opts)
     defaults: dict[str, Any] = {
@@ -371,7 +378,9 @@ def apply_framework(
         "grad_checkpointing": profile.grad_checkpointing if profile.name != BASELINE else None,
         "lora_rank": profile.lora_rank,
         "lora_alpha": profile.lora_alpha,
-        "lora_targets": lora_targets_of(profile.lora_targets) if profile.lora_targets else None,
+        "lora_targets": (
+            lora_targets_of(profile.lora_targets, valid_targets) if profile.lora_targets else None
+        ),
         "precision": profile.precision,
     }
     from_profile: list[str] = []

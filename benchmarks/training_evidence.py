@@ -1,0 +1,286 @@
+"""vramcalc's training estimate against published fine-tuning peaks (validation/training/*.toml).
+
+PYTHONPATH=. python benchmarks/training_evidence.py            # per-record rows + the table
+PYTHONPATH=. python benchmarks/training_evidence.py --summary  # the per-framework table only
+
+Each usable record becomes an estimate through the public API: the model preset, or the record's
+`model_config` written as a config.json in a temporary folder; the record's method, precision,
+LoRA, batch, sequence, checkpointing, optimizer and distribution flags; and
+
+* BEFORE: nothing else — what vramcalc computed before framework profiles (every record read as
+  transformers + PEFT, `--framework hf`),
+* AFTER: the record's framework profile (presets/frameworks/) with the record's own convention
+  flags on top (adapter dtype, loss, activation offload, optimizer in backward, compile, packing,
+  paged optimizer), as `vramcalc train --framework X --flag ...` would.
+
+The published metric maps onto the estimate's components (docs/frameworks.md):
+allocated = total − cuda_context − allocator_slack (torch.cuda.max_memory_allocated counts live
+tensors only); reserved = total − cuda_context (max_memory_reserved adds the allocator's cached free
+blocks); nvidia-smi = total (reserved + the CUDA context); unknown = the range [allocated,
+nvidia-smi], error 0 inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vramcalc import estimate_training
+from vramcalc.core.lora import valid_targets
+from vramcalc.errors import VramcalcError
+from vramcalc.sources.frameworks import (
+    apply_framework,
+    get_framework,
+    list_frameworks,
+    lora_targets_of,
+    optimizer_of,
+    untied,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "validation" / "training"
+GIB = 2**30
+# records of these frameworks use the profile named here (PEFT's harness is a plain loop over a
+# PEFT model: the transformers + PEFT conventions)
+PROFILE_OF = {"peft": "hf"}
+
+
+def load_records() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for path in sorted(RECORDS.glob("*.toml")):
+        for rec in tomllib.loads(path.read_text(encoding="utf-8")).get("record", []):
+            out.append(rec | {"file": path.name})
+    return out
+
+
+def _hf_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The record's model_config (config.json names plus head_dim, mlp_kind, parallel_residual,
+    bias, norm) as the config.json of its model_type."""
+    mt = cfg["model_type"]
+    base = {
+        k: cfg[k]
+        for k in (
+            "model_type", "vocab_size", "hidden_size", "num_hidden_layers",
+            "num_attention_heads", "intermediate_size", "max_position_embeddings",
+        )
+    } | {"tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False))}  # fmt: skip
+    kv = cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+    if mt == "falcon":  # FalconConfig: multi_query with one KV head, parallel attention + MLP
+        return base | {
+            "num_kv_heads": kv,
+            "multi_query": kv == 1,
+            "new_decoder_architecture": False,
+            "parallel_attn": bool(cfg.get("parallel_residual", True)),
+            "bias": bool(cfg.get("bias", False)),
+            "ffn_hidden_size": cfg["intermediate_size"],
+            "alibi": False,
+        }
+    if mt == "gpt_neox":
+        return base | {"use_parallel_residual": bool(cfg.get("parallel_residual", True))}
+    if mt == "phi":
+        return base | {"num_key_value_heads": kv, "hidden_act": "gelu_new"}
+    return base | {"num_key_value_heads": kv, "head_dim": cfg.get("head_dim")}
+
+
+@dataclass
+class Case:
+    """One usable record as an estimate request."""
+
+    rec: dict[str, Any]
+    spec: Any
+    options: dict[str, Any]
+    flags: dict[str, Any]
+    profile: str
+
+
+def _quant(rec: dict[str, Any]) -> str | None:
+    q = rec.get("quant") or ""
+    if q == "nf4":
+        return "nf4" if rec.get("double_quant", True) else "nf4-nodq"
+    return {"int8": "llm.int8", "": None}.get(q, q)
+
+
+def case_of(rec: dict[str, Any], spec: Any) -> Case:
+    """The record's estimate request, or VramcalcError naming what vramcalc does not model."""
+    method = rec.get("method", "")
+    if method not in ("full", "lora", "qlora"):
+        raise VramcalcError(f"method {method!r} is not modelled (full, lora, qlora)")
+    if rec.get("metric") not in ("allocated", "reserved", "nvidia-smi", "unknown"):
+        raise VramcalcError(f"metric {rec.get('metric')!r}")
+    optimizer, paged = optimizer_of(rec.get("optimizer") or "adamw")
+    dist = rec.get("distributed") or ""
+    opts: dict[str, Any] = {
+        "method": method,
+        "precision": rec.get("precision") or "bf16-mixed",
+        "optimizer": optimizer,
+        "batch_size": rec["batch_size"],
+        "grad_accum": rec.get("grad_accum") or 1,
+        "seq_len": rec["seq_len"],
+        "grad_checkpointing": rec.get("gradient_checkpointing") or "none",
+        "quant": _quant(rec) if method == "qlora" else None,
+    }
+    if method != "full":
+        opts |= {
+            "lora_rank": rec["lora_rank"],
+            "lora_alpha": float(rec.get("lora_alpha") or rec["lora_rank"]),
+            "lora_targets": lora_targets_of(rec["lora_targets"], valid_targets(spec))
+            or "all-linear",
+        }
+    n = int(rec.get("num_gpus") or 1)
+    if n > 1 or dist:
+        opts["num_gpus"] = n
+        opts |= {"zero": 3} if dist == "zero3" else {"fsdp": "full"}
+        if rec.get("cpu_offload"):
+            opts["offload"] = "params"
+    chunks = rec.get("loss_chunks")
+    if chunks is None and rec.get("loss_chunk_tokens"):
+        chunks = min(4096, math.ceil(rec["seq_len"] / rec["loss_chunk_tokens"]))
+    flags = {
+        "loss": rec.get("loss") or None,
+        "loss_chunks": chunks,
+        "activation_offload": rec.get("activation_offload"),
+        "optimizer_in_backward": rec.get("optimizer_in_backward"),
+        "compile": rec.get("compile"),
+        "packing": rec.get("packing"),
+        "adapter_dtype": rec.get("adapter_dtype") or None,
+        "paged_optimizer": paged or None,
+    }
+    name = PROFILE_OF.get(rec["framework"], rec["framework"])
+    if name not in list_frameworks():
+        raise VramcalcError(f"no profile for framework {rec['framework']!r}")
+    return Case(rec, spec, opts, flags, name)
+
+
+def _model(rec: dict[str, Any], folder: Path) -> Any:
+    from vramcalc.sources import resolve_model_source
+
+    if "model_config" not in rec:
+        return resolve_model_source(rec["model"]).spec
+    path = folder / rec["id"] / "config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_hf_config(rec["model_config"])), encoding="utf-8")
+    return resolve_model_source(str(path)).spec
+
+
+def estimate(case: Case, *, after: bool) -> Any:
+    """The estimate of the record BEFORE (no conventions) or AFTER (profile + record flags)."""
+    spec = case.spec
+    fixed = {k: v for k, v in case.options.items() if v is not None}
+    if not after:
+        return estimate_training(spec, **fixed)
+    profile = get_framework(case.profile)
+    spec = untied(profile, spec)
+    if case.rec.get("untie_embeddings"):
+        spec = spec.model_copy(update={"tie_word_embeddings": False})
+    stack = apply_framework(profile, fixed, case.flags, seq_len=case.options["seq_len"])
+    return estimate_training(spec, **{**fixed, **stack.estimator_kwargs})
+
+
+def metric_range_bytes(est: Any, metric: str) -> tuple[int, int]:
+    """The estimate's counterpart of a published metric, as a (low, high) range of bytes."""
+    context = est.component("cuda_context")
+    slack = est.component("allocator_slack")
+    allocated = est.total_bytes - context - slack
+    reserved = est.total_bytes - context
+    return {
+        "allocated": (allocated, allocated),
+        "reserved": (reserved, reserved),
+        "nvidia-smi": (est.total_bytes, est.total_bytes),
+        "unknown": (allocated, est.total_bytes),
+    }[metric]
+
+
+def error(est: Any, rec: dict[str, Any]) -> float:
+    """(estimate − published) / published; 0 when the published figure is inside the range."""
+    low, high = metric_range_bytes(est, rec["metric"])
+    published = rec["peak_gib"] * GIB
+    if low <= published <= high:
+        return 0.0
+    near = low if published < low else high
+    return (near - published) / published
+
+
+@dataclass
+class Row:
+    id: str
+    framework: str
+    published_gib: float
+    before: float | None
+    after: float | None
+    note: str = ""
+
+
+def rows(*, after: bool = True) -> Iterator[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        for rec in load_records():
+            if rec.get("status") != "usable":
+                continue
+            try:
+                case = case_of(rec, _model(rec, Path(tmp)))
+                b = error(estimate(case, after=False), rec)
+            except VramcalcError as exc:
+                yield Row(rec["id"], rec["framework"], rec.get("peak_gib", 0.0), None, None, str(exc))
+                continue
+            a: float | None = None
+            note = ""
+            if after:
+                try:
+                    a = error(estimate(case, after=True), rec)
+                except VramcalcError as exc:
+                    note = f"after: {exc}"
+            yield Row(rec["id"], rec["framework"], rec["peak_gib"], b, a, note)
+
+
+def summary(all_rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Per framework: n, median |error| and worst |error| (signed), before and after."""
+    out: dict[str, dict[str, float]] = {}
+    for fw in sorted({r.framework for r in all_rows}):
+        mine = [r for r in all_rows if r.framework == fw and r.before is not None]
+        if not mine:
+            continue
+        entry: dict[str, float] = {"n": len(mine)}
+        for when in ("before", "after"):
+            errs = [getattr(r, when) for r in mine if getattr(r, when) is not None]
+            if errs:
+                entry[f"{when}_median"] = statistics.median(abs(e) for e in errs)
+                entry[f"{when}_worst"] = max(errs, key=abs)
+        out[fw] = entry
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.1%}"
+
+
+def main() -> None:
+    all_rows = list(rows())
+    if "--summary" not in sys.argv:
+        for r in all_rows:
+            print(
+                f"{r.id:58s} {r.published_gib:7.2f} GiB  before {_pct(r.before):>8s}  "
+                f"after {_pct(r.after):>8s}  {r.note}"
+            )
+    print("\n| framework | records | median before | worst before | median after | worst after |")
+    print("|---|---|---|---|---|---|")
+    for fw, s in summary(all_rows).items():
+        print(
+            f"| {fw} | {s['n']:.0f} | {s.get('before_median', 0):.1%} | "
+            f"{_pct(s.get('before_worst'))} | "
+            + (
+                f"{s['after_median']:.1%} | {_pct(s.get('after_worst'))} |"
+                if "after_median" in s
+                else "— | — |"
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
