@@ -293,3 +293,14 @@ def gpu_for_fit(gpu: str | None, gpu_mem_gib: float | None) -> Any:
         return gpu
     assert gpu_mem_gib is not None
     return GPUSpec(name=f"{gpu_mem_gib:g} GiB GPU", memory_mib=max(1, round(gpu_mem_gib * 1024)))
+
+
+def stack_keywords(framework: str, flags: dict[str, Any], seq_len: int) -> dict[str, Any]:
+    """rlhf: the conventions of --framework and the convention flags as estimator keywords
+    ({} for the baseline, so the call is unchanged); the profile's optimizer/LoRA defaults are not
+    applied there (rlhf's own flags and defaults stand)."""
+    from vramcalc.sources.frameworks import apply_framework, parse_framework
+
+    stack = apply_framework(parse_framework(framework), {}, flags, seq_len=seq_len)
+    conv = stack.estimator_kwargs.get("conventions")
+    return {} if conv is None else {"conventions": conv}
