@@ -21,12 +21,13 @@ in the forward and again in the backward, one module at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from vramcalc.core import activations as act
 from vramcalc.errors import VramcalcError
 from vramcalc.spec.model import ModelSpec
-from vramcalc.spec.params import LINEAR, ROUTER, TensorGroup, tensor_groups
-from vramcalc.spec.quant import FORMATS, WeightFormat, weight_bytes
+from vramcalc.spec.params import LINEAR, LM_HEAD, ROUTER, TensorGroup, tensor_groups
+from vramcalc.spec.quant import FORMATS, WeightFormat
 
 TARGETS = ("q", "k", "v", "o", "gate", "up", "down", "experts", "router")
 ALL_LINEAR = "all-linear"
@@ -49,7 +50,6 @@ _ALIASES = {
 # PEFT's kbit path; GPTQ/AWQ kernels with a backward through PEFT's quantized LoRA layers).
 QLORA_FORMATS = ("nf4", "nf4-nodq", "fp4", "llm.int8", "gptq", "awq")
 _BNB_FORMATS = ("nf4", "nf4-nodq", "fp4", "llm.int8")
-LORA_WIDTH = 4  # fp32 adapter weights, gradients and optimizer state (PEFT autocast_adapter_dtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +62,10 @@ class AdapterSite:
     d_out: int
     count: int
     expert: bool = False
+    a_blocks: int = 1  # lora_A rows = rank × a_blocks (LitGPT's fused qkv adapter: one per part)
 
     def params(self, rank: int) -> int:
-        return rank * (self.d_in + self.d_out) * self.count
+        return rank * (self.a_blocks * self.d_in + self.d_out) * self.count
 
 
 def _target_of(group_name: str) -> str | None:
@@ -78,13 +79,14 @@ def _target_of(group_name: str) -> str | None:
     return _ALIASES.get(leaf)
 
 
+@lru_cache(maxsize=256)
 def adapter_sites(spec: ModelSpec) -> tuple[AdapterSite, ...]:
     """The linear modules of the decoder blocks, as transformers builds them (fused where fused)."""
     sites: dict[str, AdapterSite] = {}
     fuse = {}
-    if spec.architecture in act._FUSED_QKV:
+    if spec.architecture in act.FUSED_QKV:
         fuse.update({"q": "qkv", "k": "qkv", "v": "qkv"})
-    if spec.architecture in act._FUSED_GATE_UP:
+    if spec.architecture in act.FUSED_GATE_UP:
         fuse.update({"gate": "gate_up", "up": "gate_up"})
     for g in tensor_groups(spec):
         target = _target_of(g.name) if g.kind in (LINEAR, ROUTER) else None
@@ -130,23 +132,55 @@ def parse_targets(spec: ModelSpec, targets: str | list[str] | tuple[str, ...]) -
     return frozenset(chosen)
 
 
-def selected_sites(spec: ModelSpec, targets: frozenset[str]) -> tuple[AdapterSite, ...]:
-    """Adapted modules: a fused module is adapted when any of its parts is targeted (as in PEFT)."""
-    return tuple(s for s in adapter_sites(spec) if s.targets & targets)
+@lru_cache(maxsize=256)
+def selected_sites(
+    spec: ModelSpec, targets: frozenset[str], fused_qkv: bool = False
+) -> tuple[AdapterSite, ...]:
+    """Adapted modules: a fused module is adapted when any of its parts is targeted (as in PEFT).
+
+    `fused_qkv` (LitGPT, litgpt/lora.py LoRAQKVLinear): one adapter over the fused q/k/v matrix,
+    lora_A of r × (enabled parts) rows over the input and lora_B of (Σ enabled parts' outputs) × r;
+    the same count as separate pairs, but one module (one input, one dropout) per layer."""
+    chosen = [s for s in adapter_sites(spec) if s.targets & targets]
+    qkv = [s for s in chosen if s.targets & _QKV and not s.expert]
+    if not fused_qkv or len(qkv) < 2:
+        return tuple(chosen)
+    parts = {t for s in qkv for t in s.targets} & targets
+    fused = AdapterSite(
+        qkv[0].name.rsplit(".", 1)[0] + ".qkv",
+        frozenset(t for s in qkv for t in s.targets),
+        qkv[0].d_in,
+        sum(s.d_out for s in qkv),
+        qkv[0].count,
+        a_blocks=len(parts),
+    )
+    return (fused, *(s for s in chosen if s not in qkv))
 
 
-def adapter_groups(spec: ModelSpec, targets: frozenset[str], rank: int) -> tuple[TensorGroup, ...]:
+def adapter_groups(
+    spec: ModelSpec, targets: frozenset[str], rank: int, fused_qkv: bool = False
+) -> tuple[TensorGroup, ...]:
     """The trainable tensors: lora_A (r × d_in) and lora_B (d_out × r) per adapted module."""
     groups: list[TensorGroup] = []
-    for s in selected_sites(spec, targets):
-        groups.append(TensorGroup(f"{s.name}.lora_A", LINEAR, rank, s.d_in, s.count, s.expert))
+    for s in selected_sites(spec, targets, fused_qkv):
+        a_rows = rank * s.a_blocks
+        groups.append(TensorGroup(f"{s.name}.lora_A", LINEAR, a_rows, s.d_in, s.count, s.expert))
         groups.append(TensorGroup(f"{s.name}.lora_B", LINEAR, s.d_out, rank, s.count, s.expert))
     return tuple(groups)
 
 
-def adapter_param_count(spec: ModelSpec, targets: frozenset[str], rank: int) -> int:
+def adapter_param_count(
+    spec: ModelSpec, targets: frozenset[str], rank: int, fused_qkv: bool = False
+) -> int:
     """Σ r·(d_in + d_out) over the adapted matrices (Hu et al. 2021, §4.1)."""
-    return sum(s.params(rank) for s in selected_sites(spec, targets))
+    return sum(s.params(rank) for s in selected_sites(spec, targets, fused_qkv))
+
+
+# the stream each adapted module reads: modules reading one stream share its tensor when nothing
+# casts or drops it out (dense layers; routed experts each read their own gathered copy)
+_STREAM = {"q": "attn_in", "k": "attn_in", "v": "attn_in", "o": "attn_out", "gate": "mlp_in",
+           "up": "mlp_in", "down": "mlp_out", "router": "mlp_in"}  # fmt: skip
+_QKV = frozenset({"q", "k", "v"})
 
 
 def adapter_saved_bytes_per_token(
@@ -155,27 +189,42 @@ def adapter_saved_bytes_per_token(
     rank: int,
     dropout: float,
     width: int,
+    shared_input: bool = False,
+    fused_qkv: bool = False,
 ) -> dict[str, int]:
     """Bytes per token one decoder layer saves for the adapters' backward.
 
     PEFT 0.21 ``lora.Linear.forward`` casts the module input to the adapter's fp32 dtype
     (``_cast_input_dtype``) before ``lora_A(dropout(x))``: every adapted module therefore saves its
     own copy of its input, ``width`` bytes per element (2 under autocast, which casts it back to
-    bf16 for the matmul; 4 without autocast), and lora_B saves lora_A's output (r values, same
-    width). With
-    lora_dropout > 0 each adapter's nn.Dropout keeps a mask (1 byte per element with CUDA's
-    native_dropout). Routed experts see experts_per_token copies of each token. Measured with
+    bf16 for the matmul; 4 without autocast), and lora_B saves lora_A's output (r values per part,
+    same width). With lora_dropout > 0 each adapter's nn.Dropout keeps a mask (1 byte per element
+    with CUDA's native_dropout) and its output. `shared_input`: adapters in the input's own dtype
+    cast nothing, so without dropout the modules reading one stream save that one tensor (counted
+    once per stream). Routed experts see experts_per_token copies of each token. Measured with
     autograd saved-tensor hooks on a PEFT model (tests/test_lora.py).
     """
     per_layer = {"attention": 0, "mlp": 0}
-    for s in selected_sites(spec, targets):
-        per_module = (s.d_in + rank) * width + (s.d_in if dropout > 0 else 0)
+    streams: dict[tuple[str, str], float] = {}
+    for s in selected_sites(spec, targets, fused_qkv):
         modules_per_layer = s.count / max(spec.num_layers, 1)
         if s.expert:
             # count = moe_layers × E; a token passes experts_per_token of them
             modules_per_layer = spec.moe_layers * spec.experts_per_token / spec.num_layers
         part = "attention" if ".attn." in s.name else "mlp"
+        per_module = rank * s.a_blocks * width
+        if dropout > 0:
+            per_module += s.d_in * width + s.d_in
+        elif shared_input and not s.expert:
+            stream = _STREAM[min(s.targets)]
+            streams[part, stream] = max(
+                streams.get((part, stream), 0), s.d_in * width * modules_per_layer
+            )
+        else:
+            per_module += s.d_in * width
         per_layer[part] += int(per_module * modules_per_layer)
+    for (part, _), saved in streams.items():
+        per_layer[part] += int(saved)
     return per_layer
 
 
@@ -191,11 +240,11 @@ def frozen_inputs_not_saved_per_token(spec: ModelSpec, precision: str) -> dict[s
     w = act.widths(precision)
     arch = spec.architecture
     gated = spec.mlp_kind == "gated"
-    fused_mlp = arch in act._FUSED_GATE_UP or not gated
+    fused_mlp = arch in act.FUSED_GATE_UP or not gated
     return {
-        "attention_replicated": act._inputs_saved(3, arch in act._FUSED_QKV, spec, w),
+        "attention_replicated": act.projection_inputs_saved(3, arch in act.FUSED_QKV, spec, w),
         "attention_split": w.a * spec.q_dim,
-        "mlp_replicated": act._inputs_saved(2 if gated else 1, fused_mlp, spec, w),
+        "mlp_replicated": act.projection_inputs_saved(2 if gated else 1, fused_mlp, spec, w),
         "mlp_split": w.a * spec.intermediate_size,
     }
 
@@ -219,15 +268,19 @@ def qlora_format(quant: str | None) -> WeightFormat:
     return FORMATS[name]
 
 
-def base_weight_bytes(groups: tuple[TensorGroup, ...], method: str, fmt: WeightFormat) -> int:
+def base_weight_bytes(
+    groups: tuple[TensorGroup, ...], method: str, fmt: WeightFormat, quantize_head: bool = False
+) -> int:
     """Frozen base weights. QLoRA over bitsandbytes: the quantized linears in their format and the
-    rest upcast to fp32 by peft.prepare_model_for_kbit_training; GPTQ/AWQ keep the rest in fp16."""
-    if method == "qlora" and fmt.name in _BNB_FORMATS:
-        return sum(fmt.group_bytes(g) if g.kind == LINEAR else 4 * g.numel for g in groups)
-    return weight_bytes(groups, fmt)
-
-
-def dequant_buffer_bytes(spec: ModelSpec, compute_width: int) -> int:
-    """The largest linear weight dequantized to the compute dtype for one matmul (QLoRA)."""
-    largest = max((g.per_tensor_numel for g in tensor_groups(spec) if g.kind == LINEAR), default=0)
-    return largest * compute_width
+    rest upcast to fp32 by peft.prepare_model_for_kbit_training; GPTQ/AWQ keep the rest in fp16.
+    `quantize_head`: the output head quantized too (LitGPT's QLoRA: --quantize bnb.nf4 replaces
+    every nn.Linear, lm_head included)."""
+    total = 0
+    for g in groups:
+        if quantize_head and g.kind == LM_HEAD:
+            total += fmt.quantized_tensor_bytes(g.rows, g.cols) * g.count
+        elif method == "qlora" and fmt.name in _BNB_FORMATS:
+            total += fmt.group_bytes(g) if g.kind == LINEAR else 4 * g.numel
+        else:
+            total += fmt.group_bytes(g)
+    return total

@@ -11,7 +11,7 @@ from enum import StrEnum
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 2  # 2: every --json output an object with schema_version and kind
 
@@ -46,6 +46,7 @@ class ComponentName(StrEnum):
     temporaries = "temporaries"
     cuda_context = "cuda_context"
     allocator_slack = "allocator_slack"
+    load_buffer = "load_buffer"  # the base while loading/quantizing, with the tensor in conversion
 
 
 _TRANSIENT = frozenset(
@@ -59,6 +60,7 @@ _TRANSIENT = frozenset(
         ComponentName.communication_buffers,
         ComponentName.dequant_buffer,
         ComponentName.temporaries,
+        ComponentName.load_buffer,
     }
 )
 _RUNTIME = frozenset({ComponentName.cuda_context, ComponentName.allocator_slack})
@@ -148,6 +150,21 @@ class Estimate(BaseModel):
     )
     parallel: dict[str, Any] = Field(default_factory=dict, description="degrees and sharding")
     savings: list[Saving] = Field(default_factory=list)
+    # Training stacks (issue 14): phases and places besides the steady step on the GPU.
+    load_peak_bytes: int = Field(
+        0, description="peak while loading/quantizing the model (0: not modelled for this job)"
+    )
+    load_components: list[Component] = Field(
+        default_factory=list, description="what the load peak holds (sums to load_peak_bytes)"
+    )
+    host_activation_bytes: int = Field(
+        0, description="activations offloaded to host memory (activation offload), per node"
+    )
+    spillable_bytes: int = Field(
+        0,
+        description="part of the total that can page to the host under pressure (paged optimizer "
+        "state); the GPU floor is total_bytes − spillable_bytes",
+    )
     # --assume-llama: an unmapped architecture read as Llama; the figures are rough.
     assumed_architecture: str | None = Field(
         None, description="unmapped model_type read as a Llama-style decoder (--assume-llama)"
@@ -155,6 +172,17 @@ class Estimate(BaseModel):
     exact_architecture: bool = Field(
         True, description="False when the architecture was assumed: a rough estimate"
     )
+
+    @model_validator(mode="after")
+    def _total_is_sum(self) -> Estimate:
+        """A breakdown adds up to its total (and the load phase to its own)."""
+        if self.total_bytes != sum(c.bytes for c in self.components):
+            raise ValueError(f"total_bytes {self.total_bytes} ≠ Σ components")
+        if self.load_components and self.load_peak_bytes != sum(
+            c.bytes for c in self.load_components
+        ):
+            raise ValueError(f"load_peak_bytes {self.load_peak_bytes} ≠ Σ load_components")
+        return self
 
     def component(self, name: str) -> int:
         """Bytes of one component (0 when absent)."""
@@ -279,8 +307,15 @@ def make_estimate(
     low, high = error_band(
         components, fields.get("kind", "inference"), fields.get("weights_only", False), rough
     )
+    # the verdict considers the load phase too where it needs more (issue 14: OOM while loading)
+    load = fields.get("load_peak_bytes", 0)
     fit = gpu_fit(
-        gpu_memory, total, low, high, rough=rough, weights_only=fields.get("weights_only", False)
+        gpu_memory,
+        max(total, load),
+        max(low, load),
+        max(high, load),
+        rough=rough,
+        weights_only=fields.get("weights_only", False),
     )
     if rough:
         fields["exact_architecture"] = False

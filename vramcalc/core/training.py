@@ -1,12 +1,17 @@
-"""Memory to train a model on one GPU: the peak over backward and the optimizer step.
+"""Memory to train a model: the peak over backward and the optimizer step, per GPU.
 
-Model states follow PyTorch as users run it (transformers Trainer / a plain loop):
+One estimator for 1..N GPUs: a single GPU is the default parallel plan, LoRA/QLoRA a choice of
+what is trained, a training stack's conventions (vramcalc.spec.conventions) a value it reads. The
+terms live in vramcalc.core.train (each returns its bytes with its formula); the job over its
+pipeline stages in vramcalc.core.distributed.
+
+Model states follow PyTorch as users run it (transformers Trainer / a plain loop) on one GPU:
 * ``fp32``: fp32 weights, gradients and optimizer state.
 * ``bf16-mixed`` / ``fp16-mixed`` (torch.autocast): fp32 weights (they are the master weights), fp32
   gradients, fp32 optimizer state, plus the 16-bit copies of the matmul weights that autocast caches
   for the forward and keeps for backward (2 bytes per linear parameter) — 18 B/param with AdamW, the
   Megatron docs' "bf16 params + fp32 grads" figure, not the ZeRO paper's 16Ψ (DeepSpeed keeps 16-bit
-  weights and gradients beside fp32 masters; the distributed estimates follow that layout).
+  weights and gradients beside fp32 masters: vramcalc.core.train.layouts).
 * ``bf16`` / ``fp16``: everything in 16-bit, optimizer state included (torch keeps state in the
   parameter's dtype).
 
@@ -17,40 +22,36 @@ of its two ends; with gradient accumulation the gradients stay through the next 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from vramcalc.core import activations as act
-from vramcalc.core.inference import runtime_overhead_components
-from vramcalc.core.optimizers import Optimizer, state_bytes, step_temporary_bytes
-from vramcalc.core.results import Component, Estimate, make_estimate
+from vramcalc.core import lora
+from vramcalc.core import parallel as par
+from vramcalc.core.distributed import estimate_job
+from vramcalc.core.optimizers import Optimizer
+from vramcalc.core.results import Estimate
+from vramcalc.core.train import conventions as cv
+from vramcalc.core.train.stage import StageJob
+from vramcalc.core.train.terms import Finetune
 from vramcalc.core.workloads import (
     Common,
-    context_warnings,
     resolve_gpu,
     resolve_seq_len,
     resolve_source,
     validate,
 )
-from vramcalc.errors import checked_keywords
+from vramcalc.errors import VramcalcError, checked_keywords
+from vramcalc.spec.conventions import DEFAULT_CONVENTIONS, Conventions
 from vramcalc.spec.model import ModelSpec
-from vramcalc.spec.params import (
-    EMBEDDING,
-    LINEAR,
-    LM_HEAD,
-    ROUTER,
-    active_param_count,
-    param_count,
-    tensor_groups,
-)
+from vramcalc.spec.precision import PrecisionName, precision
+from vramcalc.spec.quant import FORMATS
 
 if TYPE_CHECKING:  # pragma: no cover
     from vramcalc.sources import ModelSource
 
-Precision = Literal["fp32", "bf16-mixed", "fp16-mixed", "bf16", "fp16"]
+Precision = PrecisionName  # the --precision names (vramcalc.spec.precision)
+METHODS = ("full", "lora", "qlora")
 
 
 class TrainingRequest(Common):
@@ -60,124 +61,43 @@ class TrainingRequest(Common):
     grad_checkpointing: Literal["none", "full"] = "none"
 
 
-def param_width(precision: str) -> int:
-    return 4 if precision in ("fp32", "bf16-mixed", "fp16-mixed") else 2
-
-
-@lru_cache(maxsize=512)
-def autocast_copy_bytes(spec: ModelSpec) -> int:
-    """16-bit copies autocast caches of the weights that matmuls read (linear layers, routers and the
-    output projection, which is the embedding matrix when tied); embeddings and norms run uncast."""
-    total = 0
-    for g in tensor_groups(spec):
-        if g.kind in (LINEAR, LM_HEAD, ROUTER) or (
-            g.kind == EMBEDDING and spec.tie_word_embeddings
-        ):
-            total += 2 * g.numel
-    return total
-
-
-@lru_cache(maxsize=512)
-def optimizer_bytes(spec: ModelSpec, optimizer: str, state_width: int) -> tuple[int, int]:
-    """state_bytes and step_temporary_bytes of all of `spec`'s tensors, cached per spec (hashing
-    the spec is cheaper than hashing its tensor groups, which the optimizer caches would do)."""
-    groups = tensor_groups(spec)
-    return state_bytes(groups, optimizer, state_width), step_temporary_bytes(
-        groups, optimizer, state_width
-    )
-
-
-def autocast_copies(spec: ModelSpec, autocast: bool, checkpointing: bool) -> tuple[int, int]:
-    """Autocast weight copies alive (during the forward and start of backward, at its end).
-
-    Under full checkpointing the layers' copies are not saved: autocast's cache is cleared when the
-    forward leaves autocast, so only the output projection's copy (saved by the lm_head matmul
-    outside the checkpointed layers) reaches backward; each recomputed layer recasts its own
-    weights. By the end of backward the copies saved by the other layers have been released with
-    their graph nodes: one layer's remain (traced: tiny-llama, tiny-mistral, tiny-gpt2).
-    """
-    if not autocast:
-        return 0, 0
-    every = autocast_copy_bytes(spec)
-    head = 2 * spec.head_numel
-    one_layer = max(every - head, 0) // spec.num_layers
-    return (head if checkpointing else every), one_layer
-
-
-@dataclass(frozen=True, slots=True)
-class Moment:
-    """What is alive at one moment of the backward pass (bytes), besides the static model states."""
-
-    phase: str
-    copies: float
-    activations: float
-    logits: float
-    gradients: float
-    temporaries: float
-    # the largest activations + logits of any backward moment, not only this one: the caching
-    # allocator keeps the blocks it reserved there (CUDACachingAllocator releases cached blocks only
-    # on empty_cache() or an allocation failure), so the allocator slack is sized on it
-    working_set: float = 0.0
-
-    @property
-    def dynamic(self) -> float:
-        return self.copies + self.activations + self.logits + self.gradients + self.temporaries
-
-
-@lru_cache(maxsize=1024, typed=True)  # pure in its arguments; returns a frozen Moment
-def backward_peak_moment(
-    *,
-    copies: float,
-    copies_end: float,
-    acts_start: float,
-    recompute: float,
-    layer_ws: float,
-    logits: float,
-    grads_persist: float,
-    grads_head: float,
-    grads_all: float,
-    tied_grad: float,
-    late: float = 0.0,
-) -> Moment:
-    """The largest of three candidate moments of the backward pass.
-
-    * start (the loss): every saved activation and the logits buffers;
-    * the last layer: the logits are gone, lm_head's gradient has arrived, the top layer is
-      recomputed when checkpointing (its input is the checkpointed tensor: not counted twice);
-    * the end (first layer): all gradients and one layer's activations; with tied embeddings the
-      embedding's dense V×h gradient is alive beside the lm_head's before AccumulateGrad adds them
-      (traced: gemma-2-9b and tiny-qwen2, sgd, short sequences).
-
-    With gradient accumulation the gradients of earlier micro-batches are alive throughout.
-    `late`: bytes allocated at the first gradient and freed when backward ends (DeepSpeed ZeRO-1/2's
-    reduce bucket), alive at the last two moments only; the caller adds them to the chosen one.
-    """
-    moments = (
-        Moment("backward start (loss)", copies, acts_start, logits, grads_persist, 0),
-        Moment(
-            "backward (last layer)",
-            copies,
-            acts_start + recompute,
-            0,
-            grads_persist or grads_head,
-            0,
-        ),
-        Moment("backward end (first layer)", copies_end, layer_ws, 0, grads_all, tied_grad),
-    )
-    peak = max(moments, key=lambda m: m.dynamic + (late if m is not moments[0] else 0))
-    return replace(peak, working_set=max(m.activations + m.logits for m in moments))
-
-
-def _non_default(plan_args: dict[str, Any]) -> bool:
-    """True when a GPU count, sharding or parallel option asks for more than one plain GPU."""
-    if any(plan_args[k] is not None for k in ("zero", "fsdp")):
-        return True
-    if plan_args["offload"] not in (None, "none") or plan_args["sp"]:
-        return True
-    return any(
-        plan_args[k] not in (None, 1)
-        for k in ("num_gpus", "nodes", "gpus_per_node", "tp", "pp", "ep", "cp")
-    )
+def finetune(
+    spec: ModelSpec,
+    precision_name: str,
+    method: str,
+    rank: int,
+    alpha: float,
+    targets: str | list[str] | tuple[str, ...],
+    dropout: float,
+    quant: str | None,
+) -> Finetune:
+    """What is trained, validated: everything, or LoRA adapters over a (quantized) frozen base."""
+    if method not in METHODS:
+        raise VramcalcError(f"--method {method!r}; valid: {', '.join(METHODS)}")
+    if method == "full":
+        if quant is not None:
+            raise VramcalcError(
+                "--quant sets the frozen base of --method qlora; a full fine-tune trains 16/32-bit weights"
+            )
+        return Finetune()
+    if not isinstance(rank, int) or rank < 1:
+        raise VramcalcError(f"--lora-rank must be a positive integer (got {rank!r})")
+    if not 0.0 <= dropout < 1.0:
+        raise VramcalcError(f"--lora-dropout must be in [0, 1) (got {dropout!r})")
+    if method == "qlora":
+        if precision_name == "fp32":
+            raise VramcalcError(
+                "--method qlora computes in 16-bit: use --precision bf16-mixed or fp16-mixed"
+            )
+        base = lora.qlora_format(quant)
+    else:
+        if quant is not None:
+            raise VramcalcError(
+                f"--quant {quant} needs --method qlora (LoRA keeps a 16/32-bit base)"
+            )
+        base = FORMATS[precision(precision_name).compute_dtype]
+    chosen = lora.parse_targets(spec, targets)
+    return Finetune(method, rank, float(alpha), chosen, float(dropout), base)
 
 
 @checked_keywords
@@ -213,14 +133,17 @@ def estimate_training(
     explain: bool = False,
     revision: str | None = None,
     assume_llama: bool = False,
+    conventions: Conventions | None = None,
 ) -> Estimate:
     """Peak GPU memory of a training step of `model` (micro-batch `batch_size`), per GPU.
 
     The defaults describe a full fine-tune on one GPU. ``method`` (lora/qlora with ``lora_*`` and
     ``quant``), sharding (``zero``/``fsdp``/``offload``), GPU counts and parallel degrees (``tp``,
-    ``pp``, ``sp``, ``ep``, ``cp``) hand over to :mod:`vramcalc.core.distributed`; so does ``explain``
-    (same figures, with each component's formula filled in).
+    ``pp``, ``sp``, ``ep``, ``cp``) describe the job; ``conventions`` the training stack (None:
+    transformers + PEFT, DEFAULT_CONVENTIONS). ``explain`` is accepted for compatibility: every
+    component always carries its formula.
     """
+    del explain  # formulas are always filled in; --explain only chooses what the report prints
     req = validate(
         TrainingRequest,
         precision=precision,
@@ -237,141 +160,54 @@ def estimate_training(
     # the same source as infer: a checkpoint folder or Hub id brings its header's exact tensors
     source = resolve_source(model, revision, assume_llama=assume_llama)
     spec = source.spec
-    plan_args: dict[str, Any] = dict(num_gpus=num_gpus, nodes=nodes, gpus_per_node=gpus_per_node)
-    plan_args |= dict(zero=zero, fsdp=fsdp, offload=offload, tp=tp, pp=pp, sp=sp, ep=ep, cp=cp)
-    if explain or method != "full" or quant is not None or _non_default(plan_args):
-        from vramcalc.core.distributed import estimate_job
-
-        lora_args: dict[str, Any] = dict(lora_rank=lora_rank, lora_alpha=lora_alpha)
-        lora_args |= dict(lora_targets=lora_targets, lora_dropout=lora_dropout, quant=quant)
-        est = estimate_job(spec, req, method=method, **lora_args, **plan_args)
-        return est.model_copy(update={"assumptions": [*est.assumptions, *source.notes]})
     seq = resolve_seq_len(spec, req.seq_len)
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
-    n_params = param_count(spec)
-    pw = param_width(req.precision)
-    w = act.widths(req.precision)
-    tokens = req.batch_size * seq
-    opt = req.optimizer.value
-
-    weights = n_params * pw
-    ckpt = req.grad_checkpointing == "full"
-    autocast, autocast_end = autocast_copies(spec, w.autocast, ckpt)
-    grads_all = n_params * pw
-    # lm_head (or tied embedding, or scalar head) gradient first
-    grads_head = spec.head_numel * pw
-    opt_state, opt_temp = optimizer_bytes(spec, opt, pw)
-
-    dense_layer = tokens * act.layer_bytes_per_token(
-        spec, req.precision, seq, req.attention, moe=False
-    )
-    moe_layer = (
-        tokens * act.layer_bytes_per_token(spec, req.precision, seq, req.attention, moe=True)
-        if spec.is_moe
-        else 0
-    )
-    layer_ws = max(dense_layer if spec.dense_layers else 0, moe_layer)
-    head = tokens * act.head_saved_bytes_per_token(spec, req.precision)
-    logits = tokens * act.training_logits_peak_bytes_per_token(spec, w.a)
-    layer_input = tokens * spec.hidden_size * w.r
-    if ckpt:  # each layer keeps only its input; backward recomputes one layer at a time
-        acts_start = spec.num_layers * layer_input + head
-    else:
-        acts_start = spec.dense_layers * dense_layer + spec.moe_layers * moe_layer + head
-    grads_persist = grads_all if req.grad_accum > 1 else 0
-
-    peak = backward_peak_moment(
-        copies=autocast,
-        copies_end=autocast_end,
-        acts_start=acts_start,
-        recompute=max(layer_ws - layer_input, 0) if ckpt else 0,
-        layer_ws=layer_ws,
-        logits=logits,
-        grads_persist=grads_persist,
-        grads_head=grads_head,
-        grads_all=grads_all,
-        tied_grad=spec.head_numel * pw if spec.tie_word_embeddings else 0,
-    )
-    phase = peak.phase
-    autocast, acts, logit_bytes = int(peak.copies), int(peak.activations), int(peak.logits)
-    grads, temp = int(peak.gradients), int(peak.temporaries)
-    backward_peak = weights + autocast + opt_state + acts + logit_bytes + grads + temp
-    step_peak = weights + grads_all + opt_state + opt_temp
-
-    rt_dynamic = max(int(peak.working_set), grads_all)
-    if step_peak > backward_peak:
-        phase, autocast, acts, logit_bytes, grads, temp = (
-            "optimizer step",
-            0,
-            0,
-            0,
-            grads_all,
-            opt_temp,
+    conv = DEFAULT_CONVENTIONS if conventions is None else conventions
+    if not isinstance(conv, Conventions):
+        raise VramcalcError(
+            f"conventions must be a vramcalc.spec.conventions.Conventions (got {conv!r})"
         )
-    components = [
-        Component(
-            name="weights", bytes=weights, note=f"{n_params:,} params × {pw} B ({req.precision})"
-        ),
-        Component(
-            name="autocast_weight_copies",
-            bytes=autocast,
-            note="16-bit copies of matmul weights kept by autocast for backward",
-        ),
-        Component(
-            name="gradients",
-            bytes=grads,
-            note=f"{pw} B per parameter; freed between steps unless accumulating",
-        ),
-        Component(
-            name="optimizer_state", bytes=opt_state, note=f"{opt}, state in {pw}-byte precision"
-        ),
-        Component(
-            name="optimizer_temporaries" if phase == "optimizer step" else "temporaries",
-            bytes=temp,
-            note="foreach AdamW's sqrt(exp_avg_sq) buffer during step()"
-            if phase == "optimizer step"
-            else "the embedding's dense gradient before it is added to the tied lm_head's",
-        ),
-        Component(
-            name="activations",
-            bytes=acts,
-            note=f"saved for backward: {req.batch_size}×{seq} tokens, {req.attention} attention, checkpointing {req.grad_checkpointing}",
-        ),
-        Component(
-            name="logits_buffer",
-            bytes=logit_bytes,
-            note="fp32 log-softmax output and two vocab-sized gradients at the loss",
-        ),
-        *runtime_overhead_components(rt_dynamic),
-    ]
-    components = [
-        c for c in components if c.bytes or c.name in ("weights", "gradients", "activations")
-    ]
-    inputs = {
-        "model": spec.name,
-        "precision": req.precision,
-        "optimizer": opt,
-        "batch_size": req.batch_size,
-        "grad_accum": req.grad_accum,
-        "seq_len": seq,
-        "grad_checkpointing": req.grad_checkpointing,
-        "attention": req.attention,
-    }
-    return make_estimate(
-        components,
-        fit,
-        kind="training",
-        model=spec.name,
-        assumed_architecture=spec.assumed_architecture,
-        params=n_params,
-        active_params=active_param_count(spec),
-        phase=phase,
-        inputs=inputs,
-        assumptions=[
-            "steady-state step (optimizer state exists); gradients set to None between steps",
-            "peak = larger of the backward pass and optimizer.step()",
-            *source.notes,
-            *act.approximation_notes(spec),
-        ],
-        warnings=context_warnings(spec, seq),
+    cv.check(conv, req.grad_accum)
+    ft = finetune(
+        spec, req.precision, method, lora_rank, lora_alpha, lora_targets, lora_dropout, quant
     )
+    plan = _plan(spec, seq, num_gpus, nodes, gpus_per_node, zero, fsdp, offload, tp, pp, sp, ep, cp)
+    job = StageJob(
+        spec, precision_of(req.precision), req.optimizer.value, req.batch_size, seq,
+        req.grad_accum, req.grad_checkpointing == "full", req.attention, ft, plan, conv,
+    )  # fmt: skip
+    est = estimate_job(job, fit)
+    if source.notes:
+        est = est.model_copy(update={"assumptions": [*est.assumptions, *source.notes]})
+    return est
+
+
+precision_of = precision
+
+_DEFAULT_PLAN = par.ParallelPlan()
+
+
+def _plan(
+    spec: ModelSpec,
+    seq: int,
+    num_gpus: int | None,
+    nodes: int | None,
+    gpus_per_node: int | None,
+    zero: int | None,
+    fsdp: str | None,
+    offload: str | None,
+    tp: int,
+    pp: int,
+    sp: bool,
+    ep: int,
+    cp: int,
+) -> par.ParallelPlan:
+    """The parallel plan (parallel.make_plan validates it); one plain GPU is the default plan."""
+    plain = num_gpus in (None, 1) and nodes in (None, 1) and gpus_per_node in (None, 1)
+    plain = plain and zero is None and fsdp is None and offload in (None, "none") and not sp
+    if plain and tp == pp == ep == cp == 1:
+        return _DEFAULT_PLAN
+    return par.make_plan(
+        spec, seq, num_gpus=num_gpus, nodes=nodes, gpus_per_node=gpus_per_node, tp=tp, pp=pp,
+        cp=cp, ep=ep, sp=sp, zero=zero, fsdp=fsdp, offload=offload,
+    )  # fmt: skip
