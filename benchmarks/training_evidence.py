@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import sys
 import tempfile
@@ -48,6 +49,16 @@ from vramcalc.sources.frameworks import (
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "validation" / "training"
 GIB = 2**30
+# QLoRA records whose run predates bitsandbytes 0.43.2 (tagged 2024-07-23, the release with PR #1270)
+# for a reason the profile's versions do not carry: the release they ran, as --bnb-version takes it.
+BNB_RELEASE = {
+    # PEFT's FSDP/DeepSpeed guides, written 2024-03-13, "require bitsandbytes>=0.43.0": 0.43.0 or 0.43.1
+    "trl-llama-2-70b-qlora-fsdp-offload-2gpu": "0.43.1",
+    "trl-llama-2-70b-qlora-fsdp-2gpu": "0.43.1",
+    "trl-llama-2-70b-qlora-zero3-2gpu": "0.43.1",
+    # Axolotl's 2023 Llama 2 example: every bitsandbytes release of 2023 is 0.41.x/0.42.0 or older
+    "axolotl-llama-2-7b-qlora-2023": "0.41.1",
+}
 # records of these frameworks use the profile named here (PEFT's harness is a plain loop over a
 # PEFT model: the transformers + PEFT conventions)
 PROFILE_OF = {"peft": "hf"}
@@ -101,6 +112,12 @@ class Case:
     profile: str
 
 
+def release(rec: dict[str, Any]) -> str | None:
+    """The record's framework release as a profile version ('0.4.0.dev0' → '0.4.0'), or None."""
+    m = re.match(r"\d+(\.\d+)*", str(rec.get("framework_version") or ""))
+    return m.group(0).rstrip(".") if m else None
+
+
 def _quant(rec: dict[str, Any]) -> str | None:
     q = rec.get("quant") or ""
     if q == "nf4":
@@ -152,6 +169,7 @@ def case_of(rec: dict[str, Any], spec: Any) -> Case:
         "packing": rec.get("packing"),
         "adapter_dtype": rec.get("adapter_dtype") or None,
         "paged_optimizer": paged or None,
+        "bnb_version": BNB_RELEASE.get(rec["id"]),
     }
     name = PROFILE_OF.get(rec["framework"], rec["framework"])
     if name not in list_frameworks():
@@ -176,7 +194,7 @@ def estimate(case: Case, *, after: bool) -> Any:
     fixed = {k: v for k, v in case.options.items() if v is not None}
     if not after:
         return estimate_training(spec, **fixed)
-    profile = get_framework(case.profile)
+    profile = get_framework(case.profile, release(case.rec) if case.profile != "hf" else None)
     spec = untied(profile, spec)
     if case.rec.get("untie_embeddings"):
         spec = spec.model_copy(update={"tie_word_embeddings": False})
@@ -185,16 +203,20 @@ def estimate(case: Case, *, after: bool) -> Any:
 
 
 def metric_range_bytes(est: Any, metric: str) -> tuple[int, int]:
-    """The estimate's counterpart of a published metric, as a (low, high) range of bytes."""
+    """The estimate's counterpart of a published metric, as a (low, high) range of bytes: the
+    published peaks are maxima over the whole run, so the load-time peak (when the estimator
+    models one; it includes the CUDA context) counts as well as the step's."""
     context = est.component("cuda_context")
     slack = est.component("allocator_slack")
-    allocated = est.total_bytes - context - slack
-    reserved = est.total_bytes - context
+    load = est.load_peak_bytes
+    allocated = max(est.total_bytes - context - slack, load - context)
+    reserved = max(est.total_bytes - context, load - context)
+    smi = max(est.total_bytes, load)
     return {
         "allocated": (allocated, allocated),
         "reserved": (reserved, reserved),
-        "nvidia-smi": (est.total_bytes, est.total_bytes),
-        "unknown": (allocated, est.total_bytes),
+        "nvidia-smi": (smi, smi),
+        "unknown": (allocated, smi),
     }[metric]
 
 
@@ -227,7 +249,9 @@ def rows(*, after: bool = True) -> Iterator[Row]:
                 case = case_of(rec, _model(rec, Path(tmp)))
                 b = error(estimate(case, after=False), rec)
             except VramcalcError as exc:
-                yield Row(rec["id"], rec["framework"], rec.get("peak_gib", 0.0), None, None, str(exc))
+                yield Row(
+                    rec["id"], rec["framework"], rec.get("peak_gib", 0.0), None, None, str(exc)
+                )
                 continue
             a: float | None = None
             note = ""
