@@ -333,3 +333,56 @@ def test_bad_input_one_line_exit_2(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+# ---- the estimator reads what the flags say ---------------------------------------------------------
+def test_profile_and_flags_reach_the_estimator() -> None:
+    d = _json(["train", "llama-3.1-8b", "--method", "qlora", "--framework", "litgpt@0.4.0"])
+    conv = d["conventions"]
+    assert (conv["framework"], conv["version"]) == ("litgpt", "0.4.0")
+    values = conv["values"]
+    assert values["fused_qkv_adapter"] and values["adapter_dtype"] == "bf16"
+    assert values["bnb_keeps_4bit_inputs"] and values["paged_optimizer"]  # pin; QLoRA optimizer
+    # ⌈4096 / 128⌉ = 32 chunks of LitGPT's 128-token chunked cross-entropy
+    assert values["loss"] == "chunked" and values["loss_chunks"] == 32
+    assert {"optimizer", "lora_rank", "lora_alpha", "lora_targets"} <= set(conv["from_profile"])
+    est = estimate_training(
+        "llama-3.1-8b",
+        method="qlora",
+        optimizer="adamw",
+        lora_rank=8,
+        lora_alpha=16.0,
+        lora_targets="q,v",
+        conventions=Conventions(**values),
+    )
+    assert d["total_bytes"] == est.total_bytes
+
+
+def test_explicit_flag_beats_the_profile() -> None:
+    base = ["train", "llama-3.1-8b", "--method", "lora", "--framework", "torchtune"]
+    chunked = _json(base)
+    fused = _json([*base, "--loss", "fused", "--no-activation-offload"])
+    assert chunked["conventions"]["values"]["loss"] == "chunked"
+    assert fused["conventions"]["values"]["loss"] == "fused"
+    assert "loss" in fused["conventions"]["from_flags"]
+    assert "loss" not in fused["conventions"]["from_profile"]
+    # the fused loss never holds the logits whole: the estimate drops
+    assert fused["total_bytes"] < chunked["total_bytes"]
+
+
+def test_table_names_the_profile() -> None:
+    r = runner.invoke(app, ["train", "llama-3.1-8b", "--framework", "unsloth", "--method", "lora"])
+    assert r.exit_code == 0, r.output
+    assert "framework unsloth: " in r.stdout and "loss=fused" in r.stdout
+    plain = runner.invoke(app, ["train", "llama-3.1-8b", "--method", "lora"])
+    assert "framework " not in plain.stdout  # the baseline prints what it printed before
+
+
+def test_rlhf_takes_the_framework() -> None:
+    base = ["rlhf", "llama-3.1-8b", "--stage", "sft", "--method", "lora", "--json"]
+    r0 = runner.invoke(app, base)
+    r1 = runner.invoke(app, [*base, "--framework", "hf"])
+    r2 = runner.invoke(app, [*base, "--loss", "fused"])
+    assert r0.exit_code == r1.exit_code == r2.exit_code == 0, r2.output
+    peak = [json.loads(r.stdout)["total_bytes"] for r in (r0, r1, r2)]
+    assert peak[0] == peak[1] > peak[2]  # hf is today's figure; the fused loss is forwarded
