@@ -17,6 +17,7 @@ from vramcalc.core.fit_advice import CHANGES, suggest
 from vramcalc.core.fitting import fit, simple_placement
 from vramcalc.core.training import estimate_training
 from vramcalc.sources.presets import get_gpu, get_model
+from vramcalc.spec.conventions import Conventions
 from vramcalc.spec.model import GPUSpec
 
 runner = CliRunner()
@@ -117,15 +118,15 @@ def test_suggestions_are_the_estimates_of_the_changed_job() -> None:
     assert d["suggestions"], "a QLoRA that does not fit at 4k has a cheaper fix"
     mem = get_gpu("rtx-4090").memory_bytes
     for s in d["suggestions"]:
-        opts = {k: v for k, v in s["options"].items() if k != "conventions"}
+        opts = dict(s["options"])
         n = opts.pop("num_gpus", 1)
-        if "conventions" in s["options"]:
-            continue  # needs the conventions estimator (checked in test_training_evidence)
+        if "conventions" in opts:
+            opts["conventions"] = Conventions(**opts["conventions"])
         est = estimate_training(SPEC, method="qlora", seq_len=4096, num_gpus=n, **opts)
         assert s["per_gpu_bytes"] == est.total_bytes
         assert s["fits"] == (est.total_bytes <= mem)
     labels = [s["change"] for s in d["suggestions"]]
-    assert "--grad-checkpointing full" in labels
+    assert labels == ["--grad-checkpointing full", "--activation-offload"]
 
 
 def test_suggestion_order_follows_the_cost_ranking() -> None:
@@ -153,6 +154,8 @@ def test_combined_suggestion_when_no_single_change_fits() -> None:
     (s,) = d["suggestions"]
     assert s["fits"] and s["change"].startswith("--batch-size 1")
     opts = dict(s["options"])
+    if "conventions" in opts:
+        opts["conventions"] = Conventions(**opts["conventions"])
     est = estimate_training(SPEC, seq_len=4096, **opts)
     assert s["per_gpu_bytes"] == est.total_bytes <= get_gpu("rtx-4090").memory_bytes
 

@@ -235,35 +235,45 @@ def _combined(
     make: Callable[[str, str, dict[str, Any], int], Suggestion | None],
 ) -> list[Suggestion]:
     """No single change fits: a micro-batch of 1, then the changes in order, then more GPUs,
-    applied cumulatively until the job fits (a later --method replaces an earlier one)."""
+    applied cumulatively until the job fits (a later --method replaces an earlier one); then each
+    step the fit does not need is dropped again, the dearest first."""
     steps: list[tuple[str, Callable[[Mapping[str, Any], int], dict[str, Any] | None]]] = []
     if int(workload.get("batch_size") or 1) > 1:
         steps.append(("--batch-size 1", lambda w, n: {"batch_size": 1}))
     steps += [(label, applies) for label, _cost, applies in CHANGES]
-    current: dict[str, Any] = dict(workload)
-    labels: list[str] = []
+
+    def attempt(chosen: list[str], n: int) -> Suggestion | None:
+        current: dict[str, Any] = dict(workload)
+        for label, applies in steps:
+            if label in chosen and (change := applies(current, n)) is not None:
+                current.update(change)
+        labels = [x for x in chosen if not (x == "--method lora" and "--method qlora" in chosen)]
+        labels += [f"--num-gpus {n}"] if n != num_gpus else []
+        if n != num_gpus and not current.get("zero"):
+            current["fsdp"] = "full"
+        diff = {k: v for k, v in current.items() if workload.get(k) != v}
+        return make(" ".join(labels), "all of these together", diff, n)
+
+    chosen: list[str] = []
+    found: Suggestion | None = None
     last: Suggestion | None = None
-    for label, applies in steps:
-        change = applies(current, num_gpus)
-        if change is None:
-            continue
-        merged = {**current, **change}
-        diff = {k: v for k, v in merged.items() if workload.get(k) != v}
-        shown = [
-            x for x in labels if not (label.startswith("--method") and x.startswith("--method"))
-        ]
-        trial = make(" ".join([*shown, label]), "all of these together", diff, num_gpus)
-        if trial is None:
-            continue
-        current, last, labels = merged, trial, [*shown, label]
+    for label, _applies in steps:
+        trial = attempt([*chosen, label], num_gpus)
+        if trial is None or trial.options == (last.options if last else None):
+            continue  # not computable, or changes nothing
+        chosen, last = [*chosen, label], trial
         if trial.fits:
-            return [trial]
+            found = trial
+            break
     n = num_gpus * 2
-    while last is not None and n <= MAX_GPUS_SUGGESTED:
-        sharded = {} if current.get("zero") else {"fsdp": "full"}
-        diff = {k: v for k, v in {**current, **sharded}.items() if workload.get(k) != v}
-        trial = make(" ".join([*labels, f"--num-gpus {n}"]), "all of these together", diff, n)
+    while found is None and last is not None and n <= MAX_GPUS_SUGGESTED:
+        trial = attempt(chosen, n)
+        found = trial if trial is not None and trial.fits else None
+        n = n if found else n * 2
+    if found is None:
+        return [last] if last is not None else []
+    for label in reversed(chosen[:-1]):  # drop what the fit does not need, dearest first
+        trial = attempt([x for x in chosen if x != label], found.num_gpus)
         if trial is not None and trial.fits:
-            return [trial]
-        n *= 2
-    return [last] if last is not None else []
+            chosen, found = [x for x in chosen if x != label], trial
+    return [found]
