@@ -38,72 +38,7 @@ def _runner() -> ModuleType:
 
 ev = _runner()
 
-# |estimate − published| / published allowed after profiles, per framework (docs/frameworks.md):
-BAND = {
-    # the traced stack itself (transformers + PEFT): allocator and harness residual only
-    "peft": 0.10,
-    "hf": 0.10,
-    # LitGPT's own model code (not the traced transformers modules); config-hub seq_len is a cap
-    # (Alpaca2k samples are shorter, so the estimate at the cap is an upper bound)
-    "litgpt": 0.25,
-    # torch.compile is not modelled, and the README's own table shows it moving the peak 15 %
-    # (60.0 → 51.0 GiB); packed, allocated (active) bytes otherwise
-    "torchtune": 0.25,
-    # metric unknown (figures read off GPU-usage screenshots); 70B sharded over 2-8 GPUs
-    "trl": 0.25,
-    # metric unknown or reserved, published as "about"/"~" whole GiB; MoE under FSDP2
-    "axolotl": 0.30,
-}
-
-_LITGPT_2023_FSDP = (
-    "Lit-GPT 2023 FSDP LoRA: each of 2-4 GPUs peaks at about the single-GPU figure (ev14's "
-    "inconsistency note); the frozen base is not sharded the way vramcalc's FSDP full shard "
-    "assumes (mechanism not identified: FSDP of that Lit-GPT wrapped the frozen weights with "
-    "the trainable adapters, so every unit was gathered whole)"
-)
-_KBIT_AND_CHUNKS = (
-    "torchtune LoRA/QLoRA: (1) vramcalc applies PEFT's prepare_model_for_kbit_training upcast of "
-    "the non-quantized tensors (embedding, norms) to fp32 to every QLoRA, a convention "
-    "torchtune does not have (Conventions has no field for it: ask h1); (2) torchtune's chunked "
-    "output keeps the bf16 logit chunks and upcasts one chunk at a time, below the chunked "
-    "logits_buffer the estimator counts"
-)
-KNOWN_MISSES = {
-    **{
-        f"litgpt-rt2023-{m}-lora-mb{b}-{n}xa100": _LITGPT_2023_FSDP
-        for m, n, bs in (
-            ("phi-1_5", 2, (1, 2, 4)),
-            ("stablelm-base-alpha-3b", 2, (1, 2, 4)),
-            ("llama-2-7b", 2, (1, 2, 4)),
-            ("llama-2-13b", 4, (1,)),
-        )
-        for b in bs
-    },
-    "litgpt-rt2023-phi-1_5-lora-nf4-mb1-1xa100": (
-        "bitsandbytes < 0.43.2 input retention on phi-1.5: the estimator adds one retained input "
-        "per 4-bit linear; phi's parallel block feeds attention and MLP from one normed input, "
-        "which is kept once (ask h1: count retained inputs per distinct tensor)"
-    ),
-    "litgpt-rt2023-phi-1_5-lora-nf4-dq-mb1-1xa100": "same as the nf4 record above",
-    "torchtune-llama3.2-3b-lora-flags": _KBIT_AND_CHUNKS,
-    "torchtune-llama3.2-3b-qlora-flags": _KBIT_AND_CHUNKS,
-    "trl-llama-2-70b-qlora-fsdp-offload-2gpu": (
-        "FSDP cpu_offload of a QLoRA base: vramcalc's offload=params layout leaves ~9 GiB on the "
-        "GPU; the guide shows 18 GB (the gathered unit, prefetch and the bf16 quant_storage of "
-        "the 4-bit weights under FSDP are not modelled for offload)"
-    ),
-    "axolotl-gpt-oss-20b-full-fsdp2-offload-2gpu": (
-        "gpt-oss-20b (MoE, MXFP4 dequantized to bf16 at load) under FSDP2: ~10-15 GiB per GPU "
-        "unexplained once the fused loss and activation offload are applied; no load-time peak "
-        "is modelled for sharded jobs, nor MoE token-permutation buffers"
-    ),
-    "axolotl-gpt-oss-20b-full-fsdp2-8gpu": "same as the gpt-oss FSDP2 offload record",
-}
-# records vramcalc cannot estimate at all, with the reason the runner gives
-NOT_MODELLED = {
-    "peft-metamathqa-lora-rank32-dora-2026-07": "method 'dora' is not modelled",
-    "peft-metamathqa-lora-rank32-dora-2025-06": "method 'dora' is not modelled",
-}
+BAND, KNOWN_MISSES, NOT_MODELLED = ev.BAND, ev.KNOWN_MISSES, ev.NOT_MODELLED
 
 
 @pytest.fixture(scope="module")
