@@ -386,3 +386,23 @@ def test_rlhf_takes_the_framework() -> None:
     assert r0.exit_code == r1.exit_code == r2.exit_code == 0, r2.output
     peak = [json.loads(r.stdout)["total_bytes"] for r in (r0, r1, r2)]
     assert peak[0] == peak[1] > peak[2]  # hf is today's figure; the fused loss is forwarded
+
+
+def test_docs_profile_table_matches_the_loader() -> None:
+    # docs/frameworks.md's profile table: adapter dtype, fused q/k/v, loss and checkpointing columns
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "frameworks.md").read_text("utf-8")
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in doc.splitlines()
+        if line.startswith("| ")
+        and line.split("|")[1].strip().split(" ")[0] in fw.list_frameworks()
+    ]
+    rows = [r for r in rows if len(r) == 8]  # the profile table (the evidence table has 10 columns)
+    assert {r[0].split(" ")[0] for r in rows} == set(fw.list_frameworks())
+    for name, dtype, fused, loss, ckpt, *_ in rows:
+        p = fw.get_framework(name.split(" ")[0])
+        assert dtype == p.conventions.adapter_dtype, name
+        assert fused == ("yes" if p.conventions.fused_qkv_adapter else "no"), name
+        assert loss.split(" ")[0] == p.conventions.loss, name
+        assert ckpt.split(" ")[0] == p.grad_checkpointing, name
+        assert ("offload" in ckpt) == p.conventions.activation_offload, name

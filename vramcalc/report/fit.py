@@ -17,6 +17,8 @@ def render_stack(summary: dict[str, Any]) -> None:
         if k != "framework" and (k in summary["from_flags"] or k in summary["from_profile"])
     )
     version = f"@{summary['version']}" if summary.get("version") else ""
+    defaults = ", ".join(f"{k}={v}" for k, v in summary.get("defaults", {}).items())
+    shown = "; ".join(x for x in (shown, defaults) if x)
     unknown = summary.get("unknown_in_profile") or []
     tail = f" (not traced, baseline kept: {', '.join(unknown)})" if unknown else ""
     Console(highlight=False, soft_wrap=True).print(

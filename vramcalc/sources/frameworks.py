@@ -338,6 +338,7 @@ class AppliedStack(BaseModel):
             "framework": self.profile.name,
             "version": self.profile.version,
             "values": values,
+            "defaults": {k: v for k, v in self.train_options.items() if k in self.from_profile},
             "from_profile": list(self.from_profile),
             "from_flags": list(self.from_flags),
             "unknown_in_profile": list(self.profile.unknown),
