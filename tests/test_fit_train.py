@@ -193,3 +193,16 @@ def test_plan_takes_train_options() -> None:
     row = next(x for x in p["rows"] if x["gpu"] == "rtx-4090")
     est = estimate_training(SPEC, method="qlora", seq_len=1024)  # fits one 24 GB card
     assert (row["num_gpus"], row["per_gpu_bytes"]) == (1, est.total_bytes)
+
+
+def test_load_peak_decides_when_it_is_larger() -> None:
+    # QLoRA of Llama 3.2 1B at 64 tokens: loading/quantizing the base (a 16-bit layer beside the
+    # 4-bit ones, the head upcast to fp32) needs more than the step; a GPU between the two fails
+    est = estimate_training("llama-3.2-1b", method="qlora", seq_len=64)
+    assert est.load_peak_bytes > est.total_bytes
+    between_gib = (est.total_bytes + est.load_peak_bytes) / 2 / 2**30
+    d = fit_json(
+        "llama-3.2-1b", "--gpu-mem", f"{between_gib:.3f}", "--task", "train",
+        "--method", "qlora", "-s", "64",
+    )  # fmt: skip
+    assert (d["fits"], d["max_batch_size"], d["per_gpu_bytes"]) == (False, 0, est.load_peak_bytes)

@@ -74,6 +74,12 @@ MemoryFn = Callable[[ModelSpec, Task, Mapping[str, Any], int], Placement]
 _TP_SPLIT = {"weights", "kv_cache", "activations", "allocator_slack"}
 
 
+def job_peak_bytes(est: Estimate) -> int:
+    """The most one GPU holds over the job: the step peak, or the load-time peak where loading
+    (quantizing a QLoRA base) needs more (Estimate.load_peak_bytes; 0 where not modelled)."""
+    return max(est.total_bytes, est.load_peak_bytes)
+
+
 def simple_placement(
     spec: ModelSpec, task: Task, workload: Mapping[str, Any], num_gpus: int
 ) -> Placement:
@@ -99,7 +105,7 @@ def simple_placement(
         return Placement(
             num_gpus=num_gpus,
             parallelism=f"{how} over {num_gpus} GPU{'s' if num_gpus > 1 else ''}",
-            per_gpu_bytes=est.total_bytes,
+            per_gpu_bytes=job_peak_bytes(est),
             components=est.components,
         )
     if task == "infer" and spec.num_attention_heads % num_gpus:  # as cost.estimate_inference_cost
@@ -112,7 +118,7 @@ def simple_placement(
         return Placement(
             num_gpus=1,
             parallelism="single GPU",
-            per_gpu_bytes=est.total_bytes,
+            per_gpu_bytes=job_peak_bytes(est),
             components=est.components,
         )
     comps = [
