@@ -101,13 +101,20 @@ def layer_saved_bytes_per_token(
     if arch in DROPOUT_ARCHS:
         attn += h  # residual dropout masks (bool), after attention and after the MLP
         mlp += h
-    return {"attention": attn, "mlp": mlp, "norms": spec.norms_per_layer * norm_saved_bytes(spec, w)}
+    return {
+        "attention": attn,
+        "mlp": mlp,
+        "norms": spec.norms_per_layer * norm_saved_bytes(spec, w),
+    }
 
 
 def _mlp_saved(spec: ModelSpec, inter: int, w: Widths) -> int:
     if spec.mlp_kind == "gated":
         # input(s); act saves gate output; mul saves act output and up output; down saves product
-        return projection_inputs_saved(2, spec.architecture in FUSED_GATE_UP, spec, w) + 4 * w.a * inter
+        return (
+            projection_inputs_saved(2, spec.architecture in FUSED_GATE_UP, spec, w)
+            + 4 * w.a * inter
+        )
     # plain: fc input; tanh-GELU written out (gelu_new) keeps x, tanh(x'), 0.5·x, 1+tanh; fc_out input.
     # Under autocast, pow runs in fp32, so x, tanh and 1+tanh are fp32.
     gelu = (4 + 4 + 2 + 4 + 2) * inter if w.autocast else 5 * w.a * inter

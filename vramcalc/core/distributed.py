@@ -6,6 +6,7 @@ sums, host memory for offloaded state, what each non-default choice saves, and t
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from vramcalc.core import lora
@@ -13,23 +14,25 @@ from vramcalc.core import parallel as par
 from vramcalc.core.activations import approximation_notes
 from vramcalc.core.results import Component, Estimate, Saving, make_estimate
 from vramcalc.core.train import conventions as cv
+from vramcalc.core.train.layouts import FRAMEWORKS
 from vramcalc.core.train.load import load_peak
-from vramcalc.core.train.stage import StageJob, StageResult, layout_of, stage_estimate
+from vramcalc.core.train.stage import StageJob, StageResult, Static, stage_estimate
 from vramcalc.core.train.terms import Finetune
 from vramcalc.core.workloads import context_warnings
 from vramcalc.errors import VramcalcError
-from vramcalc.spec.params import active_param_count, param_count
 from vramcalc.spec.quant import FORMATS
+
+DEFAULT_PLAN = par.ParallelPlan()  # one plain GPU
 
 
 def is_default_plan(plan: par.ParallelPlan) -> bool:
-    return plan == par.ParallelPlan()
+    return plan is DEFAULT_PLAN or plan == DEFAULT_PLAN
 
 
-def _inputs(job: StageJob) -> dict[str, Any]:
+def _inputs(job: StageJob, default_plan: bool) -> dict[str, Any]:
     ft, spec = job.ft, job.spec
     inputs: dict[str, Any] = {"model": spec.name}
-    if not ft.full or not is_default_plan(job.plan):
+    if not ft.full or not default_plan:
         inputs["method"] = ft.method
     inputs |= {
         "precision": job.precision.name,
@@ -52,7 +55,7 @@ def _inputs(job: StageJob) -> dict[str, Any]:
         }
         if ft.base_format is not None:
             inputs["base_format"] = ft.base_format.name
-    if job.conv != cv.DEFAULT_CONVENTIONS:
+    if job.conv is not cv.DEFAULT_CONVENTIONS and job.conv != cv.DEFAULT_CONVENTIONS:
         inputs["conventions"] = job.conv.model_dump(exclude_defaults=True)
     return inputs
 
@@ -77,24 +80,31 @@ def _parallel(plan: par.ParallelPlan, worst: int) -> dict[str, Any]:
     }
 
 
-def _assumptions(job: StageJob, shown: bool) -> list[str]:
-    plan, ft = job.plan, job.ft
+def _assumptions(static: Static, grad_accum: int, shown: bool) -> tuple[str, ...]:
+    """What the estimate assumes (cached per job shape: `static` is unique per shape)."""
+    return _assumption_lines(static, grad_accum if static.job_key[1].pp > 1 else 1, shown)
+
+
+@lru_cache(maxsize=256)
+def _assumption_lines(static: Static, grad_accum: int, shown: bool) -> tuple[str, ...]:
+    spec, plan, ft, p, conv = static.job_key
+    approx = approximation_notes(spec)
     out = ["steady-state step (optimizer state exists); gradients set to None between steps"]
     if not shown:
-        return [*out, "peak = larger of the backward pass and optimizer.step()"]
+        out.append("peak = larger of the backward pass and optimizer.step()")
+        return (*out, *approx, *cv.notes(conv, ft.method))
     out += [
         "peak = larger of the backward pass and optimizer.step(), on the most loaded GPU",
         f"parallel layout: {plan.describe()} ({plan.framework} memory layout)",
+        *approx,
     ]
     if not ft.full:
-        lay = layout_of(job)
-        why = (
-            "the engine's 16-bit copy, fp32 master"
-            if lay.master
-            else f"adapter dtype {job.conv.adapter_dtype}"
-        )
+        lay = FRAMEWORKS[plan.framework].layout(p, ft.full, conv)
+        why = "PEFT autocast_adapter_dtype" if conv.adapter_dtype == "fp32" else "adapter dtype"
+        if lay.master:
+            why = "DeepSpeed casts the module, adapters included; fp32 master in the optimizer"
         out.append(f"adapters {lay.dtype} ({why}); frozen base has no gradients or optimizer state")
-    if ft.method == "qlora" and not job.conv.paged_optimizer:
+    if ft.method == "qlora" and not conv.paged_optimizer:
         out.append(
             "paged optimizers (bitsandbytes paged_adamw, QLoRA §3) hold the same state but can "
             "spill it to CPU under memory spikes; counted here as resident on the GPU"
@@ -102,9 +112,9 @@ def _assumptions(job: StageJob, shown: bool) -> list[str]:
     if plan.pp > 1:
         out.append(
             f"1F1B schedule: stage 0 holds min(pp, micro-batches) = "
-            f"{par.in_flight_micro_batches(plan, 0, job.grad_accum)} micro-batches of activations"
+            f"{par.in_flight_micro_batches(plan, 0, grad_accum)} micro-batches of activations"
         )
-    return out
+    return (*out, *cv.notes(conv, ft.method))
 
 
 def estimate_job(job: StageJob, fit: tuple[str, int] | None, savings: bool = True) -> Estimate:
@@ -112,13 +122,11 @@ def estimate_job(job: StageJob, fit: tuple[str, int] | None, savings: bool = Tru
     plan = job.plan
     stages = [stage_estimate(job, s) for s in range(plan.pp)]
     worst = max(stages, key=lambda s: s.total)
-    shown = not (
-        job.ft.full and is_default_plan(plan)
-    )  # the layout is reported beyond one plain GPU
+    default_plan = is_default_plan(plan)
+    shown = not (job.ft.full and default_plan)  # the layout is reported beyond one plain GPU
     components = worst.components
     if shown:
         components = _with_cluster_bytes(stages, worst, plan.num_gpus // plan.pp)
-    load = load_peak(job)
     fields: dict[str, Any] = {}
     if shown:
         per_stage_gpus = plan.num_gpus // plan.pp
@@ -129,30 +137,30 @@ def estimate_job(job: StageJob, fit: tuple[str, int] | None, savings: bool = Tru
             "stage_totals_bytes": [s.total for s in stages],
             "parallel": _parallel(plan, worst.stage),
         }
+    if worst.host_activation_bytes:
+        fields["host_activation_bytes"] = worst.host_activation_bytes * (
+            plan.gpus_per_node if shown else 1
+        )
+    if job.conv.paged_optimizer:
+        fields["spillable_bytes"] = sum(
+            c.bytes for c in worst.components if c.name == "optimizer_state"
+        )
+    load = load_peak(job)
+    if load is not None:
+        fields |= {"load_peak_bytes": load.total, "load_components": load.components}
     spec = job.spec
-    paged = worst.components and job.conv.paged_optimizer
     est = make_estimate(
         components,
         fit,
         kind="training",
         model=spec.name,
         assumed_architecture=spec.assumed_architecture,
-        params=param_count(spec),
-        active_params=active_param_count(spec),
+        params=worst.static.params,
+        active_params=worst.static.active_params,
         phase=worst.phase,
-        inputs=_inputs(job),
-        assumptions=[
-            *_assumptions(job, shown),
-            *approximation_notes(spec),
-            *cv.notes(job.conv, job.ft.method),
-        ],
+        inputs=_inputs(job, default_plan),
+        assumptions=list(_assumptions(worst.static, job.grad_accum, shown)),
         warnings=context_warnings(spec, job.seq_len),
-        host_activation_bytes=worst.host_activation_bytes * (plan.gpus_per_node if shown else 1),
-        spillable_bytes=sum(c.bytes for c in worst.components if c.name == "optimizer_state")
-        if paged
-        else 0,
-        load_peak_bytes=load.total if load else 0,
-        load_components=load.components if load else [],
         **fields,
     )
     if savings and shown:
@@ -203,10 +211,12 @@ def _savings(job: StageJob, est: Estimate) -> list[Saving]:
         alternatives.append((f"tp={plan.tp}", "tp=1", ft, replace(plan, tp=1, sp=False)))
     if plan.sp:
         alternatives.append(("sequence parallel", "tp without it", ft, replace(plan, sp=False)))
-    for name in ("pp", "cp", "ep"):
-        degree = getattr(plan, name)
-        if degree > 1:
-            alternatives.append((f"{name}={degree}", f"{name}=1", ft, replace(plan, **{name: 1})))
+    if plan.pp > 1:
+        alternatives.append((f"pp={plan.pp}", "pp=1", ft, replace(plan, pp=1)))
+    if plan.cp > 1:
+        alternatives.append((f"cp={plan.cp}", "cp=1", ft, replace(plan, cp=1)))
+    if plan.ep > 1:
+        alternatives.append((f"ep={plan.ep}", "ep=1", ft, replace(plan, ep=1)))
     out = []
     for choice, compared, alt_ft, alt_plan in alternatives:
         alt = replace(job, ft=alt_ft, plan=alt_plan)

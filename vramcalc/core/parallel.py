@@ -311,7 +311,9 @@ def layer_replicated_bytes_per_token(spec: ModelSpec, precision: str) -> int:
     norms = spec.norms_per_layer * act.norm_saved_bytes(spec, w)
     inputs = act.projection_inputs_saved(3, arch in act.FUSED_QKV, spec, w)
     gated = spec.mlp_kind == "gated"
-    inputs += act.projection_inputs_saved(2 if gated else 1, arch in act.FUSED_GATE_UP or not gated, spec, w)
+    inputs += act.projection_inputs_saved(
+        2 if gated else 1, arch in act.FUSED_GATE_UP or not gated, spec, w
+    )
     dropout = 2 * spec.hidden_size if arch in act.DROPOUT_ARCHS else 0
     return norms + inputs + dropout
 

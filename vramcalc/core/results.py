@@ -176,7 +176,7 @@ class Estimate(BaseModel):
     @model_validator(mode="after")
     def _total_is_sum(self) -> Estimate:
         """A breakdown adds up to its total (and the load phase to its own)."""
-        if self.total_bytes != sum(c.bytes for c in self.components):
+        if self.total_bytes != sum([c.bytes for c in self.components]):
             raise ValueError(f"total_bytes {self.total_bytes} ≠ Σ components")
         if self.load_components and self.load_peak_bytes != sum(
             c.bytes for c in self.load_components
@@ -302,7 +302,7 @@ def make_estimate(
     components: list[Component], gpu_memory: tuple[str, int] | None, **fields: Any
 ) -> Estimate:
     """Build an Estimate whose total is the sum of its components, with its band and the GPU fit."""
-    total = sum(c.bytes for c in components)
+    total = sum([c.bytes for c in components])
     rough = fields.get("assumed_architecture") is not None
     low, high = error_band(
         components, fields.get("kind", "inference"), fields.get("weights_only", False), rough

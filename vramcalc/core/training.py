@@ -28,11 +28,11 @@ from pydantic import Field
 
 from vramcalc.core import lora
 from vramcalc.core import parallel as par
-from vramcalc.core.distributed import estimate_job
+from vramcalc.core.distributed import DEFAULT_PLAN, estimate_job
 from vramcalc.core.optimizers import Optimizer
 from vramcalc.core.results import Estimate
 from vramcalc.core.train import conventions as cv
-from vramcalc.core.train.stage import StageJob
+from vramcalc.core.train.job import StageJob
 from vramcalc.core.train.terms import Finetune
 from vramcalc.core.workloads import (
     Common,
@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Precision = PrecisionName  # the --precision names (vramcalc.spec.precision)
 METHODS = ("full", "lora", "qlora")
+FULL = Finetune()  # a full fine-tune: every parameter trained
 
 
 class TrainingRequest(Common):
@@ -79,7 +80,7 @@ def finetune(
             raise VramcalcError(
                 "--quant sets the frozen base of --method qlora; a full fine-tune trains 16/32-bit weights"
             )
-        return Finetune()
+        return FULL
     if not isinstance(rank, int) or rank < 1:
         raise VramcalcError(f"--lora-rank must be a positive integer (got {rank!r})")
     if not 0.0 <= dropout < 1.0:
@@ -184,8 +185,6 @@ def estimate_training(
 
 precision_of = precision
 
-_DEFAULT_PLAN = par.ParallelPlan()
-
 
 def _plan(
     spec: ModelSpec,
@@ -206,7 +205,7 @@ def _plan(
     plain = num_gpus in (None, 1) and nodes in (None, 1) and gpus_per_node in (None, 1)
     plain = plain and zero is None and fsdp is None and offload in (None, "none") and not sp
     if plain and tp == pp == ep == cp == 1:
-        return _DEFAULT_PLAN
+        return DEFAULT_PLAN
     return par.make_plan(
         spec, seq, num_gpus=num_gpus, nodes=nodes, gpus_per_node=gpus_per_node, tp=tp, pp=pp,
         cp=cp, ep=ep, sp=sp, zero=zero, fsdp=fsdp, offload=offload,

@@ -17,6 +17,31 @@ from vramcalc.report.console import (
 )
 
 
+def phase_lines(est: Estimate, units: str = "GiB") -> list[str]:
+    """What lies beside the steady step: the load-time peak (and its parts), activations moved
+    to the host, and optimizer state that can page out (with the GPU floor it still needs)."""
+    lines = []
+    if est.load_peak_bytes:
+        above = est.load_peak_bytes > est.total_bytes
+        verdict = "above the step: the fit is judged on it" if above else "below the step"
+        lines.append(f"load peak: {_fmt(est.load_peak_bytes, units)} {units} ({verdict})")
+        for c in est.load_components if above else []:
+            lines.append(
+                f"[dim]  {plain(c.name)} {_fmt(c.bytes, units)} {units}: {plain(c.formula)}[/]"
+            )
+    if est.host_activation_bytes:
+        lines.append(
+            f"activations offloaded to host memory: {_fmt(est.host_activation_bytes, units)} {units}"
+        )
+    if est.spillable_bytes:
+        floor = est.total_bytes - est.spillable_bytes
+        lines.append(
+            f"paged optimizer: {_fmt(est.spillable_bytes, units)} {units} can page to the host; "
+            f"GPU floor {_fmt(floor, units)} {units}"
+        )
+    return lines
+
+
 def render_training(est: Estimate, units: str = "GiB", explain: bool = False) -> None:
     """The component table (per GPU, and summed over the cluster for multi-GPU jobs), the fit,
     what each choice saved, and with `explain` every term's formula with its numbers."""
@@ -81,6 +106,8 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
         console.print(
             f"CPU memory per node (offloaded state): {_fmt(est.cpu_bytes_per_node, units)} {units}"
         )
+    for line in phase_lines(est, units):
+        console.print(line)
     if est.gpu is not None:
         console.print(fit_line(est, units) + (" (most loaded GPU)" if multi else ""))
     for s in est.savings:

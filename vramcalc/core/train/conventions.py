@@ -3,39 +3,28 @@
 Each function names the mechanism it models and its source. DEFAULT_CONVENTIONS (transformers +
 PEFT) reproduce the estimator's figures exactly; every other value changes only the terms below.
 Not modelled (assumption lines, bytes unchanged): ``compile`` and ``packing`` (see notes()).
+
+Activation offloading (torchtune OffloadActivations, torchtune/training/_activation_offload.py;
+Unsloth's offloaded gradient checkpointing): saved tensors go to host memory through saved-tensor
+hooks as the forward leaves each layer and come back before its backward, on a side stream. The
+GPU keeps the layers in flight: the one computing and the one in transfer (2 layers' worth per
+micro-batch in flight); the rest is on the host (Estimate.host_activation_bytes).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from vramcalc.core import parallel as par
+from vramcalc.core.train.job import StageJob
+from vramcalc.core.train.layouts import Layout
 from vramcalc.core.train.saved import layer_parts
-from vramcalc.core.train.terms import Term, logits_term, n
+from vramcalc.core.train.states import States
+from vramcalc.core.train.terms import Finetune, Term, logits_term, n
 from vramcalc.errors import VramcalcError
 from vramcalc.spec.conventions import DEFAULT_CONVENTIONS, Conventions
 from vramcalc.spec.model import ModelSpec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from vramcalc.core.train.layouts import Layout
-    from vramcalc.core.train.stage import StageJob
-    from vramcalc.core.train.states import States
-
-
-@dataclass(frozen=True, slots=True)
-class Activations:
-    """Saved activations at the three backward moments, with the raw (unrounded) values the peak
-    is chosen on; `host_bytes`: moved to host memory by activation offloading."""
-
-    start: Term
-    last: Term
-    end: Term
-    start_raw: float
-    recompute: float
-    end_raw: float
-    host_bytes: int = 0
 
 
 def _per_token(rep: float, split: float, rd: float, sd: float) -> tuple[float, str]:
@@ -45,76 +34,114 @@ def _per_token(rep: float, split: float, rd: float, sd: float) -> tuple[float, s
     return value, f"({n(rep)} ÷ {rd:g} + {n(split)} ÷ {sd:g})"
 
 
-def activation_terms(job: StageJob, stage: int, act_name: str) -> Activations:
-    """Activations of one GPU of `stage`: every saved tensor of its layers (or, with full
-    checkpointing, each layer's input and one recomputed layer), for the micro-batches in flight."""
-    spec, plan = job.spec, job.plan
-    parts = layer_parts(
-        spec, job.precision.name, act_name, job.seq_len, job.attention, job.ft,
-        plan.megatron_layers, job.conv,
-    )  # fmt: skip
-    tokens = job.batch_size * job.seq_len // plan.cp
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The batch-independent part of a stage's activations (cached per job shape)."""
+
+    dense_pt: float  # saved bytes per token of one dense layer on this GPU
+    moe_pt: float
+    dense_txt: str
+    moe_txt: str
+    layers: int
+    dense_layers: int
+    moe_layers: int
+    head_pt: float  # head per token on this GPU (0 off the last stage)
+    head_txt: str  # "" or " × head-per-token [÷ rd]"
+    input_pt: float  # one layer input per token on this GPU
+    input_txt: str
+
+
+def activation_shape(
+    spec: ModelSpec, plan: par.ParallelPlan, stage: int, p_name: str, act_name: str, seq: int,
+    attention: str, ft: Finetune, conv: Conventions,
+) -> Shape:  # fmt: skip
+    parts = layer_parts(spec, p_name, act_name, seq, attention, ft, plan.megatron_layers, conv)
     rd, sd = par.activation_divisor(plan)
     dense_pt, dense_txt = _per_token(*parts.dense, rd, sd)
     moe_pt, moe_txt = _per_token(*parts.moe, rd, sd)
     layers = spec.num_layers // plan.pp
     moe_s = round(spec.moe_layers * layers / spec.num_layers)
-    dense_s = layers - moe_s
-    dense_layer, moe_layer = tokens * dense_pt, tokens * moe_pt
-    if moe_s and (not dense_s or moe_layer >= dense_layer):
-        layer_ws, ws_txt = moe_layer, f"one MoE layer {n(tokens)} tok × {moe_txt}"
-    else:
-        layer_ws, ws_txt = dense_layer, f"one layer {n(tokens)} tok × {dense_txt}"
-    if not dense_s and not moe_s:
-        layer_ws, ws_txt = 0.0, "0"
+    div = f" ÷ {rd:g}" if rd > 1 else ""
     last = stage == plan.pp - 1
-    head = tokens * parts.head / rd if last else 0.0
-    head_txt = f" + head {n(tokens)} tok × {n(parts.head)}" + (f" ÷ {rd:g}" if rd > 1 else "")
-    head_txt = head_txt if last else ""
-    m = par.in_flight_micro_batches(plan, stage, job.grad_accum)
-    layer_input = tokens * parts.input_bytes / rd
-    input_txt = f"{n(tokens)} tok × {n(parts.input_bytes)}" + (f" ÷ {rd:g}" if rd > 1 else "")
+    return Shape(
+        dense_pt, moe_pt, dense_txt, moe_txt, layers, layers - moe_s, moe_s,
+        parts.head / rd if last else 0.0, f" × {n(parts.head)}{div}" if last else "",
+        parts.input_bytes / rd, f" × {n(parts.input_bytes)}{div}",
+    )  # fmt: skip
+
+
+@dataclass(slots=True)  # built per estimate: a plain slots class is the cheapest
+class Activations:
+    """Saved activations at the three backward moments (raw, unrounded: the peak is chosen on
+    them); `term(phase)` writes the chosen one's formula. `host_bytes`: moved to host memory."""
+
+    start: float
+    recompute: float
+    end: float
+    shape: Shape
+    tokens: int
+    micro_batches: int
+    checkpointing: bool
+    moe_end: bool  # the end moment's layer is an MoE layer
+    offload_per_layer: float = -1.0  # >= 0: activation offload, the GPU keeps 2 layers in flight
+    host_bytes: int = 0
+
+    def term(self, phase: str) -> Term:
+        sh, tok, m = self.shape, n(self.tokens), self.micro_batches
+        kind = "MoE layer" if self.moe_end else "layer"
+        ws = f"{tok} tok × {sh.moe_txt if self.moe_end else sh.dense_txt}"
+        ws = ws if (sh.dense_layers or sh.moe_layers) else "0"
+        if phase.endswith("(first layer)"):
+            return Term(int(self.end), f"one {kind} {ws}")
+        inp = f"{tok} tok{sh.input_txt}"
+        if self.offload_per_layer >= 0:
+            kept = f"2 layers in flight × {m} micro-batch × {n(self.offload_per_layer)} [activation offload; the rest on the host]"
+        elif self.checkpointing:
+            kept = f"{m} micro-batch × {sh.layers} layer inputs × {inp}"
+        else:
+            kept = f"{m} micro-batch × ({sh.dense_layers} layers × {tok} tok × {sh.dense_txt}"
+            kept += (
+                f" + {sh.moe_layers} MoE layers × {tok} tok × {sh.moe_txt})"
+                if sh.moe_layers
+                else ")"
+            )
+        text = kept + (f" + head {tok} tok{sh.head_txt}" if sh.head_txt else "")
+        if phase.endswith("(loss)"):
+            return Term(int(self.start), text)
+        if self.checkpointing:
+            text += f" + max(recomputed {kind} {ws} − {inp}, 0)"
+        return Term(int(self.start + self.recompute), text)
+
+
+def activation_terms(job: StageJob, stage: int, sh: Shape) -> Activations:
+    """Activations of one GPU of `stage` (its batch-independent Shape from activation_shape): every
+    saved tensor of its layers (or, with full checkpointing, each layer's input and one recomputed
+    layer), for the micro-batches in flight."""
+    plan = job.plan
+    tokens = job.batch_size * job.seq_len // plan.cp
+    dense_layer, moe_layer = tokens * sh.dense_pt, tokens * sh.moe_pt
+    moe_end = bool(sh.moe_layers and (not sh.dense_layers or moe_layer >= dense_layer))
+    layer_ws = moe_layer if moe_end else dense_layer
+    if not sh.dense_layers and not sh.moe_layers:
+        layer_ws = 0.0
+    m = par.in_flight_micro_batches(plan, stage, job.grad_accum) if plan.pp > 1 else 1
+    layer_input = tokens * sh.input_pt
     if job.checkpointing:  # each layer keeps only its input; backward recomputes one at a time
-        kept, kept_txt = (
-            m * layers * layer_input,
-            f"{m} micro-batch × {layers} layer inputs × {input_txt}",
-        )
+        kept = m * sh.layers * layer_input
         recompute = max(layer_ws - layer_input, 0.0)
-        rec_txt = f" + max({ws_txt.replace('one ', 'recomputed ', 1)} − {input_txt}, 0)"
     else:
-        kept = m * (dense_s * dense_layer + moe_s * moe_layer)
-        kept_txt = f"{m} micro-batch × ({dense_s} layers × {n(tokens)} tok × {dense_txt}"
-        kept_txt += f" + {moe_s} MoE layers × {n(tokens)} tok × {moe_txt})" if moe_s else ")"
-        recompute, rec_txt = 0.0, ""
-    host = 0
+        kept = m * (sh.dense_layers * dense_layer + sh.moe_layers * moe_layer)
+        recompute = 0.0
+    host, per_layer = 0, -1.0
     if job.conv.activation_offload:
-        kept, kept_txt, host = _offload(
-            kept, kept_txt, layer_input if job.checkpointing else layer_ws, m
-        )
-    start = kept + head
-    start_txt = kept_txt + head_txt
+        per_layer = layer_input if job.checkpointing else layer_ws
+        gpu = min(kept, 2 * m * per_layer)
+        host, kept = int(kept - gpu), gpu
+        per_layer = per_layer if host else -1.0
+    start = kept + tokens * sh.head_pt
     return Activations(
-        Term(int(start), start_txt),
-        Term(int(start + recompute), start_txt + rec_txt),
-        Term(int(layer_ws), ws_txt),
-        start,
-        recompute,
-        layer_ws,
-        host,
+        start, recompute, layer_ws, sh, tokens, m, job.checkpointing, moe_end, per_layer, host
     )
-
-
-def _offload(kept: float, text: str, per_layer: float, m: int) -> tuple[float, str, int]:
-    """Activation offloading (torchtune OffloadActivations, torchtune/training/_activation_offload.py;
-    Unsloth's offloaded gradient checkpointing): saved tensors go to host memory through
-    saved-tensor hooks as the forward leaves each layer and come back before its backward, on a
-    side stream. The GPU keeps the layers in flight: the one computing and the one in transfer
-    (2 layers' worth per micro-batch in flight); the rest is on the host."""
-    gpu = min(kept, 2 * m * per_layer)
-    if gpu >= kept:
-        return kept, text, 0
-    formula = f"2 layers in flight × {m} micro-batch × {n(per_layer)} [activation offload; the rest on the host]"
-    return gpu, formula, int(kept - gpu)
 
 
 def loss_logits(conv: Conventions, spec: ModelSpec, tokens: int, act_bytes: int, tp: int) -> Term:
@@ -177,8 +204,8 @@ def check(conv: Conventions, grad_accum: int) -> None:
 
 def notes(conv: Conventions, method: str) -> list[str]:
     """Assumption lines for the conventions that change no bytes, or that need saying."""
-    out = []
-    if conv == DEFAULT_CONVENTIONS:
+    out: list[str] = []
+    if conv is DEFAULT_CONVENTIONS or conv == DEFAULT_CONVENTIONS:
         return out
     if conv.compile:
         out.append(

@@ -149,7 +149,7 @@ class DeepSpeed(Framework):
             if layer_grads * 2 > comm.bytes:
                 comm = Term(
                     layer_grads * 2,
-                    f"16-bit gradients of one layer {n(layer_grads)} × 2 B [larger than the bucket]",
+                    f"gradients of one layer {n(layer_grads)} × 2 B [16-bit, larger than the bucket]",
                 )
         # ZeRO-1/2 allocate their reduce bucket at the first gradient hook and free it when backward
         # ends (stage_1_and_2.py setup_buckets / _release_ipg_buffers): not alive at the loss or step

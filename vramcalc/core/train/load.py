@@ -14,16 +14,13 @@ not modelled here (no load phase is reported for them).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from vramcalc.core.inference import runtime_overhead_components
 from vramcalc.core.results import Component, ComponentName
+from vramcalc.core.train.job import StageJob
 from vramcalc.core.train.states import stage_groups
 from vramcalc.core.train.terms import Term, n
 from vramcalc.spec.params import LINEAR, LM_HEAD
-
-if TYPE_CHECKING:  # pragma: no cover
-    from vramcalc.core.train.stage import StageJob
 
 _BNB = ("nf4", "nf4-nodq", "fp4", "llm.int8")
 

@@ -16,6 +16,7 @@ from vramcalc.core import parallel as par
 from vramcalc.core.lora import TARGETS
 from vramcalc.core.results import Component, ComponentName
 from vramcalc.core.train import conventions as cv
+from vramcalc.core.train.job import StageJob
 from vramcalc.core.train.layouts import FRAMEWORKS, BufferInputs, Buffers, Layout
 from vramcalc.core.train.moments import backward_peak_moment
 from vramcalc.core.train.saved import activation_precision
@@ -32,30 +33,15 @@ from vramcalc.core.train.terms import (
 )
 from vramcalc.spec.conventions import Conventions
 from vramcalc.spec.model import ModelSpec
+from vramcalc.spec.params import active_param_count, param_count
 from vramcalc.spec.precision import Precision
 
 C = ComponentName
 
 
-@dataclass(frozen=True, slots=True)
-class StageJob:
-    """What every stage of a job shares."""
-
-    spec: ModelSpec
-    precision: Precision
-    optimizer: str
-    batch_size: int
-    seq_len: int
-    grad_accum: int
-    checkpointing: bool
-    attention: str
-    ft: Finetune
-    plan: par.ParallelPlan
-    conv: Conventions
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per estimate: a plain slots class is the cheapest
 class StageResult:
+    static: Static
     stage: int
     components: list[Component]
     phase: str
@@ -95,9 +81,10 @@ def _head_gradients(
     return head, tied.noted(note)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # unique per key (cached): hashed by identity
 class Static:
-    """The batch-independent terms of one GPU of one stage (cached per job shape)."""
+    """The batch-independent terms of one GPU of one stage (cached per job shape), with their
+    components built once (name → Component; variants for the moments that change them)."""
 
     lay: Layout
     st: States
@@ -109,6 +96,11 @@ class Static:
     step_temp: Term
     buf: Buffers
     dequant: Term
+    comps: dict[str, Component | None]
+    shape: cv.Shape
+    job_key: tuple[ModelSpec, par.ParallelPlan, Finetune, Precision, Conventions]
+    params: int
+    active_params: int
 
 
 @lru_cache(maxsize=512)
@@ -121,6 +113,8 @@ def static_terms(
     optimizer: str,
     checkpointing: bool,
     conv: Conventions,
+    seq: int,
+    attention: str,
 ) -> Static:
     """Model states, gradients, weight copies and buffers of one GPU of `stage`."""
     fw = FRAMEWORKS[plan.framework]
@@ -149,100 +143,118 @@ def static_terms(
     dequant = ZERO
     if ft.method == "qlora":
         width = ft.base_format.compute_bytes if ft.base_format else 2
-        dequant = dequant_term(spec, width, plan.tp)
-    return Static(lay, st, act_name, a, grads_all, grads_head, tied, step_temp, buf, dequant)
+        dequant = dequant_term(spec, width, plan.tp, head=conv.quantized_lm_head)
+    where = f"stage {stage} of {plan.pp}, " if plan.pp > 1 else ""
+    notes = component_notes(ft, lay, where, fw.name, optimizer, st, p, plan.offload)
+    grads_note = notes.gradients
+    none = "0 [none held: set to None after each step; kept while accumulating]"
+    late = "0 [ZeRO-1/2 reduce bucket: allocated at the first gradient, freed when backward ends]"
+
+    def c(
+        name: ComponentName, t: Term, note: str | None = None, keep: bool = False
+    ) -> Component | None:
+        if not (t.bytes or keep):
+            return None
+        return t.component(name) if note is None else t.noted(note).component(name)
+
+    comps = {
+        "weights": c(C.weights, st.weights, notes.weights, keep=True),
+        "adapter": c(C.adapter_weights, st.adapter, notes.adapter, keep=not ft.full),
+        "copies": c(buf.copies_name, buf.copies),
+        "copies_end": c(buf.copies_name, buf.copies_end or buf.copies),
+        "grads_all": c(C.gradients, grads_all, grads_note, keep=True),
+        "grads_head": c(C.gradients, grads_head, grads_note, keep=True),
+        "grads_none": c(C.gradients, Term(0, none), grads_note, keep=True),
+        "master": c(C.master_weights, st.master, "fp32 copy the optimizer updates"),
+        "optimizer": c(C.optimizer_state, st.optimizer, notes.optimizer),
+        "temp": c(C.optimizer_temporaries, step_temp),
+        "tied": c(C.temporaries, tied),
+        "comm": c(C.communication_buffers, buf.comm),
+        "comm_late": c(C.communication_buffers, Term(buf.comm.bytes - buf.late_comm, late)),
+        "dequant": c(C.dequant_buffer, dequant),
+    }
+    shape = cv.activation_shape(spec, plan, stage, p.name, act_name, seq, attention, ft, conv)
+    key = (spec, plan, ft, p, conv)
+    params, active = param_count(spec), active_param_count(spec)
+    return Static(
+        lay, st, act_name, a, grads_all, grads_head, tied, step_temp, buf, dequant, comps, shape,
+        key, params, active,
+    )  # fmt: skip
 
 
 def stage_estimate(job: StageJob, stage: int) -> StageResult:
     """The per-GPU components of pipeline `stage` at its peak."""
-    spec, plan, ft, conv = job.spec, job.plan, job.ft, job.conv
-    s = static_terms(spec, plan, stage, ft, job.precision, job.optimizer, job.checkpointing, conv)
-    lay, st, act_name, a, buf, dequant = s.lay, s.st, s.act_name, s.act_bytes, s.buf, s.dequant
-    grads_all, grads_head, tied, step_temp = s.grads_all, s.grads_head, s.tied, s.step_temp
-    last = stage == plan.pp - 1
-    acts = cv.activation_terms(job, stage, act_name)
-    tokens = job.batch_size * job.seq_len // plan.cp
+    spec, plan, conv = job.spec, job.plan, job.conv
+    s = static_terms(
+        spec, plan, stage, job.ft, job.precision, job.optimizer, job.checkpointing, conv,
+        job.seq_len, job.attention,
+    )  # fmt: skip
+    st, buf, grads_all = s.st, s.buf, s.grads_all
+    acts = cv.activation_terms(job, stage, s.shape)
     logits = ZERO
-    if last:
-        logits = cv.loss_logits(conv, spec, tokens, a, plan.tp)
+    if stage == plan.pp - 1:
+        tokens = job.batch_size * job.seq_len // plan.cp
+        logits = cv.loss_logits(conv, spec, tokens, s.act_bytes, plan.tp)
     late = buf.late_comm
-    grads_persist = grads_all.bytes if job.grad_accum > 1 else 0
     copies_end = buf.copies_end.bytes if buf.copies_end is not None else buf.copies.bytes
     peak = backward_peak_moment(
         copies=buf.copies.bytes,
         copies_end=copies_end,
-        acts_start=acts.start_raw,
+        acts_start=acts.start,
         recompute=acts.recompute,
-        layer_ws=acts.end_raw,
+        layer_ws=acts.end,
         logits=logits.bytes,
-        grads_persist=grads_persist,
-        grads_head=grads_head.bytes,
+        grads_persist=grads_all.bytes if job.grad_accum > 1 else 0,
+        grads_head=s.grads_head.bytes,
         grads_all=grads_all.bytes,
-        tied_grad=tied.bytes,
+        tied_grad=s.tied.bytes,
         late=late,
     )
-    at_loss = peak.phase == "backward start (loss)"
-    comm = buf.comm
-    states = st.weights.bytes + st.adapter.bytes + st.master.bytes + st.optimizer.bytes
-    static = states + comm.bytes - (late if at_loss else 0)
-    backward_peak = static + peak.dynamic + dequant.bytes
-    step_peak = states + comm.bytes - late + grads_all.bytes + step_temp.bytes
-    working_set = int(peak.working_set)  # the largest activations + logits of any backward moment
-    rt_dynamic = max(working_set, grads_all.bytes)
-
-    temp, copies, act_term, logit_t, grads_t, tied_t = (
-        ZERO,
-        buf.copies,
-        acts.start,
-        logits,
-        grads_all,
-        tied,
-    )
-    if late and at_loss:
-        comm = Term(0, "0 [ZeRO-1/2 reduce bucket: allocated at the first gradient]", comm.note)
     phase = peak.phase
+    at_loss = phase == "backward start (loss)"
+    states = st.weights.bytes + st.adapter.bytes + st.master.bytes + st.optimizer.bytes
+    static = states + buf.comm.bytes - (late if at_loss else 0)
+    backward_peak = static + peak.dynamic + s.dequant.bytes
+    step_peak = states + buf.comm.bytes - late + grads_all.bytes + s.step_temp.bytes
+    working_set = int(peak.working_set)  # the largest activations + logits of any backward moment
+    k = s.comps
     if step_peak > backward_peak:
-        if late:
-            comm = Term(0, "0 [ZeRO-1/2 reduce bucket: freed when backward ends]", comm.note)
-        phase, temp = "optimizer step", step_temp
-        copies, dequant, logit_t, tied_t = ZERO, ZERO, ZERO, ZERO
+        phase = "optimizer step"
+        chosen = [
+            k["weights"],
+            k["adapter"],
+            k["grads_all"],
+            k["master"],
+            k["optimizer"],
+            k["temp"],
+        ]
+        chosen += [k["comm_late"] if late else k["comm"]]
         act_term = Term(0, "0 [freed before optimizer.step()]")
+        logit_c = None
     else:
-        act_term = {"backward start (loss)": acts.start, "backward (last layer)": acts.last}.get(
-            phase, acts.end
-        )
-        if phase == "backward end (first layer)" and buf.copies_end is not None:
-            copies = buf.copies_end
-        if peak.logits == 0:
-            logit_t = ZERO
-        if peak.temporaries == 0:
-            tied_t = ZERO
-        if peak.gradients == 0:
-            grads_t = Term(0, "0 [none held: set to None after each step; kept while accumulating]")
-        elif peak.gradients != grads_all.bytes:
-            grads_t = grads_head
-    where = f"stage {stage} of {plan.pp}, " if plan.pp > 1 else ""
-    notes = component_notes(job, lay, where, plan.framework)
-    terms = (
-        (C.weights, st.weights.noted(notes.weights)),
-        (C.adapter_weights, st.adapter.noted(notes.adapter)),
-        (buf.copies_name, copies),
-        (C.gradients, grads_t.noted(notes.gradients)),
-        (C.master_weights, st.master.noted("fp32 copy the optimizer updates")),
-        (C.optimizer_state, st.optimizer.noted(notes.optimizer)),
-        (C.optimizer_temporaries, temp),
-        (C.temporaries, tied_t),
-        (C.communication_buffers, comm),
-        (C.dequant_buffer, dequant),
-        (C.activations, act_term.noted(notes.activations)),
-        (C.logits_buffer, logit_t),
+        end = phase == "backward end (first layer)"
+        grads = "grads_all" if peak.gradients == grads_all.bytes else "grads_head"
+        grads = "grads_none" if peak.gradients == 0 else grads
+        chosen = [k["weights"], k["adapter"], k["copies_end" if end else "copies"], k[grads]]
+        chosen += [k["master"], k["optimizer"], k["tied"] if peak.temporaries else None]
+        chosen += [k["comm_late"] if late and at_loss else k["comm"], k["dequant"]]
+        act_term = acts.term(phase)
+        logit_c = logits.component(C.logits_buffer) if peak.logits else None
+    act_note = (
+        f"saved for backward: {job.batch_size}×{job.seq_len} tokens, {job.attention} attention, "
+        f"checkpointing {'full' if job.checkpointing else 'none'}"
     )
-    keep = (C.weights, C.gradients, C.activations)
-    comps = [t.component(name) for name, t in terms if t.bytes or name in keep]
-    comps += runtime_terms(rt_dynamic, working_set, grads_all.bytes)
-    phase = f"{where}{phase}" if where else phase
-    total = sum(c.bytes for c in comps)
-    return StageResult(stage, comps, phase, total, st.cpu_bytes, acts.host_bytes)
+    comps = [x for x in chosen if x is not None]
+    comps.append(
+        Component(name=C.activations, bytes=act_term[0], note=act_note, formula=act_term[1])
+    )
+    if logit_c is not None:
+        comps.append(logit_c)
+    comps += runtime_terms(max(working_set, grads_all.bytes), working_set, grads_all.bytes)
+    if plan.pp > 1:
+        phase = f"stage {stage} of {plan.pp}, {phase}"
+    total = sum([x.bytes for x in comps])
+    return StageResult(s, stage, comps, phase, total, st.cpu_bytes, acts.host_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,17 +263,28 @@ class Notes:
     adapter: str
     gradients: str
     optimizer: str
-    activations: str
 
 
-def component_notes(job: StageJob, lay: Layout, where: str, fw: str) -> Notes:
-    """What each model-state and activation component holds, in words (the formula has the numbers)."""
-    ft = job.ft
-    if ft.full:
+def component_notes(
+    ft: Finetune,
+    lay: Layout,
+    where: str,
+    fw: str,
+    optimizer: str,
+    st: States,
+    p: Precision,
+    offload: str,
+) -> Notes:
+    """What each model-state component holds, in words (the formula has the numbers)."""
+    if ft.full and fw == "torch":
+        weights = f"{where}{st.numel:,} params × {lay.weights} B ({p.name})"
+    elif ft.full:
         weights = f"{where}{lay.weights}-byte weights ({fw} layout)"
     else:
         assert ft.base_format is not None
         weights = f"{where}frozen base in {ft.base_format.name} ({ft.base_format.description})"
+    if offload == "params":
+        weights += "; offloaded to CPU"
     adapter = ""
     if not ft.full:
         targets = ",".join(t for t in TARGETS if t in ft.targets)
@@ -271,8 +294,6 @@ def component_notes(job: StageJob, lay: Layout, where: str, fw: str) -> Notes:
     return Notes(
         weights,
         adapter,
-        f"{lay.grads} B per trainable parameter; freed between steps unless accumulating",
-        f"{job.optimizer}, {lay.state}-byte state",
-        f"saved for backward: {job.batch_size}×{job.seq_len} tokens, {job.attention} attention, "
-        f"checkpointing {'full' if job.checkpointing else 'none'}",
+        f"{lay.grads} B per trainable parameter",
+        f"{optimizer}, {lay.state}-byte state",
     )

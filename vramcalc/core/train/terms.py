@@ -10,31 +10,32 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, NamedTuple
 
+from vramcalc.core.activations import LOGIT_SOFTCAP
 from vramcalc.core.results import Component, ComponentName
+from vramcalc.sources.calibration import runtime
 from vramcalc.spec.model import ModelSpec
-from vramcalc.spec.params import LINEAR, TensorGroup, tensor_groups
+from vramcalc.spec.params import EMBEDDING, LINEAR, LM_HEAD, ROUTER, TensorGroup, tensor_groups
 from vramcalc.spec.quant import WeightFormat
 
 
-@dataclass(frozen=True, slots=True)
-class Term:
-    """Bytes of one memory term with the arithmetic that produced them and what they hold."""
+class Term(NamedTuple):
+    """Bytes of one memory term with the arithmetic that produced them and what they hold.
+    (A NamedTuple: built several times per estimate, and a tuple is the cheapest to build.)"""
 
     bytes: int
     formula: str = ""
     note: str = ""
 
     def noted(self, note: str) -> Term:
-        return Term(self.bytes, self.formula, note)
+        return Term(self[0], self[1], note)
 
     def component(self, name: ComponentName, cluster_bytes: int | None = None) -> Component:
+        if cluster_bytes is None:
+            return Component(name=name, bytes=self[0], note=self[2], formula=self[1])
         return Component(
-            name=name,
-            bytes=self.bytes,
-            note=self.note,
-            formula=self.formula,
-            cluster_bytes=cluster_bytes,
+            name=name, bytes=self[0], note=self[2], formula=self[1], cluster_bytes=cluster_bytes
         )
 
 
@@ -47,6 +48,8 @@ def ceil_div(n: float, d: int) -> int:
 
 def n(x: float) -> str:
     """A number as formulas print it: thousands separators, no trailing .0."""
+    if type(x) is int:
+        return f"{x:,}"
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,}"
 
 
@@ -77,7 +80,6 @@ class Finetune:
 def autocast_copy_bytes(spec: ModelSpec) -> int:
     """16-bit copies autocast caches of the weights that matmuls read (linear layers, routers and the
     output projection, which is the embedding matrix when tied); embeddings and norms run uncast."""
-    from vramcalc.spec.params import EMBEDDING, LM_HEAD, ROUTER
 
     total = 0
     for g in tensor_groups(spec):
@@ -119,30 +121,38 @@ def autocast_copies(spec: ModelSpec, checkpointing: bool) -> tuple[Term, Term]:
     return start, end
 
 
-def logits_term(
-    spec: ModelSpec, tokens: int, act_bytes: int, tp: int, loss_rows: float = 1.0
-) -> Term:
+_LOGITS_NOTE = "fp32 log-softmax output and two vocab-sized gradients at the loss"
+
+
+def logits_term(spec: ModelSpec, tokens: int, act_bytes: int, tp: int) -> Term:
     """Logits around the loss at the start of backward: the fp32 log-softmax output kept by
     cross_entropy, the gradient nll_loss hands back and the gradient of log_softmax, each
     tokens × vocab × 4 bytes (transformers upcasts logits to fp32 before the loss); Gemma-2's final
     logit soft-capping (cap · tanh(logits / cap)) also keeps the tanh output in the activation width
-    (traced: tiny-gemma2, bf16-mixed). `loss_rows` < 1: only that share of the rows is alive at once
-    (chunked or fused cross-entropy, conventions.loss_rows)."""
-    from vramcalc.core.activations import LOGIT_SOFTCAP
-
-    per_value = 12 + (act_bytes if spec.architecture in LOGIT_SOFTCAP else 0)
-    rows = tokens if loss_rows >= 1 else math.ceil(tokens * loss_rows)
-    text = f"{n(rows)} tok × {per_value} B × {n(spec.output_width)} outputs"
-    if per_value != 12:
-        text += " [fp32 log-softmax and two fp32 gradients: 12 B, soft-capping's tanh output: "
-        text += f"{act_bytes} B]"
-    note = "fp32 log-softmax output and two vocab-sized gradients at the loss"
-    return sharded(rows * per_value * spec.output_width, tp, text).noted(note)
+    (traced: tiny-gemma2, bf16-mixed)."""
+    per_token, text = _logits_per_token(spec, act_bytes, tp)
+    total = tokens * per_token
+    if tp > 1:
+        return Term(ceil_div(total, tp), f"{tokens:,} tok{text}", _LOGITS_NOTE)
+    return Term(total, f"{tokens:,} tok{text}", _LOGITS_NOTE)
 
 
-def dequant_term(spec: ModelSpec, compute_width: int, tp: int) -> Term:
-    """The largest linear weight dequantized to the compute dtype for one matmul (QLoRA)."""
-    largest = max((g.per_tensor_numel for g in tensor_groups(spec) if g.kind == LINEAR), default=0)
+@lru_cache(maxsize=512)
+def _logits_per_token(spec: ModelSpec, act_bytes: int, tp: int) -> tuple[int, str]:
+    """Bytes per token of the logits buffers (before ÷ tp) and the formula after the token count."""
+    softcap = spec.architecture in LOGIT_SOFTCAP
+    per_value = 12 + act_bytes if softcap else 12
+    text = f" × {per_value} B × {spec.output_width:,} outputs"
+    if softcap:
+        text += f" [fp32 log-softmax and two fp32 gradients: 12 B, soft-capping's tanh output: {act_bytes} B]"
+    return per_value * spec.output_width, text + (f" ÷ {tp}" if tp > 1 else "")
+
+
+def dequant_term(spec: ModelSpec, compute_width: int, tp: int, head: bool = False) -> Term:
+    """The largest linear weight dequantized to the compute dtype for one matmul (QLoRA); with a
+    quantized output head (`head`) that matrix too."""
+    kinds = (LINEAR, LM_HEAD) if head else (LINEAR,)
+    largest = max((g.per_tensor_numel for g in tensor_groups(spec) if g.kind in kinds), default=0)
     t = sharded(
         largest * compute_width, tp, f"largest linear {n(largest)} values × {compute_width} B"
     )
@@ -157,15 +167,24 @@ def runtime_terms(dynamic: int, acts_logits: int, grads_all: int) -> list[Compon
     """CUDA context (fixed, as inference counts it) and caching-allocator slack: a fraction of the
     largest dynamic bytes, since the allocator keeps the blocks it reserved at the largest backward
     moment (CUDACachingAllocator frees cached blocks only on empty_cache() or an allocation failure)."""
-    from vramcalc.core.inference import runtime_overhead_components
-    from vramcalc.sources.calibration import runtime
+    rt = runtime()
+    if not _CONTEXT or _CONTEXT[0] is not rt:
+        from vramcalc.core.inference import runtime_overhead_components
 
-    fraction = runtime().allocator_slack_fraction
-    slack = Term(
-        int(fraction * dynamic),
-        f"{fraction:g} × max({n(acts_logits)} largest activations + logits of backward, "
-        f"{n(grads_all)} all gradients)",
-        f"{fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks",
+        fraction = rt.allocator_slack_fraction
+        note = f"{fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks"
+        _CONTEXT[:] = [rt, runtime_overhead_components(0)[0], fraction, f"{fraction:g}", note]
+    _, context, fraction, text, note = _CONTEXT
+    slack = Component(
+        name=ComponentName.allocator_slack,
+        bytes=int(fraction * dynamic),
+        note=note,
+        formula=f"{text} × max({acts_logits:,} [largest activations and logits of backward], "
+        f"{grads_all:,} [all gradients])",
     )
-    context = runtime_overhead_components(0)[0]  # inference's component: one source for both
-    return [context, slack.component(ComponentName.allocator_slack)]
+    return [context, slack]
+
+
+# (calibration, inference's CUDA-context component, slack fraction, its text, its note): built
+# once per calibration (runtime() returns a new object when the calibration file changes)
+_CONTEXT: list[Any] = []

@@ -1,0 +1,258 @@
+"""Training-stack conventions (vramcalc.spec.conventions) in the estimator, each by hand.
+
+Llama-2-7B figures used throughout: h = 4096, I = 11,008, V = 32,000, 32 layers; all-linear LoRA at
+r = 8 trains 8·(3·(4096+4096) + (4096+4096) + 2·(4096+11008) + (11008+4096)) · 32 = 19,988,480
+parameters (tests/test_explain_formulas.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vramcalc.core.training import estimate_training
+from vramcalc.errors import VramcalcError
+from vramcalc.spec.conventions import DEFAULT_CONVENTIONS, Conventions
+
+N_LORA = 19_988_480
+V, H = 32_000, 4096
+
+
+def _est(conv: Conventions | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    return estimate_training("llama-2-7b", conventions=conv, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"method": "lora", "seq_len": 512},
+        {"method": "qlora", "grad_checkpointing": "full", "seq_len": 2048},
+        {"zero": 3, "num_gpus": 8, "seq_len": 1024},
+    ],
+)
+def test_default_conventions_change_nothing(kw: dict[str, object]) -> None:
+    none = _est(None, **kw)
+    default = _est(DEFAULT_CONVENTIONS, **kw)
+    fresh = _est(Conventions(), **kw)
+    assert none.model_dump() == default.model_dump() == fresh.model_dump()
+    assert "conventions" not in none.inputs
+
+
+def test_bf16_adapters_states_follow_the_adapter_dtype() -> None:
+    # LitGPT / torchtune keep adapters in the model's bf16: weights 2 B, gradients 2 B, AdamW's two
+    # states 2 × 2 B per adapter parameter (torch keeps state in the parameter's dtype); PEFT: 4, 4, 8
+    kw = {"method": "lora", "seq_len": 512, "grad_accum": 2}
+    peft, bf16 = _est(None, **kw), _est(Conventions(adapter_dtype="bf16"), **kw)
+    assert (peft.component("adapter_weights"), bf16.component("adapter_weights")) == (
+        4 * N_LORA,
+        2 * N_LORA,
+    )
+    assert (peft.component("gradients"), bf16.component("gradients")) == (4 * N_LORA, 2 * N_LORA)
+    assert (peft.component("optimizer_state"), bf16.component("optimizer_state")) == (
+        8 * N_LORA,
+        4 * N_LORA,
+    )
+    assert _est(Conventions(adapter_dtype="model"), **kw).component("adapter_weights") == 2 * N_LORA
+
+
+def test_bf16_adapters_save_no_input_copies() -> None:
+    # PEFT's fp32 adapters cast each adapted module's input: 7 bf16 copies per layer (autocast casts
+    # them back), (6·4096 + 11008) × 2 B = 71,168 B per token, plus lora_A's outputs 7·8·2 = 112.
+    # bf16 adapters read the layer's own tensors: q,k,v share the attention input, gate/up the MLP
+    # input, so the streams are saved once: (3·4096 + 11008) × 2 = 46,592, plus the same 112.
+    # Difference 24,576 B per token per layer, × 32 layers × 4·512 tokens = 1,610,612,736 B.
+    kw = {"method": "lora", "seq_len": 512, "batch_size": 4}
+    peft, bf16 = _est(None, **kw), _est(Conventions(adapter_dtype="bf16"), **kw)
+    assert peft.phase == bf16.phase == "backward start (loss)"
+    assert peft.component("activations") - bf16.component("activations") == 32 * 2048 * 24_576
+
+
+def test_fused_qkv_adapter_counts_like_litgpt() -> None:
+    # litgpt/lora.py LoRAQKVLinear: lora_A (r·3) × h, lora_B (q + 2·kv) × r: per layer
+    # 8·3·4096 + (4096 + 2·4096)·8 = 196,608, the same as three separate pairs; with dropout it is
+    # one module: one dropout output (4096 × 2 B under autocast) and mask (4096 × 1 B) instead of
+    # three: 2 × 12,288 B per token per layer less, × 32 layers × 512 tokens = 402,653,184
+    kw = {"method": "lora", "seq_len": 512, "lora_dropout": 0.1}
+    sep, fused = _est(None, **kw), _est(Conventions(fused_qkv_adapter=True), **kw)
+    assert fused.inputs["trainable_params"] == sep.inputs["trainable_params"] == N_LORA
+    assert sep.component("activations") - fused.component("activations") == 32 * 512 * 24_576
+
+
+def test_fused_qkv_adapter_shapes() -> None:
+    import vramcalc
+    from vramcalc.core import lora
+
+    spec = vramcalc.get_model("llama-2-7b")
+    groups = lora.adapter_groups(spec, frozenset({"q", "v"}), 8, fused_qkv=True)
+    qkv = {g.name.rsplit(".", 1)[-1]: (g.rows, g.cols) for g in groups if ".qkv." in g.name}
+    # q and v enabled: lora_A 2·8 × 4096, lora_B (4096 + 4096) × 8 (LoRAQKVLinear's qkv_shapes)
+    assert qkv == {"lora_A": (16, 4096), "lora_B": (8192, 8)}
+
+
+def test_quantized_lm_head() -> None:
+    # LitGPT's QLoRA quantizes lm_head: V × h = 131,072,000 values in NF4 with double quant =
+    # 65,536,000 packed + 64 code + 2,048,000 absmax + 4·8,000 + 4 + 1,024 = 67,617,092 B instead of
+    # fp32 4 × 131,072,000 = 524,288,000: 456,670,908 B less. Its dequantized copy (V × h × 2 B =
+    # 262,144,000) is then the largest dequant buffer (down_proj's: 11,008 × 4096 × 2 = 90,177,536)
+    plain, litgpt = (
+        _est(None, method="qlora", seq_len=512),
+        _est(Conventions(quantized_lm_head=True), method="qlora", seq_len=512),
+    )
+    assert plain.component("weights") - litgpt.component("weights") == 456_670_908
+    assert plain.component("dequant_buffer") == 90_177_536
+    assert litgpt.component("dequant_buffer") == 262_144_000
+
+
+@pytest.mark.parametrize(
+    ("loss", "chunks", "expected"),
+    [
+        # 4 × 1024 = 4096 tokens: fp32 log-softmax + two gradients, 12 B × 32,000 per token
+        ("standard", 8, 4096 * 12 * V),
+        # torchtune chunked CE: every chunk's saved fp32 log-softmax (4 B) + one chunk's two
+        # gradients (8 B): 4096·4·32,000 + 512·8·32,000 = 655,360,000
+        ("chunked", 8, 4096 * 4 * V + 512 * 8 * V),
+        ("chunked", 1, 4096 * 12 * V),
+        # Liger fused linear + CE: chunk of next_pow2(ceil(4096 / ceil(32,000 / 4096))) = 512 rows
+        ("fused", 8, 512 * 12 * V),
+    ],
+)
+def test_loss_implementations(loss: str, chunks: int, expected: int) -> None:
+    conv = Conventions(loss=loss, loss_chunks=chunks)  # type: ignore[arg-type]
+    est = _est(conv, method="lora", seq_len=1024, batch_size=4)
+    assert est.phase == "backward start (loss)"
+    assert est.component("logits_buffer") == expected
+
+
+def test_activation_offload_keeps_two_layers_on_the_gpu() -> None:
+    # checkpointed LoRA: each layer keeps its bf16 input, 2048 tok × 4096 × 2 B = 16,777,216 B;
+    # offloaded, the GPU holds 2 of the 32 (in flight), the host the other 30 = 503,316,480 B;
+    # the head's saved tensors stay (final norm: (4h + 4 + 2h) = 24,580 B per token)
+    conv = Conventions(activation_offload=True)
+    est = _est(conv, method="lora", seq_len=2048, grad_checkpointing="full")
+    assert est.host_activation_bytes == 30 * 16_777_216
+    assert est.phase == "backward start (loss)"
+    assert est.component("activations") == 2 * 16_777_216 + 2048 * 24_580
+    plain = _est(None, method="lora", seq_len=2048, grad_checkpointing="full")
+    assert plain.component("activations") - est.component("activations") == 30 * 16_777_216
+
+
+def test_optimizer_in_backward_holds_one_gradient() -> None:
+    # full fine-tune, short sequence: with a separate step the peak is optimizer.step() (fp32
+    # weights 4Ψ + gradients 4Ψ + Adam 8Ψ + foreach buffer 4Ψ). Stepping in backward there is no
+    # step moment, no full gradient buffer and no foreach buffer: at most the largest tensor's
+    # gradient, the embedding / lm_head 32,000 × 4096 × 4 B = 524,288,000, is held at a time
+    psi = 6_738_415_616
+    plain = _est(None, seq_len=128)
+    assert plain.phase == "optimizer step" and plain.component("gradients") == 4 * psi
+    est = _est(Conventions(optimizer_in_backward=True), seq_len=128)
+    assert est.phase != "optimizer step"
+    assert est.component("gradients") in (0, V * H * 4)
+    assert est.component("optimizer_temporaries") == 0
+    assert plain.total_bytes - est.total_bytes > 4 * psi
+    with pytest.raises(VramcalcError, match="grad-accum"):
+        _est(Conventions(optimizer_in_backward=True), grad_accum=4)
+
+
+def test_paged_optimizer_is_spillable() -> None:
+    # paged AdamW over r=64 adapters: the state (2 × 4 B × 159,907,840) can page to the host
+    est = _est(Conventions(paged_optimizer=True), method="qlora", lora_rank=64, seq_len=512)
+    assert est.spillable_bytes == est.component("optimizer_state") == 8 * 159_907_840
+    assert any("paged" in a for a in est.assumptions)
+    assert _est(None, method="qlora", lora_rank=64, seq_len=512).spillable_bytes == 0
+
+
+def test_old_bitsandbytes_keeps_4bit_inputs() -> None:
+    # bitsandbytes < 0.43.2 (before PR #1270) saved every 4-bit linear's input: the q/k/v input 2h,
+    # o_proj's 2·q, the MLP input 2h and down_proj's 2·I = 46,592 B per token per layer come back
+    kw = {"method": "qlora", "seq_len": 512}
+    new, old = _est(None, **kw), _est(Conventions(bnb_keeps_4bit_inputs=True), **kw)
+    assert old.component("activations") - new.component("activations") == 32 * 512 * 46_592
+    # a 16-bit LoRA base is not bitsandbytes: unchanged
+    lora_kw = {"method": "lora", "seq_len": 512}
+    assert _est(Conventions(bnb_keeps_4bit_inputs=True), **lora_kw).component(
+        "activations"
+    ) == _est(None, **lora_kw).component("activations")
+
+
+def test_compile_and_packing_are_stated_not_modelled() -> None:
+    plain = _est(None, seq_len=512)
+    est = _est(Conventions(compile=True, packing=True), seq_len=512)
+    assert est.total_bytes == plain.total_bytes
+    assert any("torch.compile: not modelled" in a for a in est.assumptions)
+    assert any("packing: not modelled" in a for a in est.assumptions)
+
+
+def test_qlora_load_peak_by_hand() -> None:
+    # PEFT's prepare_model_for_kbit_training upcasts the non-quantized tensors to fp32 one by one;
+    # upcasting the lm_head (or embedding) holds its bf16 original, 131,072,000 × 2 B, beside the
+    # final weights (quantized linears + fp32 rest): load = weights + 262,144,000 + CUDA context
+    est = _est(None, method="qlora", seq_len=512)
+    assert est.load_peak_bytes == est.component("weights") + 262_144_000 + 524_288_000
+    assert sum(c.bytes for c in est.load_components) == est.load_peak_bytes
+    assert est.model_dump()["load_peak_bytes"] == est.load_peak_bytes  # JSON carries it
+
+
+def test_load_peak_decides_the_verdict_when_larger() -> None:
+    # a tiny step (r=1, 8 tokens, SGD) needs less than loading: the verdict uses the load peak
+    kw = {"method": "qlora", "lora_rank": 1, "seq_len": 8, "optimizer": "sgd"}
+    est = _est(None, **kw)
+    assert est.load_peak_bytes > est.total_bytes
+    between = (est.total_bytes + est.load_peak_bytes) / 2 / 2**30
+    fit = _est(None, gpu_mem_gib=between, **kw).gpu
+    assert fit is not None and not fit.fits and fit.verdict == "does not fit"
+
+
+def test_conventions_must_be_a_conventions_value() -> None:
+    with pytest.raises(VramcalcError, match="Conventions"):
+        estimate_training("llama-2-7b", conventions={"loss": "fused"})  # type: ignore[arg-type]
+
+
+# ---- invariants (hypothesis) ------------------------------------------------------------------
+
+_MODELS = st.sampled_from(["llama-2-7b", "gpt2", "gemma-2-9b", "mixtral-8x7b"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    model=_MODELS,
+    batch=st.integers(1, 8),
+    seq=st.sampled_from([128, 512, 1024]),
+    method=st.sampled_from(["full", "lora", "qlora"]),
+    chunks=st.integers(1, 64),
+)
+def test_cheaper_losses_never_hold_more_logits(
+    model: str, batch: int, seq: int, method: str, chunks: int
+) -> None:
+    kw = {"batch_size": batch, "seq_len": seq, "method": method}
+    logits = [
+        estimate_training(
+            model, conventions=Conventions(loss=loss, loss_chunks=chunks), **kw
+        ).total_bytes
+        for loss in ("standard", "chunked", "fused")
+    ]
+    assert logits[0] >= logits[1] >= logits[2]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    model=_MODELS,
+    batch=st.integers(1, 8),
+    seq=st.sampled_from([128, 512, 1024]),
+    ckpt=st.sampled_from(["none", "full"]),
+    method=st.sampled_from(["full", "lora"]),
+)
+def test_offload_and_optimizer_in_backward_never_add_gpu_memory(
+    model: str, batch: int, seq: int, ckpt: str, method: str
+) -> None:
+    kw = {"batch_size": batch, "seq_len": seq, "grad_checkpointing": ckpt, "method": method}
+    base = estimate_training(model, **kw)  # type: ignore[arg-type]
+    off = estimate_training(model, conventions=Conventions(activation_offload=True), **kw)  # type: ignore[arg-type]
+    oib = estimate_training(model, conventions=Conventions(optimizer_in_backward=True), **kw)  # type: ignore[arg-type]
+    assert off.total_bytes <= base.total_bytes
+    assert oib.total_bytes <= base.total_bytes
+    # what left the GPU is on the host: the saved activations are conserved
+    assert off.host_activation_bytes >= 0
+    for est in (base, off, oib):
+        assert est.total_bytes == sum(c.bytes for c in est.components)
