@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -193,17 +193,26 @@ def train(
         cp=cp,
         explain=explain,
     )
+    show_training(est, stack, any(v is not None for v in flags.values()), as_json, explain, units)
+    exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
+
+
+def show_training(
+    est: Any, stack: Any, flags_given: bool, as_json: bool, explain: bool, units: UnitsChoice
+) -> None:
+    """The estimate as JSON (with its ``conventions`` object) or as tables, and, when a profile
+    other than hf or a convention flag is in play, the line naming the values used."""
     if as_json:
         warn(est.warnings)
         print_json(est.model_dump(mode="json") | {"conventions": stack.summary()})
-    elif not (explain or est.parallel):
+        return
+    if not (explain or est.parallel):
         _emit(est, as_json, units)
     else:
         from vramcalc.report import train as report_train
 
         report_train.render_training(est, units.value, explain=explain)
-    if not as_json and (stack.profile.name != "hf" or any(v is not None for v in flags.values())):
+    if stack.profile.name != "hf" or flags_given:
         from vramcalc.report import fit as report_fit
 
         report_fit.render_stack(stack.summary())
-    exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
