@@ -406,3 +406,12 @@ def test_docs_profile_table_matches_the_loader() -> None:
         assert loss.split(" ")[0] == p.conventions.loss, name
         assert ckpt.split(" ")[0] == p.grad_checkpointing, name
         assert ("offload" in ckpt) == p.conventions.activation_offload, name
+
+
+def test_rlhf_json_names_the_conventions() -> None:
+    base = ["rlhf", "llama-3.1-8b", "--stage", "sft", "--method", "lora", "--json"]
+    plain = json.loads(runner.invoke(app, base).stdout)
+    assert "conventions" not in plain  # the baseline's JSON is what it was
+    d = json.loads(runner.invoke(app, [*base, "--framework", "torchtune"]).stdout)
+    assert d["conventions"]["framework"] == "torchtune"
+    assert d["conventions"]["values"]["loss"] == "chunked"

@@ -266,7 +266,7 @@ def rlhf(
         "offload": _value(offload),
         "tp": tp,
     }
-    options |= stack_keywords(
+    conv_kw, conv_json = stack_keywords(
         framework,
         convention_flags(
             loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
@@ -274,6 +274,7 @@ def rlhf(
         ),
         seq_len or prompt_len + response_len,
     )  # fmt: skip
+    options |= conv_kw
     est = estimate_rlhf(
         model_arg(model, assume_llama),
         stage=stage.value,
@@ -314,11 +315,15 @@ def rlhf(
     if as_json:
         from vramcalc.cli.common import _print_json
 
-        _print_json(est.model_dump(mode="json"))
+        _print_json(est.model_dump(mode="json") | ({"conventions": conv_json} if conv_json else {}))
     else:
         from vramcalc.report.rlhf import render_rlhf
 
         render_rlhf(est, units.value)
+        if conv_json:
+            from vramcalc.report.fit import render_stack
+
+            render_stack(conv_json)
     # does not fit: any GPU group's peak exceeds its GPU
     exit_if_not_fit(check, all(g.gpu is None or g.gpu.fits for g in est.groups))
 

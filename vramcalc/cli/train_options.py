@@ -295,12 +295,16 @@ def gpu_for_fit(gpu: str | None, gpu_mem_gib: float | None) -> Any:
     return GPUSpec(name=f"{gpu_mem_gib:g} GiB GPU", memory_mib=max(1, round(gpu_mem_gib * 1024)))
 
 
-def stack_keywords(framework: str, flags: dict[str, Any], seq_len: int) -> dict[str, Any]:
+def stack_keywords(
+    framework: str, flags: dict[str, Any], seq_len: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """rlhf: the conventions of --framework and the convention flags as estimator keywords
-    ({} for the baseline, so the call is unchanged); the profile's optimizer/LoRA defaults are not
-    applied there (rlhf's own flags and defaults stand)."""
+    ({} for the baseline, so the call is unchanged), and the JSON ``conventions`` object (None
+    when neither a profile other than hf nor a flag is given); the profile's optimizer/LoRA
+    defaults are not applied there (rlhf's own flags and defaults stand)."""
     from vramcalc.sources.frameworks import apply_framework, parse_framework
 
     stack = apply_framework(parse_framework(framework), {}, flags, seq_len=seq_len)
     conv = stack.estimator_kwargs.get("conventions")
-    return {} if conv is None else {"conventions": conv}
+    given = stack.profile.name != "hf" or any(v is not None for v in flags.values())
+    return ({} if conv is None else {"conventions": conv}), (stack.summary() if given else None)
