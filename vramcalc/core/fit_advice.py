@@ -48,11 +48,7 @@ class Suggestion(BaseModel):
 
 def shown_workload(workload: Mapping[str, Any]) -> dict[str, Any]:
     """The workload as JSON can show it (Conventions as their fields)."""
-    return {
-        k: (v.model_dump() if isinstance(v, BaseModel) else v)
-        for k, v in workload.items()
-        if v is not None
-    }
+    return {k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in workload.items()}
 
 
 # (label, cost, applies(workload, num_gpus) -> workload change or None)
