@@ -86,10 +86,11 @@ BAND = {
 }
 
 _LITGPT_2023_FSDP = (
-    "Lit-GPT 2023 FSDP LoRA: each of 2-4 GPUs peaks at about the single-GPU figure (ev14's "
-    "inconsistency note); the frozen base is not sharded the way vramcalc's FSDP full shard "
-    "assumes (mechanism not identified: FSDP of that Lit-GPT wrapped the frozen weights with "
-    "the trainable adapters, so every unit was gathered whole)"
+    "Lit-GPT 2023 FSDP LoRA: a load-time peak. finetune/lora.py (8641822) loads the raw checkpoint "
+    "into the sharded model (fabric.load_raw, state_dict_type='full'), which unshards it: every "
+    "rank holds the full 16-bit model beside its own shard (7B on 2 GPUs: 13.5 + 6.7 = 20.2 GB vs "
+    "20.66 published; 13B on 4: 26.0 + 6.5 = 32.5 vs 33.13), while the estimator models no load "
+    "phase for sharded jobs (ask h1: the FSDP full-state-dict load peak)"
 )
 _KBIT_AND_CHUNKS = (
     "torchtune LoRA/QLoRA: (1) vramcalc applies PEFT's prepare_model_for_kbit_training upcast of "
