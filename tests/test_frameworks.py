@@ -415,3 +415,35 @@ def test_rlhf_json_names_the_conventions() -> None:
     d = json.loads(runner.invoke(app, [*base, "--framework", "torchtune"]).stdout)
     assert d["conventions"]["framework"] == "torchtune"
     assert d["conventions"]["values"]["loss"] == "chunked"
+
+
+def test_litgpt_unties_the_head_on_the_cli() -> None:
+    # Llama 3.2 1B ties its head; LitGPT's conversion copies it into a separate lm_head, so the
+    # estimate is that of the untied model with LitGPT's conventions
+    from vramcalc.sources.presets import get_model
+
+    d = _json(["train", "llama-3.2-1b", "--method", "lora", "--framework", "litgpt", "-s", "1024"])
+    spec = get_model("llama-3.2-1b").model_copy(update={"tie_word_embeddings": False})
+    est = estimate_training(
+        spec,
+        method="lora",
+        seq_len=1024,
+        optimizer="adamw",
+        lora_rank=8,
+        lora_alpha=16.0,
+        lora_targets="q,v",
+        conventions=Conventions(**d["conventions"]["values"]),
+    )
+    assert d["total_bytes"] == est.total_bytes
+    tied = estimate_training(
+        "llama-3.2-1b",
+        method="lora",
+        seq_len=1024,
+        optimizer="adamw",
+        lora_rank=8,
+        lora_alpha=16.0,
+        lora_targets="q,v",
+        conventions=Conventions(**d["conventions"]["values"]),
+    )
+    # the second V × h matrix: 128,256 × 2,048 bf16 weights at least
+    assert d["total_bytes"] - tied.total_bytes >= 128_256 * 2_048 * 2
