@@ -31,6 +31,20 @@ from vramcalc.cli.common import (
     model_arg,
 )
 from vramcalc.cli.options import CheckOpt, exit_if_not_fit, size_option
+from vramcalc.cli.train_options import (
+    ActOffloadOpt,
+    AdapterDtypeOpt,
+    BnbVersionOpt,
+    CompileOpt,
+    FrameworkOpt,
+    LossChunksOpt,
+    LossOpt,
+    OptInBackwardOpt,
+    PackingOpt,
+    PagedOpt,
+    convention_flags,
+    stack_keywords,
+)
 from vramcalc.core.optimizers import Optimizer
 from vramcalc.errors import VramcalcError
 
@@ -261,6 +275,16 @@ def rlhf(
     as_json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.GiB,
     check: CheckOpt = False,
+    framework: FrameworkOpt = "hf",
+    loss: LossOpt = None,
+    loss_chunks: LossChunksOpt = None,
+    activation_offload: ActOffloadOpt = None,
+    optimizer_in_backward: OptInBackwardOpt = None,
+    compile_: CompileOpt = None,
+    adapter_dtype: AdapterDtypeOpt = None,
+    packing: PackingOpt = None,
+    paged_optimizer: PagedOpt = None,
+    bnb_version: BnbVersionOpt = None,
 ) -> None:
     """Memory per GPU, phase by phase, and compute of an RLHF stage: SFT, RM, PPO, DPO or GRPO.
 
@@ -281,6 +305,15 @@ def rlhf(
         "offload": _value(offload),
         "tp": tp,
     }
+    conv_kw, conv_json = stack_keywords(
+        framework,
+        convention_flags(
+            loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
+            adapter_dtype, packing, paged_optimizer, bnb_version,
+        ),
+        seq_len or prompt_len + response_len,
+    )  # fmt: skip
+    options |= conv_kw
     est = estimate_rlhf(
         model_arg(model, assume_llama),
         stage=stage.value,
@@ -321,11 +354,15 @@ def rlhf(
     if as_json:
         from vramcalc.cli.common import _print_json
 
-        _print_json(est.model_dump(mode="json"))
+        _print_json(est.model_dump(mode="json") | ({"conventions": conv_json} if conv_json else {}))
     else:
         from vramcalc.report.rlhf import render_rlhf
 
         render_rlhf(est, units.value)
+        if conv_json:
+            from vramcalc.report.fit import render_stack
+
+            render_stack(conv_json)
     # does not fit: any GPU group's peak exceeds its GPU
     exit_if_not_fit(check, all(g.gpu is None or g.gpu.fits for g in est.groups))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,7 +38,26 @@ from vramcalc.cli.options import (
     NodesOpt,
     exit_if_not_fit,
     need_gpu_for_check,
+    print_json,
     use_gpus_file,
+    warn,
+)
+from vramcalc.cli.train_options import (
+    ActOffloadOpt,
+    AdapterDtypeOpt,
+    BnbVersionOpt,
+    CompileOpt,
+    FrameworkOpt,
+    LoraAlphaOpt,
+    LoraRankOpt,
+    LoraTargetsOpt,
+    LossChunksOpt,
+    LossOpt,
+    OptInBackwardOpt,
+    PackingOpt,
+    PagedOpt,
+    convention_flags,
+    resolve_stack,
 )
 from vramcalc.core.optimizers import Optimizer
 
@@ -46,11 +65,17 @@ from vramcalc.core.optimizers import Optimizer
 def train(
     model: SourceArg,
     precision: Annotated[
-        PrecisionChoice, typer.Option("--precision", help="fp32, autocast mixed, or pure 16-bit")
-    ] = PrecisionChoice.bf16_mixed,
+        PrecisionChoice | None,
+        typer.Option(
+            "--precision", help="fp32, autocast mixed, or pure 16-bit [default: bf16-mixed]"
+        ),
+    ] = None,
     optimizer: Annotated[
-        Optimizer, typer.Option("--optimizer", help="optimizer whose state is kept")
-    ] = Optimizer.adamw,
+        Optimizer | None,
+        typer.Option(
+            "--optimizer", help="optimizer whose state is kept [default: framework's, else adamw]"
+        ),
+    ] = None,
     batch_size: BatchOpt = 1,
     grad_accum: Annotated[
         int,
@@ -58,9 +83,12 @@ def train(
     ] = 1,
     seq_len: SeqOpt = None,
     grad_checkpointing: Annotated[
-        CheckpointChoice,
-        typer.Option("--grad-checkpointing", help="none or full (recompute each layer)"),
-    ] = CheckpointChoice.none,
+        CheckpointChoice | None,
+        typer.Option(
+            "--grad-checkpointing",
+            help="none or full (recompute each layer) [default: framework's, else none]",
+        ),
+    ] = None,
     attention: AttnOpt = AttentionChoice.flash,
     gpu: GpuOpt = None,
     gpu_mem: GpuMemOpt = None,
@@ -69,18 +97,9 @@ def train(
     method: Annotated[
         MethodChoice, typer.Option("--method", help="full fine-tune, LoRA, or QLoRA (4-bit base)")
     ] = MethodChoice.full,
-    lora_rank: Annotated[
-        int, typer.Option("--lora-rank", min=1, max=65536, help="LoRA rank r")
-    ] = 8,
-    lora_alpha: Annotated[
-        float, typer.Option("--lora-alpha", help="LoRA scaling numerator (no memory effect)")
-    ] = 8.0,
-    lora_targets: Annotated[
-        str,
-        typer.Option(
-            "--lora-targets", help="comma list of q,k,v,o,gate,up,down,experts or all-linear"
-        ),
-    ] = "all-linear",
+    lora_rank: LoraRankOpt = None,
+    lora_alpha: LoraAlphaOpt = None,
+    lora_targets: LoraTargetsOpt = None,
     lora_dropout: Annotated[
         float, typer.Option("--lora-dropout", min=0.0, max=0.999, help="adapter input dropout")
     ] = 0.0,
@@ -115,27 +134,50 @@ def train(
     gpus_file: GpusFileOpt = None,
     check: CheckOpt = False,
     assume_llama: AssumeLlamaOpt = False,
+    framework: FrameworkOpt = "hf",
+    loss: LossOpt = None,
+    loss_chunks: LossChunksOpt = None,
+    activation_offload: ActOffloadOpt = None,
+    optimizer_in_backward: OptInBackwardOpt = None,
+    compile_: CompileOpt = None,
+    adapter_dtype: AdapterDtypeOpt = None,
+    packing: PackingOpt = None,
+    paged_optimizer: PagedOpt = None,
+    bnb_version: BnbVersionOpt = None,
 ) -> None:
     """Peak memory per GPU of a training step of MODEL: full, LoRA or QLoRA; one GPU or many."""
     from vramcalc.core.training import estimate_training
 
     use_gpus_file(gpus_file)
     need_gpu_for_check(check, gpu, gpu_mem)
+    src = _source(model, revision, offline, assume_llama)
+    flags = convention_flags(
+        loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
+        adapter_dtype, packing, paged_optimizer, bnb_version,
+    )  # fmt: skip
+    stack, spec = resolve_stack(
+        framework,
+        src.spec,
+        {
+            "precision": _value(precision),
+            "optimizer": _value(optimizer),
+            "grad_checkpointing": _value(grad_checkpointing),
+            "lora_rank": lora_rank,
+            "lora_alpha": lora_alpha,
+            "lora_targets": lora_targets,
+            "method": method.value,
+            "seq_len": seq_len,
+        },
+        flags,
+    )
     est = estimate_training(
-        _source(model, revision, offline, assume_llama),
-        precision=precision.value,
-        optimizer=optimizer.value,
+        spec if spec is not src.spec else src,
+        **stack.estimator_kwargs,
         batch_size=batch_size,
         grad_accum=grad_accum,
-        seq_len=seq_len,
-        grad_checkpointing=grad_checkpointing.value,
         attention=attention.value,
         gpu=gpu,
         gpu_mem_gib=gpu_mem,
-        method=method.value,
-        lora_rank=lora_rank,
-        lora_alpha=lora_alpha,
-        lora_targets=lora_targets,
         lora_dropout=lora_dropout,
         quant=_value(quant),
         num_gpus=num_gpus,
@@ -151,10 +193,26 @@ def train(
         cp=cp,
         explain=explain,
     )
-    if as_json or not (explain or est.parallel):
+    show_training(est, stack, any(v is not None for v in flags.values()), as_json, explain, units)
+    exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
+
+
+def show_training(
+    est: Any, stack: Any, flags_given: bool, as_json: bool, explain: bool, units: UnitsChoice
+) -> None:
+    """The estimate as JSON (with its ``conventions`` object) or as tables, and, when a profile
+    other than hf or a convention flag is in play, the line naming the values used."""
+    if as_json:
+        warn(est.warnings)
+        print_json(est.model_dump(mode="json") | {"conventions": stack.summary()})
+        return
+    if not (explain or est.parallel):
         _emit(est, as_json, units)
     else:
         from vramcalc.report import train as report_train
 
         report_train.render_training(est, units.value, explain=explain)
-    exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)
+    if stack.profile.name != "hf" or flags_given:
+        from vramcalc.report import fit as report_fit
+
+        report_fit.render_stack(stack.summary())

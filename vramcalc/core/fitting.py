@@ -18,105 +18,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vramcalc.core.cost import (
-    check_context,
-    estimate_inference_cost,
-    estimate_training_cost,
-    split_over_tp,
+from vramcalc.core.cost import check_context, estimate_inference_cost, estimate_training_cost
+from vramcalc.core.fit_advice import Suggestion, shown_workload, suggest
+from vramcalc.core.placement import (
+    MemoryFn,
+    Placement,
+    Task,
+    simple_placement,
 )
-from vramcalc.core.inference import estimate_inference
-from vramcalc.core.results import Component, Estimate
-from vramcalc.core.training import estimate_training
 from vramcalc.core.workloads import MAX_TOKENS, resolve_model
 from vramcalc.errors import VramcalcError, checked_keywords
 from vramcalc.spec.model import GPUSpec, ModelSpec
 from vramcalc.spec.precision import precision
 
-Task = Literal["infer", "train"]
 MAX_BATCH = 1_000_000
-
-_INFER_KEYS = {"dtype", "quant", "kv_dtype", "batch_size", "seq_len", "logits", "attention"}
-_TRAIN_KEYS = {
-    "precision",
-    "optimizer",
-    "batch_size",
-    "grad_accum",
-    "seq_len",
-    "grad_checkpointing",
-    "attention",
-}
-
-
-def single_gpu_estimate(spec: ModelSpec, task: Task, workload: Mapping[str, Any]) -> Estimate:
-    """The one-GPU memory estimate of `workload` (keyword arguments of estimate_inference or
-    estimate_training; unknown keys are an error)."""
-    allowed = _INFER_KEYS if task == "infer" else _TRAIN_KEYS
-    extra = set(workload) - allowed
-    if extra:
-        raise VramcalcError(
-            f"{task}: unknown workload option(s) {', '.join(sorted(extra))}; "
-            f"valid: {', '.join(sorted(allowed))}"
-        )
-    if task == "infer":
-        return estimate_inference(spec, **workload)
-    if task == "train":
-        return estimate_training(spec, **workload)
-    raise VramcalcError(f"task must be infer or train (got {task!r})")
-
-
-class Placement(BaseModel):
-    """Memory of one GPU when a job runs on `num_gpus` GPUs, and the parallelism assumed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    num_gpus: int
-    parallelism: str
-    per_gpu_bytes: int
-    components: list[Component]
-
-
-MemoryFn = Callable[[ModelSpec, Task, Mapping[str, Any], int], Placement]
-
-def simple_placement(
-    spec: ModelSpec, task: Task, workload: Mapping[str, Any], num_gpus: int
-) -> Placement:
-    """Per-GPU memory of a job spread over `num_gpus` GPUs.
-
-    * infer: tensor parallel over `num_gpus`: weights, KV cache, activations and allocator slack
-      split evenly; each GPU keeps its own CUDA context.
-    * train: PyTorch FSDP full sharding over `num_gpus` (each GPU its own micro-batch of
-      `batch_size`), computed by the distributed-training model (vramcalc.core.distributed): sharded
-      fp32 states, gathered 16-bit units, the reduce-scatter buffer.
-    """
-    if task == "train" and num_gpus > 1:
-        single_gpu_estimate(spec, task, workload)  # validates the workload keys
-        est = estimate_training(spec, **workload, fsdp="full", num_gpus=num_gpus)
-        return Placement(
-            num_gpus=num_gpus,
-            parallelism=f"FSDP full shard over {num_gpus} GPUs",
-            per_gpu_bytes=est.total_bytes,
-            components=est.components,
-        )
-    if task == "infer" and spec.num_attention_heads % num_gpus:  # as cost.estimate_inference_cost
-        raise VramcalcError(
-            f"tensor parallel over {num_gpus} GPUs needs the {spec.num_attention_heads} attention "
-            f"heads of {spec.name} to divide evenly; use a divisor of {spec.num_attention_heads}"
-        )
-    est = single_gpu_estimate(spec, task, workload)
-    if task == "train":
-        return Placement(
-            num_gpus=1,
-            parallelism="single GPU",
-            per_gpu_bytes=est.total_bytes,
-            components=est.components,
-        )
-    comps = split_over_tp(est.components, num_gpus)  # as `cost infer` counts its memory
-    return Placement(
-        num_gpus=num_gpus,
-        parallelism=f"TP={num_gpus}",
-        per_gpu_bytes=sum(c.bytes for c in comps),
-        components=comps,
-    )
 
 
 # ---- fit: largest batch, longest context ----------------------------------------------------------
@@ -158,6 +73,11 @@ class FitResult(BaseModel):
     )
     assumed_architecture: str | None = Field(
         None, description="--assume-llama: searched at the ×2 high end of a rough estimate"
+    )
+    fits: bool = Field(True, description="the described job (batch_size at seq_len) fits")
+    per_gpu_bytes: int = Field(0, description="peak of the described job, one GPU")
+    suggestions: list[Suggestion] = Field(
+        default_factory=list, description="train, when the job does not fit: changes that would"
     )
 
 
@@ -211,6 +131,18 @@ def fit(
     cap = min(spec.max_position_embeddings, MAX_TOKENS)
     max_batch = _largest(1, MAX_BATCH, lambda b: fits({"batch_size": b, "seq_len": seq}))
     max_seq = _largest(1, cap, lambda s: fits({"batch_size": batch, "seq_len": s}))
+    described = {**workload, "batch_size": batch, "seq_len": seq}
+    peak = memory_fn(spec, task, described, num_gpus).per_gpu_bytes
+    job_fits = peak * _rough_factor(spec) <= g.memory_bytes
+    suggestions: list[Suggestion] = []
+    if task == "train" and not job_fits:
+        suggestions = suggest(
+            described,
+            num_gpus,
+            g.memory_bytes,
+            lambda w, n: memory_fn(spec, task, w, n).per_gpu_bytes,
+            _rough_factor(spec),
+        )
     return FitResult(
         model=spec.name,
         gpu=g.name,
@@ -225,8 +157,13 @@ def fit(
         parallelism=memory_fn(
             spec, task, {**workload, "batch_size": 1, "seq_len": 1}, num_gpus
         ).parallelism,
-        workload={k: v for k, v in workload.items() if k not in ("batch_size", "seq_len")},
+        workload=shown_workload(
+            {k: v for k, v in workload.items() if k not in ("batch_size", "seq_len")}
+        ),
         assumed_architecture=spec.assumed_architecture,
+        fits=job_fits,
+        per_gpu_bytes=peak,
+        suggestions=suggestions,
     )
 
 
@@ -383,7 +320,7 @@ def plan(
     return Plan(
         model=spec.name,
         task=task,
-        workload=dict(workload)
+        workload=shown_workload(workload)
         | ({"tokens": str(tokens)} if tokens is not None else {})
         | (
             {"prompt_tokens": prompt_tokens, "output_tokens": output_tokens}
