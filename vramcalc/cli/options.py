@@ -114,10 +114,8 @@ def exit_if_not_fit(check: bool, fits: bool) -> None:
 
 
 def print_json(data: object, kind: str | None = None, key: str = "items") -> None:
-    """Every JSON document is an object that begins with schema_version and kind; a list is put
-    under `key`."""
-    import sys
-
+    """The one JSON writer of the command line: every document is an object that begins with
+    schema_version and kind (a list is put under `key`), written by safe_io.dumps_json."""
     from vramcalc.core.results import SCHEMA_VERSION
     from vramcalc.safe_io import dumps_json  # strict: no Infinity/NaN, ever
 
@@ -128,14 +126,15 @@ def print_json(data: object, kind: str | None = None, key: str = "items") -> Non
     sys.stdout.write(dumps_json(data) + "\n")
 
 
-def use_gpus_file(path: Path | None) -> None:
-    """Each command starts from the default lookup, then `--gpus-file` if given (so one
-    invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""
+def use_gpus_file(path: Path | None, price_source: str | None = None) -> None:
+    """Each command starts from the default lookup and price set, then `--gpus-file` and
+    `--price-source` if given (so one invocation's choice never leaks into the next in the same
+    process, e.g. under CliRunner)."""
     from vramcalc.sources.presets import use_gpus_file as use
     from vramcalc.sources.presets import use_price_source
 
     use(path)
-    use_price_source(None)
+    use_price_source(price_source)
 
 
 # typer ≥ 0.2x prints each option's Python type as a placeholder (<bool>, <str>, <int range>):
