@@ -49,7 +49,6 @@ _ALIASES = {
 # PEFT's kbit path; GPTQ/AWQ kernels with a backward through PEFT's quantized LoRA layers).
 QLORA_FORMATS = ("nf4", "nf4-nodq", "fp4", "llm.int8", "gptq", "awq")
 _BNB_FORMATS = ("nf4", "nf4-nodq", "fp4", "llm.int8")
-LORA_WIDTH = 4  # fp32 adapter weights, gradients and optimizer state (PEFT autocast_adapter_dtype)
 
 
 @dataclass(frozen=True, slots=True)
