@@ -1,12 +1,12 @@
 import ast
-import inspect
+import functools
 import re
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.testing
 
 from vramcalc.spec.model import ModelSpec
 
@@ -50,28 +50,41 @@ def _module_imports_torch(path: Path) -> bool:
     return _MODULE_CACHE[path]
 
 
-def _uses_torch(function: Any, seen: set[str] | None = None) -> bool:
-    """The test's body, or a function of its module that it calls (helpers such as a reference
-    model builder), imports torch or its kin."""
-    seen = set() if seen is None else seen
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError):
-        return False
-    if _TORCH_IN_BODY.search(source):
-        return True
-    module = sys.modules.get(getattr(function, "__module__", ""), None)
-    try:
-        tree = ast.parse(textwrap.dedent(source))
-    except SyntaxError:
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id not in seen:
-            seen.add(node.id)
-            helper = getattr(module, node.id, None)
-            if inspect.isfunction(helper) and helper.__module__ == function.__module__:
-                if _uses_torch(helper, seen):
-                    return True
+# A test that starts another Python process (a cold interpreter: ~0.3 s each) or draws charts
+# with matplotlib is `slow`: the full suite runs it, the fast lane does not.
+_SLOW_IN_BODY = re.compile(
+    r"\bsubprocess\.|\bsys\.executable\b|importorskip\(\s*[\"'](matplotlib|huggingface_hub)"
+)
+
+
+@functools.cache
+def _functions(path: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """Each function of a test module: its source and the names it uses (parsed once)."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    found: dict[str, tuple[str, frozenset[str]]] = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            body = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            names = frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+            found.setdefault(node.name, (body, names))
+    return found
+
+
+@functools.cache
+def _uses(pattern: re.Pattern[str], path: Path, name: str) -> bool:
+    """The test's body, or a function of its module that it calls (a helper such as a reference
+    model builder or a subprocess runner), matches `pattern`."""
+    functions = _functions(path)
+    todo, seen = [name], {name}
+    while todo:
+        body, names = functions[todo.pop()]
+        if pattern.search(body):
+            return True
+        for n in names - seen:
+            if n in functions:
+                seen.add(n)
+                todo.append(n)
     return False
 
 
@@ -102,14 +115,14 @@ SLOW_MODULES = ("test_readme.py",)
 @pytest.hookimpl(tryfirst=True)  # before -m deselects anything
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if Path(str(item.fspath)).name in SLOW_MODULES or any(
-            item.get_closest_marker(m) for m in SLOW_MARKERS
-        ):
+        path = Path(str(item.fspath))
+        name = getattr(getattr(item, "function", None), "__name__", "")
+        known = name in _functions(path)
+        if path.name in SLOW_MODULES or any(item.get_closest_marker(m) for m in SLOW_MARKERS):
             item.add_marker(pytest.mark.slow)
-        function = getattr(item, "function", None)
-        if _module_imports_torch(Path(str(item.fspath))) or (
-            function is not None and _uses_torch(function)
-        ):
+        if known and _uses(_SLOW_IN_BODY, path, name):
+            item.add_marker(pytest.mark.slow)
+        if _module_imports_torch(path) or (known and _uses(_TORCH_IN_BODY, path, name)):
             item.add_marker(pytest.mark.torch)
 
 
@@ -125,6 +138,23 @@ def _torch_marker_is_honest(request: pytest.FixtureRequest) -> object:
             "(pytest.importorskip) or mark it @pytest.mark.torch",
             pytrace=False,
         )
+
+
+# CliRunner.invoke builds the click command tree of the app it is given on every call (~0.1 s for
+# vramcalc's, most of a CLI test). The app is built once per process (cli.app.get_app) and never
+# changed after, so its tree is built once per test session here too.
+_COMMANDS: dict[int, tuple[Any, Any]] = {}
+_build_command = typer.testing._get_command
+
+
+def _cached_command(app: Any) -> Any:
+    hit = _COMMANDS.get(id(app))
+    if hit is None or hit[0] is not app:
+        hit = _COMMANDS[id(app)] = (app, _build_command(app))
+    return hit[1]
+
+
+typer.testing._get_command = _cached_command  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -73,10 +73,12 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+TREES = {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in MODULES.items()}
+LINES = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in MODULES.items()}
 
 
 def _imports(name: str, path: Path) -> Iterator[Import]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = TREES[name]
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
 
     def walk(node: ast.AST, nested: bool) -> Iterator[Import]:
@@ -225,18 +227,14 @@ def test_cycle_finder_finds_a_cycle() -> None:
 
 
 def test_no_module_over_500_lines() -> None:
-    long = {
-        name: n
-        for name, path in MODULES.items()
-        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
-    }
+    long = {name: n for name, n in LINES.items() if n > MAX_MODULE_LINES}
     assert set(long) - LONG_MODULE_ALLOWLIST == set(), long
 
 
 def test_no_function_over_150_lines() -> None:
     long = {}
-    for name, path in MODULES.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for name, tree in TREES.items():
+        for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 n = (node.end_lineno or node.lineno) - node.lineno + 1
                 if n > MAX_FUNCTION_LINES:
@@ -249,7 +247,7 @@ def _private_uses() -> list[str]:
     module bound by an import: a private name used outside the module that defines it."""
     bad = []
     for name, path in MODULES.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = TREES[name]
         bound: dict[str, str] = {}  # local name -> vramcalc module it is bound to
         for imp in _imports(name, path):
             if not imp.target.startswith("vramcalc") or imp.target == name:
