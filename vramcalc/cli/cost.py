@@ -24,11 +24,11 @@ from vramcalc.cli.common import (
     QuantChoice,
     SeqOpt,
     TrainDtypeChoice,
-    choice_value,
+    _print_json,
+    _rough_label,
+    _use_gpus_file,
+    _value,
     model_arg,
-    print_json,
-    rough_label,
-    use_gpus_file,
 )
 from vramcalc.cli.options import CheckOpt, GpusFileOpt, VramcalcGroup, exit_if_not_fit
 
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         """FLOPs, GPU-hours, wall time, price and energy of training MODEL on TOKENS tokens."""
         from vramcalc.core.cost import estimate_training_cost
 
-        use_gpus_file(gpus_file, price_source)
+        _use_gpus_file(gpus_file, price_source)
         model = model_arg(model, assume_llama)
         c = estimate_training_cost(
             model,
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
             price_usd_per_hour=price,
         )
         if as_json:
-            print_json(c.model_dump(mode="json") | rough_label(model))
+            _print_json(c.model_dump(mode="json") | _rough_label(model))
             return
         from vramcalc.report import cost as report_cost
 
@@ -123,14 +123,14 @@ def register(app: typer.Typer) -> None:
         from vramcalc.core.workloads import resolve_model
         from vramcalc.sources.presets import get_gpu
 
-        use_gpus_file(gpus_file, price_source)
+        _use_gpus_file(gpus_file, price_source)
         model = model_arg(model, assume_llama)
         c = estimate_inference_cost(
             model,
             gpu=gpu,
-            dtype=choice_value(dtype),
-            quant=choice_value(quant),
-            kv_dtype=choice_value(kv_dtype),
+            dtype=_value(dtype),
+            quant=_value(quant),
+            kv_dtype=_value(kv_dtype),
             batch_size=batch_size,
             prompt_tokens=prompt,
             output_tokens=output,
@@ -140,9 +140,9 @@ def register(app: typer.Typer) -> None:
             price_usd_per_hour=price,
         )
         workload = {
-            "dtype": choice_value(dtype),
-            "quant": choice_value(quant),
-            "kv_dtype": choice_value(kv_dtype),
+            "dtype": _value(dtype),
+            "quant": _value(quant),
+            "kv_dtype": _value(kv_dtype),
             "batch_size": batch_size,
             "seq_len": prompt + output,
         }
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
         if assume_llama:  # a rough estimate never says "fits" (results.gpu_fit)
             fits["verdict"] = "may fit" if fits["fits"] else "does not fit"
         if as_json:
-            print_json(c.model_dump(mode="json") | {"memory": fits} | rough_label(model))
+            _print_json(c.model_dump(mode="json") | {"memory": fits} | _rough_label(model))
         else:
             from vramcalc.report import cost as report_cost
 

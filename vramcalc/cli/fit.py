@@ -28,9 +28,9 @@ from vramcalc.cli.common import (
     SeqOpt,
     TaskChoice,
     TaskOpt,
+    _print_json,
+    _use_gpus_file,
     model_arg,
-    print_json,
-    use_gpus_file,
     workload_options,
 )
 from vramcalc.cli.options import CheckOpt, GpusFileOpt, exit_if_not_fit, size_option
@@ -65,14 +65,14 @@ def register(app: typer.Typer) -> None:
         """The largest batch size and the longest context of MODEL that fit the GPU(s)."""
         from vramcalc.core.fitting import fit
 
-        use_gpus_file(gpus_file, price_source)
+        _use_gpus_file(gpus_file, price_source)
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len,
         )  # fmt: skip
         r = fit(model_arg(model, assume_llama), gpu, task=task.value, num_gpus=num_gpus, **workload)  # type: ignore[arg-type]
         if as_json:
-            print_json(r.model_dump(mode="json"), "fit")
+            _print_json(r.model_dump(mode="json"), "fit")
         else:
             from vramcalc.report import cost as report_cost
 
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
         """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
         from vramcalc.core.fitting import plan
 
-        use_gpus_file(gpus_file, price_source)
+        _use_gpus_file(gpus_file, price_source)
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len if task is TaskChoice.train else None,
@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
             **workload,
         )
         if as_json:
-            print_json(p.model_dump(mode="json"))
+            _print_json(p.model_dump(mode="json"))
         else:
             from vramcalc.report import cost as report_cost
 

@@ -27,7 +27,7 @@ from vramcalc.cli.common import (
     QuantChoice,
     UnitsChoice,
     UnitsOpt,
-    choice_value,
+    _value,
     model_arg,
 )
 from vramcalc.cli.options import CheckOpt, exit_if_not_fit, size_option
@@ -230,16 +230,16 @@ def rlhf(
     from vramcalc.core.rlhf import estimate_rlhf
 
     options = {
-        "method": choice_value(method),
+        "method": _value(method),
         "lora_rank": lora_rank,
         "lora_targets": lora_targets,
-        "quant": choice_value(quant),
+        "quant": _value(quant),
         "num_gpus": num_gpus,
         "nodes": nodes,
         "gpus_per_node": gpus_per_node,
         "zero": zero,
-        "fsdp": choice_value(fsdp),
-        "offload": choice_value(offload),
+        "fsdp": _value(fsdp),
+        "offload": _value(offload),
         "tp": tp,
     }
     est = estimate_rlhf(
@@ -260,7 +260,7 @@ def rlhf(
         comparisons=comparisons,
         group_size=group_size,
         frozen_dtype=frozen_dtype,
-        kv_dtype=choice_value(kv_dtype),
+        kv_dtype=_value(kv_dtype),
         offload_frozen=offload_frozen,
         reference=reference.value,
         reference_shares_base=share_base,
@@ -280,9 +280,9 @@ def rlhf(
     if check and gpu is None and gpu_mem is None:
         raise VramcalcError("--check needs a GPU to check against: add --gpu or --gpu-mem")
     if as_json:
-        from vramcalc.cli.common import print_json
+        from vramcalc.cli.common import _print_json
 
-        print_json(est.model_dump(mode="json"))
+        _print_json(est.model_dump(mode="json"))
     else:
         from vramcalc.report.rlhf import render_rlhf
 

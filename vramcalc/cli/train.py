@@ -26,9 +26,9 @@ from vramcalc.cli.common import (
     SourceArg,
     UnitsChoice,
     UnitsOpt,
-    choice_value,
-    emit_estimate,
-    model_source,
+    _emit,
+    _source,
+    _value,
 )
 from vramcalc.cli.options import (
     CheckOpt,
@@ -122,7 +122,7 @@ def train(
     use_gpus_file(gpus_file)
     need_gpu_for_check(check, gpu, gpu_mem)
     est = estimate_training(
-        model_source(model, revision, offline, assume_llama),
+        _source(model, revision, offline, assume_llama),
         precision=precision.value,
         optimizer=optimizer.value,
         batch_size=batch_size,
@@ -137,12 +137,12 @@ def train(
         lora_alpha=lora_alpha,
         lora_targets=lora_targets,
         lora_dropout=lora_dropout,
-        quant=choice_value(quant),
+        quant=_value(quant),
         num_gpus=num_gpus,
         nodes=nodes,
         gpus_per_node=gpus_per_node,
         zero=zero,
-        fsdp=choice_value(fsdp),
+        fsdp=_value(fsdp),
         offload=offload.value,
         tp=tp,
         pp=pp,
@@ -152,7 +152,7 @@ def train(
         explain=explain,
     )
     if as_json or not (explain or est.parallel):
-        emit_estimate(est, as_json, units)
+        _emit(est, as_json, units)
     else:
         from vramcalc.report import train as report_train
 

@@ -20,10 +20,10 @@ from functools import lru_cache
 from vramcalc.spec.model import ModelSpec
 
 # Architectures whose projections are fused in transformers (one input cast instead of three/two).
-FUSED_QKV = {"gpt2", "phi3", "falcon", "gpt_neox"}
-FUSED_GATE_UP = {"phi3"}
+_FUSED_QKV = {"gpt2", "phi3", "falcon", "gpt_neox"}
+_FUSED_GATE_UP = {"phi3"}
 # Architectures whose config enables dropout during training (GPT-2: resid/embd/attn pdrop 0.1).
-DROPOUT = {"gpt2"}
+_DROPOUT = {"gpt2"}
 # Models whose final logits are soft-capped (Gemma-2: final_logit_softcapping = 30).
 LOGIT_SOFTCAP = {"gemma2"}
 # Decoder blocks whose forward keeps the attention output referenced through the MLP.
@@ -47,7 +47,7 @@ def widths(precision: str) -> Widths:
     return Widths(2, 2, False)  # pure bf16 / fp16
 
 
-def norm_saved(spec: ModelSpec, w: Widths) -> int:
+def _norm_saved(spec: ModelSpec, w: Widths) -> int:
     """Bytes per token one norm saves. transformers' RMSNorm computes
     ``weight * (x.float() * rsqrt(mean(x.float()²) + eps)).to(dtype)``: pow and mul save the fp32
     input (4h) and the fp32 rsqrt (4 B); the weight multiply saves the normalised value, fp32 (4h)
@@ -60,7 +60,7 @@ def norm_saved(spec: ModelSpec, w: Widths) -> int:
     return 4 * h + 4 + (w.a * h if w.r == 2 else 4 * h)
 
 
-def inputs_saved(n_projections: int, fused: bool, spec: ModelSpec, w: Widths) -> int:
+def _inputs_saved(n_projections: int, fused: bool, spec: ModelSpec, w: Widths) -> int:
     """Input of the projections reading one normalised stream: saved once, or once per projection
     under autocast (its casts are not cached for non-leaf tensors)."""
     copies = (1 if fused else n_projections) if w.autocast else 1
@@ -70,7 +70,7 @@ def inputs_saved(n_projections: int, fused: bool, spec: ModelSpec, w: Widths) ->
 def attention_scores_per_token(spec: ModelSpec, seq_len: int, w: Widths) -> int:
     """Eager attention keeps the fp32 softmax output and its cast (heads × s per token)."""
     extra = 0 if w.a == 4 else w.a
-    dropout = (1 + w.a) if spec.architecture in DROPOUT else 0  # mask + output
+    dropout = (1 + w.a) if spec.architecture in _DROPOUT else 0  # mask + output
     return spec.num_attention_heads * seq_len * (4 + extra + dropout)
 
 
@@ -89,7 +89,7 @@ def layer_saved_bytes_per_token(
     # transformers >= 5 with torch >= 2.5) runs with enable_gqa and saves them unexpanded.
     gqa = spec.kv_heads != spec.num_attention_heads
     kv_saved = q if gqa and attention == "eager" else kv
-    attn = inputs_saved(3, arch in FUSED_QKV, spec, w)
+    attn = _inputs_saved(3, arch in _FUSED_QKV, spec, w)
     attn += w.a * (q + 2 * kv_saved)  # SDPA saves q, k, v
     attn += w.a * q * 2 + 4 * spec.num_attention_heads  # SDPA output + contiguous copy + logsumexp
     if attention == "eager":
@@ -98,22 +98,22 @@ def layer_saved_bytes_per_token(
     # Parallel blocks (spec.parallel_block: GPT-J, Phi-2, Cohere) feed one normed input to both
     # branches; counting them as sequential branches here is approximate (not traced), within the
     # few hidden-width vectors per token that the shared input saves.
-    if arch in DROPOUT:
+    if arch in _DROPOUT:
         attn += h  # residual dropout masks (bool), after attention and after the MLP
         mlp += h
-    return {"attention": attn, "mlp": mlp, "norms": spec.norms_per_layer * norm_saved(spec, w)}
+    return {"attention": attn, "mlp": mlp, "norms": spec.norms_per_layer * _norm_saved(spec, w)}
 
 
 def _mlp_saved(spec: ModelSpec, inter: int, w: Widths) -> int:
     if spec.mlp_kind == "gated":
         # input(s); act saves gate output; mul saves act output and up output; down saves product
-        return inputs_saved(2, spec.architecture in FUSED_GATE_UP, spec, w) + 4 * w.a * inter
+        return _inputs_saved(2, spec.architecture in _FUSED_GATE_UP, spec, w) + 4 * w.a * inter
     # plain: fc input; tanh-GELU written out (gelu_new) keeps x, tanh(x'), 0.5·x, 1+tanh; fc_out input.
     # Under autocast, pow runs in fp32, so x, tanh and 1+tanh are fp32.
     gelu = (4 + 4 + 2 + 4 + 2) * inter if w.autocast else 5 * w.a * inter
     if spec.activation not in ("gelu_new",):
         gelu = 2 * w.a * inter  # fused GELU: saves its input, fc_out saves the output
-    return inputs_saved(1, True, spec, w) + gelu
+    return _inputs_saved(1, True, spec, w) + gelu
 
 
 def moe_mlp_saved_per_token(spec: ModelSpec, precision: str) -> int:
@@ -144,8 +144,8 @@ def layer_bytes_per_token(
 def head_saved_bytes_per_token(spec: ModelSpec, precision: str) -> int:
     """Final norm and lm_head input (+ the embedding dropout mask for GPT-2)."""
     w = widths(precision)
-    extra = spec.hidden_size if spec.architecture in DROPOUT else 0
-    return norm_saved(spec, w) + inputs_saved(1, True, spec, w) + extra
+    extra = spec.hidden_size if spec.architecture in _DROPOUT else 0
+    return _norm_saved(spec, w) + _inputs_saved(1, True, spec, w) + extra
 
 
 def training_logits_peak_bytes_per_token(spec: ModelSpec, act_bytes: int = 2) -> int:

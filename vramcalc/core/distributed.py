@@ -404,7 +404,7 @@ def _stage_estimate(
     layer_ws = max(dense_layer if dense_s else 0, moe_layer if moe_s else 0)
     head_per_token = act.head_saved_bytes_per_token(spec, ap)
     if not full:  # a frozen lm_head saves no input
-        head_per_token -= act.inputs_saved(1, True, spec, w)
+        head_per_token -= act._inputs_saved(1, True, spec, w)
     head = tokens * head_per_token / rep_div if last else 0
     logits = (
         _div(tokens * act.training_logits_peak_bytes_per_token(spec, w.a), plan.tp) if last else 0

@@ -49,6 +49,7 @@ _ALIASES = {
 # PEFT's kbit path; GPTQ/AWQ kernels with a backward through PEFT's quantized LoRA layers).
 QLORA_FORMATS = ("nf4", "nf4-nodq", "fp4", "llm.int8", "gptq", "awq")
 _BNB_FORMATS = ("nf4", "nf4-nodq", "fp4", "llm.int8")
+LORA_WIDTH = 4  # fp32 adapter weights, gradients and optimizer state (PEFT autocast_adapter_dtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +82,9 @@ def adapter_sites(spec: ModelSpec) -> tuple[AdapterSite, ...]:
     """The linear modules of the decoder blocks, as transformers builds them (fused where fused)."""
     sites: dict[str, AdapterSite] = {}
     fuse = {}
-    if spec.architecture in act.FUSED_QKV:
+    if spec.architecture in act._FUSED_QKV:
         fuse.update({"q": "qkv", "k": "qkv", "v": "qkv"})
-    if spec.architecture in act.FUSED_GATE_UP:
+    if spec.architecture in act._FUSED_GATE_UP:
         fuse.update({"gate": "gate_up", "up": "gate_up"})
     for g in tensor_groups(spec):
         target = _target_of(g.name) if g.kind in (LINEAR, ROUTER) else None
@@ -190,11 +191,11 @@ def frozen_inputs_not_saved_per_token(spec: ModelSpec, precision: str) -> dict[s
     w = act.widths(precision)
     arch = spec.architecture
     gated = spec.mlp_kind == "gated"
-    fused_mlp = arch in act.FUSED_GATE_UP or not gated
+    fused_mlp = arch in act._FUSED_GATE_UP or not gated
     return {
-        "attention_replicated": act.inputs_saved(3, arch in act.FUSED_QKV, spec, w),
+        "attention_replicated": act._inputs_saved(3, arch in act._FUSED_QKV, spec, w),
         "attention_split": w.a * spec.q_dim,
-        "mlp_replicated": act.inputs_saved(2 if gated else 1, fused_mlp, spec, w),
+        "mlp_replicated": act._inputs_saved(2 if gated else 1, fused_mlp, spec, w),
         "mlp_split": w.a * spec.intermediate_size,
     }
 

@@ -308,11 +308,11 @@ def layer_replicated_bytes_per_token(spec: ModelSpec, precision: str) -> int:
     the norms' saved tensors, the inputs of QKV and of the MLP, and dropout masks."""
     w = act.widths(precision)
     arch = spec.architecture
-    norms = spec.norms_per_layer * act.norm_saved(spec, w)
-    inputs = act.inputs_saved(3, arch in act.FUSED_QKV, spec, w)
+    norms = spec.norms_per_layer * act._norm_saved(spec, w)
+    inputs = act._inputs_saved(3, arch in act._FUSED_QKV, spec, w)
     gated = spec.mlp_kind == "gated"
-    inputs += act.inputs_saved(2 if gated else 1, arch in act.FUSED_GATE_UP or not gated, spec, w)
-    dropout = 2 * spec.hidden_size if arch in act.DROPOUT else 0
+    inputs += act._inputs_saved(2 if gated else 1, arch in act._FUSED_GATE_UP or not gated, spec, w)
+    dropout = 2 * spec.hidden_size if arch in act._DROPOUT else 0
     return norms + inputs + dropout
 
 
@@ -340,7 +340,7 @@ def megatron_layer_parts(
     dropout). An MoE layer's routed part is sized as activations.moe_mlp_saved_per_token (16-bit).
     """
     h, q, kv = spec.hidden_size, spec.q_dim, spec.kv_dim
-    dropout = spec.architecture in act.DROPOUT
+    dropout = spec.architecture in act._DROPOUT
     rep = spec.norms_per_layer * 2 * h + 2 * h + 2 * h + (2 * h if dropout else 0)
     split = 2 * (q + 2 * kv) + 2 * q
     if attention == "eager":

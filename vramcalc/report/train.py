@@ -6,21 +6,21 @@ from rich.table import Table
 
 from vramcalc.core.results import Estimate
 from vramcalc.report.console import (
+    _bar,
+    _console,
+    _fmt,
     band_line,
     explain_lines,
     fit_line,
-    fmt_bytes,
-    make_console,
     plain,
     print_table,
-    share_bar,
 )
 
 
 def render_training(est: Estimate, units: str = "GiB", explain: bool = False) -> None:
     """The component table (per GPU, and summed over the cluster for multi-GPU jobs), the fit,
     what each choice saved, and with `explain` every term's formula with its numbers."""
-    console = make_console()
+    console = _console()
     method = est.inputs.get("method", "full")
     title = f"Training memory: {plain(est.model)} ({est.params / 1e9:.2f}B params"
     if method != "full":
@@ -39,16 +39,16 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     total = est.total_bytes or 1
     for c in est.components:
         share = c.bytes / total
-        row = [plain(c.name), fmt_bytes(c.bytes, units), f"{share:.1%}"]
+        row = [plain(c.name), _fmt(c.bytes, units), f"{share:.1%}"]
         if multi:
-            row.append(fmt_bytes(c.cluster_bytes or 0, units))
+            row.append(_fmt(c.cluster_bytes or 0, units))
         else:
-            row.append(share_bar(share))
+            row.append(_bar(share))
         table.add_row(*row)
     table.add_section()
-    row = ["[bold]total", f"[bold]{fmt_bytes(est.total_bytes, units)}", "100.0%"]
+    row = ["[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%"]
     if multi:
-        row.append(f"[bold]{fmt_bytes(est.cluster_total_bytes or 0, units)}")
+        row.append(f"[bold]{_fmt(est.cluster_total_bytes or 0, units)}")
     else:
         row.append("")
     table.add_row(*row)
@@ -75,18 +75,18 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
             extras.append(f"states sharded over {p['shard_degree']} ranks")
         console.print(f"parallel: {', '.join(x for x in [layout, *extras] if x)}")
     if len(est.stage_totals_bytes) > 1:
-        stages = ", ".join(fmt_bytes(b, units) for b in est.stage_totals_bytes)
+        stages = ", ".join(_fmt(b, units) for b in est.stage_totals_bytes)
         console.print(f"per-GPU total by pipeline stage ({units}): {stages}")
     if est.cpu_bytes_per_node:
         console.print(
-            f"CPU memory per node (offloaded state): {fmt_bytes(est.cpu_bytes_per_node, units)} {units}"
+            f"CPU memory per node (offloaded state): {_fmt(est.cpu_bytes_per_node, units)} {units}"
         )
     if est.gpu is not None:
         console.print(fit_line(est, units) + (" (most loaded GPU)" if multi else ""))
     for s in est.savings:
         verb = "saves" if s.saved_bytes >= 0 else "costs"
         console.print(
-            f"{s.choice} {verb} {fmt_bytes(abs(s.saved_bytes), units)} {units} per GPU vs {s.compared_to}"
+            f"{s.choice} {verb} {_fmt(abs(s.saved_bytes), units)} {units} per GPU vs {s.compared_to}"
         )
     if explain:
         for line in explain_lines(est):
