@@ -12,15 +12,17 @@ import typer
 from vramcalc.cli.options import (
     GpusPerNodeOpt,
     NodesOpt,
+    TaskChoice,
     print_json,
     size_option,
+    task_option,
     use_gpus_file,
     warn,
 )
 from vramcalc.core.optimizers import Optimizer
 from vramcalc.spec.quant import DEFAULT_FORMAT, FORMATS, KV_BYTES
 
-__all__ = ["GpusPerNodeOpt", "NodesOpt", "print_json", "use_gpus_file"]
+__all__ = ["GpusPerNodeOpt", "NodesOpt", "TaskChoice", "print_json", "use_gpus_file"]
 
 
 DtypeChoice = Enum("DtypeChoice", {k: k for k in DEFAULT_FORMAT}, type=str)  # type: ignore[misc]
@@ -172,11 +174,6 @@ def emit_estimate(est: Any, as_json: bool, units: UnitsChoice, explain: bool = F
 # ---- options shared by gpus, cost, fit and plan ----
 
 
-class TaskChoice(str, Enum):
-    infer = "infer"
-    train = "train"
-
-
 class TrainDtypeChoice(str, Enum):
     bf16 = "bf16"
     fp16 = "fp16"
@@ -247,7 +244,7 @@ def workload_options(
     }
 
 
-TaskOpt = Annotated[TaskChoice, typer.Option("--task", help="infer or train")]
+TaskOpt = Annotated[TaskChoice, task_option("--task")]
 DtypeOpt = Annotated[DtypeChoice, typer.Option("--dtype", help="infer: weight dtype")]
 QuantOpt = Annotated[QuantChoice | None, typer.Option("--quant", help="infer: quant format")]
 KvOpt = Annotated[KvChoice | None, typer.Option("--kv-dtype", help="infer: KV cache dtype")]

@@ -11,8 +11,11 @@ import typer
 from vramcalc.cli.options import print_json, size_option
 from vramcalc.errors import VramcalcError
 from vramcalc.safe_io import dumps_json
+from vramcalc.spec.task import TASK_VERBS, Task, parse_task
 
-TaskArg = Annotated[str, typer.Option("--task", help="inference or training")]
+TaskArg = Annotated[
+    str, typer.Option("--task", metavar="TASK", help="inference (infer) or training (train)")
+]
 
 
 _WORKLOAD_OPTIONS = (
@@ -28,12 +31,18 @@ _WORKLOAD_OPTIONS = (
 )
 
 
+def _task(text: str, option: str) -> Task:
+    """inference or training from either spelling; an error names the option."""
+    try:
+        return parse_task(text)
+    except VramcalcError:
+        raise VramcalcError(f"{option} {text}: use inference (infer) or training (train)") from None
+
+
 def _workload(args: dict[str, Any]) -> Any:
     """The Workload a command's options describe (the options every command shares)."""
-    model, task = args["model"], args["task"]
+    model, task = args["model"], _task(args["task"], "--task")  # either spelling
     kw = {k: args[k] for k in _WORKLOAD_OPTIONS}
-    if task not in ("inference", "training"):
-        raise VramcalcError(f"--task {task}: use inference or training")
     try:
         from vramcalc.measure.workload import make_workload
     except ImportError as exc:  # pragma: no cover - torch extra missing
@@ -73,7 +82,7 @@ def _dist_run(args: dict[str, Any]) -> Any:
     wants = args["num_gpus"] > 1 or args["fsdp"] or args["zero"] is not None or args["tp"] > 1
     if not wants and args["method"] == "full":
         return None
-    if args["task"] != "training":
+    if _task(args["task"], "--task") != "training":
         raise VramcalcError("--num-gpus/--fsdp/--zero/--tp/--method need --task training")
     if args["num_gpus"] < 2:
         raise VramcalcError(
@@ -218,7 +227,10 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--suite", help="standard: the fixed single-GPU suite")
         ] = None,
         only: Annotated[
-            str | None, typer.Option("--only", help="suite half: infer or train")
+            str | None,
+            typer.Option(
+                "--only", metavar="TASK", help="suite half: inference (infer) or training (train)"
+            ),
         ] = None,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="list the suite with estimates; run nothing")
@@ -329,8 +341,8 @@ def _suite_command(
 
     if suite != "standard":
         raise VramcalcError(f"--suite {suite}: the runnable suite is standard")
-    if only not in (None, "infer", "train"):
-        raise VramcalcError(f"--only {only}: use infer or train")
+    if only is not None:  # either spelling; the suite file names its halves infer and train
+        only = TASK_VERBS[_task(only, "--only")]
     items = su.load_suite(only)
     if dry_run:
         rows = [su.dry_row(item) for item in items]

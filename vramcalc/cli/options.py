@@ -4,6 +4,7 @@ case-insensitive choices, and help without a type placeholder on every flag."""
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,36 @@ def size_option(*decls: str, help: str, low: int = 1, high: int, binary: bool = 
         parser=SizeParser(low, high, binary=binary),
         metavar="LENGTH" if binary else "SIZE",
         help=help + (LENGTH_HELP if binary else " (1k = 1,000)"),
+    )
+
+
+class TaskChoice(str, Enum):
+    """The task, spelt as the commands are named (`vramcalc infer`, `cost train`): the value the
+    library's fit/plan/sweep take and their JSON `task` keeps."""
+
+    infer = "infer"
+    train = "train"
+
+
+def _task_choice(value: str | TaskChoice) -> TaskChoice:
+    """Either spelling of spec.task (inference/infer, training/train, any case)."""
+    if isinstance(value, TaskChoice):
+        return value
+    from vramcalc.spec.task import TASK_VERBS, parse_task
+
+    try:
+        return TaskChoice(TASK_VERBS[parse_task(value)])
+    except VramcalcError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def task_option(*decls: str, help: str = "") -> Any:
+    """`--task`: inference or training, the command names infer and train read as the same."""
+    return typer.Option(
+        *decls,
+        parser=_task_choice,
+        metavar="TASK",
+        help=(help + ": " if help else "") + "inference (infer) or training (train)",
     )
 
 
