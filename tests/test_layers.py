@@ -36,7 +36,6 @@ LONG_MODULE_ALLOWLIST = {
     "vramcalc.core.rlhf",  # h2: RLHF as a package
 }
 LONG_FUNCTION_ALLOWLIST = {
-    "vramcalc.cli.measure:register",  # h3: split before merge (trace/measure/validate)
     "vramcalc.core.distributed:_stage_estimate",  # h1
     "vramcalc.core.training:estimate_training",  # h1
     "vramcalc.cli.rlhf:rlhf",  # h2 (cli/rlhf.py)
