@@ -23,8 +23,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vramcalc"
 RANK = {"base": 0, "spec": 1, "sources": 2, "core": 3, "api": 4, "report": 5, "cli": 6}
 
 # Function-level imports of measure/ allowed outside it: the torch-backed commands (cli/measure.py
-# imports measure/ when `trace`, `measure`, `validate` run) and the exact meta-device route of
-# `--from-config` (sources/__init__.py, only when the formula route cannot map the architecture).
+# imports measure/ when `trace`, `measure`, `validate` run) and the exact meta-device route of a
+# config.json (sources/__init__.py, only when the formula route cannot map the architecture).
 LAZY_MEASURE = {"vramcalc.cli.measure", "vramcalc.sources"}
 
 # Known offenders, each with the helper fixing it this session; the lead empties these at merge.
@@ -141,9 +141,9 @@ def test_every_module_has_a_layer() -> None:
     assert {m: layer(m) for m in MODULES if layer(m) not in known} == {}
 
 
-def test_lower_layers_never_import_higher_ones() -> None:
+def layer_violations(imports: list[Import]) -> list[str]:
     bad = []
-    for imp in IMPORTS:
+    for imp in imports:
         if not imp.target.startswith("vramcalc"):
             continue
         src, dst = layer(imp.importer), layer(imp.target)
@@ -151,7 +151,19 @@ def test_lower_layers_never_import_higher_ones() -> None:
             continue  # measure may import anything; measure's importers: next test
         if dst == "package" or RANK[dst] > RANK[src]:
             bad.append(f"{imp.importer}:{imp.line} ({src}) imports {imp.target} ({dst})")
-    assert bad == []
+    return bad
+
+
+def test_lower_layers_never_import_higher_ones() -> None:
+    assert layer_violations(IMPORTS) == []
+
+
+def test_a_function_level_upward_import_is_caught() -> None:
+    """core importing report inside a function (never run by an import-time check) is refused."""
+    imp = Import("vramcalc.core.inference", "vramcalc.report.console", ("plain",), 9, True)
+    assert layer_violations([imp]) == [
+        "vramcalc.core.inference:9 (core) imports vramcalc.report.console (report)"
+    ]
 
 
 def test_measure_is_imported_only_lazily_by_the_listed_modules() -> None:
