@@ -71,3 +71,17 @@ def test_bad_task_is_one_line_naming_both_words(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'serve'" in err
     assert "inference (infer) or training (train)" in err
+
+
+def test_library_reads_either_spelling() -> None:
+    """vramcalc.fit/plan/sweep/compare take task="training" as task="train" (the same job)."""
+    import vramcalc
+
+    by_verb = vramcalc.fit("gpt2", "h100", task="train", seq_len=1024)
+    by_noun = vramcalc.fit("gpt2", "h100", task="training", seq_len=1024)
+    assert by_noun == by_verb and by_noun.task == "train"
+    assert vramcalc.plan("llama-2-7b", task="Inference") == vramcalc.plan("llama-2-7b")
+    # positional, as the sweep command passes it
+    assert vramcalc.sweep("gpt2", "training", batch_size=[1, 2]).task == "train"
+    with pytest.raises(VramcalcError, match=r"task 'serve': use inference \(infer\)"):
+        vramcalc.compare("gpt2", task="serve")
