@@ -204,9 +204,7 @@ def test_korthikanti_table2_by_hand() -> None:
     assert korthikanti_layer_bytes(s, b, h, a) == sbh * (34 + 80)
     assert korthikanti_layer_bytes(s, b, h, a, t=8) == sbh * (10 + 3 + 10)
     assert korthikanti_layer_bytes(s, b, h, a, t=8, sp=True) == sbh * 114 / 8
-    assert (
-        korthikanti_layer_bytes(s, b, h, a, t=8, sp=True, recompute="selective") == sbh * 34 / 8
-    )
+    assert korthikanti_layer_bytes(s, b, h, a, t=8, sp=True, recompute="selective") == sbh * 34 / 8
     assert korthikanti_layer_bytes(s, b, h, a, t=8, recompute="full") == 2 * sbh
 
 
