@@ -16,6 +16,9 @@ from vramcalc.errors import VramcalcError
 from vramcalc.sources import resolve_model_source
 from vramcalc.sources.hf_config import spec_from_config
 
+# an unmapped config asks transformers about its model_type first (the exact route)
+pytestmark = pytest.mark.torch
+
 # A 7B-shaped config under a model_type vramcalc does not map.
 UNMAPPED: dict[str, Any] = {
     "model_type": "brand_new_lm",

@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paper_formulas import korthikanti_layer_bytes, zero_model_state_bytes
 from typer.testing import CliRunner
 
 import vramcalc
@@ -32,14 +33,14 @@ def _states(**kw: object) -> int:
 def test_zero_paper_figure_1() -> None:
     # ZeRO paper Figure 1: Ψ = 7.5B, K = 12, N_d = 64 → 120 GB, 31.4 GB, 16.6 GB, 1.88 GB per GPU
     psi = 7_500_000_000
-    figures = [par.zero_model_state_bytes(psi, stage, 64) / 1e9 for stage in (0, 1, 2, 3)]
+    figures = [zero_model_state_bytes(psi, stage, 64) / 1e9 for stage in (0, 1, 2, 3)]
     assert [round(f, 1) for f in figures[:3]] == [120.0, 31.4, 16.6]
     assert round(figures[3], 2) == 1.88
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
 def test_estimator_equals_paper_formula(stage: int) -> None:
-    assert _states(zero=stage, num_gpus=8) == par.zero_model_state_bytes(PSI, stage, 8)
+    assert _states(zero=stage, num_gpus=8) == zero_model_state_bytes(PSI, stage, 8)
 
 
 def test_zero_stages_follow_the_paper() -> None:
@@ -175,13 +176,11 @@ def test_korthikanti_table2_by_hand() -> None:
     # GPT-3 175B: s=2048, b=1, h=12288, a=96, t=8; 5as/h = 5·96·2048/12288 = 80
     s, b, h, a = 2048, 1, 12288, 96
     sbh = s * b * h
-    assert par.korthikanti_layer_bytes(s, b, h, a) == sbh * (34 + 80)
-    assert par.korthikanti_layer_bytes(s, b, h, a, t=8) == sbh * (10 + 3 + 10)
-    assert par.korthikanti_layer_bytes(s, b, h, a, t=8, sp=True) == sbh * 114 / 8
-    assert (
-        par.korthikanti_layer_bytes(s, b, h, a, t=8, sp=True, recompute="selective") == sbh * 34 / 8
-    )
-    assert par.korthikanti_layer_bytes(s, b, h, a, t=8, recompute="full") == 2 * sbh
+    assert korthikanti_layer_bytes(s, b, h, a) == sbh * (34 + 80)
+    assert korthikanti_layer_bytes(s, b, h, a, t=8) == sbh * (10 + 3 + 10)
+    assert korthikanti_layer_bytes(s, b, h, a, t=8, sp=True) == sbh * 114 / 8
+    assert korthikanti_layer_bytes(s, b, h, a, t=8, sp=True, recompute="selective") == sbh * 34 / 8
+    assert korthikanti_layer_bytes(s, b, h, a, t=8, recompute="full") == 2 * sbh
 
 
 def test_replicated_part_is_korthikanti_ten_sbh_for_gpt2() -> None:
@@ -208,15 +207,15 @@ def test_megatron_gpt3_matches_korthikanti_exactly() -> None:
     kw = dict(tp=8, num_gpus=8, seq_len=s, attention="eager", grad_accum=2)
     est = estimate_training("gpt3-175b", **kw)  # type: ignore[arg-type]
     assert est.phase == "backward start (loss)"
-    paper = par.korthikanti_layer_bytes(s, 1, h, a, t=8)
+    paper = korthikanti_layer_bytes(s, 1, h, a, t=8)
     assert est.component("activations") == int(96 * paper + head)
     est = estimate_training("gpt3-175b", sp=True, **kw)  # type: ignore[arg-type]
-    paper = par.korthikanti_layer_bytes(s, 1, h, a, t=8, sp=True)
+    paper = korthikanti_layer_bytes(s, 1, h, a, t=8, sp=True)
     assert est.component("activations") == int(96 * paper + head / 8)
     # flash attention keeps no s×s scores: the paper's selective recompute
     flash = dict(kw, attention="flash", sp=True)
     est = estimate_training("gpt3-175b", **flash)  # type: ignore[arg-type]
-    paper = par.korthikanti_layer_bytes(s, 1, h, a, t=8, sp=True, recompute="selective")
+    paper = korthikanti_layer_bytes(s, 1, h, a, t=8, sp=True, recompute="selective")
     assert est.component("activations") == int(96 * paper + head / 8)
 
 

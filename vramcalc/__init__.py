@@ -14,43 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it (no public name is also a submodule's name: importing
-# that submodule would bind the module over the function, e.g. `vramcalc.fit` before the rename
-# of fit.py to fitting.py)
-_EXPORTS = {
-    "estimate_inference": "core.inference",
-    "estimate_training": "core.training",
-    "estimate_rlhf": "core.rlhf",
-    "estimate_training_cost": "core.cost",
-    "estimate_inference_cost": "core.cost",
-    "fit": "core.fitting",
-    "plan": "core.fitting",
-    "resolve_model_source": "sources",
-    "Estimate": "core.results",
-    "Component": "core.results",
-    "GPUFit": "core.results",
-    "ModelSpec": "spec.model",
-    "GPUSpec": "spec.model",
-    "get_model": "sources.presets",
-    "list_models": "sources.presets",
-    "get_gpu": "sources.presets",
-    "list_gpus": "sources.presets",
-    "param_count": "spec.params",
-    "VramcalcError": "errors",
-    "Saving": "core.results",
-    "TrainingCost": "core.cost",
-    "InferenceCost": "core.cost",
-    "FitResult": "core.fitting",
-    "Plan": "core.fitting",
-    "PlanRow": "core.fitting",
-    "RlhfEstimate": "core.rlhf",
-    "sweep": "core.sweeps",
-    "compare": "core.sweeps",
-    "SweepResult": "core.sweeps",
-    "SweepRow": "core.sweeps",
-    "Comparison": "core.sweeps",
-}
-
+# public names come from vramcalc.api, imported on first use (it imports the whole library)
 __all__ = [
     "Comparison",
     "Component",
@@ -86,29 +50,44 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vramcalc.core.cost import (
+    from vramcalc.api import (
+        Comparison,
+        Component,
+        Estimate,
+        FitResult,
+        GPUFit,
+        GPUSpec,
         InferenceCost,
+        ModelSpec,
+        Plan,
+        PlanRow,
+        RlhfEstimate,
+        Saving,
+        SweepResult,
+        SweepRow,
         TrainingCost,
+        VramcalcError,
+        compare,
+        estimate_inference,
         estimate_inference_cost,
+        estimate_rlhf,
+        estimate_training,
         estimate_training_cost,
+        fit,
+        get_gpu,
+        get_model,
+        list_gpus,
+        list_models,
+        param_count,
+        plan,
+        resolve_model_source,
+        sweep,
     )
-    from vramcalc.core.fitting import FitResult, Plan, PlanRow, fit, plan
-    from vramcalc.core.inference import estimate_inference
-    from vramcalc.core.results import Component, Estimate, GPUFit, Saving
-    from vramcalc.core.rlhf import RlhfEstimate, estimate_rlhf
-    from vramcalc.core.sweeps import Comparison, SweepResult, SweepRow, compare, sweep
-    from vramcalc.core.training import estimate_training
-    from vramcalc.errors import VramcalcError
-    from vramcalc.sources import resolve_model_source
-    from vramcalc.sources.presets import get_gpu, get_model, list_gpus, list_models
-    from vramcalc.spec.model import GPUSpec, ModelSpec
-    from vramcalc.spec.params import param_count
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(f"module 'vramcalc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module("vramcalc.api"), name)
     globals()[name] = value
     return value

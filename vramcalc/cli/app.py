@@ -1,31 +1,64 @@
-"""Typer command tree: parse options, call the core, render. User errors: one stderr line, exit 2."""
+"""Typer command tree: parse options, call the core, render. User errors: one stderr line, exit 2.
+
+Commands are registered cheaply: a process that runs one command (``vramcalc infer ...``) imports
+and builds that command's module only; ``vramcalc --help``, a misspelt name and the ``app``
+attribute (tests, completion) get the whole tree, in the order below.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
-from vramcalc.cli import cost, fit, gpus, measure, rlhf, sources, sweep
-from vramcalc.cli.infer import infer
 from vramcalc.cli.options import VramcalcGroup, print_version
-from vramcalc.cli.presets import presets_app
-from vramcalc.cli.train import train
 from vramcalc.errors import VramcalcError
 
-app = typer.Typer(
-    name="vramcalc",
-    help="How much GPU memory does serving or training a large language model take?",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    cls=VramcalcGroup,
+
+def _infer(app: typer.Typer) -> None:
+    from vramcalc.cli.infer import infer
+
+    app.command()(infer)
+
+
+def _train(app: typer.Typer) -> None:
+    from vramcalc.cli.train import train
+
+    app.command()(train)
+
+
+def _presets(app: typer.Typer) -> None:
+    from vramcalc.cli.presets import presets_app
+
+    app.add_typer(presets_app, name="presets")
+
+
+def _module(name: str) -> Callable[[typer.Typer], None]:
+    def register(app: typer.Typer) -> None:
+        import importlib
+
+        importlib.import_module(f"vramcalc.cli.{name}").register(app)
+
+    return register
+
+
+# (command names, how to register them), in the order `vramcalc --help` lists them
+COMMANDS: tuple[tuple[tuple[str, ...], Callable[[typer.Typer], None]], ...] = (
+    (("presets",), _presets),
+    (("infer",), _infer),
+    (("train",), _train),
+    (("gpus",), _module("gpus")),
+    (("cost",), _module("cost")),
+    (("fit", "plan"), _module("fit")),
+    (("inspect",), _module("sources")),
+    (("trace", "measure", "validate"), _module("measure")),
+    (("rlhf",), _module("rlhf")),
+    (("sweep", "compare"), _module("sweep")),
 )
-app.add_typer(presets_app, name="presets")
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool,
@@ -37,11 +70,39 @@ def _root(
     """How much GPU memory does serving or training a large language model take?"""
 
 
-# command modules register in the order `vramcalc --help` lists them
-app.command()(infer)
-app.command()(train)
-for _module in (gpus, cost, fit, sources, measure, rlhf, sweep):
-    _module.register(app)
+def make_app(command: str | None = None) -> typer.Typer:
+    """The Typer app with every command, or with only `command` when that names one."""
+    app = typer.Typer(
+        name="vramcalc",
+        help="How much GPU memory does serving or training a large language model take?",
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        cls=VramcalcGroup,
+    )
+    app.callback()(_root)
+    chosen = [reg for names, reg in COMMANDS if command in names]
+    for register in chosen or [reg for _, reg in COMMANDS]:
+        register(app)
+    return app
+
+
+_APPS: dict[str | None, typer.Typer] = {}
+
+
+def get_app(command: str | None = None) -> typer.Typer:
+    """`make_app(command)`, made once per process."""
+    if not any(command in names for names, _ in COMMANDS):
+        command = None
+    if command not in _APPS:
+        _APPS[command] = make_app(command)
+    return _APPS[command]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole tree, built on first use
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _click_class(name: str) -> type[Exception]:
@@ -61,8 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     from vramcalc.cli.guard import LAST_RESORT, hardened_command, one_line, safe_streams
 
     safe_streams()
-    command = hardened_command(app, argv)
+    args = sys.argv[1:] if argv is None else argv
+    name = args[0] if args and not args[0].startswith("-") else None
     try:
+        command = hardened_command(get_app(name), argv)
         code = command.main(args=argv, prog_name="vramcalc", standalone_mode=False)
     except VramcalcError as exc:
         _fail(str(exc))

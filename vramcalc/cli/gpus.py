@@ -9,8 +9,8 @@ import typer
 from vramcalc.cli.common import (
     JsonOpt,
     PriceSourceOpt,
-    _print_json,
-    _use_gpus_file,
+    print_json,
+    use_gpus_file,
 )
 from vramcalc.cli.options import GpusFileOpt
 
@@ -29,13 +29,13 @@ def register(app: typer.Typer) -> None:
         from vramcalc.report import cost as report_cost
         from vramcalc.sources.presets import list_gpus, match_gpu
 
-        _use_gpus_file(gpus_file, price_source)
+        use_gpus_file(gpus_file, price_source)
         if local:
             from vramcalc.nvml import local_gpus
 
             found = [(d, match_gpu(d.name, d.total_bytes)) for d in local_gpus()]
             if as_json:
-                _print_json(
+                print_json(
                     [
                         {
                             "index": d.index,
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
             return
         catalog = list_gpus()
         if as_json:
-            _print_json(
+            print_json(
                 [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in catalog],
                 "gpu_list",
                 "gpus",

@@ -4,6 +4,7 @@ case-insensitive choices, and help without a type placeholder on every flag."""
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,36 @@ def size_option(*decls: str, help: str, low: int = 1, high: int, binary: bool = 
         parser=SizeParser(low, high, binary=binary),
         metavar="LENGTH" if binary else "SIZE",
         help=help + (LENGTH_HELP if binary else " (1k = 1,000)"),
+    )
+
+
+class TaskChoice(str, Enum):
+    """The task, spelt as the commands are named (`vramcalc infer`, `cost train`): the value the
+    library's fit/plan/sweep take and their JSON `task` keeps."""
+
+    infer = "infer"
+    train = "train"
+
+
+def _task_choice(value: str | TaskChoice) -> TaskChoice:
+    """Either spelling of spec.task (inference/infer, training/train, any case)."""
+    if isinstance(value, TaskChoice):
+        return value
+    from vramcalc.spec.task import TASK_VERBS, parse_task
+
+    try:
+        return TaskChoice(TASK_VERBS[parse_task(value)])
+    except VramcalcError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def task_option(*decls: str, help: str = "") -> Any:
+    """`--task`: inference or training, the command names infer and train read as the same."""
+    return typer.Option(
+        *decls,
+        parser=_task_choice,
+        metavar="TASK",
+        help=(help + ": " if help else "") + "inference (infer) or training (train)",
     )
 
 
@@ -114,10 +145,8 @@ def exit_if_not_fit(check: bool, fits: bool) -> None:
 
 
 def print_json(data: object, kind: str | None = None, key: str = "items") -> None:
-    """Every JSON document is an object that begins with schema_version and kind; a list is put
-    under `key`."""
-    import sys
-
+    """The one JSON writer of the command line: every document is an object that begins with
+    schema_version and kind (a list is put under `key`), written by safe_io.dumps_json."""
     from vramcalc.core.results import SCHEMA_VERSION
     from vramcalc.safe_io import dumps_json  # strict: no Infinity/NaN, ever
 
@@ -128,14 +157,15 @@ def print_json(data: object, kind: str | None = None, key: str = "items") -> Non
     sys.stdout.write(dumps_json(data) + "\n")
 
 
-def use_gpus_file(path: Path | None) -> None:
-    """Each command starts from the default lookup, then `--gpus-file` if given (so one
-    invocation's file never leaks into the next in the same process, e.g. under CliRunner)."""
+def use_gpus_file(path: Path | None, price_source: str | None = None) -> None:
+    """Each command starts from the default lookup and price set, then `--gpus-file` and
+    `--price-source` if given (so one invocation's choice never leaks into the next in the same
+    process, e.g. under CliRunner)."""
     from vramcalc.sources.presets import use_gpus_file as use
     from vramcalc.sources.presets import use_price_source
 
     use(path)
-    use_price_source(None)
+    use_price_source(price_source)
 
 
 # typer ≥ 0.2x prints each option's Python type as a placeholder (<bool>, <str>, <int range>):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vramcalc.cli.common import JsonOpt, PresetArg, _print_json
+from vramcalc.cli.common import JsonOpt, PresetArg, print_json
 from vramcalc.cli.options import VramcalcGroup
 
 presets_app = typer.Typer(
@@ -27,7 +27,7 @@ def presets_list(
 
     if gpus:
         if as_json:
-            _print_json(
+            print_json(
                 [g.model_dump(mode="json") | {"memory_bytes": g.memory_bytes} for g in list_gpus()],
                 "gpu_list",
                 "gpus",
@@ -40,7 +40,7 @@ def presets_list(
     models = list_models()
     counts = [param_count(m) for m in models]
     if as_json:
-        _print_json(
+        print_json(
             [
                 m.model_dump(mode="json", by_alias=True) | {"params": n}
                 for m, n in zip(models, counts, strict=True)
@@ -62,7 +62,7 @@ def presets_show(name: PresetArg, as_json: JsonOpt = False) -> None:
 
     spec = get_model(name)
     if as_json:
-        _print_json(
+        print_json(
             spec.model_dump(mode="json", by_alias=True)
             | {
                 "params": param_count(spec),

@@ -14,13 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
+from vramcalc.cli.options import TaskChoice, task_option
 from vramcalc.core.sweep_options import OPTIONS
 from vramcalc.errors import VramcalcError
-
-
-class TaskChoice(str, Enum):
-    infer = "infer"
-    train = "train"
 
 
 class UnitsChoice(str, Enum):  # as cli.UnitsChoice; not imported, so cli_sweep adds no cycle
@@ -38,7 +34,7 @@ class FormatChoice(str, Enum):
 
 
 UnitsOpt = Annotated[UnitsChoice, typer.Option("--units", help="GiB (2^30 bytes) or GB (10^9)")]
-TaskOpt = Annotated[TaskChoice, typer.Option("--task", "-t", help="infer (serving) or train")]
+TaskOpt = Annotated[TaskChoice, task_option("--task", "-t", help="serving or training")]
 RevisionOpt = Annotated[
     str | None, typer.Option("--revision", help="Hub revision of org/name models")
 ]

@@ -147,6 +147,13 @@ def weights_formula(groups: tuple[TensorGroup, ...], fmt: WeightFormat) -> str:
     return " + ".join(f"{fmt.group_bytes(g):,} {g.name}" for g in groups)
 
 
+@lru_cache(maxsize=512)  # keyed by the spec (its hash is cached), not by its tensor groups
+def _weights_terms(spec: ModelSpec, fmt: WeightFormat) -> tuple[int, str]:
+    """The weights' bytes in `fmt` and their arithmetic."""
+    groups = tensor_groups(spec)
+    return weight_bytes(groups, fmt), weights_formula(groups, fmt)
+
+
 @checked_keywords
 def estimate_inference(
     model: str | ModelSpec | ModelSource | None = None,
@@ -196,9 +203,8 @@ def estimate_inference(
     source = resolve_source(model, revision, assume_llama=assume_llama)
     spec = source.spec
     seq = resolve_seq_len(spec, req.seq_len)
-    weights = weight_bytes(tensor_groups(spec), fmt)
+    weights, w_formula = _weights_terms(spec, fmt)
     weights_note = f"{fmt.name}: {fmt.description}"
-    w_formula = weights_formula(tensor_groups(spec), fmt)
     compute_dtype = "fp32" if fmt.compute_bytes == 4 else "bf16"
     dtype_used, quant_used, warnings = req.dtype, fmt.name, context_warnings(spec, seq)
     if source.checkpoint is not None:

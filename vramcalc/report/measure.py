@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from vramcalc.report.console import plain
+from vramcalc.report.console import make_console, plain
 from vramcalc.units import MIB
 
 
@@ -17,7 +16,7 @@ def _mib(n: int | None) -> str:
 
 
 def render_trace(label: str, result: dict[str, Any], estimate_tensor_bytes: int) -> None:
-    console = Console()
+    console = make_console()
     table = Table(title=f"Trace: {plain(label)}", caption=f"peak during {result['phase']}")
     table.add_column("category")
     table.add_column("MiB", justify="right")
@@ -36,7 +35,7 @@ def render_trace(label: str, result: dict[str, Any], estimate_tensor_bytes: int)
 
 
 def render_measure(record: dict[str, Any]) -> None:
-    console = Console()
+    console = make_console()
     r, env = record["readings"], record["environment"]
     table = Table(
         title=plain(f"Measured on {env['gpu']} (driver {env['driver']}, torch {env['torch']})")
@@ -57,7 +56,7 @@ def render_measure(record: dict[str, Any]) -> None:
 
 
 def render_validate(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str, float]]) -> None:
-    console = Console()
+    console = make_console()
     table = Table(title="Estimate vs trace (tensor bytes; runtime terms excluded)")
     for col, just in (
         ("workload", "left"),
@@ -85,7 +84,7 @@ def render_validate(rows: Sequence[dict[str, Any]], summary: dict[str, dict[str,
 
 def render_distributed(rows: Sequence[dict[str, Any]], title: str) -> None:
     """One table per configuration: every rank's reading beside the per-GPU estimate."""
-    console = Console()
+    console = make_console()
     for row in rows:
         if row.get("error"):
             console.print(f"[red]{plain(row['label'])}[/]: {plain(row['error'])}")
@@ -125,7 +124,7 @@ def render_distributed(rows: Sequence[dict[str, Any]], title: str) -> None:
 
 
 def render_suite(rows: Sequence[dict[str, Any]], budget_s: float) -> None:
-    console = Console()
+    console = make_console()
     table = Table(title="vramcalc measure --suite (dry run: nothing is run)")
     for col, just in (
         ("#", "right"),

@@ -6,12 +6,12 @@ from typing import Any
 
 from rich.table import Table
 
-from vramcalc.report.console import _console, plain, print_table, render_model
+from vramcalc.report.console import make_console, plain, print_table, render_model
 
 
 def render_source(source: Any, data: dict[str, Any]) -> None:
     render_model(source.spec, data["params"], data["active_params"])
-    console = _console()
+    console = make_console()
     console.print(f"[dim]source: {data['source']} ({plain(data['origin'])})[/]")
     ck = data["checkpoint"]
     if ck is not None:

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vramcalc.core.sweeps import Comparison, SweepResult
-from vramcalc.report.console import plain
+from vramcalc.report.console import make_console, plain
 from vramcalc.report.sweep_output import Curve, Grid, chart_axes, curve, display_table, grids
 from vramcalc.units import bytes_to
 
@@ -17,12 +17,8 @@ BAND_CHARS = "█▓▒░▚▞▙"  # told apart without colour too (NO_COLOR,
 VERDICT_STYLE = {"fits": "green", "tight": "yellow", "does not fit": "red"}
 
 
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
-
-
 def render_sweep(result: SweepResult, units: str = "GiB") -> None:
-    console = _console()
+    console = make_console()
     headers, cells = display_table(result, units)
     fixed = ", ".join(
         f"{k.replace('_', '-')}={v[0]}" for k, v in result.axes.items() if len(v) == 1
@@ -39,7 +35,7 @@ def render_sweep(result: SweepResult, units: str = "GiB") -> None:
         table.add_row(*styled)
     width = console.measure(table, options=console.options.update_width(400)).maximum
     if width > console.width:  # a wide sweep reads better unwrapped than squeezed into columns
-        console = Console(highlight=False, soft_wrap=False, width=min(width, 200))
+        console = make_console(width=min(width, 200))
     console.print(table)
     for problem in dict.fromkeys(r.cost_error for r in result.rows if r.cost_error):
         console.print(f"[yellow]—[/] {plain(problem)}")
@@ -93,7 +89,9 @@ def render_curve(console: Console, c: Curve, units: str) -> None:
             if first is None
             else f"first does not fit at {c.axis.replace('_', '-')}={c.labels[first]}"
         )
-        console.print(f"  {marks[gpu]} = {plain(gpu)} ({bytes_to(memory, units):,.2f} {units}): {where}")
+        console.print(
+            f"  {marks[gpu]} = {plain(gpu)} ({bytes_to(memory, units):,.2f} {units}): {where}"
+        )
 
 
 def render_grid(console: Console, g: Grid, units: str) -> None:
@@ -116,7 +114,7 @@ def render_grid(console: Console, g: Grid, units: str) -> None:
 
 def render_comparison(comp: Comparison, units: str = "GiB") -> None:
     """Components as rows, configurations as columns, then each one's difference from the first."""
-    console = _console()
+    console = make_console()
     letters = [chr(ord("A") + i) for i in range(len(comp.rows))]
     table = Table(title=f"{comp.task} memory ({units}): differences against A")
     table.add_column("")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -309,6 +310,12 @@ def _missing_path(text: str) -> VramcalcError:
     return VramcalcError(f"{text}: no such file or folder{where}")
 
 
+@lru_cache(maxsize=256)  # frozen: one source per preset (and note), not one per estimate
+def _preset_source(spec: ModelSpec, note: str | None) -> ModelSource:
+    notes = (note,) if note else ()
+    return ModelSource(spec=spec, kind="preset", origin=spec.source or spec.name, notes=notes)
+
+
 def resolve_model_source(
     text: str, revision: str | None = None, offline: bool = False, *, assume_llama: bool = False
 ) -> ModelSource:
@@ -341,11 +348,7 @@ def resolve_model_source(
     preset_error: UnknownNameError | None = None
     if revision is None and not rev:
         try:
-            spec, note = resolve_model_name(text)
-            notes = (note,) if note else ()
-            return ModelSource(
-                spec=spec, kind="preset", origin=spec.source or spec.name, notes=notes
-            )
+            return _preset_source(*resolve_model_name(text))
         except UnknownNameError as exc:
             preset_error = exc
     if "/" in repo and Path(repo.split("/", 1)[0]).is_dir():

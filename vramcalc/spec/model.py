@@ -377,7 +377,6 @@ class ModelSpec(BaseModel):
 
 Interconnect = Literal["nvlink", "pcie", "infinity-fabric"]
 Generation = Literal["volta", "turing", "ampere", "ada", "hopper", "blackwell", "cdna2", "cdna3"]
-PEAK_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
 
 
 class GPUSpec(BaseModel):

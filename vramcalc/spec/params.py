@@ -320,10 +320,3 @@ def active_param_count(spec: ModelSpec) -> int:
     for g in tensor_groups(spec):
         total += g.numel * spec.experts_per_token // spec.num_experts if g.expert else g.numel
     return total
-
-
-def param_count_by_kind(spec: ModelSpec) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for g in tensor_groups(spec):
-        counts[g.kind] = counts.get(g.kind, 0) + g.numel
-    return counts

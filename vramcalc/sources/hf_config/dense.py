@@ -220,7 +220,7 @@ def _olmo(r: Reader, arch: str) -> dict[str, Any]:
     return out | {"norm_kind": "layernorm", "norm_affine": False}
 
 
-def _olmo2(r: Reader, arch: str) -> dict[str, Any]:
+def olmo2_fields(r: Reader, arch: str) -> dict[str, Any]:
     """OLMo-2: norms after attention and after the MLP (two RMSNorms per layer), RMSNorm over the
     whole q (q_dim) and k (kv_dim) projections, attention_bias on q/k/v/o."""
     out = common_fields(r, arch, tie_default=False)
@@ -373,7 +373,7 @@ BUILDERS: dict[str, Callable[[Reader, str], dict[str, Any]]] = {
     "mpt": _mpt,
     "stablelm": _stablelm,
     "olmo": _olmo,
-    "olmo2": _olmo2,
+    "olmo2": olmo2_fields,
     "cohere": _cohere,
     "cohere2": _cohere,
     "granite": _granite,

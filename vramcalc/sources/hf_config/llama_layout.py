@@ -12,7 +12,7 @@ from typing import Any
 
 from vramcalc.errors import VramcalcError
 
-from .dense import _olmo2
+from .dense import olmo2_fields
 from .reader import Reader, common_fields, window_fields
 
 
@@ -134,7 +134,7 @@ def _apertus(r: Reader, arch: str) -> dict[str, Any]:
 
 def _olmo3(r: Reader, arch: str) -> dict[str, Any]:
     """OLMo-3: OLMo-2's layer, with 3 of every 4 layers windowed ((i + 1) % 4 != 0)."""
-    out = _olmo2(r, arch)
+    out = olmo2_fields(r, arch)
     layers = out["num_layers"]
     return out | window_fields(r, layers, layers - layers // 4)
 
