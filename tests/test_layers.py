@@ -27,36 +27,13 @@ RANK = {"base": 0, "spec": 1, "sources": 2, "core": 3, "api": 4, "report": 5, "c
 # config.json (sources/__init__.py, only when the formula route cannot map the architecture).
 LAZY_MEASURE = {"vramcalc.cli.measure", "vramcalc.sources"}
 
-# Known offenders, each with the helper fixing it this session; the lead empties these at merge.
-CYCLE_ALLOWLIST = {
-    frozenset({"vramcalc.core.distributed", "vramcalc.core.training"}),  # h1: one estimator
-}
-LONG_MODULE_ALLOWLIST = {
-    "vramcalc.core.distributed",  # h1: one training estimator
-    "vramcalc.core.rlhf",  # h2: RLHF as a package
-}
-LONG_FUNCTION_ALLOWLIST = {
-    "vramcalc.core.distributed:_stage_estimate",  # h1
-    "vramcalc.core.training:estimate_training",  # h1
-    "vramcalc.cli.rlhf:rlhf",  # h2 (cli/rlhf.py)
-}
-# Modules other helpers rewrite this session that still use another module's private names; the
-# public names exist (cli.common: choice_value, model_source, emit_estimate, print_json,
-# use_gpus_file, rough_label, SOURCE_HELP; report.console: make_console, fmt_bytes, share_bar;
-# core.activations: public on branch h1). Rename at merge, then empty this.
-PRIVATE_ALLOWLIST = {
-    "vramcalc.cli.cost": "h2/h4",
-    "vramcalc.cli.fit": "h5",
-    "vramcalc.cli.infer": "h4",
-    "vramcalc.cli.rlhf": "h2",
-    "vramcalc.cli.train": "h5",
-    "vramcalc.core.distributed": "h1",
-    "vramcalc.core.lora": "h1",
-    "vramcalc.core.parallel": "h1",
-    "vramcalc.report.train": "h1",
-}
-# rich consoles are made by report.console.make_console only; these still build their own (h2)
-CONSOLE_ALLOWLIST = {"vramcalc.report.cost", "vramcalc.report.rlhf"}
+# No known offenders: a cycle, a long module or function fails at once.
+CYCLE_ALLOWLIST: set[frozenset[str]] = set()
+LONG_MODULE_ALLOWLIST: set[str] = set()
+LONG_FUNCTION_ALLOWLIST: set[str] = set()
+PRIVATE_ALLOWLIST: dict[str, str] = {}
+# rich consoles are made by report.console.make_console only
+CONSOLE_ALLOWLIST: set[str] = set()
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 150
 
@@ -336,8 +313,7 @@ def test_one_json_writer_on_the_command_line() -> None:
     assert writers == {"vramcalc.cli.options", "vramcalc.cli.measure"}
 
 
-# h2 rewrites core/rlhf.py into core/rlhf/ (its docstrings cite Kaplan et al. 2020 directly)
-REFERENCES_ALLOWLIST = {"vramcalc/core/rlhf.py"}
+REFERENCES_ALLOWLIST: set[str] = set()
 
 
 def test_sources_cite_primary_sources_not_a_missing_file() -> None:

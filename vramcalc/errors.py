@@ -87,7 +87,9 @@ def checked_keywords(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _binding_problem(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+def _binding_problem(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str | None:
     """Why `args`/`kwargs` do not fit `fn`'s signature, or None when they do."""
     signature = inspect.signature(fn)
     try:

@@ -206,7 +206,9 @@ PriceSourceOpt = Annotated[
 PriceOpt = Annotated[
     float | None,
     typer.Option(
-        "--price", min=0.0, help="USD for one GPU for one hour (usd_per_gpu_hour; default: the catalog's)"
+        "--price",
+        min=0.0,
+        help="USD for one GPU for one hour (usd_per_gpu_hour; default: the catalog's)",
     ),
 ]
 PromptOpt = Annotated[
@@ -262,16 +264,3 @@ def rough_label(model: Any) -> dict[str, Any]:
     """JSON keys that mark a cost made from an assumed architecture (--assume-llama)."""
     assumed = getattr(model, "assumed_architecture", None)
     return {} if assumed is None else {"assumed_architecture": assumed, "exact_architecture": False}
-
-
-# ---- merge shims --------------------------------------------------------------------------------
-# The former private names, still imported by command modules other branches edit this session
-# (cli/cost, fit, infer, rlhf, train). tests/test_layers.py lists every such import; rename them to
-# the public names above, then delete these lines.
-_SOURCE_HELP = SOURCE_HELP
-_value = choice_value
-_source = model_source
-_emit = emit_estimate
-_rough_label = rough_label
-_print_json = print_json
-_use_gpus_file = use_gpus_file

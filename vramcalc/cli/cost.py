@@ -24,11 +24,11 @@ from vramcalc.cli.common import (
     QuantChoice,
     SeqOpt,
     TrainDtypeChoice,
-    _print_json,
-    _rough_label,
-    _use_gpus_file,
-    _value,
+    choice_value,
     model_arg,
+    print_json,
+    rough_label,
+    use_gpus_file,
 )
 from vramcalc.cli.options import CheckOpt, GpusFileOpt, VramcalcGroup, exit_if_not_fit
 
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         """FLOPs, GPU-hours, wall time, price and energy of training MODEL on TOKENS tokens."""
         from vramcalc.core.cost import estimate_training_cost
 
-        _use_gpus_file(gpus_file, price_source)
+        use_gpus_file(gpus_file, price_source)
         model = model_arg(model, assume_llama)
         c = estimate_training_cost(
             model,
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
             usd_per_gpu_hour=price,
         )
         if as_json:
-            _print_json(c.model_dump(mode="json") | _rough_label(model))
+            print_json(c.model_dump(mode="json") | rough_label(model))
             return
         from vramcalc.report import cost as report_cost
 
@@ -120,14 +120,14 @@ def register(app: typer.Typer) -> None:
         """Prefill time, decode speed, latency, throughput and price per million tokens."""
         from vramcalc.core.cost import estimate_inference_cost
 
-        _use_gpus_file(gpus_file, price_source)
+        use_gpus_file(gpus_file, price_source)
         model = model_arg(model, assume_llama)
         c = estimate_inference_cost(
             model,
             gpu=gpu,
-            dtype=_value(dtype),
-            quant=_value(quant),
-            kv_dtype=_value(kv_dtype),
+            dtype=choice_value(dtype),
+            quant=choice_value(quant),
+            kv_dtype=choice_value(kv_dtype),
             batch_size=batch_size,
             prompt_tokens=prompt,
             output_tokens=output,
@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
             usd_per_gpu_hour=price,
         )
         if as_json:
-            _print_json(c.model_dump(mode="json") | _rough_label(model))
+            print_json(c.model_dump(mode="json") | rough_label(model))
         else:
             from vramcalc.report import cost as report_cost
 

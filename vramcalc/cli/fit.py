@@ -26,9 +26,9 @@ from vramcalc.cli.common import (
     SeqOpt,
     TaskChoice,
     TaskOpt,
-    _print_json,
-    _use_gpus_file,
     model_arg,
+    print_json,
+    use_gpus_file,
     workload_options,
 )
 from vramcalc.cli.options import CheckOpt, GpusFileOpt, exit_if_not_fit, size_option
@@ -110,7 +110,7 @@ def fit_cmd(
     training job that does not fit, the cheapest changes that would make it fit."""
     from vramcalc.core.fitting import fit
 
-    _use_gpus_file(gpus_file, price_source)
+    use_gpus_file(gpus_file, price_source)
     flags = convention_flags(
         loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
         adapter_dtype, packing, paged_optimizer, bnb_version,
@@ -130,7 +130,7 @@ def fit_cmd(
     r = fit(spec, gpu_for_fit(gpu, gpu_mem), task=task.value, num_gpus=num_gpus, **workload)  # type: ignore[arg-type]
     if as_json:
         extra = {"conventions": stack.summary()} if stack is not None else {}
-        _print_json(r.model_dump(mode="json") | extra, "fit")
+        print_json(r.model_dump(mode="json") | extra, "fit")
     else:
         from vramcalc.report import cost as report_cost
         from vramcalc.report import fit as report_fit
@@ -214,7 +214,7 @@ def plan_cmd(
     """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
     from vramcalc.core.fitting import plan
 
-    _use_gpus_file(gpus_file, price_source)
+    use_gpus_file(gpus_file, price_source)
     flags = convention_flags(
         loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
         adapter_dtype, packing, paged_optimizer, bnb_version,
@@ -245,7 +245,7 @@ def plan_cmd(
     )
     if as_json:
         extra = {"conventions": stack.summary()} if stack is not None else {}
-        _print_json(p.model_dump(mode="json") | extra)
+        print_json(p.model_dump(mode="json") | extra)
     else:
         from vramcalc.report import cost as report_cost
 

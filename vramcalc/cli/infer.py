@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from vramcalc.cli.common import (
-    _SOURCE_HELP,
+    SOURCE_HELP,
     AssumeLlamaOpt,
     AttentionChoice,
     AttnOpt,
@@ -24,10 +24,10 @@ from vramcalc.cli.common import (
     RevisionOpt,
     UnitsChoice,
     UnitsOpt,
-    _emit,
-    _print_json,
-    _source,
-    _value,
+    choice_value,
+    emit_estimate,
+    model_source,
+    print_json,
 )
 from vramcalc.cli.options import (
     CheckOpt,
@@ -42,7 +42,7 @@ from vramcalc.errors import VramcalcError
 
 
 def infer(
-    model: Annotated[str | None, typer.Argument(help=_SOURCE_HELP + "; omit with --params")] = None,
+    model: Annotated[str | None, typer.Argument(help=SOURCE_HELP + "; omit with --params")] = None,
     params: Annotated[
         str | None,
         typer.Option(
@@ -89,14 +89,14 @@ def infer(
         raise VramcalcError("give a MODEL (e.g. llama-2-7b) or --params (e.g. --params 7B)")
     if model is not None and params is not None:
         raise VramcalcError("give a MODEL or --params, not both")
-    source = _source(model, revision, offline, assume_llama) if model is not None else None
+    source = model_source(model, revision, offline, assume_llama) if model is not None else None
     common = dict(
         params=params,
-        kv_dtype=_value(kv_dtype),
+        kv_dtype=choice_value(kv_dtype),
         batch_size=batch_size,
         seq_len=seq_len,
-        logits=_value(logits),
-        attention=_value(attention),
+        logits=choice_value(logits),
+        attention=choice_value(attention),
         gpu=gpu,
         gpu_mem_gib=gpu_mem,
     )
@@ -107,7 +107,7 @@ def infer(
         rows = [estimate_inference(source, dtype=d, **common) for d in dtypes]  # type: ignore[arg-type]
         warn([w for r in rows for w in r.warnings if "--seq-len" in w])
         if as_json:
-            _print_json([r.model_dump(mode="json") for r in rows], "inference_comparison", "rows")
+            print_json([r.model_dump(mode="json") for r in rows], "inference_comparison", "rows")
         else:
             from vramcalc.report import console as report
 
@@ -115,6 +115,6 @@ def infer(
             render(rows, units.value)
         exit_if_not_fit(check, any(r.gpu is not None and r.gpu.fits for r in rows))
         return
-    est = estimate_inference(source, dtype=_value(dtype), quant=_value(quant), **common)  # type: ignore[arg-type]
-    _emit(est, as_json, units, explain)
+    est = estimate_inference(source, dtype=choice_value(dtype), quant=choice_value(quant), **common)  # type: ignore[arg-type]
+    emit_estimate(est, as_json, units, explain)
     exit_if_not_fit(check, est.gpu is not None and est.gpu.fits)

@@ -27,7 +27,7 @@ from vramcalc.cli.common import (
     QuantChoice,
     UnitsChoice,
     UnitsOpt,
-    _value,
+    choice_value,
     model_arg,
 )
 from vramcalc.cli.options import CheckOpt, exit_if_not_fit, size_option
@@ -293,16 +293,16 @@ def rlhf(
     from vramcalc.core.rlhf import estimate_rlhf
 
     options = {
-        "method": _value(method),
+        "method": choice_value(method),
         "lora_rank": lora_rank,
         "lora_targets": lora_targets,
-        "quant": _value(quant),
+        "quant": choice_value(quant),
         "num_gpus": num_gpus,
         "nodes": nodes,
         "gpus_per_node": gpus_per_node,
         "zero": zero,
-        "fsdp": _value(fsdp),
-        "offload": _value(offload),
+        "fsdp": choice_value(fsdp),
+        "offload": choice_value(offload),
         "tp": tp,
     }
     conv_kw, conv_json = stack_keywords(
@@ -332,7 +332,7 @@ def rlhf(
         comparisons=comparisons,
         group_size=group_size,
         frozen_dtype=frozen_dtype,
-        kv_dtype=_value(kv_dtype),
+        kv_dtype=choice_value(kv_dtype),
         offload_frozen=offload_frozen,
         reference=reference.value,
         reference_shares_base=share_base,
@@ -352,9 +352,9 @@ def rlhf(
     if check and gpu is None and gpu_mem is None:
         raise VramcalcError("--check needs a GPU to check against: add --gpu or --gpu-mem")
     if as_json:
-        from vramcalc.cli.common import _print_json
+        from vramcalc.cli.common import print_json
 
-        _print_json(est.model_dump(mode="json") | ({"conventions": conv_json} if conv_json else {}))
+        print_json(est.model_dump(mode="json") | ({"conventions": conv_json} if conv_json else {}))
     else:
         from vramcalc.report.rlhf import render_rlhf
 

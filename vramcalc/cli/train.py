@@ -26,9 +26,9 @@ from vramcalc.cli.common import (
     SourceArg,
     UnitsChoice,
     UnitsOpt,
-    _emit,
-    _source,
-    _value,
+    choice_value,
+    emit_estimate,
+    model_source,
 )
 from vramcalc.cli.options import (
     CheckOpt,
@@ -150,7 +150,7 @@ def train(
 
     use_gpus_file(gpus_file)
     need_gpu_for_check(check, gpu, gpu_mem)
-    src = _source(model, revision, offline, assume_llama)
+    src = model_source(model, revision, offline, assume_llama)
     flags = convention_flags(
         loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
         adapter_dtype, packing, paged_optimizer, bnb_version,
@@ -159,9 +159,9 @@ def train(
         framework,
         src.spec,
         {
-            "precision": _value(precision),
-            "optimizer": _value(optimizer),
-            "grad_checkpointing": _value(grad_checkpointing),
+            "precision": choice_value(precision),
+            "optimizer": choice_value(optimizer),
+            "grad_checkpointing": choice_value(grad_checkpointing),
             "lora_rank": lora_rank,
             "lora_alpha": lora_alpha,
             "lora_targets": lora_targets,
@@ -179,12 +179,12 @@ def train(
         gpu=gpu,
         gpu_mem_gib=gpu_mem,
         lora_dropout=lora_dropout,
-        quant=_value(quant),
+        quant=choice_value(quant),
         num_gpus=num_gpus,
         nodes=nodes,
         gpus_per_node=gpus_per_node,
         zero=zero,
-        fsdp=_value(fsdp),
+        fsdp=choice_value(fsdp),
         offload=offload.value,
         tp=tp,
         pp=pp,
@@ -207,7 +207,7 @@ def show_training(
         print_json(est.model_dump(mode="json") | {"conventions": stack.summary()})
         return
     if not (explain or est.parallel):
-        _emit(est, as_json, units)
+        emit_estimate(est, as_json, units)
     else:
         from vramcalc.report import train as report_train
 

@@ -72,7 +72,6 @@ class Placement(BaseModel):
 MemoryFn = Callable[[ModelSpec, Task, Mapping[str, Any], int], Placement]
 
 
-
 def job_peak_bytes(est: Estimate) -> int:
     """The most one GPU holds over the job: the step peak, or the load-time peak where loading
     (quantizing a QLoRA base) needs more (Estimate.load_peak_bytes; 0 where not modelled)."""

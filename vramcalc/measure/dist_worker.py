@@ -232,6 +232,7 @@ def run_one(run: dict[str, Any], device: str) -> dict[str, Any]:
         out["max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
         out["max_memory_reserved_bytes"] = int(torch.cuda.max_memory_reserved())
         from vramcalc import nvml as gpu
+
         out["nvml_process_bytes"] = gpu.process_used_bytes(os.getpid(), torch.cuda.current_device())
     out["seconds"] = round(time.perf_counter() - t0, 3)
     del model, opt

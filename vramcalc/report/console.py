@@ -19,10 +19,10 @@ BAR_WIDTH = 24
 OVERHEAD = ("cuda_context", "allocator_slack")
 
 
-def make_console(width: int | None = None) -> Console:
+def make_console(width: int | None = None, soft_wrap: bool = False) -> Console:
     """The one console of every report: no automatic highlighting (numbers keep the colour the
-    table gives them), no soft wrap (tables fold their own columns)."""
-    return Console(highlight=False, soft_wrap=False, width=width)
+    table gives them), no soft wrap (tables fold their own columns; prose lines may ask for it)."""
+    return Console(highlight=False, soft_wrap=soft_wrap, width=width)
 
 
 def print_table(
@@ -340,11 +340,3 @@ def render_gpu_list(gpus: Sequence[GPUSpec]) -> None:
     for g in gpus:
         table.add_row(plain(g.name), f"{g.memory_bytes / 2**30:.1f}", plain(", ".join(g.aliases)))
     print_table(make_console(), table, optional=[len(table.columns) - 1], whole=[0])
-
-
-# ---- merge shims --------------------------------------------------------------------------------
-# The former private names, still imported by report modules other branches edit this session
-# (report/train.py); tests/test_layers.py lists every such import. Rename, then delete these lines.
-_console = make_console
-_fmt = fmt_bytes
-_bar = share_bar

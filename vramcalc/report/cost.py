@@ -5,20 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from vramcalc.core.cost import InferenceCost, TrainingCost
 from vramcalc.core.fitting import FitResult, Plan
 from vramcalc.nvml import LocalGPU
-from vramcalc.report.console import plain, print_table
+from vramcalc.report.console import make_console, plain, print_table
 from vramcalc.spec.model import GPUSpec
 from vramcalc.units import GIB, format_duration, format_usd
-
-
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
 
 
 def _num(value: float | None, fmt: str = ",.2f", missing: str = "—") -> str:
@@ -68,7 +63,7 @@ def render_gpu_catalog(gpus: Sequence[GPUSpec], prices: Any = None) -> None:
             (g.price_market or "—") if priced else "",
             (g.price_date or "undated") if priced else "",
         )
-    console = _console()
+    console = make_console()
     print_table(console, table, optional=[9, 8])
     if prices is not None:
         unpriced = [g.name for g in gpus if g.usd_per_gpu_hour is None]
@@ -93,7 +88,7 @@ def _price_sets() -> list[str]:
 
 
 def render_local_gpus(found: Sequence[tuple[LocalGPU, GPUSpec | None]]) -> None:
-    console = _console()
+    console = make_console()
     if not found:
         console.print("no NVIDIA GPU found (no NVIDIA driver or NVML on this machine)")
         return
@@ -118,7 +113,7 @@ def _kv_table(title: str, rows: list[tuple[str, str]], notes: Sequence[str]) -> 
     table.add_column("value", justify="right")
     for key, value in rows:
         table.add_row(key, value)  # numbers and enum values formatted here, no file data
-    console = _console()
+    console = make_console()
     print_table(console, table)
     for note in notes:
         console.print(f"  · {plain(note)}")
@@ -256,6 +251,6 @@ def render_plan(p: Plan) -> None:
         if r.within_budget is False:
             note = ("[yellow]> budget[/] " + note).strip()
         table.add_row(*head, *body, note)
-    print_table(_console(), table)
+    print_table(make_console(), table)
     if p.assumed_architecture is not None:
-        _console().print(f"[yellow]{escape(_ROUGH.format(p.assumed_architecture))}[/]")
+        make_console().print(f"[yellow]{escape(_ROUGH.format(p.assumed_architecture))}[/]")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
+
+from vramcalc.report.console import make_console
 
 
 def render_stack(summary: dict[str, Any]) -> None:
@@ -21,7 +22,7 @@ def render_stack(summary: dict[str, Any]) -> None:
     shown = "; ".join(x for x in (shown, defaults) if x)
     unknown = summary.get("unknown_in_profile") or []
     tail = f" (not traced, baseline kept: {', '.join(unknown)})" if unknown else ""
-    Console(highlight=False, soft_wrap=True).print(
+    make_console(soft_wrap=True).print(
         f"framework {summary['framework']}{version}: {shown or 'baseline conventions'}{tail}",
         highlight=False,
     )
@@ -31,7 +32,7 @@ def render_suggestions(r: Any) -> None:
     """fit: the changes that would make a training job fit, cheapest first, with their peaks."""
     if r.fits or not r.suggestions:
         if not r.fits and r.task == "train":
-            Console(highlight=False).print("No change vramcalc tries makes this job fit.")
+            make_console().print("No change vramcalc tries makes this job fit.")
         return
     peak = r.per_gpu_bytes / 2**30
     table = Table(
@@ -47,4 +48,4 @@ def render_suggestions(r: Any) -> None:
             f"{s.num_gpus:,}",
             s.cost,
         )
-    Console(highlight=False, soft_wrap=False).print(table)
+    make_console().print(table)

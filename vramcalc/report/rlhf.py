@@ -3,11 +3,10 @@ the FLOPs per stage. Imports rich (allowed for report_*.py modules)."""
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from vramcalc.core.rlhf import RlhfEstimate
-from vramcalc.report.console import gpu_fit_line, plain, print_table
+from vramcalc.report.console import gpu_fit_line, make_console, plain, print_table
 from vramcalc.units import bytes_to, format_duration, format_usd
 
 ROLE_ORDER = ("policy", "actor", "critic", "reference", "reward", "experience", "runtime")
@@ -26,7 +25,7 @@ def _flops(value: float) -> str:
 
 
 def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
-    console = Console(highlight=False, soft_wrap=False)
+    console = make_console()
     for group in est.groups:
         roles = [r for r in ROLE_ORDER if r in group.roles or r == "runtime"]
         where = (

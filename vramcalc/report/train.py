@@ -6,14 +6,14 @@ from rich.table import Table
 
 from vramcalc.core.results import Estimate
 from vramcalc.report.console import (
-    _bar,
-    _console,
-    _fmt,
     band_line,
     explain_lines,
     fit_line,
+    fmt_bytes,
+    make_console,
     plain,
     print_table,
+    share_bar,
 )
 
 
@@ -24,20 +24,20 @@ def phase_lines(est: Estimate, units: str = "GiB") -> list[str]:
     if est.load_peak_bytes:
         above = est.load_peak_bytes > est.total_bytes
         verdict = "above the step: the fit is judged on it" if above else "below the step"
-        lines.append(f"load peak: {_fmt(est.load_peak_bytes, units)} {units} ({verdict})")
+        lines.append(f"load peak: {fmt_bytes(est.load_peak_bytes, units)} {units} ({verdict})")
         for c in est.load_components if above else []:
             lines.append(
-                f"[dim]  {plain(c.name)} {_fmt(c.bytes, units)} {units}: {plain(c.formula)}[/]"
+                f"[dim]  {plain(c.name)} {fmt_bytes(c.bytes, units)} {units}: {plain(c.formula)}[/]"
             )
     if est.host_activation_bytes:
         lines.append(
-            f"activations offloaded to host memory: {_fmt(est.host_activation_bytes, units)} {units}"
+            f"activations offloaded to host memory: {fmt_bytes(est.host_activation_bytes, units)} {units}"
         )
     if est.spillable_bytes:
         floor = est.total_bytes - est.spillable_bytes
         lines.append(
-            f"paged optimizer: {_fmt(est.spillable_bytes, units)} {units} can page to the host; "
-            f"GPU floor {_fmt(floor, units)} {units}"
+            f"paged optimizer: {fmt_bytes(est.spillable_bytes, units)} {units} can page to the host; "
+            f"GPU floor {fmt_bytes(floor, units)} {units}"
         )
     return lines
 
@@ -45,7 +45,7 @@ def phase_lines(est: Estimate, units: str = "GiB") -> list[str]:
 def render_training(est: Estimate, units: str = "GiB", explain: bool = False) -> None:
     """The component table (per GPU, and summed over the cluster for multi-GPU jobs), the fit,
     what each choice saved, and with `explain` every term's formula with its numbers."""
-    console = _console()
+    console = make_console()
     method = est.inputs.get("method", "full")
     title = f"Training memory: {plain(est.model)} ({est.params / 1e9:.2f}B params"
     if method != "full":
@@ -64,16 +64,16 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     total = est.total_bytes or 1
     for c in est.components:
         share = c.bytes / total
-        row = [plain(c.name), _fmt(c.bytes, units), f"{share:.1%}"]
+        row = [plain(c.name), fmt_bytes(c.bytes, units), f"{share:.1%}"]
         if multi:
-            row.append(_fmt(c.cluster_bytes or 0, units))
+            row.append(fmt_bytes(c.cluster_bytes or 0, units))
         else:
-            row.append(_bar(share))
+            row.append(share_bar(share))
         table.add_row(*row)
     table.add_section()
-    row = ["[bold]total", f"[bold]{_fmt(est.total_bytes, units)}", "100.0%"]
+    row = ["[bold]total", f"[bold]{fmt_bytes(est.total_bytes, units)}", "100.0%"]
     if multi:
-        row.append(f"[bold]{_fmt(est.cluster_total_bytes or 0, units)}")
+        row.append(f"[bold]{fmt_bytes(est.cluster_total_bytes or 0, units)}")
     else:
         row.append("")
     table.add_row(*row)
@@ -100,11 +100,11 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
             extras.append(f"states sharded over {p['shard_degree']} ranks")
         console.print(f"parallel: {', '.join(x for x in [layout, *extras] if x)}")
     if len(est.stage_totals_bytes) > 1:
-        stages = ", ".join(_fmt(b, units) for b in est.stage_totals_bytes)
+        stages = ", ".join(fmt_bytes(b, units) for b in est.stage_totals_bytes)
         console.print(f"per-GPU total by pipeline stage ({units}): {stages}")
     if est.cpu_bytes_per_node:
         console.print(
-            f"CPU memory per node (offloaded state): {_fmt(est.cpu_bytes_per_node, units)} {units}"
+            f"CPU memory per node (offloaded state): {fmt_bytes(est.cpu_bytes_per_node, units)} {units}"
         )
     for line in phase_lines(est, units):
         console.print(line)
@@ -113,7 +113,7 @@ def render_training(est: Estimate, units: str = "GiB", explain: bool = False) ->
     for s in est.savings:
         verb = "saves" if s.saved_bytes >= 0 else "costs"
         console.print(
-            f"{s.choice} {verb} {_fmt(abs(s.saved_bytes), units)} {units} per GPU vs {s.compared_to}"
+            f"{s.choice} {verb} {fmt_bytes(abs(s.saved_bytes), units)} {units} per GPU vs {s.compared_to}"
         )
     if explain:
         for line in explain_lines(est):
