@@ -128,12 +128,13 @@ def test_loss_implementations(loss: str, chunks: int, expected: int) -> None:
 def test_activation_offload_keeps_two_layers_on_the_gpu() -> None:
     # checkpointed LoRA: each layer keeps its bf16 input, 2048 tok × 4096 × 2 B = 16,777,216 B;
     # offloaded, the GPU holds 2 of the 32 (in flight), the host the other 30 = 503,316,480 B;
-    # the head's saved tensors stay (final norm: (4h + 4 + 2h) = 24,580 B per token)
+    # the head's saved tensors stay (final norm, frozen: 4h + 4 = 16,388 B per token; its weight
+    # multiply keeps no normalised copy)
     conv = Conventions(activation_offload=True)
     est = _est(conv, method="lora", seq_len=2048, grad_checkpointing="full")
     assert est.host_activation_bytes == 30 * 16_777_216
     assert est.phase == "backward start (loss)"
-    assert est.component("activations") == 2 * 16_777_216 + 2048 * 24_580
+    assert est.component("activations") == 2 * 16_777_216 + 2048 * 16_388
     plain = _est(None, method="lora", seq_len=2048, grad_checkpointing="full")
     assert plain.component("activations") - est.component("activations") == 30 * 16_777_216
 
@@ -287,3 +288,17 @@ def test_chunked_loss_keeps_every_chunks_log_softmax(chunks: int) -> None:
     # backward, 64 tokens × 128 × 4 B = 32,768 B whatever the chunk count (the 4 B per value the
     # chunked term keeps whole); only the gradient buffers of backward are per chunk
     assert _saved_loss_bytes(chunks) == 64 * 128 * 4
+
+
+def test_kbit_prep_upcast_is_a_convention() -> None:
+    # Llama-2-7B QLoRA: the non-quantized tensors are the embedding and lm_head (32,000 × 4096
+    # each = 131,072,000) and 65 RMSNorm weights × 4096 = 266,240 → 262,410,240 values. PEFT's
+    # prepare_model_for_kbit_training keeps them at 4 B, torchtune/LitGPT/Unsloth at 2 B:
+    # 262,410,240 × 2 B = 524,820,480 B less, and no fp32-upcast load moment
+    hf = _est(None, method="qlora", seq_len=512)
+    tt = _est(Conventions(kbit_prep_upcasts_to_fp32=False), method="qlora", seq_len=512)
+    assert hf.component("weights") - tt.component("weights") == 524_820_480
+    # its load peak is the quantizing moment: linears + the rest at 2 B + the largest linear's
+    # 16-bit copy (no fp32 upcast moment), below hf's
+    assert "its 16-bit copy while quantized" in tt.load_components[0].formula
+    assert tt.load_peak_bytes < hf.load_peak_bytes

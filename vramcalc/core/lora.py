@@ -249,6 +249,21 @@ def frozen_inputs_not_saved_per_token(spec: ModelSpec, precision: str) -> dict[s
     }
 
 
+def frozen_norm_copies_not_saved_per_token(spec: ModelSpec, precision: str) -> int:
+    """Bytes per token of one decoder layer's norms that a full fine-tune saves and LoRA does not.
+
+    transformers' RMSNorm ends with ``weight * normed.to(dtype)``: the multiply saves its
+    right-hand side only for the weight's gradient, so with the weight frozen the normalised copy
+    (a·h on a 16-bit stream, the fp32 4·h on a fp32 one; activations.norm_saved_bytes) is not
+    kept. LayerNorm's fused kernel saves its input for the input's gradient either way: 0.
+    Traced: tests/test_lora.py (saved-tensor hooks on a tiny Llama, adapters bf16 and fp32).
+    """
+    if spec.norm_kind == "layernorm":
+        return 0
+    w = act.widths(precision)
+    return spec.norms_per_layer * (w.a if w.r == 2 else 4) * spec.hidden_size
+
+
 def qlora_format(quant: str | None) -> WeightFormat:
     """The frozen base format of --method qlora (default NF4 + double quantization)."""
     name = (quant or "nf4").lower()
@@ -269,17 +284,22 @@ def qlora_format(quant: str | None) -> WeightFormat:
 
 
 def base_weight_bytes(
-    groups: tuple[TensorGroup, ...], method: str, fmt: WeightFormat, quantize_head: bool = False
+    groups: tuple[TensorGroup, ...],
+    method: str,
+    fmt: WeightFormat,
+    quantize_head: bool = False,
+    upcast_rest: bool = True,
 ) -> int:
     """Frozen base weights. QLoRA over bitsandbytes: the quantized linears in their format and the
-    rest upcast to fp32 by peft.prepare_model_for_kbit_training; GPTQ/AWQ keep the rest in fp16.
-    `quantize_head`: the output head quantized too (LitGPT's QLoRA: --quantize bnb.nf4 replaces
-    every nn.Linear, lm_head included)."""
+    rest upcast to fp32 by peft.prepare_model_for_kbit_training (`upcast_rest`; stacks that do not
+    call it, torchtune and LitGPT, keep the rest in the compute dtype); GPTQ/AWQ keep the rest in
+    fp16. `quantize_head`: the output head quantized too (LitGPT's QLoRA: --quantize bnb.nf4
+    replaces every nn.Linear, lm_head included)."""
     total = 0
     for g in groups:
         if quantize_head and g.kind == LM_HEAD:
             total += fmt.quantized_tensor_bytes(g.rows, g.cols) * g.count
-        elif method == "qlora" and fmt.name in _BNB_FORMATS:
+        elif method == "qlora" and fmt.name in _BNB_FORMATS and upcast_rest:
             total += fmt.group_bytes(g) if g.kind == LINEAR else 4 * g.numel
         else:
             total += fmt.group_bytes(g)

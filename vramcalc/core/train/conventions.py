@@ -242,6 +242,9 @@ def notes(conv: Conventions, method: str) -> list[str]:
         "quantized_lm_head": "QLoRA quantizes lm_head too"
         if conv.quantized_lm_head and method == "qlora"
         else "",
+        "kbit_prep_upcasts_to_fp32": "QLoRA base's non-quantized tensors kept 16-bit (no prepare_model_for_kbit_training)"
+        if not conv.kbit_prep_upcasts_to_fp32 and method == "qlora"
+        else "",
         "bnb_keeps_4bit_inputs": "bitsandbytes < 0.43.2 keeps every 4-bit layer's input (fixed in PR #1270)"
         if conv.bnb_keeps_4bit_inputs and method == "qlora"
         else "",

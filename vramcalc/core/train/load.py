@@ -60,7 +60,7 @@ def load_peak(job: StageJob) -> LoadPeak | None:
         f"{n(q_bytes)} quantized linears + {n(rest_numel)} other values × 4 B + "
         f"largest of them {n(largest_rest)} × 2 B [16-bit original beside its fp32 copy]",
     )
-    if quant_head:  # stacks that quantize the head do not upcast the rest (LitGPT)
+    if not job.conv.kbit_prep_upcasts_to_fp32:  # torchtune, LitGPT, Unsloth: no fp32 upcast
         upcasting = Term(0, "0")
     peak, phase = max(
         (quantizing, "load: quantizing a layer"),

@@ -75,7 +75,10 @@ def layer_parts(
     rep_all = par.layer_replicated_bytes_per_token(spec, act_name)
     extra = 0
     unsaved = dict.fromkeys(("attention", "mlp"), (0, 0))
+    norm_copies = 0  # a frozen RMSNorm weight saves no normalised copy (transformers layers)
     if not ft.full:
+        if not megatron:
+            norm_copies = lora.frozen_norm_copies_not_saved_per_token(spec, act_name)
         per_module, width = adapter_input_copies(p_name, act_name, conv)
         extra = sum(
             lora.adapter_saved_bytes_per_token(
@@ -107,11 +110,12 @@ def layer_parts(
         for part in ("attention",) if moe else ("attention", "mlp"):
             r -= unsaved[part][0]
             s -= unsaved[part][1]
-        return r, s
+        return r - norm_copies, s
 
     head = act.head_saved_bytes_per_token(spec, act_name)
-    if not ft.full:  # a frozen lm_head saves no input
+    if not ft.full:  # a frozen lm_head saves no input, a frozen final RMSNorm no normalised copy
         head -= act.projection_inputs_saved(1, True, spec, w)
+        head -= norm_copies // max(spec.norms_per_layer, 1)
     return LayerParts(
         parts(False), parts(True) if spec.is_moe else (0.0, 0.0), head, spec.hidden_size * w.r
     )
