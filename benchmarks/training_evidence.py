@@ -92,12 +92,6 @@ _LITGPT_2023_FSDP = (
     "20.66 published; 13B on 4: 26.0 + 6.5 = 32.5 vs 33.13), while the estimator models no load "
     "phase for sharded jobs (ask h1: the FSDP full-state-dict load peak)"
 )
-_KBIT_AND_CHUNKS = (
-    "torchtune LoRA/QLoRA (README flags table, compile=True): the fp32 upcast is now off for "
-    "torchtune (Conventions.kbit_prep_upcasts_to_fp32); left: the compiled chunked cross-entropy "
-    "(training.compile_loss) saves each chunk's bf16 logits, not its fp32 log-softmax, so the "
-    "logits_buffer (4 B + one chunk's 8 B per value) is ~2x what the compiled loss keeps"
-)
 _LITGPT_QLORA_LOW = (
     "LitGPT config-hub QLoRA (0.4.x, bitsandbytes 0.42 pin) reads 20-30 % low once the fp32 "
     "upcast LitGPT never does (BitsandbytesPrecision keeps the rest bf16) is removed: the "
@@ -116,8 +110,6 @@ KNOWN_MISSES = {
         for b in bs
     },
     **{f"litgpt-{m}-qlora-1xa10g": _LITGPT_QLORA_LOW for m in ("tiny-llama", "phi-3", "gemma2-9b")},
-    "torchtune-llama3.2-3b-lora-flags": _KBIT_AND_CHUNKS,
-    "torchtune-llama3.2-3b-qlora-flags": _KBIT_AND_CHUNKS,
     "trl-llama-2-70b-qlora-fsdp-offload-2gpu": (
         "FSDP cpu_offload of a QLoRA base: vramcalc's offload=params layout leaves ~9 GiB on the "
         "GPU; the guide shows 18 GB (the gathered unit, prefetch and the bf16 quant_storage of "

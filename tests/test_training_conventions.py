@@ -302,3 +302,50 @@ def test_kbit_prep_upcast_is_a_convention() -> None:
     # 16-bit copy (no fp32 upcast moment), below hf's
     assert "its 16-bit copy while quantized" in tt.load_components[0].formula
     assert tt.load_peak_bytes < hf.load_peak_bytes
+
+
+def test_compiled_chunked_loss_keeps_bf16_chunks() -> None:
+    # torchtune compile_loss: 4 × 1024 = 4096 tokens, 8 chunks of 512: every chunk's bf16 logits
+    # 4096·2·32,000 + one chunk's bf16 gradient 512·2·32,000 + 8 B per token (row max, lse)
+    # = 262,144,000 + 32,768,000 + 32,768 = 294,944,768 (eager: 655,360,000)
+    conv = Conventions(loss="chunked", loss_chunks=8, compile=True)
+    est = _est(conv, method="lora", seq_len=1024, batch_size=4)
+    assert est.phase == "backward start (loss)"
+    assert est.component("logits_buffer") == 4096 * 2 * V + 512 * 2 * V + 4096 * 8 == 294_944_768
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_compiled_cross_entropy_saves_its_bf16_input() -> None:
+    """What torchtune's compute_cross_entropy (logits.float() + F.cross_entropy) saves for
+    backward, measured with saved-tensor hooks: eager the fp32 log-softmax (4 B per value),
+    compiled its bf16 input (2 B per value) and two fp32 values per row."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    def ce(logits: object, labels: object) -> object:
+        return F.cross_entropy(logits.float(), labels, reduction="sum")  # type: ignore[attr-defined]
+
+    T, vocab = 64, 1000
+
+    def saved(fn: object) -> dict[object, int]:
+        x = torch.randn(T, vocab, dtype=torch.bfloat16, requires_grad=True)
+        seen: dict[object, int] = {}
+
+        def pack(t: object) -> object:
+            if t.is_floating_point():  # type: ignore[attr-defined]
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()  # type: ignore[attr-defined]
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn(x, torch.randint(0, vocab, (T,)))  # type: ignore[operator]
+        return seen
+
+    eager = saved(ce)
+    assert max(eager.values()) == T * vocab * 4  # the fp32 log-softmax
+    try:
+        compiled = saved(torch.compile(ce))
+    except Exception as exc:  # no C++ toolchain for inductor here
+        pytest.skip(f"torch.compile unavailable: {type(exc).__name__}")
+    # bf16 input 64 × 1000 × 2 B + 2 × 64 rows × 4 B (row max and log-sum-exp)
+    assert sum(compiled.values()) == T * vocab * 2 + 2 * T * 4
