@@ -11,9 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vramcalc.core import lora
 from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
 from vramcalc.spec.conventions import DEFAULT_CONVENTIONS, Conventions
+from vramcalc.spec.model import ModelSpec
 
 N_LORA = 19_988_480
 V, H = 32_000, 4096
@@ -349,3 +351,40 @@ def test_compiled_cross_entropy_saves_its_bf16_input() -> None:
         pytest.skip(f"torch.compile unavailable: {type(exc).__name__}")
     # bf16 input 64 × 1000 × 2 B + 2 × 64 rows × 4 B (row max and log-sum-exp)
     assert sum(compiled.values()) == T * vocab * 2 + 2 * T * 4
+
+
+def test_bnb_kept_inputs_count_once_per_tensor() -> None:
+    # bitsandbytes < 0.43.2 keeps a reference to each 4-bit linear's input (ctx.tensors = (A, B)):
+    # Llama-2-7B, bf16 adapters on q,v (r = 8): the layer saves what a full 16-bit layer saves,
+    # 194,696 B per token (test_lora.test_frozen_projections_save_no_input), minus the frozen
+    # norms' copies 2 × 2 B × 4096 = 16,384; q and v's adapters read the input q/k/v already hold,
+    # so they add only lora_A's outputs 2 × 8 × 2 B = 32: 178,344 B per token per layer. Head:
+    # final norm without its copy 4h + 4 = 16,388 (lm_head frozen)
+    conv = Conventions(bnb_keeps_4bit_inputs=True, adapter_dtype="model")
+    est = _est(conv, method="qlora", lora_targets="q,v", lora_rank=8, seq_len=4096)
+    assert est.phase == "backward start (loss)"
+    assert est.component("activations") == 32 * 4096 * 178_344 + 4096 * 16_388
+
+
+def test_bnb_kept_input_of_a_parallel_block_is_one_tensor() -> None:
+    # phi-2-like parallel block: attention and MLP read one normed tensor, which bitsandbytes
+    # < 0.43.2 holds once: the kept MLP input (2 B × h) is not added to the attention's
+    spec = ModelSpec(
+        name="p", architecture="phi", vocab_size=1024, hidden_size=256, num_layers=2,
+        num_attention_heads=4, num_kv_heads=4, intermediate_size=1024,
+        max_position_embeddings=512, parallel_block=True, norms_per_layer=1,
+        norm_kind="layernorm", mlp_kind="plain",
+    )  # fmt: skip
+    sequential = spec.model_copy(update={"parallel_block": False})
+    conv = Conventions(bnb_keeps_4bit_inputs=True, adapter_dtype="model")
+
+    def acts(s: ModelSpec) -> int:
+        est = estimate_training(
+            s, method="qlora", lora_targets="q,v", seq_len=256, conventions=conv
+        )
+        return est.component("activations")
+
+    mlp_input = lora.frozen_inputs_not_saved_per_token(spec, "bf16")["mlp_replicated"]
+    assert mlp_input == 2 * 256
+    # 2 layers × 256 tokens × 512 B
+    assert acts(sequential) - acts(spec) == 2 * 256 * mlp_input == 262_144

@@ -191,6 +191,7 @@ def adapter_saved_bytes_per_token(
     width: int,
     shared_input: bool = False,
     fused_qkv: bool = False,
+    inputs_held: bool = False,
 ) -> dict[str, int]:
     """Bytes per token one decoder layer saves for the adapters' backward.
 
@@ -201,8 +202,10 @@ def adapter_saved_bytes_per_token(
     same width). With lora_dropout > 0 each adapter's nn.Dropout keeps a mask (1 byte per element
     with CUDA's native_dropout) and its output. `shared_input`: adapters in the input's own dtype
     cast nothing, so without dropout the modules reading one stream save that one tensor (counted
-    once per stream). Routed experts see experts_per_token copies of each token. Measured with
-    autograd saved-tensor hooks on a PEFT model (tests/test_lora.py).
+    once per stream). `inputs_held`: with `shared_input`, the base linear already keeps that tensor
+    (bitsandbytes < 0.43.2), so the adapters add none of their own. Routed experts see
+    experts_per_token copies of each token. Measured with autograd saved-tensor hooks on a PEFT
+    model (tests/test_lora.py).
     """
     per_layer = {"attention": 0, "mlp": 0}
     streams: dict[tuple[str, str], float] = {}
@@ -224,7 +227,7 @@ def adapter_saved_bytes_per_token(
             per_module += s.d_in * width
         per_layer[part] += int(per_module * modules_per_layer)
     for (part, _), saved in streams.items():
-        per_layer[part] += int(saved)
+        per_layer[part] += 0 if inputs_held else int(saved)
     return per_layer
 
 
