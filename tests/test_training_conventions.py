@@ -388,3 +388,17 @@ def test_bnb_kept_input_of_a_parallel_block_is_one_tensor() -> None:
     assert mlp_input == 2 * 256
     # 2 layers × 256 tokens × 512 B
     assert acts(sequential) - acts(spec) == 2 * 256 * mlp_input == 262_144
+
+
+def test_full_state_dict_load_under_fsdp() -> None:
+    # Lit-GPT 2023 FSDP: the full state dict loads into the wrapped model, gathering it on every
+    # rank. Llama-2-7B LoRA q,v r = 8 (bf16-true: adapters 2 B) on 2 GPUs:
+    # 6,738,415,616 params × 2 B + 4,194,304 adapter params × 2 B = 13,485,219,840 gathered
+    # + ÷ 2 = 6,742,609,920 own shard → 20,227,829,760 B, + the CUDA context (500 MiB)
+    conv = Conventions(full_state_dict_load=True, adapter_dtype="model")
+    kw = {"method": "lora", "lora_targets": "q,v", "lora_rank": 8, "precision": "bf16"}
+    est = _est(conv, num_gpus=2, fsdp="full", seq_len=512, **kw)
+    assert est.load_components[0].bytes == 13_485_219_840 + 6_742_609_920
+    assert est.load_peak_bytes == 20_227_829_760 + 500 * 2**20
+    # the default (and torchtune, which distributes one full tensor at a time) reports no load phase
+    assert _est(None, num_gpus=2, fsdp="full", seq_len=512, **kw).load_peak_bytes == 0

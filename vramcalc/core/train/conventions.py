@@ -271,6 +271,9 @@ def notes(conv: Conventions, method: str) -> list[str]:
         "kbit_prep_upcasts_to_fp32": "QLoRA base's non-quantized tensors kept 16-bit (no prepare_model_for_kbit_training)"
         if not conv.kbit_prep_upcasts_to_fp32 and method == "qlora"
         else "",
+        "full_state_dict_load": "FSDP loads a full state dict (the whole model gathered per rank)"
+        if conv.full_state_dict_load
+        else "",
         "bnb_keeps_4bit_inputs": "bitsandbytes < 0.43.2 keeps every 4-bit layer's input (fixed in PR #1270)"
         if conv.bnb_keeps_4bit_inputs and method == "qlora"
         else "",
