@@ -11,9 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vramcalc.core import lora
 from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
 from vramcalc.spec.conventions import DEFAULT_CONVENTIONS, Conventions
+from vramcalc.spec.model import ModelSpec
 
 N_LORA = 19_988_480
 V, H = 32_000, 4096
@@ -128,12 +130,13 @@ def test_loss_implementations(loss: str, chunks: int, expected: int) -> None:
 def test_activation_offload_keeps_two_layers_on_the_gpu() -> None:
     # checkpointed LoRA: each layer keeps its bf16 input, 2048 tok × 4096 × 2 B = 16,777,216 B;
     # offloaded, the GPU holds 2 of the 32 (in flight), the host the other 30 = 503,316,480 B;
-    # the head's saved tensors stay (final norm: (4h + 4 + 2h) = 24,580 B per token)
+    # the head's saved tensors stay (final norm, frozen: 4h + 4 = 16,388 B per token; its weight
+    # multiply keeps no normalised copy)
     conv = Conventions(activation_offload=True)
     est = _est(conv, method="lora", seq_len=2048, grad_checkpointing="full")
     assert est.host_activation_bytes == 30 * 16_777_216
     assert est.phase == "backward start (loss)"
-    assert est.component("activations") == 2 * 16_777_216 + 2048 * 24_580
+    assert est.component("activations") == 2 * 16_777_216 + 2048 * 16_388
     plain = _est(None, method="lora", seq_len=2048, grad_checkpointing="full")
     assert plain.component("activations") - est.component("activations") == 30 * 16_777_216
 
@@ -287,3 +290,115 @@ def test_chunked_loss_keeps_every_chunks_log_softmax(chunks: int) -> None:
     # backward, 64 tokens × 128 × 4 B = 32,768 B whatever the chunk count (the 4 B per value the
     # chunked term keeps whole); only the gradient buffers of backward are per chunk
     assert _saved_loss_bytes(chunks) == 64 * 128 * 4
+
+
+def test_kbit_prep_upcast_is_a_convention() -> None:
+    # Llama-2-7B QLoRA: the non-quantized tensors are the embedding and lm_head (32,000 × 4096
+    # each = 131,072,000) and 65 RMSNorm weights × 4096 = 266,240 → 262,410,240 values. PEFT's
+    # prepare_model_for_kbit_training keeps them at 4 B, torchtune/LitGPT/Unsloth at 2 B:
+    # 262,410,240 × 2 B = 524,820,480 B less, and no fp32-upcast load moment
+    hf = _est(None, method="qlora", seq_len=512)
+    tt = _est(Conventions(kbit_prep_upcasts_to_fp32=False), method="qlora", seq_len=512)
+    assert hf.component("weights") - tt.component("weights") == 524_820_480
+    # its load peak is the quantizing moment: linears + the rest at 2 B + the largest linear's
+    # 16-bit copy (no fp32 upcast moment), below hf's
+    assert "its 16-bit copy while quantized" in tt.load_components[0].formula
+    assert tt.load_peak_bytes < hf.load_peak_bytes
+
+
+def test_compiled_chunked_loss_keeps_bf16_chunks() -> None:
+    # torchtune compile_loss: 4 × 1024 = 4096 tokens, 8 chunks of 512: every chunk's bf16 logits
+    # 4096·2·32,000 + one chunk's bf16 gradient 512·2·32,000 + 8 B per token (row max, lse)
+    # = 262,144,000 + 32,768,000 + 32,768 = 294,944,768 (eager: 655,360,000)
+    conv = Conventions(loss="chunked", loss_chunks=8, compile=True)
+    est = _est(conv, method="lora", seq_len=1024, batch_size=4)
+    assert est.phase == "backward start (loss)"
+    assert est.component("logits_buffer") == 4096 * 2 * V + 512 * 2 * V + 4096 * 8 == 294_944_768
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_compiled_cross_entropy_saves_its_bf16_input() -> None:
+    """What torchtune's compute_cross_entropy (logits.float() + F.cross_entropy) saves for
+    backward, measured with saved-tensor hooks: eager the fp32 log-softmax (4 B per value),
+    compiled its bf16 input (2 B per value) and two fp32 values per row."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    def ce(logits: object, labels: object) -> object:
+        return F.cross_entropy(logits.float(), labels, reduction="sum")  # type: ignore[attr-defined]
+
+    T, vocab = 64, 1000
+
+    def saved(fn: object) -> dict[object, int]:
+        x = torch.randn(T, vocab, dtype=torch.bfloat16, requires_grad=True)
+        seen: dict[object, int] = {}
+
+        def pack(t: object) -> object:
+            if t.is_floating_point():  # type: ignore[attr-defined]
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()  # type: ignore[attr-defined]
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn(x, torch.randint(0, vocab, (T,)))  # type: ignore[operator]
+        return seen
+
+    eager = saved(ce)
+    assert max(eager.values()) == T * vocab * 4  # the fp32 log-softmax
+    try:
+        compiled = saved(torch.compile(ce))
+    except Exception as exc:  # no C++ toolchain for inductor here
+        pytest.skip(f"torch.compile unavailable: {type(exc).__name__}")
+    # bf16 input 64 × 1000 × 2 B + 2 × 64 rows × 4 B (row max and log-sum-exp)
+    assert sum(compiled.values()) == T * vocab * 2 + 2 * T * 4
+
+
+def test_bnb_kept_inputs_count_once_per_tensor() -> None:
+    # bitsandbytes < 0.43.2 keeps a reference to each 4-bit linear's input (ctx.tensors = (A, B)):
+    # Llama-2-7B, bf16 adapters on q,v (r = 8): the layer saves what a full 16-bit layer saves,
+    # 194,696 B per token (test_lora.test_frozen_projections_save_no_input), minus the frozen
+    # norms' copies 2 × 2 B × 4096 = 16,384; q and v's adapters read the input q/k/v already hold,
+    # so they add only lora_A's outputs 2 × 8 × 2 B = 32: 178,344 B per token per layer. Head:
+    # final norm without its copy 4h + 4 = 16,388 (lm_head frozen)
+    conv = Conventions(bnb_keeps_4bit_inputs=True, adapter_dtype="model")
+    est = _est(conv, method="qlora", lora_targets="q,v", lora_rank=8, seq_len=4096)
+    assert est.phase == "backward start (loss)"
+    assert est.component("activations") == 32 * 4096 * 178_344 + 4096 * 16_388
+
+
+def test_bnb_kept_input_of_a_parallel_block_is_one_tensor() -> None:
+    # phi-2-like parallel block: attention and MLP read one normed tensor, which bitsandbytes
+    # < 0.43.2 holds once: the kept MLP input (2 B × h) is not added to the attention's
+    spec = ModelSpec(
+        name="p", architecture="phi", vocab_size=1024, hidden_size=256, num_layers=2,
+        num_attention_heads=4, num_kv_heads=4, intermediate_size=1024,
+        max_position_embeddings=512, parallel_block=True, norms_per_layer=1,
+        norm_kind="layernorm", mlp_kind="plain",
+    )  # fmt: skip
+    sequential = spec.model_copy(update={"parallel_block": False})
+    conv = Conventions(bnb_keeps_4bit_inputs=True, adapter_dtype="model")
+
+    def acts(s: ModelSpec) -> int:
+        est = estimate_training(
+            s, method="qlora", lora_targets="q,v", seq_len=256, conventions=conv
+        )
+        return est.component("activations")
+
+    mlp_input = lora.frozen_inputs_not_saved_per_token(spec, "bf16")["mlp_replicated"]
+    assert mlp_input == 2 * 256
+    # 2 layers × 256 tokens × 512 B
+    assert acts(sequential) - acts(spec) == 2 * 256 * mlp_input == 262_144
+
+
+def test_full_state_dict_load_under_fsdp() -> None:
+    # Lit-GPT 2023 FSDP: the full state dict loads into the wrapped model, gathering it on every
+    # rank. Llama-2-7B LoRA q,v r = 8 (bf16-true: adapters 2 B) on 2 GPUs:
+    # 6,738,415,616 params × 2 B + 4,194,304 adapter params × 2 B = 13,485,219,840 gathered
+    # + ÷ 2 = 6,742,609,920 own shard → 20,227,829,760 B, + the CUDA context (500 MiB)
+    conv = Conventions(full_state_dict_load=True, adapter_dtype="model")
+    kw = {"method": "lora", "lora_targets": "q,v", "lora_rank": 8, "precision": "bf16"}
+    est = _est(conv, num_gpus=2, fsdp="full", seq_len=512, **kw)
+    assert est.load_components[0].bytes == 13_485_219_840 + 6_742_609_920
+    assert est.load_peak_bytes == 20_227_829_760 + 500 * 2**20
+    # the default (and torchtune, which distributes one full tensor at a time) reports no load phase
+    assert _est(None, num_gpus=2, fsdp="full", seq_len=512, **kw).load_peak_bytes == 0

@@ -191,6 +191,7 @@ def adapter_saved_bytes_per_token(
     width: int,
     shared_input: bool = False,
     fused_qkv: bool = False,
+    inputs_held: bool = False,
 ) -> dict[str, int]:
     """Bytes per token one decoder layer saves for the adapters' backward.
 
@@ -201,8 +202,10 @@ def adapter_saved_bytes_per_token(
     same width). With lora_dropout > 0 each adapter's nn.Dropout keeps a mask (1 byte per element
     with CUDA's native_dropout) and its output. `shared_input`: adapters in the input's own dtype
     cast nothing, so without dropout the modules reading one stream save that one tensor (counted
-    once per stream). Routed experts see experts_per_token copies of each token. Measured with
-    autograd saved-tensor hooks on a PEFT model (tests/test_lora.py).
+    once per stream). `inputs_held`: with `shared_input`, the base linear already keeps that tensor
+    (bitsandbytes < 0.43.2), so the adapters add none of their own. Routed experts see
+    experts_per_token copies of each token. Measured with autograd saved-tensor hooks on a PEFT
+    model (tests/test_lora.py).
     """
     per_layer = {"attention": 0, "mlp": 0}
     streams: dict[tuple[str, str], float] = {}
@@ -224,7 +227,7 @@ def adapter_saved_bytes_per_token(
             per_module += s.d_in * width
         per_layer[part] += int(per_module * modules_per_layer)
     for (part, _), saved in streams.items():
-        per_layer[part] += int(saved)
+        per_layer[part] += 0 if inputs_held else int(saved)
     return per_layer
 
 
@@ -249,6 +252,21 @@ def frozen_inputs_not_saved_per_token(spec: ModelSpec, precision: str) -> dict[s
     }
 
 
+def frozen_norm_copies_not_saved_per_token(spec: ModelSpec, precision: str) -> int:
+    """Bytes per token of one decoder layer's norms that a full fine-tune saves and LoRA does not.
+
+    transformers' RMSNorm ends with ``weight * normed.to(dtype)``: the multiply saves its
+    right-hand side only for the weight's gradient, so with the weight frozen the normalised copy
+    (a·h on a 16-bit stream, the fp32 4·h on a fp32 one; activations.norm_saved_bytes) is not
+    kept. LayerNorm's fused kernel saves its input for the input's gradient either way: 0.
+    Traced: tests/test_lora.py (saved-tensor hooks on a tiny Llama, adapters bf16 and fp32).
+    """
+    if spec.norm_kind == "layernorm":
+        return 0
+    w = act.widths(precision)
+    return spec.norms_per_layer * (w.a if w.r == 2 else 4) * spec.hidden_size
+
+
 def qlora_format(quant: str | None) -> WeightFormat:
     """The frozen base format of --method qlora (default NF4 + double quantization)."""
     name = (quant or "nf4").lower()
@@ -269,17 +287,22 @@ def qlora_format(quant: str | None) -> WeightFormat:
 
 
 def base_weight_bytes(
-    groups: tuple[TensorGroup, ...], method: str, fmt: WeightFormat, quantize_head: bool = False
+    groups: tuple[TensorGroup, ...],
+    method: str,
+    fmt: WeightFormat,
+    quantize_head: bool = False,
+    upcast_rest: bool = True,
 ) -> int:
     """Frozen base weights. QLoRA over bitsandbytes: the quantized linears in their format and the
-    rest upcast to fp32 by peft.prepare_model_for_kbit_training; GPTQ/AWQ keep the rest in fp16.
-    `quantize_head`: the output head quantized too (LitGPT's QLoRA: --quantize bnb.nf4 replaces
-    every nn.Linear, lm_head included)."""
+    rest upcast to fp32 by peft.prepare_model_for_kbit_training (`upcast_rest`; stacks that do not
+    call it, torchtune and LitGPT, keep the rest in the compute dtype); GPTQ/AWQ keep the rest in
+    fp16. `quantize_head`: the output head quantized too (LitGPT's QLoRA: --quantize bnb.nf4
+    replaces every nn.Linear, lm_head included)."""
     total = 0
     for g in groups:
         if quantize_head and g.kind == LM_HEAD:
             total += fmt.quantized_tensor_bytes(g.rows, g.cols) * g.count
-        elif method == "qlora" and fmt.name in _BNB_FORMATS:
+        elif method == "qlora" and fmt.name in _BNB_FORMATS and upcast_rest:
             total += fmt.group_bytes(g) if g.kind == LINEAR else 4 * g.numel
         else:
             total += fmt.group_bytes(g)

@@ -50,6 +50,18 @@ class Conventions(BaseModel):
     )
     compile: bool = Field(False, description="torch.compile on the model")
     packing: bool = Field(False, description="samples packed into full sequences, no padding")
+    kbit_prep_upcasts_to_fp32: bool = Field(
+        True,
+        description="QLoRA: PEFT's prepare_model_for_kbit_training (HF/TRL/Axolotl recipes) casts "
+        "every non-quantized parameter (embeddings, norms, an unquantized head) to fp32; "
+        "torchtune, LitGPT and Unsloth keep them in the model's 16-bit dtype",
+    )
+    full_state_dict_load: bool = Field(
+        False,
+        description="a sharded (FSDP) job loads the checkpoint as a full state dict into the "
+        "wrapped model, which gathers it: each rank holds the whole 16-bit model beside its own "
+        "shard while loading (Lit-GPT 2023: Fabric FSDPStrategy load_raw, state_dict_type='full')",
+    )
     bnb_keeps_4bit_inputs: bool = Field(
         False,
         description="bitsandbytes < 0.43.2 kept every 4-bit layer's input alive until backward "

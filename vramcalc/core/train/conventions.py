@@ -151,6 +151,12 @@ def loss_logits(conv: Conventions, spec: ModelSpec, tokens: int, act_bytes: int,
     * chunked (torchtune CEWithChunkedOutputLoss, loss_chunks slices of the sequence): each chunk
       is upcast and its cross-entropy taken on its own, so only one chunk's fp32 gradient buffers
       (8 B per value) are alive at once; every chunk's saved fp32 log-softmax (4 B) stays.
+      With torch.compile (`compile`; torchtune's training.compile_loss compiles only
+      compute_cross_entropy, the upcast + cross-entropy of one chunk) the fused graph saves its
+      bf16 input chunk and two fp32 per-row statistics instead of the fp32 log-softmax (traced:
+      tests/test_training_conventions.py), and its backward returns the chunk's bf16 gradient:
+      every chunk's bf16 logits (2 B per value, alive until their backward, although the recipe
+      drops its own reference) + one chunk's bf16 gradient (2 B) + 8 B per token.
     * fused (Liger FusedLinearCrossEntropy, Unsloth, cut-cross-entropy): lm_head and the loss run
       over chunks of rows and the gradient is computed in the forward, so the logits never exist
       whole: one chunk of rows, Liger's ceil(tokens / ceil(vocab / hidden)) rounded up to a power of
@@ -161,6 +167,8 @@ def loss_logits(conv: Conventions, spec: ModelSpec, tokens: int, act_bytes: int,
     if conv.loss == "standard":
         return logits_term(spec, tokens, act_bytes, tp)
     V = spec.output_width
+    if conv.loss == "chunked" and conv.compile:
+        return _compiled_chunked(V, tokens, min(conv.loss_chunks, tokens), tp)
     if conv.loss == "chunked":
         chunks = min(conv.loss_chunks, tokens)
         saved = tokens * 4 * V
@@ -179,6 +187,19 @@ def loss_logits(conv: Conventions, spec: ModelSpec, tokens: int, act_bytes: int,
     rows = min(rows, tokens)
     t = logits_term(spec, rows, act_bytes, tp)
     return t.noted(f"fused linear + cross-entropy: one chunk of {rows:,} rows at a time")
+
+
+def _compiled_chunked(V: int, tokens: int, chunks: int, tp: int) -> Term:
+    """torchtune's chunked cross-entropy with its per-chunk loss compiled (loss_logits)."""
+    per_chunk = math.ceil(tokens / chunks)
+    total = tokens * 2 * V + per_chunk * 2 * V + tokens * 8
+    text = (
+        f"{n(tokens)} tok × 2 B × {n(V)} outputs [bf16 logit chunks] + {n(per_chunk)} tok "
+        f"[one of {chunks} chunks] × 2 B × {n(V)} outputs [its bf16 gradient] + {n(tokens)} tok "
+        "× 8 B [fp32 row max and log-sum-exp]"
+    )
+    t = Term(total, text) if tp == 1 else Term(math.ceil(total / tp), f"({text}) ÷ {tp}")
+    return t.noted("compiled chunked cross-entropy: bf16 logit chunks saved, one chunk's gradient")
 
 
 def optimizer_in_backward(conv: Conventions, grads_all: Term, st: States, lay: Layout) -> Term:
@@ -211,8 +232,13 @@ def notes(conv: Conventions, method: str) -> list[str]:
         return out
     if conv.compile:
         out.append(
-            "torch.compile: not modelled (its fusions change which intermediates autograd saves "
-            "per graph; no size we can name), bytes as without it"
+            "torch.compile: not modelled in the layers (its fusions change which intermediates "
+            "autograd saves per graph; no size we can name), bytes as without it"
+            + (
+                "; the compiled chunked loss is (bf16 logit chunks saved)"
+                if conv.loss == "chunked"
+                else ""
+            )
         )
     if conv.packing:
         out.append(
@@ -241,6 +267,12 @@ def notes(conv: Conventions, method: str) -> list[str]:
         else "",
         "quantized_lm_head": "QLoRA quantizes lm_head too"
         if conv.quantized_lm_head and method == "qlora"
+        else "",
+        "kbit_prep_upcasts_to_fp32": "QLoRA base's non-quantized tensors kept 16-bit (no prepare_model_for_kbit_training)"
+        if not conv.kbit_prep_upcasts_to_fp32 and method == "qlora"
+        else "",
+        "full_state_dict_load": "FSDP loads a full state dict (the whole model gathered per rank)"
+        if conv.full_state_dict_load
         else "",
         "bnb_keeps_4bit_inputs": "bitsandbytes < 0.43.2 keeps every 4-bit layer's input (fixed in PR #1270)"
         if conv.bnb_keeps_4bit_inputs and method == "qlora"

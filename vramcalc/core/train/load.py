@@ -8,7 +8,12 @@ parameter to fp32 one at a time (``param.data = param.data.to(torch.float32)``):
 of them (the embedding or lm_head, V × h) is upcast, its 16-bit original and fp32 copy coexist —
 the head materialised twice. The load peak is the larger of the two moments, plus the CUDA context.
 Jobs that shard or split the base (ZeRO-3, FSDP, tensor/pipeline parallel) load differently and are
-not modelled here (no load phase is reported for them).
+not modelled here (no load phase is reported for them), except the full-state-dict load of a sharded
+16-bit job (Conventions.full_state_dict_load): loading a full state dict into an FSDP-wrapped model
+(Lightning Fabric FSDPStrategy.load_raw under FULL_STATE_DICT, Lit-GPT 2023) unshards every unit
+on every rank, so each holds the whole model in its parameter dtype beside its own flat shard.
+torchtune does not (load_from_full_model_state_dict: the state dict on the CPU, each full tensor
+distributed to its shards one at a time).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from dataclasses import dataclass
 from vramcalc.core.inference import runtime_overhead_components
 from vramcalc.core.results import Component, ComponentName
 from vramcalc.core.train.job import StageJob
-from vramcalc.core.train.states import stage_groups
+from vramcalc.core.train.layouts import FRAMEWORKS
+from vramcalc.core.train.states import stage_groups, trainable_groups
 from vramcalc.core.train.terms import Term, n
 from vramcalc.spec.params import LINEAR, LM_HEAD
 
@@ -33,8 +39,12 @@ class LoadPeak:
 
 
 def load_peak(job: StageJob) -> LoadPeak | None:
-    """The peak while loading a bitsandbytes QLoRA base on one GPU (None when not modelled)."""
+    """The peak while loading a bitsandbytes QLoRA base on one GPU, or a sharded 16-bit job's full
+    state dict (None when not modelled)."""
     ft, plan = job.ft, job.plan
+    sharded = plan.shards("params") and plan.shard_degree > 1
+    if job.conv.full_state_dict_load and sharded and plan.tp == 1 and plan.pp == 1:
+        return _full_state_dict_load(job)
     fmt = ft.base_format
     if ft.method != "qlora" or fmt is None or fmt.name not in _BNB:
         return None
@@ -60,7 +70,7 @@ def load_peak(job: StageJob) -> LoadPeak | None:
         f"{n(q_bytes)} quantized linears + {n(rest_numel)} other values × 4 B + "
         f"largest of them {n(largest_rest)} × 2 B [16-bit original beside its fp32 copy]",
     )
-    if quant_head:  # stacks that quantize the head do not upcast the rest (LitGPT)
+    if not job.conv.kbit_prep_upcasts_to_fp32:  # torchtune, LitGPT, Unsloth: no fp32 upcast
         upcasting = Term(0, "0")
     peak, phase = max(
         (quantizing, "load: quantizing a layer"),
@@ -72,3 +82,35 @@ def load_peak(job: StageJob) -> LoadPeak | None:
     )
     comps = [weights.component(ComponentName.load_buffer), runtime_overhead_components(0)[0]]
     return LoadPeak(phase, comps, sum(c.bytes for c in comps))
+
+
+def _full_state_dict_load(job: StageJob) -> LoadPeak | None:
+    """Full state dict into an FSDP-wrapped 16-bit model: P × w (every unit gathered) + its own
+    shard ⌈P × w ÷ N⌉, with P the base parameters at their width w (adapters at theirs, in both).
+    A quantized base is not modelled (the stacks that load this way refuse quantized multi-GPU)."""
+    ft, plan, spec = job.ft, job.plan, job.spec
+    lay = FRAMEWORKS[plan.framework].layout(job.precision, ft.full, job.conv)
+    N = plan.shard_degree
+    groups = stage_groups(spec, plan, 0)
+    numel = sum(g.numel for g in groups)
+    if ft.full:
+        width, extra, extra_txt = lay.weights, 0, ""
+    else:
+        fmt = ft.base_format
+        if fmt is None or fmt.name not in ("bf16", "fp16", "fp32"):
+            return None
+        adapters = sum(
+            g.numel for g in trainable_groups(spec, plan, 0, ft, job.conv.fused_qkv_adapter)
+        )
+        width, extra = fmt.compute_bytes, adapters * lay.weights
+        extra_txt = f" + {n(adapters)} adapter params × {lay.weights} B"
+    full = numel * width + extra
+    shard = -(-full // N)
+    text = f"{n(numel)} params × {width} B{extra_txt}"
+    weights = Term(
+        full + shard,
+        f"{text} [the full state dict, gathered] + ({text}) ÷ {N} [this rank's shard]",
+        "the whole model gathered on each rank while its full state dict loads, beside its shard",
+    )
+    comps = [weights.component(ComponentName.load_buffer), runtime_overhead_components(0)[0]]
+    return LoadPeak("load: full state dict into FSDP", comps, sum(c.bytes for c in comps))

@@ -75,7 +75,17 @@ def layer_parts(
     rep_all = par.layer_replicated_bytes_per_token(spec, act_name)
     extra = 0
     unsaved = dict.fromkeys(("attention", "mlp"), (0, 0))
+    norm_copies = 0  # a frozen RMSNorm weight saves no normalised copy (transformers layers)
     if not ft.full:
+        if not megatron:
+            norm_copies = lora.frozen_norm_copies_not_saved_per_token(spec, act_name)
+        # bitsandbytes < 0.43.2 kept every 4-bit linear's input for backward although its weight
+        # is frozen (MatMul4Bit ctx.tensors = (A, B); fixed in bitsandbytes PR #1270): a reference
+        # to the input tensor, so each distinct tensor is held once (q/k/v share one, gate/up one,
+        # a parallel block's attention and MLP one) and adapters in the input's dtype, which save
+        # that same tensor, add nothing of their own
+        keeps = conv.bnb_keeps_4bit_inputs and ft.method == "qlora"
+        keeps = keeps and ft.base_format is not None and ft.base_format.name in _BNB
         per_module, width = adapter_input_copies(p_name, act_name, conv)
         extra = sum(
             lora.adapter_saved_bytes_per_token(
@@ -86,16 +96,15 @@ def layer_parts(
                 width,
                 shared_input=not per_module,
                 fused_qkv=conv.fused_qkv_adapter,
+                inputs_held=keeps,
             ).values()
         )
-        # bitsandbytes < 0.43.2 kept every 4-bit linear's input for backward although its weight
-        # is frozen (MatMul4Bit ctx.tensors; fixed in bitsandbytes PR #1270): nothing is unsaved
-        keeps = conv.bnb_keeps_4bit_inputs and ft.method == "qlora"
-        keeps = keeps and ft.base_format is not None and ft.base_format.name in _BNB
+        frozen = lora.frozen_inputs_not_saved_per_token(spec, act_name)
         if not keeps:
-            frozen = lora.frozen_inputs_not_saved_per_token(spec, act_name)
             for part in ("attention", "mlp"):
                 unsaved[part] = (frozen[f"{part}_replicated"], frozen[f"{part}_split"])
+        elif spec.parallel_block and not megatron:  # the MLP reads attention's normed tensor
+            unsaved["mlp"] = (frozen["mlp_replicated"], 0)
 
     def parts(moe: bool) -> tuple[float, float]:
         if megatron:
@@ -107,11 +116,12 @@ def layer_parts(
         for part in ("attention",) if moe else ("attention", "mlp"):
             r -= unsaved[part][0]
             s -= unsaved[part][1]
-        return r, s
+        return r - norm_copies, s
 
     head = act.head_saved_bytes_per_token(spec, act_name)
-    if not ft.full:  # a frozen lm_head saves no input
+    if not ft.full:  # a frozen lm_head saves no input, a frozen final RMSNorm no normalised copy
         head -= act.projection_inputs_saved(1, True, spec, w)
+        head -= norm_copies // max(spec.norms_per_layer, 1)
     return LayerParts(
         parts(False), parts(True) if spec.is_moe else (0.0, 0.0), head, spec.hidden_size * w.r
     )

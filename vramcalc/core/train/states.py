@@ -139,7 +139,9 @@ def _frozen_base(
         for g in groups
         if g.kind == LM_HEAD and quant_head
     )
-    total = lora.base_weight_bytes(groups, ft.method, fmt, quantize_head=quant_head)
+    total = lora.base_weight_bytes(
+        groups, ft.method, fmt, quantize_head=quant_head, upcast_rest=conv.kbit_prep_upcasts_to_fp32
+    )
     rest = total - linear - head
     numel = sum(g.numel for g in groups)
     text = f"{n(linear)} linear weights [{fmt.name}] + {n(rest)} other tensors"
