@@ -226,7 +226,7 @@ TP_SPLIT = frozenset({"weights", "kv_cache", "activations", "allocator_slack"})
 def split_over_tp(components: list[Component], num_gpus: int) -> list[Component]:
     """Per-GPU components under tensor parallelism over `num_gpus` GPUs (even split, rounded up)."""
     return [
-        Component.of(name=c.name, bytes=-(-c.bytes // num_gpus), note=c.note)
+        Component(name=c.name, bytes=-(-c.bytes // num_gpus), note=c.note)
         if c.name in TP_SPLIT
         else c
         for c in components

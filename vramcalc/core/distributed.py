@@ -182,7 +182,7 @@ def _with_cluster_bytes(
     ]
     present = {c.name for c in worst.components}
     for name in sorted(set(sums) - present):  # on another stage only: keep the cluster sum whole
-        out.append(Component.of(name=name, bytes=0, cluster_bytes=sums[name] * per_stage_gpus))
+        out.append(Component(name=name, bytes=0, cluster_bytes=sums[name] * per_stage_gpus))
     return out
 
 

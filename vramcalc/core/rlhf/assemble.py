@@ -112,7 +112,7 @@ def gpu_groups(
         peak = per_phase[peak_name]
         at_peak = next(p for p in phases if p.name == peak_name)
         low, high = error_band(
-            [Component.of(name=c.name, bytes=c.bytes) for c in at_peak.components if c.group == g],
+            [Component(name=c.name, bytes=c.bytes) for c in at_peak.components if c.group == g],
             "training" if peak_name.startswith("train") else "inference",
             weights_only=False,
             rough=rough,

@@ -268,7 +268,7 @@ def stage_estimate(job: StageJob, stage: int) -> StageResult:
     )
     comps = [x for x in chosen if x is not None]
     comps.append(
-        Component.of(name=C.activations, bytes=act_term[0], note=act_note, formula=act_term[1])
+        Component(name=C.activations, bytes=act_term[0], note=act_note, formula=act_term[1])
     )
     if logit_c is not None:
         comps.append(logit_c)

@@ -33,8 +33,8 @@ class Term(NamedTuple):
 
     def component(self, name: ComponentName, cluster_bytes: int | None = None) -> Component:
         if cluster_bytes is None:
-            return Component.of(name=name, bytes=self[0], note=self[2], formula=self[1])
-        return Component.of(
+            return Component(name=name, bytes=self[0], note=self[2], formula=self[1])
+        return Component(
             name=name, bytes=self[0], note=self[2], formula=self[1], cluster_bytes=cluster_bytes
         )
 
@@ -175,7 +175,7 @@ def runtime_terms(dynamic: int, acts_logits: int, grads_all: int) -> list[Compon
         note = f"{fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks"
         _CONTEXT[:] = [rt, runtime_overhead_components(0)[0], fraction, f"{fraction:g}", note]
     _, context, fraction, text, note = _CONTEXT
-    slack = Component.of(
+    slack = Component(
         name=ComponentName.allocator_slack,
         bytes=int(fraction * dynamic),
         note=note,
