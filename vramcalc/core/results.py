@@ -84,32 +84,9 @@ class Component(BaseModel):
         None, description="this component summed over every GPU of a multi-GPU job"
     )
 
-    @classmethod
-    def of(
-        cls,
-        name: str,
-        bytes: int,
-        note: str = "",
-        formula: str = "",
-        cluster_bytes: int | None = None,
-    ) -> Component:
-        """A component from the estimators' own arithmetic: the field checks done by hand (an int
-        of at least 0) instead of by pydantic's validator, which costs more than the rest of a
-        component's construction on the hot path of a library estimate."""
-        if type(bytes) is not int or bytes < 0 or type(name) not in (str, ComponentName):
-            return cls(
-                name=name, bytes=bytes, note=note, formula=formula, cluster_bytes=cluster_bytes
-            )
-        return cls.model_construct(
-            name=name, bytes=bytes, note=note, formula=formula, cluster_bytes=cluster_bytes
-        )
-
     @property
     def lifetime(self) -> Lifetime:
         return lifetime_of(self.name)
-
-
-Verdict = Literal["fits", "tight", "may fit", "does not fit"]
 
 
 class GPUFit(BaseModel):
@@ -121,7 +98,7 @@ class GPUFit(BaseModel):
     memory_bytes: int
     fits: bool
     headroom_bytes: int
-    verdict: Verdict = Field(
+    verdict: Literal["fits", "tight", "may fit", "does not fit"] = Field(
         "fits",
         description="fits: even the band's high end fits; does not fit: even its low end does not; "
         "tight: the memory lies inside the band; may fit: the architecture was only assumed "
@@ -364,11 +341,10 @@ def gpu_fit(
     if gpu_memory is None:
         return None
     name, memory = gpu_memory
-    verdict: Verdict = "fits" if high <= memory else "does not fit" if low > memory else "tight"
+    verdict = "fits" if high <= memory else "does not fit" if low > memory else "tight"
     if rough and verdict in ("fits", "tight"):
         verdict = "may fit"
-    # every field computed here, of its declared type: constructed without re-validation
-    return GPUFit.model_construct(
+    return GPUFit(
         gpu=name,
         memory_bytes=memory,
         fits=total <= memory,
