@@ -1,0 +1,195 @@
+"""Serving engines (issue 15): the memory vLLM, SGLang and llama.cpp lay out on each GPU, the KV
+pool their start-up leaves, and how many requests of a context length it holds.
+
+One entry point, :func:`estimate_serving`, returns the same :class:`Estimate` as
+``estimate_inference`` (components per GPU, the cluster total) with a
+:class:`~vramcalc.core.results.ServingSummary` beside the components. ``engine="hf"`` is not
+here: it is ``estimate_inference`` itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vramcalc.core.results import Component, Estimate, GPUFit, make_estimate
+from vramcalc.core.serving.common import (
+    ENGINES,
+    check_parallel,
+    refuse_state_models,
+    weights_per_rank,
+)
+from vramcalc.core.serving.gguf_weights import from_file, from_file_type
+from vramcalc.core.serving.llamacpp import LlamaCppOptions, estimate_llamacpp
+from vramcalc.core.serving.sglang import SglangOptions, estimate_sglang
+from vramcalc.core.serving.vllm import EngineMemory, VllmOptions, estimate_vllm
+from vramcalc.core.workloads import resolve_gpu, resolve_source
+from vramcalc.errors import VramcalcError
+from vramcalc.spec.quant import kv_bytes_per_element
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vramcalc.sources import ModelSource
+    from vramcalc.spec.model import ModelSpec
+
+EngineOptions = VllmOptions | SglangOptions | LlamaCppOptions
+
+__all__ = [
+    "ENGINES",
+    "LlamaCppOptions",
+    "SglangOptions",
+    "VllmOptions",
+    "estimate_serving",
+]
+
+
+def _weights_bytes(source: ModelSource, dtype: str, quant: str | None) -> tuple[int, int]:
+    """Whole-model weight bytes (the checkpoint's when a header was read) and compute width."""
+    from vramcalc.core.inference import estimate_inference
+
+    est = estimate_inference(source, dtype=dtype, quant=quant, seq_len=1)
+    compute = 4 if est.inputs.get("dtype") == "fp32" else 2
+    return est.component("weights"), compute
+
+
+def estimate_serving(
+    model: str | ModelSpec | ModelSource,
+    engine: str,
+    *,
+    options: EngineOptions | None = None,
+    dtype: str = "bf16",
+    quant: str | None = None,
+    kv_dtype: str | None = None,
+    gguf_type: str | None = None,
+    tp: int = 1,
+    pp: int = 1,
+    gpu: str | None = None,
+    gpu_mem_gib: float | None = None,
+    revision: str | None = None,
+    assume_llama: bool = False,
+) -> Estimate:
+    """Per-GPU memory of `model` served by `engine` on tp × pp GPUs, and the KV pool it leaves."""
+    if engine not in ENGINES or engine == "hf":
+        raise VramcalcError(f"engine {engine!r}: use one of {', '.join(ENGINES[1:])} (hf: estimate_inference)")
+    source = resolve_source(model, revision, assume_llama=assume_llama)
+    spec = source.spec
+    fit = resolve_gpu(gpu, gpu_mem_gib)
+    if engine == "llama.cpp":
+        if tp != 1:
+            raise VramcalcError(
+                "--tp with llama.cpp: its row split (--split-mode row) is not modelled; "
+                "use --pp N for the default layer split over N GPUs"
+            )
+        mem = _llamacpp(source, gguf_type, fit, pp, options)
+    else:
+        check_parallel(spec, tp, pp)
+        refuse_state_models(spec, engine)
+        if fit is None:
+            raise VramcalcError(
+                f"--engine {engine} sizes its KV pool from the GPU's memory: give --gpu or --gpu-mem"
+            )
+        weights, compute = _weights_bytes(source, dtype, quant)
+        per_rank = weights_per_rank(weights, tp, pp)
+        kv_bytes = kv_bytes_per_element(kv_dtype) if kv_dtype else float(compute)
+        if engine == "vllm":
+            opts = options if isinstance(options, VllmOptions) else VllmOptions()
+            opts = _with_kv(opts, kv_bytes)
+            mem = estimate_vllm(spec, per_rank, fit, tp, pp, opts, compute)
+        else:
+            sg = options if isinstance(options, SglangOptions) else SglangOptions()
+            sg = SglangOptions(**{**_fields(sg), "kv_bytes": kv_bytes})
+            mem = estimate_sglang(spec, per_rank, fit, tp, pp, sg)
+    return _estimate(source, engine, mem, fit, tp * pp, dtype, quant, kv_dtype)
+
+
+def _fields(obj: object) -> dict[str, object]:
+    return {k: getattr(obj, k) for k in obj.__slots__}  # type: ignore[attr-defined]
+
+
+def _with_kv(opts: VllmOptions, kv_bytes: float) -> VllmOptions:
+    return VllmOptions(**{**_fields(opts), "kv_bytes": kv_bytes})  # type: ignore[arg-type]
+
+
+def _llamacpp(
+    source: ModelSource,
+    gguf_type: str | None,
+    fit: tuple[str, int] | None,
+    pp: int,
+    options: EngineOptions | None,
+) -> EngineMemory:
+    spec = source.spec
+    opts = options if isinstance(options, LlamaCppOptions) else LlamaCppOptions()
+    ck = source.checkpoint
+    if ck is not None and ck.format == "gguf":
+        if gguf_type is not None:
+            raise VramcalcError("--gguf-type: the .gguf file's own tensor types are used; drop it")
+        weights = from_file(ck, spec.num_layers)
+    else:
+        weights = from_file_type(spec, gguf_type or "Q4_K_M")
+    mem = estimate_llamacpp(spec, weights, fit, opts)
+    if pp == 1:
+        return mem
+    # layer split over pp GPUs: each holds about 1/pp of the offloaded layers and their KV; the
+    # compute buffer is reserved on every device
+    split = {"weights", "kv_cache"}
+    comps = [
+        Component(name=c.name, bytes=-(-c.bytes // pp), note=c.note + f"; 1/{pp} per GPU")
+        if c.name in split
+        else c
+        for c in mem.components
+    ]
+    summary = mem.summary.model_copy(update={"pp": pp})
+    return EngineMemory(comps, summary, [*mem.assumptions, f"layers split evenly over {pp} GPUs"])
+
+
+def _estimate(
+    source: ModelSource,
+    engine: str,
+    mem: EngineMemory,
+    fit: tuple[str, int] | None,
+    num_gpus: int,
+    dtype: str,
+    quant: str | None,
+    kv_dtype: str | None,
+) -> Estimate:
+    spec = source.spec
+    s = mem.summary
+    est = make_estimate(
+        mem.components,
+        None,
+        kind="inference",
+        model=spec.name,
+        assumed_architecture=spec.assumed_architecture,
+        params=source.params,
+        active_params=source.active_params,
+        phase=f"{engine} after start-up (KV pool allocated)",
+        inputs={
+            "model": spec.name,
+            "engine": engine,
+            "engine_version": s.engine_version,
+            "tp": s.tp,
+            "pp": s.pp,
+            "dtype": dtype,
+            "quant": quant,
+            "kv_dtype": kv_dtype or "auto",
+            "max_model_len": s.max_model_len,
+        },
+        assumptions=[*mem.assumptions, *s.not_sized, *source.notes],
+        num_gpus=num_gpus,
+        cpu_bytes_per_node=s.host_bytes,
+        parallel={"tp": s.tp, "pp": s.pp},
+        serving=s,
+    )
+    total = est.total_bytes
+    update: dict[str, object] = {"cluster_total_bytes": total * num_gpus}
+    if fit is not None:
+        name, memory = fit
+        fits = s.refused is None and total <= memory
+        update["gpu"] = GPUFit(
+            gpu=name,
+            memory_bytes=memory,
+            fits=fits,
+            headroom_bytes=memory - total,
+            verdict="fits" if fits else "does not fit",
+        )
+    if s.refused:
+        update["warnings"] = [*est.warnings, f"{engine} refuses to start: {s.refused}"]
+    return est.model_copy(update=update)
