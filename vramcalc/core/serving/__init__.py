@@ -179,7 +179,12 @@ def _estimate(
         serving=s,
     )
     total = est.total_bytes
-    update: dict[str, object] = {"cluster_total_bytes": total * num_gpus}
+    # the engine's layout is its own: no trace band (docs/serving.md gives the evidence bands)
+    update: dict[str, object] = {
+        "cluster_total_bytes": total * num_gpus,
+        "low_bytes": total,
+        "high_bytes": total,
+    }
     if fit is not None:
         name, memory = fit
         fits = s.refused is None and total <= memory
