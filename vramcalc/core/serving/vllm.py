@@ -194,6 +194,13 @@ def estimate_vllm(
              "access allocate less"]
             if tp > 1
             else []
+        )
+        + (
+            ["V1: the two V1 readings (L40S, 4×H100) hold 22–38 % fewer KV tokens than this "
+             "model gives: 4–5 GiB per GPU of V1 start-up memory is not explained here, so read "
+             "the V1 pool as an upper bound (docs/serving.md)"]
+            if opts.version == "v1"
+            else []
         ),
     )  # fmt: skip
     assumptions = [
