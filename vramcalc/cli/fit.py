@@ -34,6 +34,20 @@ from vramcalc.cli.common import (
     workload_options,
 )
 from vramcalc.cli.options import CheckOpt, GpusFileOpt, exit_if_not_fit, size_option
+from vramcalc.cli.serving import (
+    ConcurrencyOpt,
+    EngineArgs,
+    EngineChoice,
+    EngineOpt,
+    EngineVersionOpt,
+    MaxLenOpt,
+    MaxSeqsOpt,
+    MemFracOpt,
+    NglOpt,
+    PpOpt,
+    TpOpt,
+    UtilOpt,
+)
 from vramcalc.core.optimizers import Optimizer
 
 
@@ -61,11 +75,34 @@ def register(app: typer.Typer) -> None:
         price_source: PriceSourceOpt = None,
         check: CheckOpt = False,
         assume_llama: AssumeLlamaOpt = False,
+        engine: EngineOpt = EngineChoice.hf,
+        engine_version: EngineVersionOpt = None,
+        tp: TpOpt = 1,
+        pp: PpOpt = 1,
+        gpu_memory_utilization: UtilOpt = None,
+        max_model_len: MaxLenOpt = None,
+        max_num_seqs: MaxSeqsOpt = None,
+        mem_fraction_static: MemFracOpt = None,
+        gpu_layers: NglOpt = None,
     ) -> None:
-        """The largest batch size and the longest context of MODEL that fit the GPU(s)."""
+        """The largest batch size and the longest context of MODEL that fit the GPU(s)
+        (--engine: the longest max_model_len the engine starts with, and its concurrency)."""
         from vramcalc.core.fitting import fit
 
         _use_gpus_file(gpus_file, price_source)
+        if engine is not EngineChoice.hf:  # serving engines: vramcalc.core.serving.planning
+            from vramcalc.cli.serving import fit_engine
+
+            args = (  # llama.cpp reads --max-model-len as its --ctx-size
+                EngineArgs(engine, gpu_layers=gpu_layers, ctx_size=max_model_len)
+                if engine is EngineChoice.llama_cpp
+                else EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
+                                max_num_seqs, mem_fraction_static=mem_fraction_static,
+                                gpu_layers=gpu_layers)
+            )  # fmt: skip
+            fit_engine(model, gpu, args, tp, pp, kv_dtype and kv_dtype.value, dtype.value,
+                       quant and quant.value, as_json, check)  # fmt: skip
+            return
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len,
@@ -132,11 +169,27 @@ def register(app: typer.Typer) -> None:
         price_source: PriceSourceOpt = None,
         check: CheckOpt = False,
         assume_llama: AssumeLlamaOpt = False,
+        engine: EngineOpt = EngineChoice.hf,
+        engine_version: EngineVersionOpt = None,
+        concurrency: ConcurrencyOpt = None,
+        gpu_memory_utilization: UtilOpt = None,
+        max_model_len: MaxLenOpt = None,
+        max_num_seqs: MaxSeqsOpt = None,
+        mem_fraction_static: MemFracOpt = None,
     ) -> None:
-        """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
+        """For every catalog GPU: the fewest that fit, the time and the price, cheapest first
+        (--engine with --concurrency: the fewest tensor-parallel GPUs for that many requests)."""
         from vramcalc.core.fitting import plan
 
         _use_gpus_file(gpus_file, price_source)
+        if engine is not EngineChoice.hf:  # serving engines: vramcalc.core.serving.planning
+            from vramcalc.cli.serving import plan_engine
+
+            args = EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
+                              max_num_seqs, mem_fraction_static=mem_fraction_static)  # fmt: skip
+            plan_engine(model, args, concurrency, kv_dtype and kv_dtype.value, dtype.value,
+                        quant and quant.value, as_json, check)  # fmt: skip
+            return
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len if task is TaskChoice.train else None,

@@ -188,3 +188,48 @@ def engine_options(args: EngineArgs) -> Any:
             ubatch_size=args.ubatch_size or 512,
         )
     return None
+
+
+ConcurrencyOpt = Annotated[
+    float | None,
+    typer.Option("--concurrency", min=0.001, help="plan --engine: requests of --max-model-len tokens to hold at once"),
+]
+
+
+def fit_engine(model: str, gpu: str, args: EngineArgs, tp: int, pp: int, kv_dtype: str | None,
+               dtype: str, quant: str | None, as_json: bool, check: bool) -> None:  # fmt: skip
+    """`fit MODEL GPU --engine ...`: the longest context and the concurrency the GPU set holds."""
+    from vramcalc.cli.options import exit_if_not_fit, print_json
+    from vramcalc.core.serving.planning import engine_fit
+
+    r = engine_fit(model, args.engine.value, gpu, options=engine_options(args), tp=tp, pp=pp,
+                   dtype=dtype, quant=quant, kv_dtype=kv_dtype,
+                   gguf_type=args.gguf_type)  # fmt: skip
+    if as_json:
+        print_json(r.model_dump(mode="json"), "engine_fit")
+    else:
+        from vramcalc.report import serving as report_serving
+
+        report_serving.render_engine_fit(r)
+    exit_if_not_fit(check, r.max_model_len > 0)
+
+
+def plan_engine(model: str, args: EngineArgs, concurrency: float | None, kv_dtype: str | None,
+                dtype: str, quant: str | None, as_json: bool, check: bool) -> None:  # fmt: skip
+    """`plan MODEL --engine ... --concurrency N`: for each catalog GPU, the fewest (TP)."""
+    from vramcalc.cli.options import exit_if_not_fit, print_json
+    from vramcalc.core.serving.planning import engine_plan
+    from vramcalc.sources.presets import list_gpus
+
+    if concurrency is None:
+        raise VramcalcError("plan --engine needs --concurrency (requests of --max-model-len tokens)")
+    gpus = [g.name for g in list_gpus() if g.vendor.lower() in ("nvidia", "amd", "")]
+    p = engine_plan(model, args.engine.value, gpus, concurrency, options=engine_options(args),
+                    dtype=dtype, quant=quant, kv_dtype=kv_dtype)  # fmt: skip
+    if as_json:
+        print_json(p.model_dump(mode="json"), "engine_plan")
+    else:
+        from vramcalc.report import serving as report_serving
+
+        report_serving.render_engine_plan(p)
+    exit_if_not_fit(check, any(r.tp is not None for r in p.rows))

@@ -4,8 +4,10 @@ engine's start-up log would report: KV pool in GiB and tokens, maximum concurren
 from __future__ import annotations
 
 from rich.console import Console
+from rich.table import Table
 
 from vramcalc.core.results import Estimate
+from vramcalc.core.serving.planning import EngineFit, EnginePlan
 from vramcalc.report.console import plain, render_estimate
 from vramcalc.units import bytes_to
 
@@ -39,3 +41,37 @@ def render_serving(est: Estimate, units: str = "GiB", explain: bool = False) -> 
     console = Console(highlight=False, soft_wrap=False)
     for line in serving_lines(est, units):
         console.print(line)
+
+
+def render_engine_fit(r: EngineFit) -> None:
+    console = Console(highlight=False, soft_wrap=False)
+    table = Table(title=f"Fit: {plain(r.model)} on {r.tp * r.pp} × {plain(r.gpu)} ({plain(r.engine)})")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    longest = f"{r.max_model_len:,}" + (" (model maximum)" if r.max_model_len == r.model_max_len else "")
+    table.add_row("longest context that starts and fits one request", longest)
+    table.add_row(f"max concurrency at {r.at_max_model_len:,} tokens", f"{r.max_concurrency:.2f}x")
+    table.add_row("KV pool tokens", f"{r.kv_pool_tokens:,}")
+    console.print(table)
+    if r.refused:
+        console.print(f"[red]at {r.at_max_model_len:,} tokens the engine refuses:[/] {plain(r.refused)}")
+
+
+def render_engine_plan(p: EnginePlan) -> None:
+    console = Console(highlight=False, soft_wrap=False)
+    table = Table(
+        title=f"Plan: {plain(p.model)} ({plain(p.engine)}), {p.target_concurrency:g} requests of "
+        f"{p.max_model_len:,} tokens",
+        caption="fewest tensor-parallel GPUs whose KV pool holds the target",
+    )
+    for col in ("gpu", "TP", "concurrency", "KV tokens", "note"):
+        table.add_column(col, justify="left" if col in ("gpu", "note") else "right")
+    for r in p.rows:
+        table.add_row(
+            plain(r.gpu),
+            "—" if r.tp is None else str(r.tp),
+            f"{r.max_concurrency:.2f}x" if r.tp else "",
+            f"{r.kv_pool_tokens:,}" if r.tp else "",
+            plain(r.note),
+        )
+    console.print(table)
