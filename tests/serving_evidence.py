@@ -131,7 +131,9 @@ def _vllm(rec: dict[str, Any], r: dict[str, float]) -> list[tuple[str, float, fl
     if "max_concurrency" in r:
         out.append(("max_concurrency", r["max_concurrency"], s.max_concurrency))
     if "peak_activation_gib" in r:
-        out.append(("peak_activation_gib", r["peak_activation_gib"], est.component("activations") / GIB))
+        out.append(
+            ("peak_activation_gib", r["peak_activation_gib"], est.component("activations") / GIB)
+        )
     if "refused" in r or s.refused:
         out.append(("refused", float(bool(r.get("refused"))), float(s.refused is not None)))
     return out
@@ -177,7 +179,9 @@ def _llamacpp(rec: dict[str, Any], r: dict[str, float]) -> list[tuple[str, float
     if "kv_buffer_mib" in r:
         out.append(("kv_buffer_mib", r["kv_buffer_mib"], kv_all / MIB))
     if "compute_buffer_mib" in r:
-        out.append(("compute_buffer_mib", r["compute_buffer_mib"], est.component("activations") / MIB))
+        out.append(
+            ("compute_buffer_mib", r["compute_buffer_mib"], est.component("activations") / MIB)
+        )
     if "host_compute_buffer_mib" in r:
         from vramcalc.core.serving.llamacpp import host_compute_bytes
 
@@ -240,7 +244,9 @@ def summary(comps: list[Comparison]) -> dict[tuple[str, str], tuple[int, float, 
 if __name__ == "__main__":  # pragma: no cover
     comps, skips = compare_all()
     for c in comps:
-        print(f"{c.record:65} {c.quantity:22} {c.reading:>12.4g} {c.estimate:>12.4g} {c.error:+.1%}")
+        print(
+            f"{c.record:65} {c.quantity:22} {c.reading:>12.4g} {c.estimate:>12.4g} {c.error:+.1%}"
+        )
     print()
     for (engine, q), (n, med, worst) in summary(comps).items():
         print(f"| {engine} | {q} | {n} | {med:.1%} | {worst:.1%} |")

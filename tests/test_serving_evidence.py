@@ -14,16 +14,37 @@ from tests.serving_evidence import BANDS, compare_all, summary
 
 # (record, quantity) -> why the model does not hold it
 KNOWN_MISSES = {
-    ("vllm-deepseek-coder-6.7b-t4-tp2-issue5248", "kv_cache_tokens"): "vLLM v0.4: peak taken as the drop of free memory (everything on the GPU), before the v0.6.4/0.6.5 accounting modelled here",
+    (
+        "vllm-deepseek-coder-6.7b-t4-tp2-issue5248",
+        "kv_cache_tokens",
+    ): "vLLM v0.4: peak taken as the drop of free memory (everything on the GPU), before the v0.6.4/0.6.5 accounting modelled here",
     ("vllm-deepseek-coder-6.7b-t4-tp2-issue5248", "refused"): "same record: v0.4 accounting",
-    ("vllm-r1-distill-qwen-14b-rtx4090-tp2-issue13061", "peak_activation_gib"): "v0.7 profile sampler is lighter than the v0.6 sorting path (0.19 GiB logged for 256 rows × 152k vocabulary)",
-    ("vllm-r1-distill-qwen-14b-rtx4090-tp2-issue13061", "kv_cache_tokens"): "PCIe 4090s: no custom all-reduce, so the NVLink communication buffers overstate non-torch memory; and the lighter v0.7 sampler",
-    ("vllm-llama31-8b-l40s-v1-pr17122", "kv_cache_tokens"): "V1: ~4.5 GiB of start-up memory not explained (said in the output)",
+    (
+        "vllm-r1-distill-qwen-14b-rtx4090-tp2-issue13061",
+        "peak_activation_gib",
+    ): "v0.7 profile sampler is lighter than the v0.6 sorting path (0.19 GiB logged for 256 rows × 152k vocabulary)",
+    (
+        "vllm-r1-distill-qwen-14b-rtx4090-tp2-issue13061",
+        "kv_cache_tokens",
+    ): "PCIe 4090s: no custom all-reduce, so the NVLink communication buffers overstate non-torch memory; and the lighter v0.7 sampler",
+    (
+        "vllm-llama31-8b-l40s-v1-pr17122",
+        "kv_cache_tokens",
+    ): "V1: ~4.5 GiB of start-up memory not explained (said in the output)",
     ("vllm-llama31-8b-l40s-v1-pr17122", "max_concurrency"): "V1: same",
-    ("vllm-qwen3-235b-a22b-fp8-h100-tp4-issue21348", "kv_cache_gib"): "V1 MoE at TP4: ~5 GiB of start-up memory not explained",
+    (
+        "vllm-qwen3-235b-a22b-fp8-h100-tp4-issue21348",
+        "kv_cache_gib",
+    ): "V1 MoE at TP4: ~5 GiB of start-up memory not explained",
     ("vllm-qwen3-235b-a22b-fp8-h100-tp4-issue21348", "kv_cache_tokens"): "V1: same",
-    ("vllm-llama31-405b-fp8-h100-tp8-issue6746", "weights_gib"): "Meta's FP8 checkpoint keeps attention in bf16; --dtype fp8 quantizes every linear (read the checkpoint header for exact weights)",
-    ("llamacpp-llama3-70b-class-2gpu-78of81-ctx8192-pr8035", "output_buffer_mib"): "the output buffer is grown on demand; 2 rows were reserved in that run",
+    (
+        "vllm-llama31-405b-fp8-h100-tp8-issue6746",
+        "weights_gib",
+    ): "Meta's FP8 checkpoint keeps attention in bf16; --dtype fp8 quantizes every linear (read the checkpoint header for exact weights)",
+    (
+        "llamacpp-llama3-70b-class-2gpu-78of81-ctx8192-pr8035",
+        "output_buffer_mib",
+    ): "the output buffer is grown on demand; 2 rows were reserved in that run",
 }
 # quantized checkpoints: the layout (which tensors stay 16-bit) varies by checkpoint
 QUANTIZED_WEIGHTS_BAND = 0.10

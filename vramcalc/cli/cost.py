@@ -31,6 +31,7 @@ from vramcalc.cli.common import (
     model_arg,
 )
 from vramcalc.cli.options import CheckOpt, GpusFileOpt, VramcalcGroup, exit_if_not_fit
+from vramcalc.cli.serving import EngineChoice, EngineOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -116,8 +117,10 @@ def register(app: typer.Typer) -> None:
         price_source: PriceSourceOpt = None,
         check: CheckOpt = False,
         assume_llama: AssumeLlamaOpt = False,
+        engine: EngineOpt = EngineChoice.hf,
     ) -> None:
-        """Prefill time, decode speed, latency, throughput and price per million tokens."""
+        """Prefill time, decode speed, latency, throughput and price per million tokens
+        (--engine: the batch is the requests the engine's KV pool holds at prompt + output)."""
         from vramcalc.core.cost import estimate_inference_cost
         from vramcalc.core.fitting import simple_placement
         from vramcalc.core.workloads import resolve_model
@@ -125,6 +128,12 @@ def register(app: typer.Typer) -> None:
 
         _use_gpus_file(gpus_file, price_source)
         model = model_arg(model, assume_llama)
+        engine_note, engine_memory = None, None
+        if engine is not EngineChoice.hf:
+            from vramcalc.cli.serving import engine_batch
+
+            batch_size, engine_note, engine_memory = engine_batch(model, engine, gpu, num_gpus, prompt + output,
+                                                   _value(dtype), _value(quant), _value(kv_dtype))  # fmt: skip
         c = estimate_inference_cost(
             model,
             gpu=gpu,
@@ -146,20 +155,28 @@ def register(app: typer.Typer) -> None:
             "batch_size": batch_size,
             "seq_len": prompt + output,
         }
-        placement = simple_placement(resolve_model(model), "infer", workload, num_gpus)
-        memory = get_gpu(gpu).memory_bytes
-        fits = {
-            "per_gpu_bytes": placement.per_gpu_bytes,
-            "memory_bytes": memory,
-            "fits": placement.per_gpu_bytes <= memory,
-            "parallelism": placement.parallelism,
-        }
+        if engine_memory is not None:  # the engine's own layout (core.serving)
+            fits = engine_memory
+        else:
+            placement = simple_placement(resolve_model(model), "infer", workload, num_gpus)
+            memory = get_gpu(gpu).memory_bytes
+            fits = {
+                "per_gpu_bytes": placement.per_gpu_bytes,
+                "memory_bytes": memory,
+                "fits": placement.per_gpu_bytes <= memory,
+                "parallelism": placement.parallelism,
+            }
         if assume_llama:  # a rough estimate never says "fits" (results.gpu_fit)
             fits["verdict"] = "may fit" if fits["fits"] else "does not fit"
         if as_json:
-            _print_json(c.model_dump(mode="json") | {"memory": fits} | _rough_label(model))
+            extra = {"engine_batch": engine_note} if engine_note else {}
+            _print_json(c.model_dump(mode="json") | {"memory": fits} | _rough_label(model) | extra)
         else:
             from vramcalc.report import cost as report_cost
 
             report_cost.render_inference_cost(c, fits)
+            if engine_note:
+                from vramcalc.report.serving import print_note
+
+                print_note(f"batch from the engine's KV pool: {engine_note}")
         exit_if_not_fit(check, bool(fits["fits"]))

@@ -35,7 +35,10 @@ _L = "llama.cpp: "
 
 EngineOpt = Annotated[
     EngineChoice,
-    typer.Option("--engine", help="hf: transformers generate(); vllm, sglang, llama.cpp: that engine's start-up"),
+    typer.Option(
+        "--engine",
+        help="hf: transformers generate(); vllm, sglang, llama.cpp: that engine's start-up",
+    ),
 ]
 EngineVersionOpt = Annotated[
     str | None, typer.Option("--engine-version", help=_V + "v0 or v1 (default v1: profiling of V1)")
@@ -46,7 +49,9 @@ PpOpt = Annotated[
 ]
 UtilOpt = Annotated[
     float | None,
-    typer.Option("--gpu-memory-utilization", min=0.01, max=1.0, help=_V + "fraction of GPU memory (0.9)"),
+    typer.Option(
+        "--gpu-memory-utilization", min=0.01, max=1.0, help=_V + "fraction of GPU memory (0.9)"
+    ),
 ]
 MaxLenOpt = Annotated[
     int | None,
@@ -69,28 +74,48 @@ BlockOpt = Annotated[
 EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help=_V + "no CUDA graphs")]
 MemFracOpt = Annotated[
     float | None,
-    typer.Option("--mem-fraction-static", min=0.01, max=0.99, help=_S + "weights + KV pool fraction"),
+    typer.Option(
+        "--mem-fraction-static", min=0.01, max=0.99, help=_S + "weights + KV pool fraction"
+    ),
 ]
 NglOpt = Annotated[
     int | None,
-    typer.Option("--gpu-layers", "--n-gpu-layers", "-ngl", min=0, max=100_000, help=_L + "layers on the GPU (all)"),
+    typer.Option(
+        "--gpu-layers",
+        "--n-gpu-layers",
+        "-ngl",
+        min=0,
+        max=100_000,
+        help=_L + "layers on the GPU (all)",
+    ),
 ]
 CtxOpt = Annotated[
     int | None,
-    size_option("--ctx-size", "-c", high=1 << 24, binary=True, help=_L + "KV cells (the model's context)"),
+    size_option(
+        "--ctx-size", "-c", high=1 << 24, binary=True, help=_L + "KV cells (the model's context)"
+    ),
 ]
 ParallelOpt = Annotated[
-    int | None, typer.Option("--parallel", "-np", min=1, max=4096, help=_L + "slots sharing the context (1)")
+    int | None,
+    typer.Option("--parallel", "-np", min=1, max=4096, help=_L + "slots sharing the context (1)"),
 ]
-CtkOpt = Annotated[CacheTypeChoice | None, typer.Option("--cache-type-k", "-ctk", help=_L + "K cache type (f16)")]
-CtvOpt = Annotated[CacheTypeChoice | None, typer.Option("--cache-type-v", "-ctv", help=_L + "V cache type (f16)")]
+CtkOpt = Annotated[
+    CacheTypeChoice | None, typer.Option("--cache-type-k", "-ctk", help=_L + "K cache type (f16)")
+]
+CtvOpt = Annotated[
+    CacheTypeChoice | None, typer.Option("--cache-type-v", "-ctv", help=_L + "V cache type (f16)")
+]
 FaOpt = Annotated[bool, typer.Option("--flash-attn", "-fa", help=_L + "flash attention")]
 UbatchOpt = Annotated[
-    int | None, typer.Option("--ubatch-size", "-ub", min=1, max=1 << 16, help=_L + "physical batch (512)")
+    int | None,
+    typer.Option("--ubatch-size", "-ub", min=1, max=1 << 16, help=_L + "physical batch (512)"),
 ]
 GgufTypeOpt = Annotated[
     str | None,
-    typer.Option("--gguf-type", help=_L + "file type when MODEL is not a .gguf (Q4_K_M, Q5_K_M, Q8_0, IQ4_XS...)"),
+    typer.Option(
+        "--gguf-type",
+        help=_L + "file type when MODEL is not a .gguf (Q4_K_M, Q5_K_M, Q8_0, IQ4_XS...)",
+    ),
 ]
 PrefillChunkOpt = Annotated[
     int | None,
@@ -192,7 +217,11 @@ def engine_options(args: EngineArgs) -> Any:
 
 ConcurrencyOpt = Annotated[
     float | None,
-    typer.Option("--concurrency", min=0.001, help="plan --engine: requests of --max-model-len tokens to hold at once"),
+    typer.Option(
+        "--concurrency",
+        min=0.001,
+        help="plan --engine: requests of --max-model-len tokens to hold at once",
+    ),
 ]
 
 
@@ -222,7 +251,9 @@ def plan_engine(model: str, args: EngineArgs, concurrency: float | None, kv_dtyp
     from vramcalc.sources.presets import list_gpus
 
     if concurrency is None:
-        raise VramcalcError("plan --engine needs --concurrency (requests of --max-model-len tokens)")
+        raise VramcalcError(
+            "plan --engine needs --concurrency (requests of --max-model-len tokens)"
+        )
     gpus = [g.name for g in list_gpus() if g.vendor.lower() in ("nvidia", "amd", "")]
     p = engine_plan(model, args.engine.value, gpus, concurrency, options=engine_options(args),
                     dtype=dtype, quant=quant, kv_dtype=kv_dtype)  # fmt: skip
@@ -233,3 +264,35 @@ def plan_engine(model: str, args: EngineArgs, concurrency: float | None, kv_dtyp
 
         report_serving.render_engine_plan(p)
     exit_if_not_fit(check, any(r.tp is not None for r in p.rows))
+
+
+def engine_batch(model: Any, engine: EngineChoice, gpu: str, num_gpus: int, length: int,
+                 dtype: str, quant: str | None, kv_dtype: str | None) -> tuple[int, str, dict[str, Any]]:  # fmt: skip
+    """`cost infer --engine`: the batch the engine holds at `length` tokens per request on
+    `num_gpus` tensor-parallel GPUs (core.cost.engine_batch_size); an engine that cannot hold one
+    request is an error. Also the memory per GPU as the engine lays it out."""
+    from vramcalc.core.cost import engine_batch_size
+    from vramcalc.core.serving import estimate_serving
+
+    args = (EngineArgs(engine, ctx_size=length) if engine is EngineChoice.llama_cpp
+            else EngineArgs(engine, max_model_len=length))  # fmt: skip
+    est = estimate_serving(model, engine.value, options=engine_options(args), dtype=dtype,
+                           quant=quant, kv_dtype=kv_dtype, tp=1 if engine is EngineChoice.llama_cpp
+                           else num_gpus, gpu=gpu)  # fmt: skip
+    assert est.serving is not None
+    if est.serving.refused:
+        raise VramcalcError(
+            f"--engine {engine.value} refuses {length} tokens per request: {est.serving.refused}"
+        )
+    batch, why = engine_batch_size(est.serving)
+    if batch < 1:
+        raise VramcalcError(
+            f"--engine {engine.value}: the KV pool does not hold one request of {length} tokens"
+        )
+    memory = {
+        "per_gpu_bytes": est.total_bytes,
+        "memory_bytes": est.gpu.memory_bytes if est.gpu else 0,
+        "fits": bool(est.gpu and est.gpu.fits),
+        "parallelism": f"{engine.value} TP={est.serving.tp}",
+    }
+    return batch, why, memory

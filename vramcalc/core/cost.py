@@ -26,6 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vramcalc.core.kv_cache import kv_cache_bytes
+from vramcalc.core.results import ServingSummary
 from vramcalc.core.workloads import resolve_model, resolve_seq_len
 from vramcalc.errors import VramcalcError, checked_keywords
 from vramcalc.spec.model import GPUSpec, ModelSpec
@@ -491,3 +492,20 @@ def estimate_inference_cost(
             "no scheduler, sampling or network overhead; latency terms of collectives ignored",
         ],
     )
+
+
+def engine_batch_size(serving: ServingSummary) -> tuple[int, str]:
+    """Requests a serving engine decodes at once when each holds max_model_len tokens: the whole
+    requests its KV pool holds, floor(kv_pool_tokens / max_model_len), capped by its
+    max_num_seqs (vLLM's 'Maximum concurrency' line, SGLang's max_running_requests, llama.cpp's
+    --parallel slots). The throughput and $/Mtoken of ``cost infer --engine`` use this batch."""
+    whole = serving.kv_pool_tokens // max(1, serving.max_model_len)
+    if serving.engine == "llama.cpp":
+        whole = int(serving.max_concurrency)
+    cap = serving.max_num_seqs
+    batch = min(whole, cap) if cap else whole
+    why = (
+        f"{serving.engine}: {serving.kv_pool_tokens:,} KV tokens / {serving.max_model_len:,} per "
+        f"request = {whole} requests" + (f", capped by max_num_seqs {cap}" if cap and cap < whole else "")
+    )
+    return batch, why

@@ -27,7 +27,9 @@ def serving_lines(est: Estimate, units: str) -> list[str]:
         lines.append(f"host memory: {bytes_to(s.host_bytes, units):,.2f} {units}")
     else:
         budget = f"{bytes_to(s.budget_bytes, units):,.2f} {units}"
-        lines.append(f"budget per GPU: {budget}; KV cache: {pool} per GPU, {s.kv_pool_tokens:,} tokens")
+        lines.append(
+            f"budget per GPU: {budget}; KV cache: {pool} per GPU, {s.kv_pool_tokens:,} tokens"
+        )
         lines.append(
             f"Maximum concurrency for {s.max_model_len:,} tokens per request: {s.max_concurrency:.2f}x"
         )
@@ -45,16 +47,22 @@ def render_serving(est: Estimate, units: str = "GiB", explain: bool = False) -> 
 
 def render_engine_fit(r: EngineFit) -> None:
     console = Console(highlight=False, soft_wrap=False)
-    table = Table(title=f"Fit: {plain(r.model)} on {r.tp * r.pp} × {plain(r.gpu)} ({plain(r.engine)})")
+    table = Table(
+        title=f"Fit: {plain(r.model)} on {r.tp * r.pp} × {plain(r.gpu)} ({plain(r.engine)})"
+    )
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    longest = f"{r.max_model_len:,}" + (" (model maximum)" if r.max_model_len == r.model_max_len else "")
+    longest = f"{r.max_model_len:,}" + (
+        " (model maximum)" if r.max_model_len == r.model_max_len else ""
+    )
     table.add_row("longest context that starts and fits one request", longest)
     table.add_row(f"max concurrency at {r.at_max_model_len:,} tokens", f"{r.max_concurrency:.2f}x")
     table.add_row("KV pool tokens", f"{r.kv_pool_tokens:,}")
     console.print(table)
     if r.refused:
-        console.print(f"[red]at {r.at_max_model_len:,} tokens the engine refuses:[/] {plain(r.refused)}")
+        console.print(
+            f"[red]at {r.at_max_model_len:,} tokens the engine refuses:[/] {plain(r.refused)}"
+        )
 
 
 def render_engine_plan(p: EnginePlan) -> None:
@@ -75,3 +83,7 @@ def render_engine_plan(p: EnginePlan) -> None:
             plain(r.note),
         )
     console.print(table)
+
+
+def print_note(text: str) -> None:
+    Console(highlight=False, soft_wrap=False).print(f"[dim]{plain(text)}[/]")

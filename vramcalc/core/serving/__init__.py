@@ -9,6 +9,7 @@ here: it is ``estimate_inference`` itself.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from vramcalc.core.results import Component, Estimate, GPUFit, make_estimate
@@ -68,7 +69,9 @@ def estimate_serving(
 ) -> Estimate:
     """Per-GPU memory of `model` served by `engine` on tp × pp GPUs, and the KV pool it leaves."""
     if engine not in ENGINES or engine == "hf":
-        raise VramcalcError(f"engine {engine!r}: use one of {', '.join(ENGINES[1:])} (hf: estimate_inference)")
+        raise VramcalcError(
+            f"engine {engine!r}: use one of {', '.join(ENGINES[1:])} (hf: estimate_inference)"
+        )
     source = resolve_source(model, revision, assume_llama=assume_llama)
     spec = source.spec
     fit = resolve_gpu(gpu, gpu_mem_gib)
@@ -90,22 +93,17 @@ def estimate_serving(
         per_rank = weights_per_rank(weights, tp, pp)
         kv_bytes = kv_bytes_per_element(kv_dtype) if kv_dtype else float(compute)
         if engine == "vllm":
-            opts = options if isinstance(options, VllmOptions) else VllmOptions()
-            opts = _with_kv(opts, kv_bytes)
+            opts = replace(
+                options if isinstance(options, VllmOptions) else VllmOptions(), kv_bytes=kv_bytes
+            )
             mem = estimate_vllm(spec, per_rank, fit, tp, pp, opts, compute)
         else:
-            sg = options if isinstance(options, SglangOptions) else SglangOptions()
-            sg = SglangOptions(**{**_fields(sg), "kv_bytes": kv_bytes})
+            sg = replace(
+                options if isinstance(options, SglangOptions) else SglangOptions(),
+                kv_bytes=kv_bytes,
+            )
             mem = estimate_sglang(spec, per_rank, fit, tp, pp, sg)
     return _estimate(source, engine, mem, fit, tp * pp, dtype, quant, kv_dtype)
-
-
-def _fields(obj: object) -> dict[str, object]:
-    return {k: getattr(obj, k) for k in obj.__slots__}  # type: ignore[attr-defined]
-
-
-def _with_kv(opts: VllmOptions, kv_bytes: float) -> VllmOptions:
-    return VllmOptions(**{**_fields(opts), "kv_bytes": kv_bytes})  # type: ignore[arg-type]
 
 
 def _llamacpp(

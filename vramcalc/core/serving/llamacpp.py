@@ -29,7 +29,14 @@ from vramcalc.sources.calibration import runtime
 from vramcalc.spec.model import ModelSpec
 
 # bytes per cache element of -ctk/-ctv types (ggml block sizes: q8_0 34 B / 32, q4_0 18 B / 32)
-CACHE_TYPES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_0": 22 / 32, "q4_0": 18 / 32}
+CACHE_TYPES = {
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q5_0": 22 / 32,
+    "q4_0": 18 / 32,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +54,11 @@ def compute_buffer_bytes(spec: ModelSpec, n_ctx: int, n_ubatch: int, flash_attn:
     """GPU compute buffer: n_ubatch × 4 B × ((n_head·[no FA] + 1) × n_ctx + n_ff + 2·kv_dim)
     (module docstring); with flash attention the score term drops."""
     heads = 0 if flash_attn else spec.num_attention_heads
-    ffn = spec.expert_intermediate_size * spec.experts_per_token if spec.is_moe else spec.intermediate_size
+    ffn = (
+        spec.expert_intermediate_size * spec.experts_per_token
+        if spec.is_moe
+        else spec.intermediate_size
+    )
     return n_ubatch * 4 * ((heads + 1) * n_ctx + ffn + 2 * spec.kv_dim)
 
 

@@ -76,9 +76,14 @@ class EnginePlan(BaseModel):
 def _with_len(engine: str, options: EngineOptions | None, length: int) -> EngineOptions:
     """The engine's options with its context length set to `length`."""
     if engine == "vllm":
-        return replace(options if isinstance(options, VllmOptions) else VllmOptions(), max_model_len=length)
+        return replace(
+            options if isinstance(options, VllmOptions) else VllmOptions(), max_model_len=length
+        )
     if engine == "sglang":
-        return replace(options if isinstance(options, SglangOptions) else SglangOptions(), context_length=length)
+        return replace(
+            options if isinstance(options, SglangOptions) else SglangOptions(),
+            context_length=length,
+        )
     return replace(options if isinstance(options, LlamaCppOptions) else LlamaCppOptions(), ctx_size=length)  # fmt: skip
 
 
@@ -126,7 +131,9 @@ def engine_fit(
 
     v0 = engine == "vllm" and isinstance(options, VllmOptions) and options.version == "v0"
     if v0 and ceiling > V0_AUTO_CHUNK_ABOVE:  # two regimes (module docstring)
-        longest = max(_longest(V0_AUTO_CHUNK_ABOVE + 1, ceiling, ok), _longest(1, V0_AUTO_CHUNK_ABOVE, ok))
+        longest = max(
+            _longest(V0_AUTO_CHUNK_ABOVE + 1, ceiling, ok), _longest(1, V0_AUTO_CHUNK_ABOVE, ok)
+        )
     else:
         longest = _longest(1, ceiling, ok)
     longest = max(longest, 0)
@@ -171,7 +178,9 @@ def engine_plan(
     """For each GPU: the fewest tensor-parallel GPUs whose pool holds `target_concurrency`
     requests of max_model_len tokens (the options' or the model's)."""
     if engine == "llama.cpp":
-        raise VramcalcError("plan --engine llama.cpp: llama.cpp serves on one GPU set by -ngl; use fit")
+        raise VramcalcError(
+            "plan --engine llama.cpp: llama.cpp serves on one GPU set by -ngl; use fit"
+        )
     if target_concurrency <= 0:
         raise VramcalcError(f"--concurrency {target_concurrency}: give a positive number")
     source = resolve_source(model, None)

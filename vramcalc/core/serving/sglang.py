@@ -23,8 +23,8 @@ from vramcalc.core.serving.common import (
 )
 from vramcalc.core.serving.vllm import EngineMemory
 from vramcalc.errors import VramcalcError
-from vramcalc.units import MIB
 from vramcalc.spec.model import ModelSpec
+from vramcalc.units import MIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,9 @@ def estimate_sglang(
     if running is not None:
         concurrency = min(concurrency, running)
     components = [
-        Component(name="weights", bytes=weights_bytes, note=f"per rank: 1/{tp * pp} of the weights"),
+        Component(
+            name="weights", bytes=weights_bytes, note=f"per rank: 1/{tp * pp} of the weights"
+        ),
         Component(
             name="non_torch_memory",
             bytes=non_torch,
