@@ -113,7 +113,7 @@ def test_cost_infer_uses_the_engine_batch() -> None:
                 "--gpu-memory-utilization",
                 "1.5",
             ],
-            "1.5",
+            "less than or equal to 1",
         ),
         (["infer", "llama-3.1-8b", "--engine", "trt"], "trt"),
         (["infer", "llama-3.1-8b", "--engine", "llama.cpp", "--gguf-type", "Q9_Z"], "Q9_Z"),
