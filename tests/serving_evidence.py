@@ -28,10 +28,10 @@ MIB = 1024**2
 # The band each quantity is held to, per engine (see docs/serving.md for why each is what it is).
 BANDS: dict[tuple[str, str], float] = {
     ("vllm", "weights_gib"): 0.03,
-    ("vllm", "kv_cache_gib"): 0.30,
-    ("vllm", "kv_cache_tokens"): 0.30,
-    ("vllm", "max_concurrency"): 0.30,
-    ("vllm", "peak_activation_gib"): 0.15,
+    ("vllm", "kv_cache_gib"): 0.10,
+    ("vllm", "kv_cache_tokens"): 0.10,
+    ("vllm", "max_concurrency"): 0.10,
+    ("vllm", "peak_activation_gib"): 0.05,
     ("sglang", "kv_cache_tokens"): 0.05,
     ("sglang", "kv_cache_gib"): 0.05,
     ("llamacpp", "kv_buffer_mib"): 0.01,
@@ -84,13 +84,31 @@ def _model(rec: dict[str, Any]) -> ModelSpec | str:
     return spec
 
 
-def _gpu_gib(rec: dict[str, Any]) -> float:
+def _gpu(rec: dict[str, Any], tp: int = 1) -> dict[str, Any]:
+    """How the record's GPU is given: the logged device total (--gpu-mem) when there is one, else
+    the preset (--gpu, with its interconnect); for SGLang logs of an unnamed GPU, the device total
+    that leaves the logged free memory before the weights after vramcalc's own non-torch term
+    (the pool depends only on that free memory: presets/engines/sglang.toml)."""
     if rec.get("gpu_total_gib"):
-        return float(rec["gpu_total_gib"])
+        return {"gpu_mem_gib": float(rec["gpu_total_gib"])}
     try:
-        return get_gpu(rec["gpu"]).memory_bytes / GIB
+        return {"gpu": get_gpu(rec["gpu"]).name}
     except (VramcalcError, KeyError):
-        raise LookupError(f"GPU {rec.get('gpu')!r} unknown and its total not logged") from None
+        pass
+    r = rec.get("readings", {})
+    if rec.get("engine") == "sglang" and "avail_after_weights_gib" in r:
+        from vramcalc.core.inference import estimate_inference
+        from vramcalc.core.serving.common import comm_buffers_bytes
+        from vramcalc.sources.calibration import runtime
+
+        non_torch = runtime().cuda_context_bytes + comm_buffers_bytes(tp, None)[0]
+        # the weights as vramcalc sizes them (per rank), so that free-after-weights is the logged one
+        weights = estimate_inference(_model(rec), dtype=_DTYPES[rec["dtype"]][0]).component(
+            "weights"
+        )
+        free_before = r["avail_after_weights_gib"] * GIB + weights / tp
+        return {"gpu_mem_gib": (free_before + non_torch) / GIB}
+    raise LookupError(f"GPU {rec.get('gpu')!r} unknown and its total not logged")
 
 
 def _vllm(rec: dict[str, Any], r: dict[str, float]) -> list[tuple[str, float, float]]:
@@ -107,15 +125,15 @@ def _vllm(rec: dict[str, Any], r: dict[str, float]) -> list[tuple[str, float, fl
     )
     out: list[tuple[str, float, float]] = []
     try:
-        gpu_gib = _gpu_gib(rec)
+        gpu = _gpu(rec)
     except LookupError:
-        gpu_gib = 80.0  # weights only: the budget is not checkable
+        gpu = {"gpu_mem_gib": 80.0}  # weights only: the budget is not checkable
         budget_ok = False
     else:
         # the A100-40GB record's reporter raised max_num_seqs to an unstated value (record notes)
         budget_ok = "recorded as 0 = unknown" not in rec.get("notes", "")
     est = estimate_serving(model, "vllm", options=opts, dtype=dtype, quant=quant,
-                           tp=rec.get("tp", 1), gpu_mem_gib=gpu_gib)  # fmt: skip
+                           tp=rec.get("tp", 1), **gpu)  # fmt: skip
     s = est.serving
     assert s is not None
     if "weights_gib" in r:
@@ -145,12 +163,14 @@ def _sglang(rec: dict[str, Any], r: dict[str, float]) -> list[tuple[str, float, 
         raise LookupError(f"dtype {rec['dtype']!r} not mapped")
     if "PR branch" in rec.get("notes", "") or "not upstream" in rec.get("notes", ""):
         raise LookupError("log from a PR branch that changes the KV budget (record notes)")
+    inferred = str(rec.get("engine_version") or rec.get("engine_version_inferred", ""))
     opts = SglangOptions(
+        version="0.4" if "0.4" in inferred or "2025-0" in inferred else "0.5",
         mem_fraction_static=rec.get("gpu_memory_utilization") or None,
         context_length=rec.get("max_model_len") or None,
     )
     est = estimate_serving(_model(rec), "sglang", options=opts, dtype=dtype, quant=quant,
-                           tp=rec.get("tp", 1), gpu_mem_gib=_gpu_gib(rec))  # fmt: skip
+                           tp=rec.get("tp", 1), **_gpu(rec, rec.get("tp", 1)))  # fmt: skip
     s = est.serving
     assert s is not None
     out = [("kv_cache_tokens", r["kv_cache_tokens"], float(s.kv_pool_tokens))]

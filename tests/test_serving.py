@@ -126,12 +126,13 @@ def test_sglang_fraction_and_pool_by_hand() -> None:
         8192,
         16384,
     ]
-    # 80 GiB, fraction 0.9: (80 GiB − 16,060,522,496 weights − 375,809,638 non-torch −
-    # int(80 GiB × 0.1) = 8,589,934,592 reserve) // 131,072 B = 464,424 tokens
+    # 80 GiB, fraction 0.9: free before the weights = 80 GiB − 500 MiB CUDA context (calibration)
+    # = 85,375,057,920 B, SGLang's "total"; after 16,060,522,496 B of weights 69,314,535,424 B;
+    # less int(0.1 × 85,375,057,920) = 8,537,505,792 → // 131,072 B = 463,691 tokens
     est = estimate_serving(LLAMA8, "sglang", options=SglangOptions(mem_fraction_static=0.9,
                            context_length=8192), gpu_mem_gib=80)  # fmt: skip
-    assert est.serving is not None and est.serving.kv_pool_tokens == 464_424
-    assert est.serving.max_concurrency == round(464_424 / 8192, 2)
+    assert est.serving is not None and est.serving.kv_pool_tokens == 463_691
+    assert est.serving.max_concurrency == round(463_691 / 8192, 2)
     capped = estimate_serving(LLAMA8, "sglang", options=SglangOptions(mem_fraction_static=0.9,
                               context_length=8192, max_running_requests=10), gpu_mem_gib=80)  # fmt: skip
     assert capped.serving is not None and capped.serving.max_concurrency == 10
@@ -145,7 +146,7 @@ def test_sglang_refuses_when_weights_leave_nothing() -> None:
 
 def test_llamacpp_buffers_by_hand() -> None:
     # KV f16: 8192 cells × 131,072 B = 1 GiB. Compute, no flash attention: 512 × 4 B ×
-    # ((32 + 1) × 8192 + 14,336 + 2 × 1024) = 587,202,560 B; with it: 512 × 4 × (8192 + 16,384)
+    # ((32 + 1) × 8192 + 4 × 4096) = 587,202,560 B; with it: 512 × 4 × (8192 + 4 × 4096)
     spec = get_model(LLAMA8)
     assert compute_buffer_bytes(spec, 8192, 512, False) == 587_202_560
     assert compute_buffer_bytes(spec, 8192, 512, True) == 50_331_648
@@ -263,7 +264,7 @@ def _placed(ngl: int) -> tuple[int, int, int]:
 def test_llamacpp_offload_moves_memory_not_creates_it(ngl: int) -> None:
     """Weights and KV move between GPU and host with -ngl; their sum does not change. The host
     also holds the CPU backend's compute buffer while a layer is left there (taken as the GPU's:
-    512 × 4 × (33 × 4096 + 14,336 + 2048) B)."""
+    512 × 4 × (33 × 4096 + 4 × 4096) B)."""
     w, kv, placed = _placed(ngl)
     w_more, kv_more, placed_all = _placed(ngl + 1)
     assert w_more > w and kv_more >= kv

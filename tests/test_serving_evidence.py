@@ -17,34 +17,43 @@ KNOWN_MISSES = {
     (
         "vllm-deepseek-coder-6.7b-t4-tp2-issue5248",
         "kv_cache_tokens",
-    ): "vLLM v0.4: peak taken as the drop of free memory (everything on the GPU), before the v0.6.4/0.6.5 accounting modelled here",
+    ): "vLLM v0.4: the peak was the drop of free memory (everything on the GPU), before the v0.6.4/0.6.5 accounting modelled here",
     ("vllm-deepseek-coder-6.7b-t4-tp2-issue5248", "refused"): "same record: v0.4 accounting",
     (
         "vllm-r1-distill-qwen-14b-rtx4090-tp2-issue13061",
         "peak_activation_gib",
-    ): "v0.7 profile sampler is lighter than the v0.6 sorting path (0.19 GiB logged for 256 rows × 152k vocabulary)",
-    (
-        "vllm-r1-distill-qwen-14b-rtx4090-tp2-issue13061",
-        "kv_cache_tokens",
-    ): "PCIe 4090s: no custom all-reduce, so the NVLink communication buffers overstate non-torch memory; and the lighter v0.7 sampler",
+    ): "0.19 GiB paraphrased by the reporter for a V0 v0.7 profile whose sampler runs the top-k sorting path (256 rows × 152k vocabulary): not explained",
     (
         "vllm-llama31-8b-l40s-v1-pr17122",
         "kv_cache_tokens",
-    ): "V1: ~4.5 GiB of start-up memory not explained (said in the output)",
-    ("vllm-llama31-8b-l40s-v1-pr17122", "max_concurrency"): "V1: same",
+    ): "V1 v0.8.5: ~4.5 GiB of start-up memory not explained (said in the output)",
+    ("vllm-llama31-8b-l40s-v1-pr17122", "max_concurrency"): "V1 v0.8.5: same",
     (
         "vllm-qwen3-235b-a22b-fp8-h100-tp4-issue21348",
         "kv_cache_gib",
-    ): "V1 MoE at TP4: ~5 GiB of start-up memory not explained",
-    ("vllm-qwen3-235b-a22b-fp8-h100-tp4-issue21348", "kv_cache_tokens"): "V1: same",
+    ): "V1 v0.9 MoE at TP4: ~5 GiB of start-up memory not explained",
+    ("vllm-qwen3-235b-a22b-fp8-h100-tp4-issue21348", "kv_cache_tokens"): "V1 v0.9: same",
     (
         "vllm-llama31-405b-fp8-h100-tp8-issue6746",
         "weights_gib",
     ): "Meta's FP8 checkpoint keeps attention in bf16; --dtype fp8 quantizes every linear (read the checkpoint header for exact weights)",
     (
+        "sglang-qwq-32b-l4-tp4-v0.4.3-llms-in-clouds",
+        "kv_cache_tokens",
+    ): "4×L4 over PCIe: NCCL buffers (0.37 GiB per rank here) are not sized, and QwQ's weights come out 1.8 % low",
+    ("sglang-qwq-32b-l4-tp4-v0.4.3-llms-in-clouds", "kv_cache_gib"): "same record",
+    (
         "llamacpp-llama3-70b-class-2gpu-78of81-ctx8192-pr8035",
         "output_buffer_mib",
     ): "the output buffer is grown on demand; 2 rows were reserved in that run",
+    (
+        "llamacpp-llama2-7b-q4km-rtx3090-ctx2048-llama-cpp-rs",
+        "host_compute_buffer_mib",
+    ): "that build keeps the KQ mask off the host buffer (8 MiB = the ubatch's input embeddings alone)",
+    (
+        "llamacpp-llama31-8b-q40-rtx4080-vulkan-ctx16384-fa-b5781-ik562",
+        "compute_buffer_mib",
+    ): "flash attention on a Vulkan build (ik_llama.cpp fork): its graph is not modelled; the output says so",
 }
 # quantized checkpoints: the layout (which tensors stay 16-bit) varies by checkpoint
 QUANTIZED_WEIGHTS_BAND = 0.10

@@ -41,7 +41,10 @@ EngineOpt = Annotated[
     ),
 ]
 EngineVersionOpt = Annotated[
-    str | None, typer.Option("--engine-version", help=_V + "v0 or v1 (default v1: profiling of V1)")
+    str | None,
+    typer.Option(
+        "--engine-version", help="vLLM: v0 or v1 (default v1); SGLang: 0.4 or 0.5 (default 0.5)"
+    ),
 ]
 TpOpt = Annotated[int, typer.Option("--tp", min=1, max=1024, help="tensor-parallel GPUs")]
 PpOpt = Annotated[
@@ -148,7 +151,7 @@ class EngineArgs:
 
 
 _OWNERS: dict[str, tuple[str, ...]] = {
-    "engine_version": ("vllm",),
+    "engine_version": ("vllm", "sglang"),
     "gpu_memory_utilization": ("vllm",),
     "max_model_len": ("vllm", "sglang"),
     "max_num_seqs": ("vllm", "sglang"),
@@ -197,6 +200,7 @@ def engine_options(args: EngineArgs) -> Any:
         )
     if args.engine is EngineChoice.sglang:
         return SglangOptions(
+            version=args.engine_version or "0.5",
             mem_fraction_static=args.mem_fraction_static,
             context_length=args.max_model_len,
             chunked_prefill_size=args.max_num_batched_tokens,

@@ -96,14 +96,23 @@ def estimate_serving(
             opts = replace(
                 options if isinstance(options, VllmOptions) else VllmOptions(), kv_bytes=kv_bytes
             )
-            mem = estimate_vllm(spec, per_rank, fit, tp, pp, opts, compute)
+            mem = estimate_vllm(spec, per_rank, fit, tp, pp, opts, compute, _interconnect(gpu))
         else:
             sg = replace(
                 options if isinstance(options, SglangOptions) else SglangOptions(),
                 kv_bytes=kv_bytes,
             )
-            mem = estimate_sglang(spec, per_rank, fit, tp, pp, sg)
+            mem = estimate_sglang(spec, per_rank, fit, tp, pp, sg, _interconnect(gpu))
     return _estimate(source, engine, mem, fit, tp * pp, dtype, quant, kv_dtype)
+
+
+def _interconnect(gpu: str | None) -> str | None:
+    """The GPU preset's interconnect (nvlink, pcie, infinity-fabric); None for --gpu-mem."""
+    if gpu is None:
+        return None
+    from vramcalc.sources.presets import get_gpu
+
+    return get_gpu(gpu).interconnect
 
 
 def _llamacpp(

@@ -26,10 +26,27 @@ ENGINES = ("hf", "vllm", "sglang", "llama.cpp")
 # median of the three is used (validation/serving/vllm.toml).
 NON_TORCH_TP1_BYTES = int(0.35 * GIB)
 # NCCL buffers and vLLM's custom all-reduce IPC buffers grow the non-torch memory per rank when
-# TP > 1: +1.79 GiB from TP=1 to TP=2 on H100 (PR #10511, same model and machine). On PCIe cards
-# without peer access the custom all-reduce is off and the growth is smaller (0.25 GiB in all on
-# 2×RTX 4090, issue #13061): the one NVLink measurement is used and said so in the output.
-COMM_BUFFERS_BYTES = int(1.79 * GIB)
+# TP > 1 over NVLink: +1.79 GiB from TP=1 to TP=2 on H100 (PR #10511, same model and machine).
+# Over PCIe without peer access the custom all-reduce is off and NCCL's ring buffers are small:
+# 0.25 GiB of non-torch memory in all on 2×RTX 4090 (issue #13061), below the TP=1 median, so no
+# growth is added there (and the output says the PCIe figure is not sized).
+COMM_BUFFERS_NVLINK_BYTES = int(1.79 * GIB)
+
+
+def comm_buffers_bytes(tp: int, interconnect: str | None) -> tuple[int, str]:
+    """Communication buffers per rank for TP over `interconnect` (a GPU preset's field; None:
+    unknown, taken as NVLink, the larger), and what the figure is."""
+    if tp == 1:
+        return 0, ""
+    if interconnect == "pcie":
+        return (
+            0,
+            "PCIe: NCCL buffers not sized (0.25 GiB non-torch in all on 2×RTX 4090, vLLM #13061)",
+        )
+    said = "NVLink NCCL/custom all-reduce buffers (+1.79 GiB at TP=2 on H100, vLLM PR #10511)"
+    if interconnect is None:
+        said += "; interconnect unknown (--gpu-mem), NVLink assumed"
+    return COMM_BUFFERS_NVLINK_BYTES, said
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,12 @@ the compute buffer reserved for the worst-case graph.
   ``-ctk`` / ``-ctv`` (f16 2 B, q8_0 34 B / 32, q4_0 18 B / 32);
 * compute buffer: ggml-alloc reserves the peak of a graph of ``n_ubatch`` tokens against the full
   context (src/llama-context.cpp graph reserve). Without flash attention it holds the f32 scores
-  n_head × n_ubatch × n_ctx; beside them the KQ mask (n_ubatch × n_ctx, f32) and one ubatch of the
-  FFN intermediate plus K and V in f32. Two readings of one model fix these terms exactly
-  (Mistral-7B at n_ctx 2048 and 32768: 164 and 2144 MiB, validation/serving/llamacpp.toml);
+  n_head × n_ubatch × n_ctx; beside them the KQ mask (n_ubatch × n_ctx, f32) and four f32
+  hidden-size rows per ubatch token (n_ubatch × 4·n_embd). These terms reproduce the readings of
+  Mistral-7B at n_ctx 2048, 32000 and 32768 (164, 2094, 2144 MiB) and Llama-2-7B at 2048 (164 MiB)
+  exactly, and Llama-3-70B at 8192 within 0.4 % (validation/serving/llamacpp.toml). With flash
+  attention no reading of a CUDA build is on record: the score term is dropped and the output
+  says the figure is not validated;
 * host buffers: the ubatch's f32 input embeddings and the KQ mask (CUDA_Host compute buffer), and
   the logits output buffer n_vocab × n_seq × 4 B (llama_context::output_reserve).
 """
@@ -51,15 +54,10 @@ class LlamaCppOptions:
 
 
 def compute_buffer_bytes(spec: ModelSpec, n_ctx: int, n_ubatch: int, flash_attn: bool) -> int:
-    """GPU compute buffer: n_ubatch × 4 B × ((n_head·[no FA] + 1) × n_ctx + n_ff + 2·kv_dim)
-    (module docstring); with flash attention the score term drops."""
+    """GPU compute buffer: n_ubatch × 4 B × ((n_head·[no FA] + 1) × n_ctx + 4·n_embd) (module
+    docstring); with flash attention the score term drops."""
     heads = 0 if flash_attn else spec.num_attention_heads
-    ffn = (
-        spec.expert_intermediate_size * spec.experts_per_token
-        if spec.is_moe
-        else spec.intermediate_size
-    )
-    return n_ubatch * 4 * ((heads + 1) * n_ctx + ffn + 2 * spec.kv_dim)
+    return n_ubatch * 4 * ((heads + 1) * n_ctx + 4 * spec.hidden_size)
 
 
 def host_compute_bytes(spec: ModelSpec, n_ctx: int, n_ubatch: int) -> int:
@@ -109,7 +107,7 @@ def estimate_llamacpp(
         Component(name="activations", bytes=compute if on_gpu else 0,
                   note=f"compute buffer: {opts.ubatch_size}-token ubatch against {n_ctx} cells, "
                   f"flash attention {'on' if opts.flash_attn else 'off'}",
-                  formula=f"{opts.ubatch_size} × 4 × (({0 if opts.flash_attn else spec.num_attention_heads} + 1) × {n_ctx} + ffn + 2·kv_dim)"),
+                  formula=f"{opts.ubatch_size} × 4 × (({0 if opts.flash_attn else spec.num_attention_heads} + 1) × {n_ctx} + 4 × {spec.hidden_size})"),
         Component(name="cuda_context", bytes=context,
                   note=f"CUDA context {rt.cuda_context_mib} MiB ({rt.cuda_context_source})"),
     ]  # fmt: skip
@@ -128,8 +126,9 @@ def estimate_llamacpp(
         max_num_seqs=opts.parallel,
         max_num_batched_tokens=opts.ubatch_size,
         host_bytes=host,
-        not_sized=(["compute buffer with flash attention: only the mask and FFN terms are counted "
-                    "(no reading with flash attention on)"] if opts.flash_attn else [])
+        not_sized=(["compute buffer with flash attention: only the mask and hidden-state terms are "
+                    "counted (not validated: the one reading with flash attention, a Vulkan build, "
+                    "is 4.8× larger)"] if opts.flash_attn else [])
         + (["the CPU backend's compute buffer for the layers left on the host is taken as the GPU's"]
            if 0 < on_gpu < n else []),
     )  # fmt: skip

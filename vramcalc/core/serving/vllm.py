@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from vramcalc.core import activations as act
 from vramcalc.core.results import Component, ServingSummary
 from vramcalc.core.serving.common import (
-    COMM_BUFFERS_BYTES,
     NON_TORCH_TP1_BYTES,
+    comm_buffers_bytes,
     engine_defaults,
     kv_bytes_per_token_per_rank,
 )
@@ -106,6 +106,7 @@ def estimate_vllm(
     pp: int,
     opts: VllmOptions,
     act_bytes: int,
+    interconnect: str | None = None,
 ) -> EngineMemory:
     """Memory of one GPU of a vLLM instance and its KV pool (see the module docstring)."""
     if opts.version not in VERSIONS:
@@ -130,7 +131,8 @@ def estimate_vllm(
         )
     budget = int(total * util)
     weights = weights_bytes
-    non_torch = NON_TORCH_TP1_BYTES + (COMM_BUFFERS_BYTES if tp > 1 else 0)
+    comm, comm_said = comm_buffers_bytes(tp, interconnect)
+    non_torch = NON_TORCH_TP1_BYTES + comm
     forward = profile_forward_bytes(spec, tokens, tp, act_bytes)
     sampler = sampler_bytes(spec, min(seqs, tokens), opts.version)
     activation = max(forward, sampler)
@@ -147,9 +149,9 @@ def estimate_vllm(
         Component(
             name="non_torch_memory",
             bytes=non_torch,
-            note="CUDA context growth and cuBLAS workspaces"
-            + (" + NCCL/custom all-reduce buffers (TP > 1)" if tp > 1 else ""),
-            formula=f"{NON_TORCH_TP1_BYTES:,}" + (f" + {COMM_BUFFERS_BYTES:,}" if tp > 1 else ""),
+            note="CUDA context growth and cuBLAS workspaces (median of the TP=1 logs)"
+            + (f" + {comm_said}" if comm_said else ""),
+            formula=f"{NON_TORCH_TP1_BYTES:,}" + (f" + {comm:,}" if comm else ""),
         ),
         Component(
             name="activations",
@@ -190,15 +192,10 @@ def estimate_vllm(
         refused=refused,
         not_sized=[graphs]
         + (
-            ["communication buffers: the NVLink (H100) growth is used; PCIe cards without peer "
-             "access allocate less"]
-            if tp > 1
-            else []
-        )
-        + (
-            ["V1: the two V1 readings (L40S, 4×H100) hold 22–38 % fewer KV tokens than this "
-             "model gives: 4–5 GiB per GPU of V1 start-up memory is not explained here, so read "
-             "the V1 pool as an upper bound (docs/serving.md)"]
+            ["V1: two of the V1 readings (Llama-3.1-8B on an L40S, v0.8.5; Qwen3-235B MoE on "
+             "4×H100, v0.9) hold 22–38 % fewer KV tokens than this model (4–5 GiB per GPU not "
+             "explained), two others agree within 1 %: read the V1 pool as an upper bound "
+             "(docs/serving.md)"]
             if opts.version == "v1"
             else []
         ),
