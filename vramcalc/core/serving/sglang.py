@@ -25,7 +25,6 @@ from vramcalc.sources.calibration import runtime
 from vramcalc.spec.model import ModelSpec
 from vramcalc.units import MIB
 
-
 VERSIONS = ("0.4", "0.5")
 
 
