@@ -47,6 +47,8 @@ from vramcalc.cli.serving import (
     PpOpt,
     TpOpt,
     UtilOpt,
+    fit_engine,
+    plan_engine,
 )
 from vramcalc.core.optimizers import Optimizer
 
@@ -91,18 +93,10 @@ def register(app: typer.Typer) -> None:
 
         _use_gpus_file(gpus_file, price_source)
         if engine is not EngineChoice.hf:  # serving engines: vramcalc.core.serving.planning
-            from vramcalc.cli.serving import fit_engine
-
-            args = (  # llama.cpp reads --max-model-len as its --ctx-size
-                EngineArgs(engine, gpu_layers=gpu_layers, ctx_size=max_model_len)
-                if engine is EngineChoice.llama_cpp
-                else EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
-                                max_num_seqs, mem_fraction_static=mem_fraction_static,
-                                gpu_layers=gpu_layers)
-            )  # fmt: skip
-            fit_engine(model, gpu, args, tp, pp, kv_dtype and kv_dtype.value, dtype.value,
-                       quant and quant.value, as_json, check)  # fmt: skip
-            return
+            flags = EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
+                               max_num_seqs, mem_fraction_static=mem_fraction_static,
+                               gpu_layers=gpu_layers)  # fmt: skip
+            return fit_engine(model, gpu, flags, tp, pp, kv_dtype, dtype, quant, as_json, check)
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len,
@@ -183,13 +177,9 @@ def register(app: typer.Typer) -> None:
 
         _use_gpus_file(gpus_file, price_source)
         if engine is not EngineChoice.hf:  # serving engines: vramcalc.core.serving.planning
-            from vramcalc.cli.serving import plan_engine
-
-            args = EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
-                              max_num_seqs, mem_fraction_static=mem_fraction_static)  # fmt: skip
-            plan_engine(model, args, concurrency, kv_dtype and kv_dtype.value, dtype.value,
-                        quant and quant.value, as_json, check)  # fmt: skip
-            return
+            flags = EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
+                               max_num_seqs, mem_fraction_static=mem_fraction_static)  # fmt: skip
+            return plan_engine(model, flags, concurrency, kv_dtype, dtype, quant, as_json, check)
         workload = workload_options(
             task, dtype, quant, kv_dtype, precision, optimizer, grad_checkpointing, attention,
             batch_size, seq_len if task is TaskChoice.train else None,

@@ -229,11 +229,20 @@ ConcurrencyOpt = Annotated[
 ]
 
 
-def fit_engine(model: str, gpu: str, args: EngineArgs, tp: int, pp: int, kv_dtype: str | None,
-               dtype: str, quant: str | None, as_json: bool, check: bool) -> None:  # fmt: skip
-    """`fit MODEL GPU --engine ...`: the longest context and the concurrency the GPU set holds."""
+def _v(choice: Any) -> Any:
+    return choice.value if isinstance(choice, Enum) else choice
+
+
+def fit_engine(model: str, gpu: str, args: EngineArgs, tp: int, pp: int, kv_dtype: Any,
+               dtype: Any, quant: Any, as_json: bool, check: bool) -> None:  # fmt: skip
+    """`fit MODEL --gpu GPU --engine ...`: the longest context and the concurrency the GPU set
+    holds (llama.cpp reads --max-model-len as its --ctx-size)."""
     from vramcalc.cli.options import exit_if_not_fit, print_json
     from vramcalc.core.serving.planning import engine_fit
+
+    if args.engine is EngineChoice.llama_cpp:
+        args = EngineArgs(args.engine, gpu_layers=args.gpu_layers, ctx_size=args.max_model_len)
+    kv_dtype, dtype, quant = _v(kv_dtype), _v(dtype), _v(quant)
 
     r = engine_fit(model, args.engine.value, gpu, options=engine_options(args), tp=tp, pp=pp,
                    dtype=dtype, quant=quant, kv_dtype=kv_dtype,
@@ -247,12 +256,14 @@ def fit_engine(model: str, gpu: str, args: EngineArgs, tp: int, pp: int, kv_dtyp
     exit_if_not_fit(check, r.max_model_len > 0)
 
 
-def plan_engine(model: str, args: EngineArgs, concurrency: float | None, kv_dtype: str | None,
-                dtype: str, quant: str | None, as_json: bool, check: bool) -> None:  # fmt: skip
+def plan_engine(model: str, args: EngineArgs, concurrency: float | None, kv_dtype: Any,
+                dtype: Any, quant: Any, as_json: bool, check: bool) -> None:  # fmt: skip
     """`plan MODEL --engine ... --concurrency N`: for each catalog GPU, the fewest (TP)."""
     from vramcalc.cli.options import exit_if_not_fit, print_json
     from vramcalc.core.serving.planning import engine_plan
     from vramcalc.sources.presets import list_gpus
+
+    kv_dtype, dtype, quant = _v(kv_dtype), _v(dtype), _v(quant)
 
     if concurrency is None:
         raise VramcalcError(

@@ -495,17 +495,14 @@ def estimate_inference_cost(
 
 
 def engine_batch_size(serving: ServingSummary) -> tuple[int, str]:
-    """Requests a serving engine decodes at once when each holds max_model_len tokens: the whole
-    requests its KV pool holds, floor(kv_pool_tokens / max_model_len), capped by its
-    max_num_seqs (vLLM's 'Maximum concurrency' line, SGLang's max_running_requests, llama.cpp's
-    --parallel slots). The throughput and $/Mtoken of ``cost infer --engine`` use this batch."""
+    """Requests of max_model_len tokens a serving engine decodes at once: the whole requests its
+    KV pool holds (llama.cpp: its --parallel slots), capped by max_num_seqs; and why."""
     whole = serving.kv_pool_tokens // max(1, serving.max_model_len)
-    if serving.engine == "llama.cpp":
-        whole = int(serving.max_concurrency)
+    whole = int(serving.max_concurrency) if serving.engine == "llama.cpp" else whole
     cap = serving.max_num_seqs
     batch = min(whole, cap) if cap else whole
-    why = (
+    capped = f", capped by max_num_seqs {cap}" if cap and cap < whole else ""
+    return batch, (
         f"{serving.engine}: {serving.kv_pool_tokens:,} KV tokens / {serving.max_model_len:,} per "
-        f"request = {whole} requests" + (f", capped by max_num_seqs {cap}" if cap and cap < whole else "")
+        f"request = {whole} requests{capped}"
     )
-    return batch, why

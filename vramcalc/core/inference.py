@@ -170,9 +170,8 @@ def estimate_inference(
     """GPU memory to serve `model` at the peak of a prefill of `seq_len` tokens for `batch_size`
     sequences, with the KV cache for all of them.
 
-    `tp` / `pp` spread it over tensor-parallel ranks and pipeline stages (components per GPU,
-    :func:`parallel_components`); `prefill_chunk` prefills in chunks of that many tokens, so the
-    activations are those of one chunk (flash attention only).
+    `tp` / `pp`: per-GPU components (:func:`parallel_components`); `prefill_chunk`: the
+    activations of one chunk (:func:`chunked_prefill_tokens`).
 
     `model` is a preset name or alias, a ModelSpec, a config.json / model folder / .gguf path, a
     Hugging Face Hub id (at `revision`), or a resolved ModelSource. When a checkpoint header was
@@ -229,16 +228,7 @@ def estimate_inference(
                 )
     kv_dtype_name = req.kv_dtype or compute_dtype
     kv, kv_formula = kv_cache_terms(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
-    act_seq = seq
-    if prefill_chunk is not None:
-        if req.attention == "eager" or req.logits == "all":
-            from vramcalc.errors import VramcalcError
-
-            raise VramcalcError(
-                f"--prefill-chunk {prefill_chunk}: needs --attention flash and --logits last "
-                "(eager scores and all-position logits span the whole context)"
-            )
-        act_seq = min(seq, prefill_chunk)
+    act_seq = chunked_prefill_tokens(seq, prefill_chunk, req.attention, req.logits)
     activations, peak_part, act_formula = inference_activation_terms(
         spec, req.batch_size, act_seq, fmt.compute_bytes, req.logits, req.attention
     )
@@ -272,8 +262,7 @@ def estimate_inference(
         "logits": req.logits,
         "attention": req.attention,
     }
-    if prefill_chunk is not None:
-        inputs["prefill_chunk"] = act_seq
+    inputs |= {"prefill_chunk": act_seq} if prefill_chunk is not None else {}
     if source.kind not in ("preset", "spec"):  # a file or Hub id: say which, and how weights came
         inputs["model_source"] = source.kind
         inputs["weights_from"] = (
@@ -309,6 +298,24 @@ def estimate_inference(
     if tp * pp > 1:
         est = est.model_copy(update={"cluster_total_bytes": est.total_bytes * tp * pp})
     return est
+
+
+def chunked_prefill_tokens(
+    seq_len: int, prefill_chunk: int | None, attention: str, logits: str
+) -> int:
+    """Tokens one prefill pass holds: the whole context, or one chunk of `prefill_chunk` (flash
+    attention and last-position logits only: eager scores and all-position logits span the
+    whole context)."""
+    if prefill_chunk is None:
+        return seq_len
+    if attention == "eager" or logits == "all":
+        from vramcalc.errors import VramcalcError
+
+        raise VramcalcError(
+            f"--prefill-chunk {prefill_chunk}: needs --attention flash and --logits last "
+            "(eager scores and all-position logits span the whole context)"
+        )
+    return min(seq_len, prefill_chunk)
 
 
 def parallel_components(
