@@ -38,6 +38,8 @@ BANDS: dict[tuple[str, str], float] = {
     ("llamacpp", "compute_buffer_mib"): 0.02,
     ("llamacpp", "host_compute_buffer_mib"): 0.01,
     ("llamacpp", "output_buffer_mib"): 0.05,
+    ("llamacpp", "weights_gpu_mib"): 0.02,
+    ("llamacpp", "weights_cpu_mib"): 0.01,
 }
 _DTYPES = {"bfloat16": ("bf16", None), "float16": ("fp16", None), "fp8": ("fp8", None)}
 _DTYPES |= {"mxfp4": ("int4", "mxfp4")}
@@ -195,6 +197,10 @@ def _llamacpp(rec: dict[str, Any], r: dict[str, float]) -> list[tuple[str, float
     s = est.serving
     assert s is not None
     out = []
+    if "weights_gpu_mib" in r:  # llama.cpp's load buffers: GPU and host (CPU_Mapped) model buffers
+        weights = _layer_weights(rec)
+        out.append(("weights_gpu_mib", r["weights_gpu_mib"], est.component("weights") / MIB))
+        out.append(("weights_cpu_mib", r["weights_cpu_mib"], weights.embedding / MIB))
     kv_all = est.component("kv_cache") + _host_kv(est, r)
     if "kv_buffer_mib" in r:
         out.append(("kv_buffer_mib", r["kv_buffer_mib"], kv_all / MIB))
@@ -215,6 +221,13 @@ def _llamacpp(rec: dict[str, Any], r: dict[str, float]) -> list[tuple[str, float
         out.append(("output_buffer_mib", r["output_buffer_mib"],
                     spec.output_width * rec.get("n_parallel", 1) * 4 / MIB))  # fmt: skip
     return out
+
+
+def _layer_weights(rec: dict[str, Any]) -> Any:
+    from vramcalc.core.serving.gguf_weights import from_file_type
+
+    spec = _model(rec)
+    return from_file_type(get_model(spec) if isinstance(spec, str) else spec, rec["gguf_type"])
 
 
 def _host_kv(est: Any, r: dict[str, float]) -> int:
@@ -238,14 +251,16 @@ def compare_all() -> tuple[list[Comparison], list[Skip]]:
                 rows = _vllm(rec, r)
             elif engine == "sglang":
                 rows = _sglang(rec, r)
-            elif engine == "llamacpp":
-                rows = _llamacpp(rec, r)
+            elif engine == "llamacpp" or rec.get("readings_kind") == "llamacpp_alloc":
+                rows = _llamacpp(rec, r)  # Ollama's runner is llama.cpp: its own allocations
             else:
-                raise LookupError(f"{engine} (Ollama's own estimator) is not what vramcalc models")
+                raise LookupError(
+                    "Ollama's own pre-load estimate (msg=offload), not llama.cpp's allocation"
+                )
         except (LookupError, VramcalcError) as exc:
             skips.append(Skip(rec["id"], str(exc)))
             continue
-        key = "llamacpp" if engine == "llamacpp" else engine
+        key = "llamacpp" if engine in ("llamacpp", "ollama") else engine
         quantized = rec.get("dtype") not in ("bfloat16", "float16", "gguf")
         comps += [Comparison(rec["id"], key, q, float(a), float(b), quantized) for q, a, b in rows]
     return comps, skips

@@ -13,7 +13,8 @@ from tests.hostile_files import gguf_bytes
 from vramcalc.core.inference import estimate_inference, inference_activation_terms
 from vramcalc.core.serving import LlamaCppOptions, SglangOptions, VllmOptions, estimate_serving
 from vramcalc.core.serving.common import kv_bytes_per_token_per_rank
-from vramcalc.core.serving.gguf_weights import from_file_type, tensor_bytes, use_more_bits
+from vramcalc.core.serving.gguf_mix import use_more_bits
+from vramcalc.core.serving.gguf_weights import from_file_type, tensor_bytes
 from vramcalc.core.serving.llamacpp import compute_buffer_bytes
 from vramcalc.core.serving.sglang import chunked_prefill_default, mem_fraction_default
 from vramcalc.core.serving.vllm import v0_batched_tokens, v1_batch_defaults
@@ -188,12 +189,14 @@ def test_gguf_file_type_rules() -> None:
     assert sum(use_more_bits(i, 32) for i in range(32)) == 16
     assert tensor_bytes("Q8_0", 4096, 4096) == 4096 * 4096 // 32 * 34
     assert tensor_bytes("Q4_K", 4096, 4096) == 4096 * 4096 // 256 * 144
-    assert tensor_bytes("Q4_K", 10, 96) == 10 * 96 // 32 * 34  # 96 is no multiple of 256: Q8_0
+    # 96 is no multiple of 256: llama.cpp falls back from Q4_K to Q5_0 (22 B per 32)
+    assert tensor_bytes("Q4_K", 10, 96) == 10 * 96 // 32 * 22
     spec = get_model(LLAMA8)
     m = from_file_type(spec, "Q4_K_M")
     s = from_file_type(spec, "Q4_K_S")
-    # the Q4_K_M layers that get Q6_K for attn_v (1024×4096) and ffn_down (4096×14336)
-    bumped = (1024 * 4096 + 4096 * 14_336) // 256 * (210 - 144)
+    # layer 0: Q4_K_M gives attn_v (1024×4096) and ffn_down (4096×14336) Q6_K (use_more_bits),
+    # Q4_K_S gives them Q5_K (i < 4, i < n/8); layer 4: both keep Q4_K
+    bumped = (1024 * 4096 + 4096 * 14_336) // 256 * (210 - 176)
     assert m.layers[0] - s.layers[0] == bumped and m.layers[4] == s.layers[4]
     assert m.output == s.output == 128_256 * 4096 // 256 * 210 + 4096 * 4  # Q6_K + F32 norm
 

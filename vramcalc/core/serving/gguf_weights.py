@@ -1,51 +1,37 @@
-"""GGUF weights per layer: exact from a file's tensor table, or from a file type's per-tensor rule.
+"""GGUF weights per layer: exact from a file's tensor table, or from a file type's rules.
 
 Bytes of a tensor = elements / block size × block bytes, with ggml's (block, bytes) per type
 (GGML_QUANT_SIZES, gguf-py/gguf/constants.py; vramcalc.sources.gguf.GGML_TYPES): Q4_K 144 B per
 256 weights (4.5 bits), Q5_K 176/256 (5.5), Q6_K 210/256 (6.5625), Q8_0 34/32 (8.5), IQ4_XS
-136/256 (4.25)... A file type (``llama-quantize``'s Q4_K_M, Q5_K_M...) mixes types: llama.cpp
-src/llama-quant.cpp ``llama_tensor_get_type`` keeps 1-D tensors in F32, puts ``output.weight`` in
-Q6_K, and for the _M mixes gives ``attn_v`` and ``ffn_down`` Q6_K in the layers where
-``use_more_bits(i, n)``: i < n/8, i >= 7n/8, or (i − n/8) % 3 == 2.
+136/256 (4.25)... A file type (``llama-quantize``'s Q4_K_M, IQ2_XS...) mixes types by tensor and
+layer: :mod:`vramcalc.core.serving.gguf_mix` restates llama.cpp's rules. Checked against the
+model buffers llama.cpp printed for Llama-2-7B Q4_K_M, Llama-3.1-8B Q4_0 and Llama-3.2-3B Q4_K_M
+(to the MiB; validation/serving/).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramcalc.errors import VramcalcError
+from vramcalc.core.serving.gguf_mix import (
+    DEFAULT_TYPE,
+    ModelShape,
+    check_file_type,
+    embedding_type,
+    fallback,
+    layer_type,
+    output_type,
+)
 from vramcalc.sources.checkpoint import CheckpointInfo
 from vramcalc.sources.gguf import GGML_TYPES
 from vramcalc.spec.model import ModelSpec
-from vramcalc.spec.params import tensor_groups
+from vramcalc.spec.params import TensorGroup, tensor_groups
 
 _BY_NAME = {name: (block, size) for name, block, size in GGML_TYPES.values()}
-
-# file type -> (base type, type of attn_v/ffn_down in use_more_bits layers, output type)
-FILE_TYPES: dict[str, tuple[str, str, str]] = {
-    "F16": ("F16", "F16", "F16"),
-    "BF16": ("BF16", "BF16", "BF16"),
-    "Q8_0": ("Q8_0", "Q8_0", "Q8_0"),
-    "Q6_K": ("Q6_K", "Q6_K", "Q6_K"),
-    "Q5_K_M": ("Q5_K", "Q6_K", "Q6_K"),
-    "Q5_K_S": ("Q5_K", "Q5_K", "Q6_K"),
-    "Q5_0": ("Q5_0", "Q5_0", "Q6_K"),
-    "Q4_K_M": ("Q4_K", "Q6_K", "Q6_K"),
-    "Q4_K_S": ("Q4_K", "Q4_K", "Q6_K"),
-    "Q4_0": ("Q4_0", "Q4_0", "Q6_K"),
-    "Q3_K_S": ("Q3_K", "Q3_K", "Q6_K"),
-    "Q2_K": ("Q2_K", "Q2_K", "Q6_K"),
-    "IQ4_XS": ("IQ4_XS", "IQ4_XS", "Q6_K"),
-    "IQ4_NL": ("IQ4_NL", "IQ4_NL", "Q6_K"),
-    "IQ3_XXS": ("IQ3_XXS", "IQ3_XXS", "Q6_K"),
-    "IQ3_S": ("IQ3_S", "IQ3_S", "Q6_K"),
-    "IQ2_XXS": ("IQ2_XXS", "IQ2_XXS", "Q6_K"),
-    "IQ2_XS": ("IQ2_XS", "IQ2_XS", "Q6_K"),
-    "IQ1_S": ("IQ1_S", "IQ1_S", "Q6_K"),
-}
-# The IQ1/IQ2/IQ3 and Q2_K/Q3_K rules also raise attn_v / ffn_down of some layers to higher
-# types (llama-quant.cpp); that is not modelled: their figures are a lower bound.
-LOWER_BOUND_TYPES = frozenset({"IQ3_XXS", "IQ3_S", "IQ2_XXS", "IQ2_XS", "IQ1_S", "Q2_K", "Q3_K_S"})
+_BLOCK = {name: block for name, (block, _) in _BY_NAME.items()}
+# vramcalc tensor-group names -> llama-quant.cpp categories (q_a/q_b/kv_a of MLA are "other")
+_CATEGORY = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "kv_b_proj": "kv_b", "o_proj": "o",
+             "gate_proj": "gate", "up_proj": "up", "down_proj": "down"}  # fmt: skip
 
 
 def bits_per_weight(type_name: str) -> float:
@@ -53,19 +39,27 @@ def bits_per_weight(type_name: str) -> float:
     return size * 8 / block
 
 
-def use_more_bits(i: int, n: int) -> bool:
-    """llama-quant.cpp: the first and last eighth of the layers and every third one between."""
-    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
-
-
 def tensor_bytes(type_name: str, rows: int, cols: int) -> int:
-    """rows × cols in `type_name`; a row that is not a whole number of blocks falls back to Q8_0
-    (32) or F16, as llama-quant.cpp does for K-quants on odd widths."""
+    """rows × cols in `type_name`, after llama.cpp's fallback for a row of no whole block."""
+    type_name = fallback(type_name, cols, _BLOCK)
     block, size = _BY_NAME[type_name]
-    if cols % block:
-        type_name = "Q8_0" if cols % 32 == 0 else "F16"
-        block, size = _BY_NAME[type_name]
     return rows * cols // block * size
+
+
+def _category(group: TensorGroup) -> str:
+    return _CATEGORY.get(group.name.rsplit(".", 1)[-1], "other")
+
+
+def _layers_of(group: TensorGroup, spec: ModelSpec) -> list[tuple[int, int]]:
+    """(layer, tensors of the group in it): every layer, the first ones (dense layers before the
+    MoE ones) or the last ones (MoE layers)."""
+    n = spec.num_layers
+    if group.count % n == 0:
+        return [(i, group.count // n) for i in range(n)]
+    if group.count < n:
+        return [(i, 1) for i in range(group.count)]
+    moe = max(1, spec.moe_layers)
+    return [(i, group.count // moe) for i in range(n - moe, n)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,37 +93,38 @@ def from_file(ck: CheckpointInfo, n_layers: int) -> LayerWeights:
 
 
 def from_file_type(spec: ModelSpec, file_type: str) -> LayerWeights:
-    """Per-layer bytes of `spec` quantized as `file_type` (module docstring)."""
-    ft = FILE_TYPES.get(file_type.upper())
-    if ft is None:
-        raise VramcalcError(f"--gguf-type {file_type!r}; valid: {', '.join(FILE_TYPES)}")
-    base, more, out_type = ft
-    n = spec.num_layers
-    layers = [0] * n
+    """Per-layer bytes of `spec` quantized as `file_type` (:mod:`.gguf_mix`)."""
+    ftype = check_file_type(file_type)
+    shape = ModelShape(
+        n_layer=spec.num_layers,
+        n_gqa=spec.num_attention_heads // max(1, spec.kv_heads),
+        n_expert=spec.num_experts or 0,
+        is_70b=spec.num_layers == 80 and spec.kv_heads < spec.num_attention_heads,
+        falcon=spec.architecture == "falcon",
+    )
+    out_t = output_type(ftype, spec.hidden_size, _BLOCK[DEFAULT_TYPE[ftype]], shape.falcon)
+    layers = [0] * spec.num_layers
     embedding = output = 0
     for g in tensor_groups(spec):
-        if g.kind == "embedding":
-            embedding += g.count * tensor_bytes(base, g.rows, g.cols)
-            continue
-        if g.kind == "lm_head":
-            output += g.count * tensor_bytes(out_type, g.rows, g.cols)
-            continue
-        if not g.name.startswith("layers."):  # final norm, in F32
+        if g.kind == "embedding":  # a tied one is the output matrix too: it takes the output type
+            kind = out_t if spec.tie_word_embeddings else embedding_type(ftype)
+            embedding += g.count * tensor_bytes(kind, g.rows, g.cols)
+        elif g.kind == "lm_head":
+            output += g.count * tensor_bytes(out_t, g.rows, g.cols)
+        elif not g.name.startswith("layers."):  # final norm, F32
             output += g.count * g.rows * g.cols * 4
-            continue
-        per_layer, rest = divmod(g.count, n)
-        bumped = g.kind == "linear" and ("v_proj" in g.name or "down_proj" in g.name)
-        for i in range(n):
-            count = per_layer + (1 if i < rest else 0)
-            if g.cols == 1 or g.kind == "norm":
-                layers[i] += count * g.rows * g.cols * 4
-            else:
-                t = more if bumped and use_more_bits(i, n) else base
+        else:
+            quantized = g.kind == "linear" and g.cols > 1
+            for i, count in _layers_of(g, spec):
+                t = layer_type(ftype, _category(g), i, shape) if quantized else "F32"
                 layers[i] += count * tensor_bytes(t, g.rows, g.cols)
-    if spec.tie_word_embeddings:  # llama.cpp writes a tied output matrix as token_embd and
-        output += tensor_bytes(out_type, spec.vocab_size, spec.hidden_size)  # copies it as output
-    bpw = bits_per_weight(base)
-    how = f"{file_type.upper()}: {base} ({bpw:g} bits per weight) with {more}/{out_type} tensors by llama-quant.cpp's rule"
-    if file_type.upper() in LOWER_BOUND_TYPES:
-        how += "; the per-layer upgrades of this low-bit type are not modelled: a lower bound"
+    if spec.tie_word_embeddings:  # llama.cpp loads a tied token_embd a second time as the output
+        output += tensor_bytes(out_t, spec.vocab_size, spec.hidden_size)
+    base = (
+        embedding_type(ftype) if ftype in ("F16", "BF16") else layer_type(ftype, "gate", 0, shape)
+    )
+    how = (
+        f"{ftype}: mostly {base} ({bits_per_weight(base):g} bits per weight), other tensors by "
+        "llama.cpp's llama-quant.cpp rules"
+    )
     return LayerWeights(tuple(layers), embedding, output, how)
