@@ -42,7 +42,7 @@ BANDS: dict[tuple[str, str], float] = {
     ("llamacpp", "weights_cpu_mib"): 0.01,
 }
 _DTYPES = {"bfloat16": ("bf16", None), "float16": ("fp16", None), "fp8": ("fp8", None)}
-_DTYPES |= {"mxfp4": ("int4", "mxfp4")}
+_DTYPES |= {"mxfp4": ("int4", "mxfp4"), "int8": ("int8", None)}
 
 
 @dataclass

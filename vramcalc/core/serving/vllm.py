@@ -38,7 +38,8 @@ V0_AUTO_CHUNK_ABOVE = 32 * 1024
 # logits (2 B), the fp32 copy (4), sorted values (4) and int64 indices (8), the sort's temporary
 # copies (12), softmax and cumsum of the sorted values (4 + 4), two boolean masks (2), and the fp32
 # logits scattered back (4): 44 B; the mask and the first fp32 copy are freed before the scatter
-# (−4). The V1 sampler on CUDA samples with FlashInfer from fp32 probabilities: model-dtype logits,
+# (−4). V1's dummy sampler run skips top-k, top-p and logprobs (vllm/v1/worker/gpu_model_runner.py
+# `_dummy_sampler_run`, "the sampler may skip top_k, top_p, and logprobs"): model-dtype logits,
 # fp32 logits and probabilities (2 + 4 + 4).
 SAMPLER_BYTES_PER_LOGIT = {"v0": 40, "v1": 10}
 
@@ -207,7 +208,7 @@ def estimate_vllm(
         f"max_num_seqs {seqs}",
         f"sampler: {SAMPLER_BYTES_PER_LOGIT[opts.version]} B per logit ("
         + ("sorting top-k/top-p path of the V0 profile run" if opts.version == "v0" else
-           "FlashInfer sampling assumed; the PyTorch sorting path takes ~40 B")
+           "V1's dummy sampler skips top-k/top-p: logits, fp32 copy, probabilities")
         + ")",
     ]  # fmt: skip
     return EngineMemory(components=components, summary=summary, assumptions=assumptions)
