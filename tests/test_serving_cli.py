@@ -119,6 +119,7 @@ def test_cost_infer_uses_the_engine_batch() -> None:
         (["infer", "llama-3.1-8b", "--engine", "llama.cpp", "--gguf-type", "Q9_Z"], "Q9_Z"),
         (["infer", "llama-3.1-8b", "--engine", "llama.cpp", "-ctv", "q4_0"], "--flash-attn"),
         (["plan", "llama-3.1-8b", "--engine", "vllm"], "--concurrency"),
+        (["cost", "infer", "llama-3.1-8b", "--gpu", "l4", "--engine", "llama.cpp"], "GGUF"),
     ],
 )
 def test_bad_engine_input_one_line_exit_2(

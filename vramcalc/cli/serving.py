@@ -289,6 +289,13 @@ def engine_batch(model: Any, engine: EngineChoice, gpu: str, num_gpus: int, leng
     from vramcalc.core.cost import engine_batch_size
     from vramcalc.core.serving import estimate_serving
 
+    if (
+        engine is EngineChoice.llama_cpp
+    ):  # its decode reads GGUF mixes the cost model has no format for
+        raise VramcalcError(
+            "cost infer --engine llama.cpp: the cost model reads 16-bit or --quant weights, not "
+            "GGUF mixes; use --engine vllm or sglang, or cost infer with --quant for a 4-bit model"
+        )
     args = (EngineArgs(engine, ctx_size=length) if engine is EngineChoice.llama_cpp
             else EngineArgs(engine, max_model_len=length))  # fmt: skip
     est = estimate_serving(model, engine.value, options=engine_options(args), dtype=dtype,

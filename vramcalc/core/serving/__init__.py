@@ -103,7 +103,22 @@ def estimate_serving(
                 kv_bytes=kv_bytes,
             )
             mem = estimate_sglang(spec, per_rank, fit, tp, pp, sg, _interconnect(gpu))
-    return _estimate(source, engine, mem, fit, tp * pp, dtype, quant, kv_dtype)
+    if engine == "llama.cpp":
+        opts_l = options if isinstance(options, LlamaCppOptions) else LlamaCppOptions()
+        ck = source.checkpoint
+        weights_in: dict[str, object] = {
+            "gguf": "tensor table of the file"
+            if ck is not None and ck.format == "gguf"
+            else (gguf_type or "Q4_K_M").upper(),
+            "gpu_layers": "all" if opts_l.gpu_layers is None else opts_l.gpu_layers,
+            "parallel": opts_l.parallel,
+            "cache_type_k": opts_l.cache_type_k,
+            "cache_type_v": opts_l.cache_type_v,
+            "flash_attn": opts_l.flash_attn,
+        }
+    else:
+        weights_in = {"dtype": dtype, "quant": quant, "kv_dtype": kv_dtype or "auto"}
+    return _estimate(source, engine, mem, fit, tp * pp, weights_in)
 
 
 def _interconnect(gpu: str | None) -> str | None:
@@ -153,9 +168,7 @@ def _estimate(
     mem: EngineMemory,
     fit: tuple[str, int] | None,
     num_gpus: int,
-    dtype: str,
-    quant: str | None,
-    kv_dtype: str | None,
+    engine_inputs: dict[str, object],
 ) -> Estimate:
     spec = source.spec
     s = mem.summary
@@ -174,9 +187,7 @@ def _estimate(
             "engine_version": s.engine_version,
             "tp": s.tp,
             "pp": s.pp,
-            "dtype": dtype,
-            "quant": quant,
-            "kv_dtype": kv_dtype or "auto",
+            **engine_inputs,
             "max_model_len": s.max_model_len,
         },
         assumptions=[*mem.assumptions, *s.not_sized, *source.notes],
