@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.hostile_files import gguf_bytes
+from tests.hostile_files import LLAMA_TENSORS, gguf_bytes
 from vramcalc.core.inference import estimate_inference, inference_activation_terms
 from vramcalc.core.serving import LlamaCppOptions, SglangOptions, VllmOptions, estimate_serving
 from vramcalc.core.serving.common import kv_bytes_per_token_per_rank
@@ -182,6 +182,11 @@ def test_llamacpp_weights_per_layer_from_a_gguf_header(tmp_path: Path) -> None:
     assert every.component("weights") == 2 * 74_240 + 33_024
     with pytest.raises(VramcalcError, match="--gguf-type"):
         estimate_serving(str(path), "llama.cpp", gguf_type="Q4_K_M")
+    # tied (no output.weight): llama.cpp loads token_embd again as the output matrix on the GPU
+    tied = tmp_path / "tied.gguf"
+    tied.write_bytes(gguf_bytes(tensors=[t for t in LLAMA_TENSORS if t[0] != "output.weight"]))
+    est = estimate_serving(str(tied), "llama.cpp", options=LlamaCppOptions(ctx_size=64))
+    assert est.component("weights") == 2 * 74_240 + 32_768 + 256
 
 
 def test_gguf_file_type_rules() -> None:

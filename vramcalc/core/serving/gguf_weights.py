@@ -74,21 +74,24 @@ class LayerWeights:
 
 
 def from_file(ck: CheckpointInfo, n_layers: int) -> LayerWeights:
-    """Exact per-layer bytes from a .gguf tensor table (blk.<i>.* names)."""
+    """Exact per-layer bytes from a .gguf tensor table (blk.<i>.* names); the input embeddings
+    (token, position, token type) are the host part; the rest is the output layer. Without an
+    output.weight llama.cpp loads token_embd a second time as the output matrix."""
     layers = [0] * n_layers
-    embedding = output = 0
+    embedding = output = token_embd = 0
     for t in ck.tensors:
         if t.name.startswith("blk."):
             idx = t.name.split(".")[1]
             if idx.isdigit() and int(idx) < n_layers:
                 layers[int(idx)] += t.nbytes
                 continue
-        if t.name.startswith("token_embd"):
+        if t.name.startswith(("token_embd", "position_embd", "token_types")):
             embedding += t.nbytes
+            token_embd += t.nbytes if t.name == "token_embd.weight" else 0
         else:
             output += t.nbytes
-    if embedding and output == 0:  # tied: llama.cpp duplicates token_embd as the output matrix
-        output = embedding
+    if not any(t.name == "output.weight" for t in ck.tensors):  # tied
+        output += token_embd
     return LayerWeights(tuple(layers), embedding, output, f"read from {ck.origin} (tensor table)")
 
 

@@ -130,7 +130,12 @@ def estimate_llamacpp(
                     "counted (not validated: the one reading with flash attention, a Vulkan build, "
                     "is 4.8× larger)"] if opts.flash_attn else [])
         + (["the CPU backend's compute buffer for the layers left on the host is taken as the GPU's"]
-           if 0 < on_gpu < n else []),
+           if 0 < on_gpu < n else [])
+        + ([f"sliding-window layers: llama.cpp keeps window × slots + ubatch cells for them "
+            f"(llama_kv_cache_iswa); counted as min(context, {spec.sliding_window}) per slot"]
+           if spec.windowed_layers else [])
+        + (["mixture of experts: the compute buffer's expert-routing tensors are not counted "
+            "(the formula was read off dense models)"] if spec.is_moe else []),
     )  # fmt: skip
     assumptions = [
         f"host memory {host:,} B: token embedding and {first_gpu} layers' weights, their KV, the "
