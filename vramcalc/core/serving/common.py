@@ -128,3 +128,17 @@ def weights_per_rank(weights_bytes: int, tp: int, pp: int) -> int:
     """Weights of one rank: every linear and the vocabulary matrices are sharded over TP
     (column/row parallel, vocab parallel), layers over PP; norms (replicated) are < 0.1 %."""
     return -(-weights_bytes // (tp * pp))
+
+
+def window_note(spec: ModelSpec, engine: str) -> list[str]:
+    """Sliding-window layers are counted at the full context per token here (as vLLM V0 and SGLang
+    without its SWA pool allocate them); engines with a hybrid allocator (vLLM >= 0.10) keep only
+    the window for those layers, so their concurrency is higher than this estimate."""
+    windowed = min(spec.windowed_layers, spec.kv_layers)
+    if not windowed:
+        return []
+    return [
+        f"{windowed} sliding-window layers counted at the full context per token; {engine} "
+        f"releases with a hybrid KV allocator keep only the {spec.sliding_window}-token window "
+        "for them: the concurrency here is a lower bound"
+    ]

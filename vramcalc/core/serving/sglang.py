@@ -18,7 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vramcalc.core.results import Component, ServingSummary
-from vramcalc.core.serving.common import comm_buffers_bytes, kv_bytes_per_token_per_rank
+from vramcalc.core.serving.common import (
+    comm_buffers_bytes,
+    kv_bytes_per_token_per_rank,
+    window_note,
+)
 from vramcalc.core.serving.vllm import EngineMemory
 from vramcalc.errors import VramcalcError
 from vramcalc.sources.calibration import runtime
@@ -164,7 +168,8 @@ def estimate_sglang(
         not_sized=[
             "activations, CUDA graphs (up to batch "
             f"{graph_bs}) and the sampler: SGLang does not profile them; they must fit in the "
-            f"{1 - frac:.3f} × total it leaves free, or the server fails later with out-of-memory"
+            f"{1 - frac:.3f} × total it leaves free, or the server fails later with out-of-memory",
+            *window_note(spec, "SGLang"),
         ],
     )
     assumptions = [

@@ -24,6 +24,7 @@ from vramcalc.core.serving.common import (
     comm_buffers_bytes,
     engine_defaults,
     kv_bytes_per_token_per_rank,
+    window_note,
 )
 from vramcalc.errors import VramcalcError
 from vramcalc.spec.model import ModelSpec
@@ -191,7 +192,7 @@ def estimate_vllm(
         max_num_seqs=seqs,
         max_num_batched_tokens=tokens,
         refused=refused,
-        not_sized=[graphs]
+        not_sized=[graphs, *window_note(spec, "vLLM")]
         + (
             ["V1: two of the V1 readings (Llama-3.1-8B on an L40S, v0.8.5; Qwen3-235B MoE on "
              "4×H100, v0.9) hold 22–38 % fewer KV tokens than this model (4–5 GiB per GPU not "
