@@ -163,6 +163,23 @@ def test_llamacpp_buffers_by_hand() -> None:
     assert q8.component("kv_cache") == GIB * 34 // 64
 
 
+def test_llamacpp_row_and_layer_split() -> None:
+    """-sm row (--tp 2): each GPU half of every matrix, the KV cache (1 GiB at 8192 cells) and
+    the compute buffer on the main GPU; -sm layer (--pp 2): half the layers and their KV each,
+    a compute buffer and a CUDA context on every GPU."""
+    one = estimate_serving(LLAMA8, "llama.cpp", options=LlamaCppOptions(ctx_size=8192))
+    w, kv, act, ctx = (
+        one.component(n) for n in ("weights", "kv_cache", "activations", "cuda_context")
+    )
+    row = estimate_serving(LLAMA8, "llama.cpp", tp=2, options=LlamaCppOptions(ctx_size=8192))
+    assert row.component("weights") == -(-w // 2) and row.component("kv_cache") == kv == GIB
+    assert row.cluster_total_bytes == w + kv + act + 2 * ctx
+    layer = estimate_serving(LLAMA8, "llama.cpp", pp=2, options=LlamaCppOptions(ctx_size=8192))
+    assert layer.component("kv_cache") == GIB // 2 and layer.component("activations") == act
+    assert layer.cluster_total_bytes == w + kv + 2 * (act + ctx)
+    assert row.num_gpus == layer.num_gpus == 2
+
+
 def test_llamacpp_quantized_v_needs_flash_attention() -> None:
     with pytest.raises(VramcalcError, match="--flash-attn"):
         estimate_serving(LLAMA8, "llama.cpp", options=LlamaCppOptions(cache_type_v="q4_0"))
@@ -227,7 +244,7 @@ def test_hf_keeps_its_numbers_and_gains_tp_and_chunks() -> None:
     [
         ("vllm", {}, "--gpu"),  # no GPU: no budget
         ("vllm", {"gpu": "h100-80gb", "tp": 3}, "--tp 3"),
-        ("llama.cpp", {"tp": 2}, "--tp"),
+        ("llama.cpp", {"tp": 2, "pp": 2}, "not both"),
         ("tgi", {"gpu": "h100-80gb"}, "tgi"),
     ],
 )

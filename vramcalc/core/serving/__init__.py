@@ -76,12 +76,7 @@ def estimate_serving(
     spec = source.spec
     fit = resolve_gpu(gpu, gpu_mem_gib)
     if engine == "llama.cpp":
-        if tp != 1:
-            raise VramcalcError(
-                "--tp with llama.cpp: its row split (--split-mode row) is not modelled; "
-                "use --pp N for the default layer split over N GPUs"
-            )
-        mem = _llamacpp(source, gguf_type, fit, pp, options)
+        mem = _llamacpp(source, gguf_type, fit, tp, pp, options)
     else:
         check_parallel(spec, tp, pp)
         refuse_state_models(spec, engine)
@@ -134,6 +129,7 @@ def _llamacpp(
     source: ModelSource,
     gguf_type: str | None,
     fit: tuple[str, int] | None,
+    tp: int,
     pp: int,
     options: EngineOptions | None,
 ) -> EngineMemory:
@@ -147,19 +143,31 @@ def _llamacpp(
     else:
         weights = from_file_type(spec, gguf_type or "Q4_K_M")
     mem = estimate_llamacpp(spec, weights, fit, opts)
-    if pp == 1:
-        return mem
-    # layer split over pp GPUs: each holds about 1/pp of the offloaded layers and their KV; the
-    # compute buffer is reserved on every device
-    split = {"weights", "kv_cache"}
+    return mem if tp * pp == 1 else _llamacpp_split(mem, tp, pp)
+
+
+def _llamacpp_split(mem: EngineMemory, tp: int, pp: int) -> EngineMemory:
+    """llama.cpp over several GPUs. --pp N: the default layer split (-sm layer), each GPU about
+    1/N of the offloaded layers and their KV, a compute buffer on every device. --tp N: the row
+    split (-sm row), each GPU 1/N of every matrix's rows; the KV cache and the intermediate
+    results stay on the main GPU ("-mg: the GPU ... for intermediate results and KV (with
+    split-mode = row)", common/arg.cpp). Components are the most loaded GPU's."""
+    if tp > 1 and pp > 1:
+        raise VramcalcError("llama.cpp splits by layer (--pp) or by row (--tp), not both")
+    n = tp * pp
+    split = {"weights"} if tp > 1 else {"weights", "kv_cache"}
+    how = f"row split (-sm row) over {n} GPUs" if tp > 1 else f"layer split over {n} GPUs"
     comps = [
-        Component(name=c.name, bytes=-(-c.bytes // pp), note=c.note + f"; 1/{pp} per GPU")
+        Component(name=c.name, bytes=-(-c.bytes // n), note=f"{c.note}; 1/{n} per GPU ({how})")
         if c.name in split
         else c
         for c in mem.components
     ]
-    summary = mem.summary.model_copy(update={"pp": pp})
-    return EngineMemory(comps, summary, [*mem.assumptions, f"layers split evenly over {pp} GPUs"])
+    whole = {c.name: c.bytes for c in mem.components}
+    per_gpu = whole["cuda_context"] + (0 if tp > 1 else whole["activations"])
+    cluster = sum(whole.values()) - per_gpu + n * per_gpu
+    summary = mem.summary.model_copy(update={"tp": tp, "pp": pp})
+    return EngineMemory(comps, summary, [*mem.assumptions, how], cluster_bytes=cluster)
 
 
 def _estimate(
@@ -199,7 +207,7 @@ def _estimate(
     total = est.total_bytes
     # the engine's layout is its own: no trace band (docs/serving.md gives the evidence bands)
     update: dict[str, object] = {
-        "cluster_total_bytes": total * num_gpus,
+        "cluster_total_bytes": mem.cluster_bytes or total * num_gpus,
         "low_bytes": total,
         "high_bytes": total,
     }

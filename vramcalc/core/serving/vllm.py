@@ -64,6 +64,7 @@ class EngineMemory:
     components: list[Component]
     summary: ServingSummary
     assumptions: list[str]
+    cluster_bytes: int | None = None  # all GPUs, when they are not loaded alike (llama.cpp splits)
 
 
 def v1_batch_defaults(gpu_name: str, memory_bytes: int) -> tuple[int, int]:
