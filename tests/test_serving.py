@@ -295,3 +295,42 @@ def test_llamacpp_offload_moves_memory_not_creates_it(ngl: int) -> None:
     assert w_more > w and kv_more >= kv
     cpu_compute = compute_buffer_bytes(get_model(LLAMA8), 4096, 512, False)
     assert placed - _placed(33)[2] == (cpu_compute if ngl < 32 else 0)
+
+
+def test_sglang_04_fraction_by_tp_and_window_notes() -> None:
+    from vramcalc.core.serving.sglang import mem_fraction_v04
+
+    # server_args.py before PR #10975: 0.88 at TP1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16
+    assert [mem_fraction_v04(tp) for tp in (1, 2, 4, 8, 16)] == [0.88, 0.87, 0.85, 0.81, 0.79]
+    est = estimate_serving(LLAMA8, "sglang", options=SglangOptions(version="0.4"), gpu="h100-80gb")
+    assert est.serving is not None and est.serving.engine_version == "0.4"
+    assert "0.88" in " ".join(est.assumptions)
+    gemma = estimate_serving(
+        "gemma-3-12b", "vllm", gpu="h100-80gb", options=VllmOptions(max_model_len=8192)
+    )
+    assert gemma.serving is not None
+    assert any("sliding-window layers" in n for n in gemma.serving.not_sized)
+    assert not any("sliding-window" in n for n in est.serving.not_sized)
+
+
+def test_engine_fit_and_plan_agree_with_the_estimate() -> None:
+    from vramcalc.core.serving.planning import engine_fit, engine_plan
+
+    fit = engine_fit(LLAMA8, "sglang", "rtx-4090", options=SglangOptions(context_length=8192))
+    one = estimate_serving(
+        LLAMA8, "sglang", gpu="rtx-4090", options=SglangOptions(context_length=8192)
+    )
+    assert one.serving is not None
+    # SGLang's pool does not depend on the context: the longest request is the pool itself
+    assert fit.max_model_len == min(one.serving.kv_pool_tokens, 131_072)
+    assert fit.max_concurrency == one.serving.max_concurrency
+    plan = engine_plan(
+        "llama-3.1-70b", "sglang", ["h100-80gb"], 4, options=SglangOptions(context_length=32768)
+    )
+    row = plan.rows[0]
+    assert row.tp is not None
+    smaller = [tp for tp in (1, 2, 4, 8) if tp < row.tp]
+    for tp in smaller:  # the fewest: every smaller degree falls short
+        e = estimate_serving("llama-3.1-70b", "sglang", gpu="h100-80gb", tp=tp,
+                             options=SglangOptions(context_length=32768))  # fmt: skip
+        assert e.serving is not None and (e.serving.refused or e.serving.max_concurrency < 4)
