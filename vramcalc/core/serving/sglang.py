@@ -154,7 +154,7 @@ def estimate_sglang(
         engine_version=opts.version,
         tp=tp,
         pp=pp,
-        budget_bytes=int(total * frac),
+        budget_bytes=int(free_before * frac),
         kv_pool_bytes=pool,
         kv_pool_tokens=tokens,
         kv_bytes_per_token=per_token,
