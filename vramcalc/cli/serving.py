@@ -46,7 +46,9 @@ EngineVersionOpt = Annotated[
         "--engine-version", help="vLLM: v0 or v1 (default v1); SGLang: 0.4 or 0.5 (default 0.5)"
     ),
 ]
-TpOpt = Annotated[int, typer.Option("--tp", min=1, max=1024, help="tensor-parallel GPUs")]
+TpOpt = Annotated[
+    int, typer.Option("--tp", min=1, max=1024, help="tensor-parallel GPUs (llama.cpp: row split)")
+]
 PpOpt = Annotated[
     int, typer.Option("--pp", min=1, max=1024, help="pipeline stages (llama.cpp: layer split)")
 ]

@@ -115,7 +115,7 @@ def estimate_llamacpp(
     tokens = n_ctx
     summary = ServingSummary(
         engine="llama.cpp",
-        engine_version="builds of 2024-2025 (b2961-b5781 in the evidence)",
+        engine_version="2024-2025 builds",
         kv_pool_bytes=kv_gpu,
         kv_pool_tokens=tokens,
         kv_bytes_per_token=kv_all // max(1, opts.parallel * per_seq),
