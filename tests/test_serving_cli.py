@@ -119,6 +119,8 @@ def test_cost_infer_uses_the_engine_batch() -> None:
         (["infer", "llama-3.1-8b", "--engine", "llama.cpp", "--gguf-type", "Q9_Z"], "Q9_Z"),
         (["infer", "llama-3.1-8b", "--engine", "llama.cpp", "-ctv", "q4_0"], "--flash-attn"),
         (["plan", "llama-3.1-8b", "--engine", "vllm"], "--concurrency"),
+        (["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "l4", "-s", "8k"], "--seq-len"),
+        (["fit", "llama-3.1-8b", "--gpu", "l4", "--engine", "sglang", "--num-gpus", "2"], "--num-gpus"),
         (["cost", "infer", "llama-3.1-8b", "--gpu", "l4", "--engine", "llama.cpp"], "GGUF"),
     ],
 )

@@ -130,8 +130,9 @@ def register(app: typer.Typer) -> None:
         model = model_arg(model, assume_llama)
         engine_note, engine_memory = None, None
         if engine is not EngineChoice.hf:
-            from vramcalc.cli.serving import engine_batch
+            from vramcalc.cli.serving import engine_batch, reject_hf_flags
 
+            reject_hf_flags(engine, {"--batch-size": batch_size != 1})
             batch_size, engine_note, engine_memory = engine_batch(model, engine, gpu, num_gpus, prompt + output,
                                                    _value(dtype), _value(quant), _value(kv_dtype))  # fmt: skip
         c = estimate_inference_cost(

@@ -49,6 +49,7 @@ from vramcalc.cli.serving import (
     UtilOpt,
     fit_engine,
     plan_engine,
+    reject_hf_flags,
 )
 from vramcalc.core.optimizers import Optimizer
 
@@ -93,6 +94,9 @@ def register(app: typer.Typer) -> None:
 
         _use_gpus_file(gpus_file, price_source)
         if engine is not EngineChoice.hf:  # serving engines: vramcalc.core.serving.planning
+            reject_hf_flags(engine, {"--task train": task is not TaskChoice.infer, "--num-gpus":
+                            num_gpus != 1, "--batch-size": batch_size is not None, "--seq-len":
+                            seq_len is not None})  # fmt: skip
             flags = EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
                                max_num_seqs, mem_fraction_static=mem_fraction_static,
                                gpu_layers=gpu_layers)  # fmt: skip
@@ -177,6 +181,8 @@ def register(app: typer.Typer) -> None:
 
         _use_gpus_file(gpus_file, price_source)
         if engine is not EngineChoice.hf:  # serving engines: vramcalc.core.serving.planning
+            reject_hf_flags(engine, {"--task train": task is not TaskChoice.infer, "--batch-size":
+                            batch_size is not None, "--budget": budget is not None})  # fmt: skip
             flags = EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
                                max_num_seqs, mem_fraction_static=mem_fraction_static)  # fmt: skip
             return plan_engine(model, flags, concurrency, kv_dtype, dtype, quant, as_json, check)

@@ -62,6 +62,7 @@ from vramcalc.cli.serving import (
     UbatchOpt,
     UtilOpt,
     check_engine_args,
+    reject_hf_flags,
 )
 from vramcalc.errors import VramcalcError
 
@@ -138,6 +139,9 @@ def infer(
         prefill_chunk,
     )  # fmt: skip
     check_engine_args(args)
+    reject_hf_flags(engine, {"--seq-len": seq_len is not None, "--batch-size": batch_size != 1,
+                             "--logits": logits is not LogitsChoice.last,
+                             "--attention": attention is not AttentionChoice.flash})  # fmt: skip
     if engine is not EngineChoice.hf:
         _serve(model, args, dtype, quant, kv_dtype, tp, pp, gpu, gpu_mem, as_json, units,
                explain, check, revision, offline, assume_llama, params, compare_dtypes)  # fmt: skip

@@ -320,3 +320,15 @@ def engine_batch(model: Any, engine: EngineChoice, gpu: str, num_gpus: int, leng
         "parallelism": f"{engine.value} TP={est.serving.tp}",
     }
     return batch, why, memory
+
+
+def reject_hf_flags(engine: EngineChoice, given: dict[str, bool]) -> None:
+    """Flags of the HF model that an engine does not read: an error naming the engine's own."""
+    if engine is EngineChoice.hf:
+        return
+    for flag, is_given in given.items():
+        if is_given:
+            raise VramcalcError(
+                f"{flag} applies to --engine hf; {engine.value} takes its own flags "
+                "(--max-model-len / -c for the context, --tp for GPUs, --max-num-seqs / -np for requests)"
+            )
