@@ -42,13 +42,28 @@ __all__ = [
 ]
 
 
-def _weights_bytes(source: ModelSource, dtype: str, quant: str | None) -> tuple[int, int]:
-    """Whole-model weight bytes (the checkpoint's when a header was read) and compute width."""
+def _weights(source: ModelSource, dtype: str, quant: str | None) -> tuple[Component, int]:
+    """The whole model's weights component as `infer` computes it (the checkpoint's tensors when
+    a header was read) and the compute width."""
     from vramcalc.core.inference import estimate_inference
 
     est = estimate_inference(source, dtype=dtype, quant=quant, seq_len=1)
     compute = 4 if est.inputs.get("dtype") == "fp32" else 2
-    return est.component("weights"), compute
+    return next(c for c in est.components if c.name == "weights"), compute
+
+
+def _with_weights_origin(mem: EngineMemory, whole: Component, ranks: int) -> EngineMemory:
+    """The per-rank weights component, with the whole model's note and arithmetic (--explain)."""
+    comps = [
+        c.model_copy(update={
+            "note": f"{whole.note}; 1/{ranks} per GPU" if ranks > 1 else whole.note,
+            "formula": f"ceil(({whole.formula}) / {ranks})" if ranks > 1 else whole.formula,
+        })
+        if c.name == "weights"
+        else c
+        for c in mem.components
+    ]  # fmt: skip
+    return replace(mem, components=comps)
 
 
 def estimate_serving(
@@ -84,8 +99,8 @@ def estimate_serving(
             raise VramcalcError(
                 f"--engine {engine} sizes its KV pool from the GPU's memory: give --gpu or --gpu-mem"
             )
-        weights, compute = _weights_bytes(source, dtype, quant)
-        per_rank = weights_per_rank(weights, tp, pp)
+        whole, compute = _weights(source, dtype, quant)
+        per_rank = weights_per_rank(whole.bytes, tp, pp)
         kv_bytes = kv_bytes_per_element(kv_dtype) if kv_dtype else float(compute)
         if engine == "vllm":
             opts = replace(
@@ -98,6 +113,7 @@ def estimate_serving(
                 kv_bytes=kv_bytes,
             )
             mem = estimate_sglang(spec, per_rank, fit, tp, pp, sg, _interconnect(gpu))
+        mem = _with_weights_origin(mem, whole, tp * pp)
     if engine == "llama.cpp":
         opts_l = options if isinstance(options, LlamaCppOptions) else LlamaCppOptions()
         ck = source.checkpoint
