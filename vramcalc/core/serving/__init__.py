@@ -222,11 +222,10 @@ def _estimate(
     )
     total = est.total_bytes
     # the engine's layout is its own: no trace band (docs/serving.md gives the evidence bands)
-    update: dict[str, object] = {
-        "cluster_total_bytes": mem.cluster_bytes or total * num_gpus,
-        "low_bytes": total,
-        "high_bytes": total,
-    }
+    rough = spec.assumed_architecture is not None  # --assume-llama: keep the ×2 band
+    update: dict[str, object] = {"cluster_total_bytes": mem.cluster_bytes or total * num_gpus}
+    if not rough:
+        update |= {"low_bytes": total, "high_bytes": total}
     if fit is not None:
         name, memory = fit
         fits = s.refused is None and total <= memory
@@ -235,7 +234,7 @@ def _estimate(
             memory_bytes=memory,
             fits=fits,
             headroom_bytes=memory - total,
-            verdict="fits" if fits else "does not fit",
+            verdict=("may fit" if rough else "fits") if fits else "does not fit",
         )
     if s.refused:
         update["warnings"] = [*est.warnings, f"{engine} refuses to start: {s.refused}"]
