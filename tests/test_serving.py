@@ -334,3 +334,16 @@ def test_engine_fit_and_plan_agree_with_the_estimate() -> None:
         e = estimate_serving("llama-3.1-70b", "sglang", gpu="h100-80gb", tp=tp,
                              options=SglangOptions(context_length=32768))  # fmt: skip
         assert e.serving is not None and (e.serving.refused or e.serving.max_concurrency < 4)
+
+
+def test_assumed_architecture_never_fits_under_an_engine(tmp_path: Path) -> None:
+    """--assume-llama: the engine estimate keeps the ×2 band and says at best 'may fit'."""
+    import json
+
+    from tests.test_assume_llama import UNMAPPED
+
+    (tmp_path / "config.json").write_text(json.dumps(UNMAPPED))
+    est = estimate_serving(str(tmp_path / "config.json"), "vllm", gpu="h100-80gb",
+                           assume_llama=True, options=VllmOptions(max_model_len=4096))  # fmt: skip
+    assert est.gpu is not None and est.gpu.verdict == "may fit"
+    assert est.low_bytes < est.total_bytes < est.high_bytes
