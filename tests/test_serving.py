@@ -328,8 +328,8 @@ def test_engine_fit_and_plan_agree_with_the_estimate() -> None:
         "llama-3.1-70b", "sglang", ["h100-80gb"], 4, options=SglangOptions(context_length=32768)
     )
     row = plan.rows[0]
-    assert row.tp is not None
-    smaller = [tp for tp in (1, 2, 4, 8) if tp < row.tp]
+    assert row.num_gpus is not None
+    smaller = [tp for tp in (1, 2, 4, 8) if tp < row.num_gpus]
     for tp in smaller:  # the fewest: every smaller degree falls short
         e = estimate_serving("llama-3.1-70b", "sglang", gpu="h100-80gb", tp=tp,
                              options=SglangOptions(context_length=32768))  # fmt: skip
@@ -347,3 +347,22 @@ def test_assumed_architecture_never_fits_under_an_engine(tmp_path: Path) -> None
                            assume_llama=True, options=VllmOptions(max_model_len=4096))  # fmt: skip
     assert est.gpu is not None and est.gpu.verdict == "may fit"
     assert est.low_bytes < est.total_bytes < est.high_bytes
+
+
+def test_llamacpp_plan_splits_layers_until_each_gpu_holds_its_share() -> None:
+    """4 slots of 8192 tokens of llama-3.1-70b (Q4_K_M) on 24 GiB cards: the fewest layer-split
+    GPUs whose most loaded one fits; one fewer does not."""
+    from vramcalc.core.serving.planning import engine_plan
+
+    plan = engine_plan("llama-3.1-70b", "llama.cpp", ["rtx-4090"], 4,
+                       options=LlamaCppOptions(ctx_size=8192))  # fmt: skip
+    row = plan.rows[0]
+    assert row.num_gpus is not None and row.split == "pp" and row.max_concurrency == 4
+    opts = LlamaCppOptions(ctx_size=4 * 8192, parallel=4)
+    fits = estimate_serving(
+        "llama-3.1-70b", "llama.cpp", options=opts, gpu="rtx-4090", pp=row.num_gpus
+    )
+    assert fits.gpu is not None and fits.gpu.fits
+    fewer = max(n for n in (1, 2, 4, 8) if n < row.num_gpus)
+    short = estimate_serving("llama-3.1-70b", "llama.cpp", options=opts, gpu="rtx-4090", pp=fewer)
+    assert short.gpu is not None and not short.gpu.fits

@@ -73,7 +73,7 @@ def test_fit_and_plan_with_an_engine() -> None:
                     "--max-model-len", "32k")  # fmt: skip
     a100 = next(r for r in plan["rows"] if "A100 80GB" in r["gpu"])
     # TP4 holds 14.7 requests of 32k (infer above), so 16 needs TP8
-    assert a100["tp"] == 8 and a100["max_concurrency"] >= 16
+    assert (a100["num_gpus"], a100["split"]) == (8, "tp") and a100["max_concurrency"] >= 16
 
 
 def test_cost_infer_uses_the_engine_batch() -> None:
@@ -120,7 +120,10 @@ def test_cost_infer_uses_the_engine_batch() -> None:
         (["infer", "llama-3.1-8b", "--engine", "llama.cpp", "-ctv", "q4_0"], "--flash-attn"),
         (["plan", "llama-3.1-8b", "--engine", "vllm"], "--concurrency"),
         (["infer", "llama-3.1-8b", "--engine", "vllm", "--gpu", "l4", "-s", "8k"], "--seq-len"),
-        (["fit", "llama-3.1-8b", "--gpu", "l4", "--engine", "sglang", "--num-gpus", "2"], "--num-gpus"),
+        (
+            ["fit", "llama-3.1-8b", "--gpu", "l4", "--engine", "sglang", "--num-gpus", "2"],
+            "--num-gpus",
+        ),
         (["cost", "infer", "llama-3.1-8b", "--gpu", "l4", "--engine", "llama.cpp"], "GGUF"),
     ],
 )

@@ -260,13 +260,14 @@ def fit_engine(model: str, gpu: str, args: EngineArgs, tp: int, pp: int, kv_dtyp
 
 def plan_engine(model: str, args: EngineArgs, concurrency: float | None, kv_dtype: Any,
                 dtype: Any, quant: Any, as_json: bool, check: bool) -> None:  # fmt: skip
-    """`plan MODEL --engine ... --concurrency N`: for each catalog GPU, the fewest (TP)."""
+    """`plan MODEL --engine ... --concurrency N`: for each catalog GPU, the fewest GPUs."""
     from vramcalc.cli.options import exit_if_not_fit, print_json
     from vramcalc.core.serving.planning import engine_plan
     from vramcalc.sources.presets import list_gpus
 
     kv_dtype, dtype, quant = _v(kv_dtype), _v(dtype), _v(quant)
-
+    if args.engine is EngineChoice.llama_cpp:  # --max-model-len: the tokens of one slot
+        args = EngineArgs(args.engine, ctx_size=args.max_model_len)
     if concurrency is None:
         raise VramcalcError(
             "plan --engine needs --concurrency (requests of --max-model-len tokens)"
@@ -280,7 +281,7 @@ def plan_engine(model: str, args: EngineArgs, concurrency: float | None, kv_dtyp
         from vramcalc.report import serving as report_serving
 
         report_serving.render_engine_plan(p)
-    exit_if_not_fit(check, any(r.tp is not None for r in p.rows))
+    exit_if_not_fit(check, any(r.num_gpus is not None for r in p.rows))
 
 
 def engine_batch(model: Any, engine: EngineChoice, gpu: str, num_gpus: int, length: int,

@@ -70,16 +70,21 @@ def render_engine_plan(p: EnginePlan) -> None:
     table = Table(
         title=f"Plan: {plain(p.model)} ({plain(p.engine)}), {p.target_concurrency:g} requests of "
         f"{p.max_model_len:,} tokens",
-        caption="fewest tensor-parallel GPUs whose KV pool holds the target",
+        caption="fewest GPUs whose KV pool holds the target ("
+        + (
+            "llama.cpp layer split, all layers offloaded)"
+            if p.engine == "llama.cpp"
+            else "tensor parallel)"
+        ),
     )
-    for col in ("gpu", "TP", "concurrency", "KV tokens", "note"):
+    for col in ("gpu", "GPUs", "concurrency", "KV tokens", "note"):
         table.add_column(col, justify="left" if col in ("gpu", "note") else "right")
     for r in p.rows:
         table.add_row(
             plain(r.gpu),
-            "—" if r.tp is None else str(r.tp),
-            f"{r.max_concurrency:.2f}x" if r.tp else "",
-            f"{r.kv_pool_tokens:,}" if r.tp else "",
+            "—" if r.num_gpus is None else str(r.num_gpus),
+            f"{r.max_concurrency:.2f}x" if r.num_gpus else "",
+            f"{r.kv_pool_tokens:,}" if r.num_gpus else "",
             plain(r.note),
         )
     console.print(table)

@@ -10,6 +10,7 @@ regime is searched on its own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -57,7 +58,10 @@ class EnginePlanRow(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     gpu: str
-    tp: int | None = Field(description="fewest GPUs reaching the target (None: none up to 16)")
+    num_gpus: int | None = Field(
+        description="fewest GPUs reaching the target (None: none up to 16)"
+    )
+    split: str = Field("tp", description="tp: tensor parallel; pp: llama.cpp's layer split")
     max_concurrency: float = 0.0
     kv_pool_tokens: int = 0
     note: str = ""
@@ -175,32 +179,44 @@ def engine_plan(
     options: EngineOptions | None = None,
     **kw: object,
 ) -> EnginePlan:
-    """For each GPU: the fewest tensor-parallel GPUs whose pool holds `target_concurrency`
-    requests of max_model_len tokens (the options' or the model's)."""
-    if engine == "llama.cpp":
-        raise VramcalcError(
-            "plan --engine llama.cpp: llama.cpp serves on one GPU set by -ngl; use fit"
-        )
+    """For each GPU: the fewest GPUs whose pool holds `target_concurrency` requests of
+    max_model_len tokens (the options' or the model's): tensor parallel for vLLM and SGLang;
+    for llama.cpp, that many --parallel slots of that length, all layers offloaded, split by
+    layer (--pp) until every GPU holds its share."""
     if target_concurrency <= 0:
         raise VramcalcError(f"--concurrency {target_concurrency}: give a positive number")
     source = resolve_source(model, None)
     spec = source.spec
-    rows = []
     length = _asked_len(engine, options) or spec.max_position_embeddings
-    for gpu in gpus:
-        row = EnginePlanRow(gpu=gpu, tp=None, note=f"not reached with up to {TP_DEGREES[-1]} GPUs")
-        for tp in TP_DEGREES:
-            if spec.num_attention_heads % tp:
-                continue
-            est = estimate_serving(source, engine, options=options, tp=tp, gpu=gpu, **kw)  # type: ignore[arg-type]
-            s = est.serving
-            assert s is not None
-            if s.refused is None and s.max_concurrency >= target_concurrency:
-                row = EnginePlanRow(gpu=est.gpu.gpu if est.gpu else gpu, tp=tp,
-                                    max_concurrency=s.max_concurrency,
-                                    kv_pool_tokens=s.kv_pool_tokens)  # fmt: skip
-                break
-        rows.append(row)
-    rows.sort(key=lambda r: (r.tp is None, r.tp or 0))
+    if engine == "llama.cpp":
+        slots = math.ceil(target_concurrency)
+        base = options if isinstance(options, LlamaCppOptions) else LlamaCppOptions()
+        options = replace(base, ctx_size=length * slots, parallel=slots, gpu_layers=None)
+    rows = [_plan_row(source, engine, gpu, target_concurrency, options, kw) for gpu in gpus]
+    rows.sort(key=lambda r: (r.num_gpus is None, r.num_gpus or 0))
     return EnginePlan(model=spec.name, engine=engine, max_model_len=length,
                       target_concurrency=target_concurrency, rows=rows)  # fmt: skip
+
+
+def _plan_row(
+    source: ModelSource,
+    engine: str,
+    gpu: str,
+    target: float,
+    options: EngineOptions | None,
+    kw: dict[str, object],
+) -> EnginePlanRow:
+    """The fewest GPUs of `gpu` for the target (degrees 1 … 16 dividing the attention heads)."""
+    split = "pp" if engine == "llama.cpp" else "tp"
+    for n in TP_DEGREES:
+        if split == "tp" and source.spec.num_attention_heads % n:
+            continue
+        est = estimate_serving(source, engine, options=options, gpu=gpu, **{split: n}, **kw)  # type: ignore[arg-type]
+        s = est.serving
+        assert s is not None
+        if _starts(est) and s.max_concurrency >= target:
+            return EnginePlanRow(gpu=est.gpu.gpu if est.gpu else gpu, num_gpus=n, split=split,
+                                 max_concurrency=s.max_concurrency,
+                                 kv_pool_tokens=s.kv_pool_tokens)  # fmt: skip
+    return EnginePlanRow(gpu=gpu, num_gpus=None, split=split,
+                         note=f"not reached with up to {TP_DEGREES[-1]} GPUs")  # fmt: skip
