@@ -49,6 +49,13 @@ _EXPORTS = {
     "SweepResult": "core.sweeps",
     "SweepRow": "core.sweeps",
     "Comparison": "core.sweeps",
+    "estimate_serving": "core.serving",
+    "VllmOptions": "core.serving",
+    "SglangOptions": "core.serving",
+    "LlamaCppOptions": "core.serving",
+    "ServingSummary": "core.results",
+    "engine_fit": "core.serving.planning",
+    "engine_plan": "core.serving.planning",
 }
 
 __all__ = [
@@ -59,19 +66,26 @@ __all__ = [
     "FitResult",
     "GPUSpec",
     "InferenceCost",
+    "LlamaCppOptions",
     "ModelSpec",
     "Plan",
     "PlanRow",
     "RlhfEstimate",
     "Saving",
+    "ServingSummary",
+    "SglangOptions",
     "SweepResult",
     "SweepRow",
     "TrainingCost",
+    "VllmOptions",
     "VramcalcError",
     "compare",
+    "engine_fit",
+    "engine_plan",
     "estimate_inference",
     "estimate_inference_cost",
     "estimate_rlhf",
+    "estimate_serving",
     "estimate_training",
     "estimate_training_cost",
     "fit",
@@ -94,8 +108,15 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from vramcalc.core.fitting import FitResult, Plan, PlanRow, fit, plan
     from vramcalc.core.inference import estimate_inference
-    from vramcalc.core.results import Component, Estimate, GPUFit, Saving
+    from vramcalc.core.results import Component, Estimate, GPUFit, Saving, ServingSummary
     from vramcalc.core.rlhf import RlhfEstimate, estimate_rlhf
+    from vramcalc.core.serving import (
+        LlamaCppOptions,
+        SglangOptions,
+        VllmOptions,
+        estimate_serving,
+    )
+    from vramcalc.core.serving.planning import engine_fit, engine_plan
     from vramcalc.core.sweeps import Comparison, SweepResult, SweepRow, compare, sweep
     from vramcalc.core.training import estimate_training
     from vramcalc.errors import VramcalcError
