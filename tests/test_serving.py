@@ -366,3 +366,14 @@ def test_llamacpp_plan_splits_layers_until_each_gpu_holds_its_share() -> None:
     fewer = max(n for n in (1, 2, 4, 8) if n < row.num_gpus)
     short = estimate_serving("llama-3.1-70b", "llama.cpp", options=opts, gpu="rtx-4090", pp=fewer)
     assert short.gpu is not None and not short.gpu.fits
+
+
+@pytest.mark.parametrize(("parallel", "mib"), [(1, 992), (2, 1312)])
+def test_llamacpp_sliding_window_cache(parallel: int, mib: int) -> None:
+    """Gemma-3-12B at n_ctx 8192: 8 global layers × 8192 cells + 40 sliding-window layers ×
+    pad(1024 × slots + 512 ubatch, 256) cells, 8 KV heads × 256 × 2 (K,V) × 2 B = 8 KiB per cell:
+    (65,536 + 61,440) × 8 KiB = 992 MiB at one slot, (65,536 + 102,400) × 8 KiB = 1312 MiB at two
+    (src/llama-kv-cache-iswa.cpp; Ollama's estimate prints the same, validation/serving/ollama.toml)."""
+    opts = LlamaCppOptions(ctx_size=8192, parallel=parallel)
+    est = estimate_serving("gemma-3-12b", "llama.cpp", options=opts)
+    assert est.component("kv_cache") == mib * MIB

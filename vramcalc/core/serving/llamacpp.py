@@ -53,6 +53,22 @@ class LlamaCppOptions:
     ubatch_size: int = 512
 
 
+SWA_PAD = 256  # llama_kv_cache_iswa pads the sliding-window cache (GGML_PAD(..., n_pad))
+
+
+def cache_bytes(spec: ModelSpec, n_ctx: int, n_seq: int, n_ubatch: int, width: float) -> int:
+    """K and V of the whole context: n_ctx cells shared by the slots on every full-attention
+    layer; on sliding-window layers min(n_ctx, pad(window × n_seq + n_ubatch)) cells
+    (src/llama-kv-cache-iswa.cpp); a recurrent state per slot. Through the one KV function
+    (core.kv_cache), with the window set to llama.cpp's cell count."""
+    cells = spec
+    if spec.windowed_layers and spec.sliding_window:
+        swa = -(-(spec.sliding_window * n_seq + n_ubatch) // SWA_PAD) * SWA_PAD
+        cells = spec.model_copy(update={"sliding_window": min(n_ctx, swa)})
+    state = (n_seq - 1) * spec.state_elements * width  # kv_cache_bytes counts one sequence's
+    return kv_cache_bytes(cells, 1, n_ctx, width) + int(state)
+
+
 def compute_buffer_bytes(spec: ModelSpec, n_ctx: int, n_ubatch: int, flash_attn: bool) -> int:
     """GPU compute buffer: n_ubatch × 4 B × ((n_head·[no FA] + 1) × n_ctx + 4·n_embd) (module
     docstring); with flash attention the score term drops."""
@@ -90,7 +106,7 @@ def estimate_llamacpp(
     host_weights += weights.output if ngl <= n else 0
     per_seq = -(-n_ctx // opts.parallel)
     width = (CACHE_TYPES[opts.cache_type_k] + CACHE_TYPES[opts.cache_type_v]) / 2
-    kv_all = kv_cache_bytes(spec, opts.parallel, per_seq, width)
+    kv_all = cache_bytes(spec, n_ctx, opts.parallel, opts.ubatch_size, width)
     kv_gpu = kv_all * on_gpu // n
     kv_host = kv_all - kv_gpu
     compute = compute_buffer_bytes(spec, n_ctx, opts.ubatch_size, opts.flash_attn)
@@ -131,9 +147,6 @@ def estimate_llamacpp(
                     "is 4.8× larger)"] if opts.flash_attn else [])
         + (["the CPU backend's compute buffer for the layers left on the host is taken as the GPU's"]
            if 0 < on_gpu < n else [])
-        + ([f"sliding-window layers: llama.cpp keeps window × slots + ubatch cells for them "
-            f"(llama_kv_cache_iswa); counted as min(context, {spec.sliding_window}) per slot"]
-           if spec.windowed_layers else [])
         + (["mixture of experts: the compute buffer's expert-routing tensors are not counted "
             "(the formula was read off dense models)"] if spec.is_moe else []),
     )  # fmt: skip
