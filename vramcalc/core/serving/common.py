@@ -46,6 +46,8 @@ def comm_buffers_bytes(tp: int, interconnect: str | None) -> tuple[int, str]:
     said = "NVLink NCCL/custom all-reduce buffers (+1.79 GiB at TP=2 on H100, vLLM PR #10511)"
     if interconnect is None:
         said += "; interconnect unknown (--gpu-mem), NVLink assumed"
+    elif interconnect != "nvlink":
+        said += f"; {interconnect} taken as NVLink (no reading)"
     return COMM_BUFFERS_NVLINK_BYTES, said
 
 
