@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
@@ -324,19 +325,20 @@ def parallel_components(
     """Per-GPU components over `tp` tensor-parallel ranks and `pp` pipeline stages: weights
     1/(tp·pp); the KV cache by the rank's share of KV heads (a head is replicated when there are
     fewer than ranks; an MLA latent is whole on every rank) and 1/pp of the layers; activations
-    1/tp (the sharded projections; the residual stream is whole, so this is a lower bound for
-    small hidden sizes); slack re-taken on what is left; the CUDA context on every GPU."""
+    1/tp (the sharded projections; the residual stream is whole on every rank, so 1/tp
+    understates it); slack re-taken on what is left; the CUDA context on every GPU."""
     from vramcalc.core.serving.common import check_parallel, kv_heads_per_rank
 
     check_parallel(spec, tp, pp)
-    kv_share = 1.0 if spec.is_mla or not spec.kv_heads else kv_heads_per_rank(spec, tp) / spec.kv_heads
-    share = {"weights": 1 / (tp * pp), "kv_cache": kv_share / pp, "activations": 1 / tp}
+    heads = 1.0 if spec.is_mla or not spec.kv_heads else kv_heads_per_rank(spec, tp) / spec.kv_heads
+    share = {"weights": 1 / (tp * pp), "kv_cache": heads / pp, "activations": 1 / tp}
     out = [
         Component(
             name=c.name,
-            bytes=-(-int(c.bytes * share[c.name]) // 1),
+            bytes=math.ceil(c.bytes * share[c.name]),
             note=f"{c.note} (per GPU: TP {tp}, PP {pp})",
-            cluster_bytes=c.bytes if c.name != "kv_cache" else int(c.bytes * kv_share * tp),
+            formula=f"({c.formula}) × {share[c.name]:g}" if c.formula else "",
+            cluster_bytes=round(c.bytes * (heads * tp if c.name == "kv_cache" else 1)),
         )
         if c.name in share
         else c
