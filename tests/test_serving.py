@@ -377,3 +377,33 @@ def test_llamacpp_sliding_window_cache(parallel: int, mib: int) -> None:
     opts = LlamaCppOptions(ctx_size=8192, parallel=parallel)
     est = estimate_serving("gemma-3-12b", "llama.cpp", options=opts)
     assert est.component("kv_cache") == mib * MIB
+
+
+@pytest.mark.parametrize(
+    ("engine", "gpu"), [("vllm", "rtx-4090"), ("sglang", "l4"), ("llama.cpp", "rtx-3060-12gb")]
+)
+def test_engine_fit_is_the_longest_context_that_starts(engine: str, gpu: str) -> None:
+    """At the context fit returns the engine starts and holds one request; one token more it does
+    not (each model's maximum is 131,072, above what these GPUs hold)."""
+    from vramcalc.core.serving.planning import _starts, _with_len, engine_fit
+
+    r = engine_fit(LLAMA8, engine, gpu)
+    assert 0 < r.max_model_len < 131_072
+
+    def holds(n: int) -> bool:
+        est = estimate_serving(LLAMA8, engine, options=_with_len(engine, None, n), gpu=gpu)
+        return _starts(est) and est.serving is not None and est.serving.kv_pool_tokens >= n
+
+    assert holds(r.max_model_len) and not holds(r.max_model_len + 1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(frac=st.floats(0.6, 0.9))
+def test_sglang_pool_grows_with_the_static_fraction(frac: float) -> None:
+    def tokens(f: float) -> int:
+        est = estimate_serving(LLAMA8, "sglang", gpu="h100-80gb",
+                               options=SglangOptions(mem_fraction_static=f))  # fmt: skip
+        assert est.serving is not None
+        return est.serving.kv_pool_tokens
+
+    assert tokens(frac + 0.05) > tokens(frac)
