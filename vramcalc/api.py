@@ -27,8 +27,10 @@ from vramcalc.core.cost import (
 )
 from vramcalc.core.fitting import FitResult, Plan, PlanRow
 from vramcalc.core.inference import estimate_inference
-from vramcalc.core.results import Component, Estimate, GPUFit, Saving
+from vramcalc.core.results import Component, Estimate, GPUFit, Saving, ServingSummary
 from vramcalc.core.rlhf import RlhfEstimate, estimate_rlhf
+from vramcalc.core.serving import LlamaCppOptions, SglangOptions, VllmOptions, estimate_serving
+from vramcalc.core.serving.planning import engine_fit, engine_plan
 from vramcalc.core.sweeps import Comparison, SweepResult, SweepRow
 from vramcalc.core.training import estimate_training
 from vramcalc.errors import VramcalcError
@@ -74,21 +76,28 @@ __all__ = [
     "GPUFit",
     "GPUSpec",
     "InferenceCost",
+    "LlamaCppOptions",
     "ModelSource",
     "ModelSpec",
     "Plan",
     "PlanRow",
     "RlhfEstimate",
     "Saving",
+    "ServingSummary",
+    "SglangOptions",
     "SweepResult",
     "SweepRow",
     "Task",
     "TrainingCost",
+    "VllmOptions",
     "VramcalcError",
     "compare",
+    "engine_fit",
+    "engine_plan",
     "estimate_inference",
     "estimate_inference_cost",
     "estimate_rlhf",
+    "estimate_serving",
     "estimate_training",
     "estimate_training_cost",
     "fit",

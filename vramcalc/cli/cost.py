@@ -31,6 +31,7 @@ from vramcalc.cli.common import (
     use_gpus_file,
 )
 from vramcalc.cli.options import CheckOpt, GpusFileOpt, VramcalcGroup, exit_if_not_fit
+from vramcalc.cli.serving import EngineChoice, EngineOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -116,12 +117,21 @@ def register(app: typer.Typer) -> None:
         price_source: PriceSourceOpt = None,
         check: CheckOpt = False,
         assume_llama: AssumeLlamaOpt = False,
+        engine: EngineOpt = EngineChoice.hf,
     ) -> None:
-        """Prefill time, decode speed, latency, throughput and price per million tokens."""
+        """Prefill time, decode speed, latency, throughput and price per million tokens
+        (--engine: the batch is the requests the engine's KV pool holds at prompt + output)."""
         from vramcalc.core.cost import estimate_inference_cost
 
         use_gpus_file(gpus_file, price_source)
         model = model_arg(model, assume_llama)
+        engine_note, engine_memory = None, None
+        if engine is not EngineChoice.hf:
+            from vramcalc.cli.serving import engine_batch, reject_hf_flags
+
+            reject_hf_flags(engine, {"--batch-size": batch_size != 1})
+            batch_size, engine_note, engine_memory = engine_batch(model, engine, gpu, num_gpus, prompt + output,
+                                                   choice_value(dtype), choice_value(quant), choice_value(kv_dtype))  # fmt: skip
         c = estimate_inference_cost(
             model,
             gpu=gpu,
@@ -136,10 +146,28 @@ def register(app: typer.Typer) -> None:
             mbu=mbu,
             usd_per_gpu_hour=price,
         )
+        if engine_memory is not None:  # the engine's own layout (core.serving) decides the fit
+            from vramcalc.core.cost import InferenceMemory
+
+            c = c.model_copy(
+                update={
+                    "memory": InferenceMemory.of(
+                        engine_memory["per_gpu_bytes"],
+                        engine_memory["memory_bytes"],
+                        engine_memory["parallelism"],
+                        rough=assume_llama,
+                    )
+                }
+            )
         if as_json:
-            print_json(c.model_dump(mode="json") | rough_label(model))
+            extra = {"engine_batch": engine_note} if engine_note else {}
+            print_json(c.model_dump(mode="json") | rough_label(model) | extra)
         else:
             from vramcalc.report import cost as report_cost
 
             report_cost.render_inference_cost(c)
+            if engine_note:
+                from vramcalc.report.serving import print_note
+
+                print_note(f"batch from the engine's KV pool: {engine_note}")
         exit_if_not_fit(check, c.memory is not None and c.memory.fits)

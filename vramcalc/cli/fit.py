@@ -32,6 +32,23 @@ from vramcalc.cli.common import (
     workload_options,
 )
 from vramcalc.cli.options import CheckOpt, GpusFileOpt, exit_if_not_fit, size_option
+from vramcalc.cli.serving import (
+    ConcurrencyOpt,
+    EngineArgs,
+    EngineChoice,
+    EngineOpt,
+    EngineVersionOpt,
+    MaxLenOpt,
+    MaxSeqsOpt,
+    MemFracOpt,
+    NglOpt,
+    PpOpt,
+    TpOpt,
+    UtilOpt,
+    fit_engine,
+    plan_engine,
+    reject_hf_flags,
+)
 from vramcalc.cli.train_options import (
     ActOffloadOpt,
     AdapterDtypeOpt,
@@ -62,6 +79,7 @@ from vramcalc.cli.train_options import (
     train_workload,
 )
 from vramcalc.core.optimizers import Optimizer
+from vramcalc.errors import VramcalcError
 
 
 def fit_cmd(
@@ -105,12 +123,35 @@ def fit_cmd(
     packing: PackingOpt = None,
     paged_optimizer: PagedOpt = None,
     bnb_version: BnbVersionOpt = None,
+    engine: EngineOpt = EngineChoice.hf,
+    engine_version: EngineVersionOpt = None,
+    tp: TpOpt = 1,
+    pp: PpOpt = 1,
+    gpu_memory_utilization: UtilOpt = None,
+    max_model_len: MaxLenOpt = None,
+    max_num_seqs: MaxSeqsOpt = None,
+    mem_fraction_static: MemFracOpt = None,
+    gpu_layers: NglOpt = None,
 ) -> None:
     """The largest batch size and the longest context of MODEL that fit the GPU(s); for a
-    training job that does not fit, the cheapest changes that would make it fit."""
+    training job that does not fit, the cheapest changes that would make it fit (--engine: the
+    longest max_model_len the engine starts with, and its concurrency)."""
     from vramcalc.core.fitting import fit
 
     use_gpus_file(gpus_file, price_source)
+    if engine is not EngineChoice.hf:  # serving engines: vramcalc.core.serving.planning
+        reject_hf_flags(engine, {"--task train": task is not TaskChoice.infer, "--num-gpus":
+                        num_gpus != 1, "--batch-size": batch_size is not None, "--seq-len":
+                        seq_len is not None, "--gpu-mem": gpu_mem is not None,
+                        "--method": method is not FitMethodChoice.full})  # fmt: skip
+        flags_engine = EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
+                                  max_num_seqs, mem_fraction_static=mem_fraction_static,
+                                  gpu_layers=gpu_layers)  # fmt: skip
+        if gpu is None:
+            raise VramcalcError(
+                f"fit --engine {engine.value} needs --gpu GPU (see `vramcalc gpus`)"
+            )
+        return fit_engine(model, gpu, flags_engine, tp, pp, kv_dtype, dtype, quant, as_json, check)
     flags = convention_flags(
         loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
         adapter_dtype, packing, paged_optimizer, bnb_version,
@@ -210,11 +251,26 @@ def plan_cmd(
     packing: PackingOpt = None,
     paged_optimizer: PagedOpt = None,
     bnb_version: BnbVersionOpt = None,
+    engine: EngineOpt = EngineChoice.hf,
+    engine_version: EngineVersionOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    gpu_memory_utilization: UtilOpt = None,
+    max_model_len: MaxLenOpt = None,
+    max_num_seqs: MaxSeqsOpt = None,
+    mem_fraction_static: MemFracOpt = None,
 ) -> None:
-    """For every catalog GPU: the fewest that fit, the time and the price, cheapest first."""
+    """For every catalog GPU: the fewest that fit, the time and the price, cheapest first
+    (--engine with --concurrency: the fewest tensor-parallel GPUs for that many requests)."""
     from vramcalc.core.fitting import plan
 
     use_gpus_file(gpus_file, price_source)
+    if engine is not EngineChoice.hf:  # serving engines: vramcalc.core.serving.planning
+        reject_hf_flags(engine, {"--task train": task is not TaskChoice.infer, "--batch-size":
+                        batch_size is not None, "--budget": budget is not None,
+                        "--method": method is not FitMethodChoice.full})  # fmt: skip
+        flags_engine = EngineArgs(engine, engine_version, gpu_memory_utilization, max_model_len,
+                                  max_num_seqs, mem_fraction_static=mem_fraction_static)  # fmt: skip
+        return plan_engine(model, flags_engine, concurrency, kv_dtype, dtype, quant, as_json, check)
     flags = convention_flags(
         loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
         adapter_dtype, packing, paged_optimizer, bnb_version,

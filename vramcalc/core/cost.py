@@ -36,7 +36,7 @@ from vramcalc.core.gpu_rates import (
 )
 from vramcalc.core.inference import estimate_inference
 from vramcalc.core.kv_cache import kv_cache_bytes
-from vramcalc.core.results import Component
+from vramcalc.core.results import Component, ServingSummary
 from vramcalc.core.workloads import resolve_model, resolve_seq_len
 from vramcalc.errors import VramcalcError, checked_keywords
 from vramcalc.spec.model import GPUSpec, ModelSpec
@@ -475,4 +475,18 @@ def estimate_inference_cost(
             f"weights {fmt.name}, KV cache {kv_name}; tensor parallel over {num_gpus} GPU(s)",
             "no scheduler, sampling or network overhead; latency terms of collectives ignored",
         ],
+    )
+
+
+def engine_batch_size(serving: ServingSummary) -> tuple[int, str]:
+    """Requests of max_model_len tokens a serving engine decodes at once: the whole requests its
+    KV pool holds (llama.cpp: its --parallel slots), capped by max_num_seqs; and why."""
+    whole = serving.kv_pool_tokens // max(1, serving.max_model_len)
+    whole = int(serving.max_concurrency) if serving.engine == "llama.cpp" else whole
+    cap = serving.max_num_seqs
+    batch = min(whole, cap) if cap else whole
+    capped = f", capped by max_num_seqs {cap}" if cap and cap < whole else ""
+    return batch, (
+        f"{serving.engine}: {serving.kv_pool_tokens:,} KV tokens / {serving.max_model_len:,} per "
+        f"request = {whole} requests{capped}"
     )

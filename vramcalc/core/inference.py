@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
@@ -170,9 +171,15 @@ def estimate_inference(
     gpu_mem_gib: float | None = None,
     revision: str | None = None,
     assume_llama: bool = False,
+    tp: int = 1,
+    pp: int = 1,
+    prefill_chunk: int | None = None,
 ) -> Estimate:
     """GPU memory to serve `model` at the peak of a prefill of `seq_len` tokens for `batch_size`
     sequences, with the KV cache for all of them.
+
+    `tp` / `pp`: per-GPU components (:func:`parallel_components`); `prefill_chunk`: the
+    activations of one chunk (:func:`chunked_prefill_tokens`).
 
     `model` is a preset name or alias, a ModelSpec, a config.json / model folder / .gguf path, a
     Hugging Face Hub id (at `revision`), or a resolved ModelSource. When a checkpoint header was
@@ -228,8 +235,9 @@ def estimate_inference(
                 )
     kv_dtype_name = req.kv_dtype or compute_dtype
     kv, kv_formula = kv_cache_terms(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
+    act_seq = chunked_prefill_tokens(seq, prefill_chunk, req.attention, req.logits)
     activations, peak_part, act_formula = inference_activation_terms(
-        spec, req.batch_size, seq, fmt.compute_bytes, req.logits, req.attention
+        spec, req.batch_size, act_seq, fmt.compute_bytes, req.logits, req.attention
     )
     components = [
         Component(name="weights", bytes=weights, note=weights_note, formula=w_formula),
@@ -247,6 +255,10 @@ def estimate_inference(
         ),
         *runtime_overhead_components(kv + activations),
     ]
+    parallel: dict[str, int] = {}
+    if tp * pp > 1:
+        components = parallel_components(components, spec, tp, pp)
+        parallel = {"tp": tp, "pp": pp}
     inputs = {
         "model": spec.name,
         "dtype": dtype_used,
@@ -257,6 +269,7 @@ def estimate_inference(
         "logits": req.logits,
         "attention": req.attention,
     }
+    inputs |= {"prefill_chunk": act_seq} if prefill_chunk is not None else {}
     if source.kind not in ("preset", "spec"):  # a file or Hub id: say which, and how weights came
         inputs["model_source"] = source.kind
         inputs["weights_from"] = (
@@ -267,7 +280,7 @@ def estimate_inference(
             if spec.exact_tensors
             else "config formula"
         )
-    return make_estimate(
+    est = make_estimate(
         components,
         fit,
         kind="inference",
@@ -276,15 +289,70 @@ def estimate_inference(
         params=source.params,
         active_params=source.active_params,
         phase="prefill",
+        num_gpus=tp * pp,
+        parallel=parallel,
         inputs=inputs,
         assumptions=[
-            f"prefill of the whole {seq}-token context at once (the worst case; generation after it needs less workspace)",
+            f"prefill in chunks of {act_seq} tokens"
+            if prefill_chunk is not None
+            else f"prefill of the whole {seq}-token context at once (the worst case; generation after it needs less workspace)",
             "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
             *act.approximation_notes(spec),
             *source.notes,
         ],
         warnings=warnings,
     )
+    if tp * pp > 1:
+        est = est.model_copy(update={"cluster_total_bytes": est.total_bytes * tp * pp})
+    return est
+
+
+def chunked_prefill_tokens(
+    seq_len: int, prefill_chunk: int | None, attention: str, logits: str
+) -> int:
+    """Tokens one prefill pass holds: the whole context, or one chunk of `prefill_chunk` (flash
+    attention and last-position logits only: eager scores and all-position logits span the
+    whole context)."""
+    if prefill_chunk is None:
+        return seq_len
+    if attention == "eager" or logits == "all":
+        from vramcalc.errors import VramcalcError
+
+        raise VramcalcError(
+            f"--prefill-chunk {prefill_chunk}: needs --attention flash and --logits last "
+            "(eager scores and all-position logits span the whole context)"
+        )
+    return min(seq_len, prefill_chunk)
+
+
+def parallel_components(
+    components: list[Component], spec: ModelSpec, tp: int, pp: int
+) -> list[Component]:
+    """Per-GPU components over `tp` tensor-parallel ranks and `pp` pipeline stages: weights
+    1/(tp·pp); the KV cache by the rank's share of KV heads (a head is replicated when there are
+    fewer than ranks; an MLA latent is whole on every rank) and 1/pp of the layers; activations
+    1/tp (the sharded projections; the residual stream is whole on every rank, so 1/tp
+    understates it); slack re-taken on what is left; the CUDA context on every GPU."""
+    from vramcalc.core.serving.common import check_parallel, kv_heads_per_rank
+
+    check_parallel(spec, tp, pp)
+    heads = 1.0 if spec.is_mla or not spec.kv_heads else kv_heads_per_rank(spec, tp) / spec.kv_heads
+    share = {"weights": 1 / (tp * pp), "kv_cache": heads / pp, "activations": 1 / tp}
+    out = [
+        Component(
+            name=c.name,
+            bytes=math.ceil(c.bytes * share[c.name]),
+            note=f"{c.note} (per GPU: TP {tp}, PP {pp})",
+            formula=f"({c.formula}) × {share[c.name]:g}" if c.formula else "",
+            cluster_bytes=round(c.bytes * (heads * tp if c.name == "kv_cache" else 1)),
+        )
+        if c.name in share
+        else c
+        for c in components
+        if c.name != "allocator_slack"
+    ]
+    dynamic = sum(c.bytes for c in out if c.name in ("kv_cache", "activations"))
+    return [*out, runtime_overhead_components(dynamic)[1]]
 
 
 # Effective bytes per parameter of a format on a reference 4096×4096 linear weight: what the

@@ -119,6 +119,33 @@ class Saving(BaseModel):
     compared_to: str = Field("", description="the configuration it is compared with")
 
 
+class ServingSummary(BaseModel):
+    """What a serving engine's start-up log reports (vramcalc.core.serving): the KV pool left after
+    its own memory profile, in bytes and tokens, and how many requests of `max_model_len` it holds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    engine: str = Field(description="vllm, sglang or llama.cpp")
+    engine_version: str = Field("", description="the release line whose conventions were used")
+    tp: int = 1
+    pp: int = 1
+    budget_bytes: int = Field(0, description="per GPU: memory the engine allows itself")
+    kv_pool_bytes: int = Field(description="per GPU: KV cache pool, whole blocks")
+    kv_pool_tokens: int = Field(description="tokens the pool holds (each GPU holds its shard)")
+    kv_bytes_per_token: int = Field(description="per GPU: cache bytes of one token")
+    block_size: int = 1
+    num_blocks: int = 0
+    max_model_len: int = Field(description="tokens of one request (context length)")
+    max_concurrency: float = Field(description="kv_pool_tokens / max_model_len, as the engine logs")
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    refused: str | None = Field(None, description="the engine's start-up refusal, if it refuses")
+    host_bytes: int = Field(0, description="host memory (llama.cpp: weights and KV left on CPU)")
+    not_sized: list[str] = Field(
+        default_factory=list, description="what the engine does that is not sized"
+    )
+
+
 class Estimate(BaseModel):
     """A memory estimate at the peak of the workload."""
 
@@ -171,6 +198,9 @@ class Estimate(BaseModel):
     )
     exact_architecture: bool = Field(
         True, description="False when the architecture was assumed: a rough estimate"
+    )
+    serving: ServingSummary | None = Field(
+        None, description="serving engine (--engine): KV pool, tokens and max concurrency"
     )
 
     @model_validator(mode="after")

@@ -166,6 +166,15 @@ def band_line(est: Estimate, units: str) -> str:
     )
 
 
+def cluster_line(est: Estimate, units: str) -> str:
+    """'per GPU; 4 GPUs (TP 4 × PP 1): 80.00 GiB in all' for a multi-GPU inference estimate."""
+    layout = " × ".join(f"{k.upper()} {v}" for k, v in est.parallel.items())
+    return (
+        f"components are per GPU; {est.num_gpus} GPUs{f' ({layout})' if layout else ''}: "
+        f"{fmt_bytes(est.cluster_total_bytes or 0, units)} {units} in all"
+    )
+
+
 def explain_lines(est: Estimate) -> list[str]:
     """--explain: each component's arithmetic with its numbers, then the total as their sum."""
     lines = ["[bold]how each term is computed[/] (bytes)"]
@@ -206,6 +215,8 @@ def render_estimate(est: Estimate, units: str = "GiB", explain: bool = False) ->
         )
     if band_line(est, units):
         console.print(band_line(est, units))
+    if est.num_gpus > 1 and est.cluster_total_bytes:
+        console.print(cluster_line(est, units))
     inputs = ", ".join(f"{k}={v}" for k, v in est.inputs.items() if k != "model")
     console.print(f"[dim]inputs: {plain(inputs)}[/]")
     if est.gpu is not None:

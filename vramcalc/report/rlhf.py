@@ -12,7 +12,7 @@ from vramcalc.units import bytes_to, format_duration, format_usd
 ROLE_ORDER = ("policy", "actor", "critic", "reference", "reward", "experience", "runtime")
 
 
-def _fmt(value_bytes: int, units: str) -> str:
+def fmt_bytes(value_bytes: int, units: str) -> str:
     return f"{bytes_to(value_bytes, units):,.2f}"
 
 
@@ -43,7 +43,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
             table.add_column(phase.name, justify="right", style=style)
         for role in roles:
             cells = [
-                _fmt(
+                fmt_bytes(
                     sum(c.bytes for c in p.components if c.role == role and c.group == group.name),
                     units,
                 )
@@ -52,13 +52,14 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
             table.add_row(role, *cells)
         table.add_section()
         table.add_row(
-            "[bold]total per GPU", *(_fmt(group.phase_bytes[p.name], units) for p in est.phases)
+            "[bold]total per GPU",
+            *(fmt_bytes(group.phase_bytes[p.name], units) for p in est.phases),
         )
         print_table(console, table)
         if group.high_bytes > group.low_bytes:
             console.print(
-                f"{_fmt(group.peak_bytes, units)} {units}, likely "
-                f"{_fmt(group.low_bytes, units)}–{_fmt(group.high_bytes, units)} {units}"
+                f"{fmt_bytes(group.peak_bytes, units)} {units}, likely "
+                f"{fmt_bytes(group.low_bytes, units)}–{fmt_bytes(group.high_bytes, units)} {units}"
             )
         if group.gpu is not None:
             verdict = gpu_fit_line(group.gpu, group.low_bytes, group.high_bytes, units)
@@ -73,9 +74,9 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
     detail.add_column("note", overflow="fold")
     for c in peak.components:
         if c.group == worst.name and c.bytes:
-            detail.add_row(c.role, plain(c.name), _fmt(c.bytes, units), plain(c.note))
+            detail.add_row(c.role, plain(c.name), fmt_bytes(c.bytes, units), plain(c.note))
     detail.add_section()
-    detail.add_row("[bold]total", "", f"[bold]{_fmt(worst.peak_bytes, units)}", "")
+    detail.add_row("[bold]total", "", f"[bold]{fmt_bytes(worst.peak_bytes, units)}", "")
     print_table(console, detail)
 
     flops = Table(title=f"compute per {est.inputs.get('iterations', 1)} iteration(s)")
@@ -96,7 +97,7 @@ def render_rlhf(est: RlhfEstimate, units: str = "GiB") -> None:
     console.print(f"[dim]GPUs: {est.num_gpus} in {len(est.groups)} group(s) ({est.placement})[/]")
     if est.cpu_bytes_per_node:
         console.print(
-            f"host memory per node (offloaded): {_fmt(est.cpu_bytes_per_node, units)} {units}"
+            f"host memory per node (offloaded): {fmt_bytes(est.cpu_bytes_per_node, units)} {units}"
         )
     for note in est.assumptions:
         console.print(f"[dim]· {plain(note)}[/]")
