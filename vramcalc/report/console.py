@@ -153,6 +153,8 @@ def gpu_fit_line(g: GPUFit, low_bytes: int, high_bytes: int, units: str) -> str:
         return f"[yellow]tight[/] on {plain(g.gpu)} ({fmt_bytes(g.memory_bytes, units)} {units}): inside the likely range {fmt_bytes(low_bytes, units)}–{fmt_bytes(high_bytes, units)} {units}"
     if g.fits:
         return f"[green]fits[/] on {plain(g.gpu)} ({fmt_bytes(g.memory_bytes, units)} {units}): {fmt_bytes(g.headroom_bytes, units)} {units} headroom"
+    if g.headroom_bytes >= 0:  # the bytes fit but the job cannot run (a serving engine refuses)
+        return f"[red]does not run[/] on {plain(g.gpu)} ({fmt_bytes(g.memory_bytes, units)} {units}): the memory fits, but the engine refuses to start (below)"
     return f"[red]does not fit[/] on {plain(g.gpu)} ({fmt_bytes(g.memory_bytes, units)} {units}): short by {fmt_bytes(-g.headroom_bytes, units)} {units}"
 
 
