@@ -336,6 +336,7 @@ def test_engine_fit_and_plan_agree_with_the_estimate() -> None:
         assert e.serving is not None and (e.serving.refused or e.serving.max_concurrency < 4)
 
 
+@pytest.mark.torch  # an unmapped config asks transformers (the exact route) before --assume-llama
 def test_assumed_architecture_never_fits_under_an_engine(tmp_path: Path) -> None:
     """--assume-llama: the engine estimate keeps the ×2 band and says at best 'may fit'."""
     import json
