@@ -447,3 +447,48 @@ def test_litgpt_unties_the_head_on_the_cli() -> None:
     )
     # the second V × h matrix: 128,256 × 2,048 bf16 weights at least
     assert d["total_bytes"] - tied.total_bytes >= 128_256 * 2_048 * 2
+
+
+def _component(d: dict, name: str) -> int:
+    return next(c["bytes"] for c in d["components"] if c["name"] == name)
+
+
+def test_kbit_upcast_flag_overrides_the_profile() -> None:
+    # Llama-2-7B QLoRA: the non-quantized values (embedding + lm_head 2 × 32,000 × 4096 and 65
+    # RMSNorm weights × 4096) = 262,410,240; PEFT's fp32 upcast keeps them at 4 B, torchtune at
+    # 2 B → 262,410,240 × 2 B = 524,820,480 B more weights with --kbit-fp32-upcast
+    base = ["train", "llama-2-7b", "--method", "qlora", "-s", "512", "--framework", "torchtune"]
+    tt = _json(base)
+    up = _json([*base, "--kbit-fp32-upcast"])
+    assert _component(up, "weights") - _component(tt, "weights") == 524_820_480
+    assert tt["conventions"]["values"]["kbit_prep_upcasts_to_fp32"] is False
+    assert up["conventions"]["values"]["kbit_prep_upcasts_to_fp32"] is True
+    assert "kbit_prep_upcasts_to_fp32" in up["conventions"]["from_flags"]
+    # and the other way round on the hf baseline
+    hf = ["train", "llama-2-7b", "--method", "qlora", "-s", "512"]
+    down = _json([*hf, "--no-kbit-fp32-upcast"])
+    assert _component(_json(hf), "weights") - _component(down, "weights") == 524_820_480
+    assert down["conventions"]["values"]["kbit_prep_upcasts_to_fp32"] is False
+
+
+def test_full_state_dict_load_flag_overrides_the_profile() -> None:
+    # Llama-2-7B LoRA q,v r = 8, bf16 adapters, FSDP full on 2 GPUs: a full-state-dict load
+    # gathers 6,738,415,616 × 2 B + 4,194,304 × 2 B = 13,485,219,840 B beside the own shard
+    # 6,742,609,920 B → 20,227,829,760 B + the 500 MiB CUDA context
+    args = ["train", "llama-2-7b", "--method", "lora", "--lora-targets", "q,v", "--lora-rank",
+            "8", "--precision", "bf16", "--adapter-dtype", "model", "--num-gpus", "2", "--fsdp", "full",
+            "-s", "512"]  # fmt: skip
+    assert _json(args)["load_peak_bytes"] == 0
+    on = _json([*args, "--full-state-dict-load"])
+    assert on["load_peak_bytes"] == 20_227_829_760 + 500 * 2**20
+    assert on["conventions"]["values"]["full_state_dict_load"] is True
+    assert "full_state_dict_load" in on["conventions"]["from_flags"]
+    # rlhf, fit and plan take the flags too, and name them in their JSON
+    qlora = ["--method", "qlora", "--no-kbit-fp32-upcast"]
+    for args in (
+        ["rlhf", "llama-2-7b", "--stage", "sft", *qlora],
+        ["fit", "llama-2-7b", "--gpu-mem", "80", "--task", "train", *qlora],
+        ["plan", "llama-2-7b", "--tokens", "1B", "--task", "train", *qlora],
+    ):
+        d = _json(args)
+        assert d["conventions"]["values"]["kbit_prep_upcasts_to_fp32"] is False, args[0]

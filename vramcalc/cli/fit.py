@@ -58,7 +58,9 @@ from vramcalc.cli.train_options import (
     FitOffloadChoice,
     FrameworkOpt,
     FsdpOpt,
+    FullStateDictLoadOpt,
     GradAccumOpt,
+    KbitUpcastOpt,
     LoraAlphaOpt,
     LoraRankOpt,
     LoraTargetsOpt,
@@ -123,6 +125,8 @@ def fit_cmd(
     packing: PackingOpt = None,
     paged_optimizer: PagedOpt = None,
     bnb_version: BnbVersionOpt = None,
+    kbit_fp32_upcast: KbitUpcastOpt = None,
+    full_state_dict_load: FullStateDictLoadOpt = None,
     engine: EngineOpt = EngineChoice.hf,
     engine_version: EngineVersionOpt = None,
     tp: TpOpt = 1,
@@ -155,6 +159,7 @@ def fit_cmd(
     flags = convention_flags(
         loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
         adapter_dtype, packing, paged_optimizer, bnb_version,
+        kbit_fp32_upcast, full_state_dict_load,
     )  # fmt: skip
     options = train_option_values(
         method, lora_rank, lora_alpha, lora_targets, zero, fsdp, offload, grad_accum,
@@ -251,6 +256,8 @@ def plan_cmd(
     packing: PackingOpt = None,
     paged_optimizer: PagedOpt = None,
     bnb_version: BnbVersionOpt = None,
+    kbit_fp32_upcast: KbitUpcastOpt = None,
+    full_state_dict_load: FullStateDictLoadOpt = None,
     engine: EngineOpt = EngineChoice.hf,
     engine_version: EngineVersionOpt = None,
     concurrency: ConcurrencyOpt = None,
@@ -274,6 +281,7 @@ def plan_cmd(
     flags = convention_flags(
         loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
         adapter_dtype, packing, paged_optimizer, bnb_version,
+        kbit_fp32_upcast, full_state_dict_load,
     )  # fmt: skip
     options = train_option_values(
         method, lora_rank, lora_alpha, lora_targets, zero, fsdp, offload, grad_accum,

@@ -37,6 +37,8 @@ from vramcalc.cli.train_options import (
     BnbVersionOpt,
     CompileOpt,
     FrameworkOpt,
+    FullStateDictLoadOpt,
+    KbitUpcastOpt,
     LossChunksOpt,
     LossOpt,
     OptInBackwardOpt,
@@ -285,6 +287,8 @@ def rlhf(
     packing: PackingOpt = None,
     paged_optimizer: PagedOpt = None,
     bnb_version: BnbVersionOpt = None,
+    kbit_fp32_upcast: KbitUpcastOpt = None,
+    full_state_dict_load: FullStateDictLoadOpt = None,
 ) -> None:
     """Memory per GPU, phase by phase, and compute of an RLHF stage: SFT, RM, PPO, DPO or GRPO.
 
@@ -310,6 +314,7 @@ def rlhf(
         convention_flags(
             loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
             adapter_dtype, packing, paged_optimizer, bnb_version,
+        kbit_fp32_upcast, full_state_dict_load,
         ),
         seq_len or prompt_len + response_len,
     )  # fmt: skip

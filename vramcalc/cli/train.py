@@ -48,6 +48,8 @@ from vramcalc.cli.train_options import (
     BnbVersionOpt,
     CompileOpt,
     FrameworkOpt,
+    FullStateDictLoadOpt,
+    KbitUpcastOpt,
     LoraAlphaOpt,
     LoraRankOpt,
     LoraTargetsOpt,
@@ -144,6 +146,8 @@ def train(
     packing: PackingOpt = None,
     paged_optimizer: PagedOpt = None,
     bnb_version: BnbVersionOpt = None,
+    kbit_fp32_upcast: KbitUpcastOpt = None,
+    full_state_dict_load: FullStateDictLoadOpt = None,
 ) -> None:
     """Peak memory per GPU of a training step of MODEL: full, LoRA or QLoRA; one GPU or many."""
     from vramcalc.core.training import estimate_training
@@ -154,6 +158,7 @@ def train(
     flags = convention_flags(
         loss, loss_chunks, activation_offload, optimizer_in_backward, compile_,
         adapter_dtype, packing, paged_optimizer, bnb_version,
+        kbit_fp32_upcast, full_state_dict_load,
     )  # fmt: skip
     stack, spec = resolve_stack(
         framework,

@@ -97,6 +97,24 @@ BnbVersionOpt = Annotated[
         "until backward (bitsandbytes PR #1270)",
     ),
 ]
+KbitUpcastOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--kbit-fp32-upcast/--no-kbit-fp32-upcast",
+        help="QLoRA: PEFT's prepare_model_for_kbit_training casts the non-quantized parameters to "
+        "fp32 (HF/TRL/Axolotl); --no-...: they stay 16-bit (torchtune, LitGPT, Unsloth)",
+        show_default=False,
+    ),
+]
+FullStateDictLoadOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--full-state-dict-load/--no-full-state-dict-load",
+        help="FSDP: the checkpoint is loaded as a full state dict, so each rank holds the whole "
+        "16-bit model beside its shard while loading (Lit-GPT 2023)",
+        show_default=False,
+    ),
+]
 
 
 def convention_flags(
@@ -109,6 +127,8 @@ def convention_flags(
     packing: bool | None,
     paged_optimizer: bool | None,
     bnb_version: str | None,
+    kbit_fp32_upcast: bool | None = None,
+    full_state_dict_load: bool | None = None,
 ) -> dict[str, Any]:
     """The convention flags as Conventions fields; None where the flag was not given."""
     return {
@@ -121,6 +141,8 @@ def convention_flags(
         "packing": packing,
         "paged_optimizer": paged_optimizer,
         "bnb_version": bnb_version,
+        "kbit_prep_upcasts_to_fp32": kbit_fp32_upcast,
+        "full_state_dict_load": full_state_dict_load,
     }
 
 
