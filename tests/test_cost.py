@@ -120,6 +120,22 @@ def test_explicit_mfu_and_price_arithmetic() -> None:
     assert cost.mfu_source == "given"
 
 
+def test_lora_prices_frozen_weight_flops() -> None:
+    # LoRA: no weight gradients, 4·N + 12·L·Q·T per token = 4 × 6,607,343,616 + 6,442,450,944
+    # = 32,871,825,408 (full: 46,086,512,640); with full recomputation a forward more:
+    # 6·N + 16·L·Q·T = 39,644,061,696 + 8,589,934,592 = 48,233,996,288 hardware FLOPs per token
+    cost = estimate_training_cost("llama-2-7b", tokens="1B", gpu="h100", mfu=0.5, method="lora")
+    assert cost.flops.model_flops == 32_871_825_408 * 10**9
+    assert "4·N" in cost.assumptions[0]
+    ckpt = estimate_training_cost(
+        "llama-2-7b", tokens="1B", gpu="h100", method="qlora", grad_checkpointing="full"
+    )
+    assert ckpt.flops.hardware_flops == 48_233_996_288 * 10**9
+    assert "× 0.682 for full recomputation" in ckpt.mfu_source  # 32,871,825,408 / 48,233,996,288
+    with pytest.raises(VramcalcError, match="method must be full, lora or qlora"):
+        estimate_training_cost("llama-2-7b", tokens="1B", gpu="h100", method="dora")
+
+
 def test_default_mfu_with_recomputation_keeps_hardware_busy_the_same() -> None:
     plain = estimate_training_cost("llama-2-7b", tokens="1B", gpu="a100-80gb")
     ckpt = estimate_training_cost(

@@ -195,6 +195,28 @@ def test_plan_takes_train_options() -> None:
     assert (row["num_gpus"], row["per_gpu_bytes"]) == (1, est.total_bytes)
 
 
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_plan_prices_lora_with_frozen_weight_flops(method: str) -> None:
+    # Llama-2-7B at 4,096 tokens: 6,607,343,616 matmul parameters N, attention 12 × 32 layers ×
+    # 4096 × 4096 = 6,442,450,944 FLOPs per token. A LoRA/QLoRA job computes no weight
+    # gradients: 4·N + attention = 26,429,374,464 + 6,442,450,944 = 32,871,825,408 FLOPs per
+    # token (full: 46,086,512,640). 10^9 tokens at MFU 0.5 of the H100 SXM's 989.4 TFLOP/s
+    # (dense BF16): 3.2871825408e19 / 4.947e14 = 66,448.0 s = 18.4578 GPU-hours
+    args = ["plan", "llama-2-7b", "--task", "train", "--tokens", "1B", "--mfu", "0.5", "--json"]
+    rows = {}
+    for m in (method, "full"):
+        r = runner.invoke(app, [*args, "--method", m])
+        assert r.exit_code == 0, r.output
+        rows[m] = next(x for x in json.loads(r.stdout)["rows"] if x["gpu"] == "h100-sxm")
+    lora_hours = 32_871_825_408 * 1e9 / (0.5 * 989.4e12) / 3600
+    assert rows[method]["gpu_hours"] == pytest.approx(lora_hours, rel=1e-12)
+    assert rows[method]["gpu_hours"] == pytest.approx(18.4578, abs=1e-4)
+    assert rows["full"]["gpu_hours"] == pytest.approx(25.87792412910181, rel=1e-12)
+    assert rows[method]["price_usd"] == pytest.approx(
+        rows[method]["gpu_hours"] * rows[method]["usd_per_gpu_hour"]
+    )
+
+
 def test_load_peak_decides_when_it_is_larger() -> None:
     # QLoRA of Llama 3.2 1B at 64 tokens: loading/quantizing the base (a 16-bit layer beside the
     # 4-bit ones, the head upcast to fp32) needs more than the step; a GPU between the two fails

@@ -104,8 +104,12 @@ def estimate_training_cost(
     grad_checkpointing: str = "none",
     dtype: str = "bf16",
     usd_per_gpu_hour: float | None = None,
+    method: str = "full",
 ) -> TrainingCost:
     """Time, GPU-hours, price and energy of training `model` on `tokens` tokens.
+
+    `method` lora or qlora: the base weights are frozen, so no weight gradients are computed:
+    4·N per token instead of 6·N (vramcalc.core.flops.training_flops_per_token).
 
     time = model FLOPs / (num_gpus × dense peak × MFU); with full recomputation the default MFU is
     the generation's default × 3/4 (the GPU works as hard, a quarter of its work is re-done), while
@@ -121,14 +125,18 @@ def estimate_training_cost(
         raise VramcalcError(f"--num-gpus must be between 1 and 1000000 (got {num_gpus})")
     if grad_checkpointing not in ("none", "full"):
         raise VramcalcError(f"grad_checkpointing must be none or full (got {grad_checkpointing!r})")
+    if method not in ("full", "lora", "qlora"):
+        raise VramcalcError(f"method must be full, lora or qlora (got {method!r})")
+    frozen = method != "full"
     seq = resolve_seq_len(spec, seq_len)
-    flops = training_flops(spec, n_tokens, seq, grad_checkpointing)
+    flops = training_flops(spec, n_tokens, seq, grad_checkpointing, frozen_weights=frozen)
     recompute = flops.hardware_flops / flops.model_flops
     if mfu is None:
         base, source = default_mfu(g)
         mfu_value = base / recompute
         if recompute != 1.0:
-            source += "; × 3/4 for full recomputation"
+            share = "3/4" if not frozen else f"{1 / recompute:.3f}"
+            source += f"; × {share} for full recomputation"
     else:
         if not 0 < mfu <= 1:
             raise VramcalcError(f"--mfu must be in (0, 1] (got {mfu})")
@@ -156,8 +164,9 @@ def estimate_training_cost(
         price_usd=None if price is None else gpu_hours * price,
         energy_kwh=None if g.tdp_watts is None else gpu_hours * g.tdp_watts / 1000,
         assumptions=[
-            f"model FLOPs = (6·N + 12·L·H·Q·T) per token, N = {flops.matmul_params:,} "
-            "matmul parameters, T = {seq} (PaLM Appendix B)".replace("{seq}", str(seq)),
+            f"model FLOPs = ({4 if frozen else 6}·N + 12·L·H·Q·T) per token, "
+            f"N = {flops.matmul_params:,} matmul parameters, T = {seq} (PaLM Appendix B"
+            + ("; frozen base, no weight gradients)" if frozen else ")"),
             f"dense {peak_dtype} peak {peak:g} TFLOP/s per GPU at MFU {mfu_value:.3f}: {source}",
             "perfect scaling over GPUs: communication is inside the MFU",
             "energy: GPUs at TDP for the whole run; no CPUs, network, cooling (PUE)",

@@ -361,6 +361,7 @@ def _cost_row(
             seq_len=workload.get("seq_len"),
             grad_checkpointing=str(workload.get("grad_checkpointing", "none")),
             dtype=dtype,
+            method=str(workload.get("method", "full")),
         )
         n = chosen
         cost = estimate_training_cost(spec, num_gpus=n, **kwargs)  # type: ignore[arg-type]

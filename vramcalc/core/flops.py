@@ -99,7 +99,7 @@ class TrainingFlops(BaseModel):
     tokens: int
     seq_len: int
     matmul_params: int
-    dense_flops: float = Field(description="6·N·D")
+    dense_flops: float = Field(description="6·N·D (4·N·D with frozen weights)")
     attention_flops: float = Field(description="12·L·H·Q·T·D")
     model_flops: float = Field(description="dense + attention: what MFU counts")
     hardware_flops: float = Field(description="model FLOPs × 4/3 with full recomputation")
@@ -110,12 +110,20 @@ class TrainingFlops(BaseModel):
 
 
 def training_flops(
-    spec: ModelSpec, tokens: int, seq_len: int, grad_checkpointing: str = "none"
+    spec: ModelSpec,
+    tokens: int,
+    seq_len: int,
+    grad_checkpointing: str = "none",
+    *,
+    frozen_weights: bool = False,
 ) -> TrainingFlops:
     """FLOPs of training every weight on `tokens` tokens of `seq_len`-token sequences (PaLM
-    Appendix B); full recomputation re-runs the forward: 8·N + 16·L·H·Q·T, i.e. ×4/3."""
-    model = training_flops_per_token(spec, seq_len)
-    hardware = training_flops_per_token(spec, seq_len, recompute=grad_checkpointing == "full")
+    Appendix B); full recomputation re-runs the forward: 8·N + 16·L·H·Q·T, i.e. ×4/3.
+    `frozen_weights` (LoRA, QLoRA): no weight gradients, 4·N + 12·L·H·Q·T (as rlhf counts it)."""
+    model = training_flops_per_token(spec, seq_len, frozen_weights=frozen_weights)
+    hardware = training_flops_per_token(
+        spec, seq_len, frozen_weights=frozen_weights, recompute=grad_checkpointing == "full"
+    )
     return TrainingFlops(
         tokens=tokens,
         seq_len=seq_len,
