@@ -437,3 +437,61 @@ def test_frozen_rmsnorm_saves_no_normalised_copy(autocast_adapter_dtype: bool) -
         saved.append(_saved_bytes_per_token_of_layer(model, layer, 64))
     # 2 norms × 2 B × 64 hidden = 256 B per token (measured: 256 for both adapter dtypes)
     assert saved[1] - saved[0] == lora.frozen_norm_copies_not_saved_per_token(spec, "bf16") == 256
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("targets", ["q,v", "all-linear"])
+@pytest.mark.parametrize("autocast_adapter_dtype", [True, False])
+def test_lora_dropout_delta_matches_autograd(targets: str, autocast_adapter_dtype: bool) -> None:
+    """lora_dropout 0.05 against 0 on the same PEFT model, measured with saved-tensor hooks:
+    PEFT runs ``lora_B(lora_A(dropout(x)))``; with dropout 0 the dropout is nn.Identity. With
+    dropout, each adapter saves its dropout's mask and lora_A saves the dropout's output (its own
+    tensor, no longer one shared stream). On CUDA the mask of native_dropout is bool, 1 B per
+    element (what vramcalc counts); CPU's dropout (this test) keeps a mask of the input's dtype,
+    4 B behind PEFT's fp32 cast, 2 B with bf16 adapters: the test adds that difference by hand."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    spec = ModelSpec(
+        name="t", architecture="llama", vocab_size=128, hidden_size=64, num_layers=2,
+        num_attention_heads=4, num_kv_heads=4, intermediate_size=160, max_position_embeddings=256,
+    )  # fmt: skip
+    cfg = hf_config_dict(spec)
+    cfg.pop("model_type")
+
+    def saved(dropout: float) -> float:
+        torch.manual_seed(0)
+        config = transformers.LlamaConfig(**cfg)
+        config._attn_implementation = "sdpa"
+        base = transformers.LlamaForCausalLM(config).to(torch.bfloat16)
+        peft_targets = (
+            "all-linear" if targets == "all-linear" else [f"{t}_proj" for t in targets.split(",")]
+        )
+        lc = peft.LoraConfig(r=4, target_modules=peft_targets, lora_dropout=dropout)
+        model = peft.get_peft_model(base, lc, autocast_adapter_dtype=autocast_adapter_dtype)
+        layer = model.get_base_model().model.layers[1]
+        return _saved_bytes_per_token_of_layer(model, layer, 64)
+
+    measured = saved(0.05) - saved(0.0)
+    chosen, shared = _targets(spec, targets), not autocast_adapter_dtype
+    ours = [
+        sum(lora.adapter_saved_bytes_per_token(spec, chosen, 4, d, 2, shared).values())
+        for d in (0.0, 0.05)
+    ]
+    # Σ d_in of the adapted modules: q,v 64 + 64 = 128; all-linear q,k,v,o,gate,up 6·64 + down 160
+    # = 544. fp32 adapters (each saves its own cast copy either way): dropout adds the mask only,
+    # ours Σ d_in × 1 B = 128 / 544; measured Σ d_in × 4 B = 512 / 2,176.
+    # bf16 adapters: without dropout the modules reading one stream save it once (q,v: 64 × 2 B =
+    # 128; all-linear: q/k/v, o, gate/up, down streams 2·(64 + 64 + 64 + 160) = 704); with it each
+    # saves its dropout output d_in × 2 B and the mask: ours q,v 2·64·3 − 128 = 256, all-linear
+    # 544·3 − 704 = 928; measured with CPU's 2-B mask 384 and 1,600: all-linear's is 2·64 = 128 more
+    # because SDPA already holds o_proj's input, which o's adapter shared at dropout 0 (as in
+    # test_bf16_adapter_delta_matches_autograd)
+    d_in = 128 if targets == "q,v" else 544
+    assert ours[1] - ours[0] == {
+        (True, "q,v"): 128, (True, "all-linear"): 544,
+        (False, "q,v"): 256, (False, "all-linear"): 928,
+    }[autocast_adapter_dtype, targets]  # fmt: skip
+    cpu_mask_extra = d_in * ((4 if autocast_adapter_dtype else 2) - 1)
+    sdpa_held = 2 * spec.q_dim if shared and targets == "all-linear" else 0
+    assert measured == ours[1] - ours[0] + cpu_mask_extra + sdpa_held
