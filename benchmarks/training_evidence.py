@@ -90,20 +90,8 @@ _LITGPT_2023_FSDP_PHI_MB4 = (
     "(full_state_dict_load: 2.8 + 1.4 GB) and holds micro-batches 1-2; at 4 the step passes it and "
     "reads low (phi's parallel block under FSDP with Block checkpointing; not found)"
 )
-_LITGPT_QLORA_LOW = (
-    "LitGPT config-hub QLoRA (0.4.x, bitsandbytes 0.42 pin) reads 20-45 % low once the fp32 "
-    "upcast LitGPT never does (BitsandbytesPrecision keeps the rest bf16) is removed and the "
-    "inputs bitsandbytes keeps are counted once per tensor: the agreement before came from "
-    "those two over-counts. Found: LitGPT's lora_dropout 0.05 (finetune/lora.py default and the "
-    "config-hub qlora.yaml files), which the records and the runner do not carry, recovers 2-23 "
-    "points; a QLoRA-only ~20 % remains (LoRA records of the same models read -4 %), not found"
-)
 KNOWN_MISSES = {
     "litgpt-rt2023-phi-1_5-lora-mb4-2xa100": _LITGPT_2023_FSDP_PHI_MB4,
-    **{
-        f"litgpt-{m}-qlora-1xa10g": _LITGPT_QLORA_LOW
-        for m in ("tiny-llama", "phi-3", "gemma2-9b", "gemma-2b", "gemma-7b", "llama-3.2-3b")
-    },
     "trl-llama-2-70b-qlora-fsdp-offload-2gpu": (
         "FSDP cpu_offload of a QLoRA base: vramcalc's offload=params layout leaves ~9 GiB on the "
         "GPU; the guide shows 18 GB (the gathered unit, prefetch and the bf16 quant_storage of "
@@ -216,6 +204,8 @@ def case_of(rec: dict[str, Any], spec: Any) -> Case:
             "lora_alpha": float(rec.get("lora_alpha") or rec["lora_rank"]),
             "lora_targets": lora_targets_of(rec["lora_targets"], valid_targets(spec))
             or "all-linear",
+            # the record's own value; else the profile's default (LitGPT 0.05), else PEFT's 0.0
+            "lora_dropout": rec.get("lora_dropout"),
         }
     n = int(rec.get("num_gpus") or 1)
     if n > 1 or dist:

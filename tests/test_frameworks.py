@@ -250,6 +250,7 @@ def test_baseline_passes_no_conventions() -> None:
         "lora_rank": 8,
         "lora_alpha": 8.0,
         "lora_targets": "all-linear",
+        "lora_dropout": 0.0,  # PEFT's default: the estimate_training default, unchanged
         "precision": "bf16-mixed",
     }
 
@@ -345,7 +346,10 @@ def test_profile_and_flags_reach_the_estimator() -> None:
     assert values["bnb_keeps_4bit_inputs"] and values["paged_optimizer"]  # pin; QLoRA optimizer
     # ⌈4096 / 128⌉ = 32 chunks of LitGPT's 128-token chunked cross-entropy
     assert values["loss"] == "chunked" and values["loss_chunks"] == 32
-    assert {"optimizer", "lora_rank", "lora_alpha", "lora_targets"} <= set(conv["from_profile"])
+    assert {"optimizer", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout"} <= set(
+        conv["from_profile"]
+    )
+    assert conv["defaults"]["lora_dropout"] == 0.05  # finetune/lora.py's default
     est = estimate_training(
         "llama-3.1-8b",
         method="qlora",
@@ -353,6 +357,7 @@ def test_profile_and_flags_reach_the_estimator() -> None:
         lora_rank=8,
         lora_alpha=16.0,
         lora_targets="q,v",
+        lora_dropout=0.05,
         conventions=Conventions(**values),
     )
     assert d["total_bytes"] == est.total_bytes
@@ -432,6 +437,7 @@ def test_litgpt_unties_the_head_on_the_cli() -> None:
         lora_rank=8,
         lora_alpha=16.0,
         lora_targets="q,v",
+        lora_dropout=0.05,
         conventions=Conventions(**d["conventions"]["values"]),
     )
     assert d["total_bytes"] == est.total_bytes
@@ -492,3 +498,22 @@ def test_full_state_dict_load_flag_overrides_the_profile() -> None:
     ):
         d = _json(args)
         assert d["conventions"]["values"]["kbit_prep_upcasts_to_fp32"] is False, args[0]
+
+
+def test_lora_dropout_from_profile_and_flag() -> None:
+    # LitGPT's lora_dropout 0.05 (finetune/lora.py), Llama 3.2 1B (h = 2048, 16 layers) at 1,024
+    # tokens: its one fused qkv adapter (bf16, adapter_dtype model) then saves its dropout's bf16
+    # output 2048 × 2 B and the bool mask 2048 × 1 B instead of the shared normalised input
+    # 2048 × 2 B: 2048 B per token per layer more, × 16 × 1024 = 33,554,432 B of activations
+    base = ["train", "llama-3.2-1b", "--method", "lora", "--framework", "litgpt", "-s", "1024"]
+    d = _json(base)
+    off = _json([*base, "--lora-dropout", "0"])
+    assert d["inputs"]["lora_dropout"] == 0.05 and off["inputs"]["lora_dropout"] == 0.0
+    assert _component(d, "activations") - _component(off, "activations") == 33_554_432
+    assert "lora_dropout" in off["conventions"]["from_flags"]
+    # the baseline keeps PEFT's 0.0; the flag reaches fit and plan too
+    assert _json(["train", "llama-3.2-1b", "--method", "lora"])["inputs"]["lora_dropout"] == 0.0
+    fit = ["fit", "llama-3.2-1b", "--gpu-mem", "24", "--task", "train", "--method", "lora"]
+    assert _json([*fit, "--lora-dropout", "0.1"])["workload"]["lora_dropout"] == 0.1
+    plan = ["plan", "llama-3.2-1b", "--tokens", "1B", "--task", "train", "--method", "lora"]
+    assert _json([*plan, "--lora-dropout", "0.1"])["workload"]["lora_dropout"] == 0.1

@@ -91,9 +91,8 @@ def test_record_within_its_framework_band(record_id: str, rows: dict) -> None:  
 
 def test_profiles_do_not_make_the_modelled_stacks_worse(rows: dict) -> None:  # type: ignore[type-arg]
     # the stacks whose conventions the profiles carry: the median error after is at most before
-    # litgpt is left out since the fp32 upcast LitGPT never does was removed (kbit_prep_upcasts_to_fp32):
-    # its QLoRA records now read low on a missing term (named misses _LITGPT_QLORA_LOW)
-    for fw in ("torchtune", "peft"):
+    # (litgpt: 12.5 % after, 13.5 % before, once its lora_dropout 0.05 is applied)
+    for fw in ("torchtune", "peft", "litgpt"):
         mine = [r for r in rows.values() if r.framework == fw and r.before is not None]
         before = statistics.median(abs(r.before) for r in mine)
         after = statistics.median(abs(r.after) for r in mine)

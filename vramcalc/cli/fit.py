@@ -62,6 +62,7 @@ from vramcalc.cli.train_options import (
     GradAccumOpt,
     KbitUpcastOpt,
     LoraAlphaOpt,
+    LoraDropoutOpt,
     LoraRankOpt,
     LoraTargetsOpt,
     LossChunksOpt,
@@ -111,6 +112,7 @@ def fit_cmd(
     lora_rank: LoraRankOpt = None,
     lora_alpha: LoraAlphaOpt = None,
     lora_targets: LoraTargetsOpt = None,
+    lora_dropout: LoraDropoutOpt = None,
     grad_accum: GradAccumOpt = 1,
     zero: ZeroOpt = None,
     fsdp: FsdpOpt = None,
@@ -163,7 +165,7 @@ def fit_cmd(
     )  # fmt: skip
     options = train_option_values(
         method, lora_rank, lora_alpha, lora_targets, zero, fsdp, offload, grad_accum,
-        precision, optimizer, grad_checkpointing, quant, seq_len,
+        precision, optimizer, grad_checkpointing, quant, seq_len, lora_dropout,
     )  # fmt: skip
     spec, train, stack = train_workload(
         model_arg(model, assume_llama), task.value, framework, flags, options
@@ -242,6 +244,7 @@ def plan_cmd(
     lora_rank: LoraRankOpt = None,
     lora_alpha: LoraAlphaOpt = None,
     lora_targets: LoraTargetsOpt = None,
+    lora_dropout: LoraDropoutOpt = None,
     grad_accum: GradAccumOpt = 1,
     zero: ZeroOpt = None,
     fsdp: FsdpOpt = None,
@@ -285,7 +288,7 @@ def plan_cmd(
     )  # fmt: skip
     options = train_option_values(
         method, lora_rank, lora_alpha, lora_targets, zero, fsdp, offload, grad_accum,
-        precision, optimizer, grad_checkpointing, quant, seq_len,
+        precision, optimizer, grad_checkpointing, quant, seq_len, lora_dropout,
     )  # fmt: skip
     spec, train, stack = train_workload(
         model_arg(model, assume_llama), task.value, framework, flags, options

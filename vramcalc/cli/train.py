@@ -51,6 +51,7 @@ from vramcalc.cli.train_options import (
     FullStateDictLoadOpt,
     KbitUpcastOpt,
     LoraAlphaOpt,
+    LoraDropoutOpt,
     LoraRankOpt,
     LoraTargetsOpt,
     LossChunksOpt,
@@ -102,9 +103,7 @@ def train(
     lora_rank: LoraRankOpt = None,
     lora_alpha: LoraAlphaOpt = None,
     lora_targets: LoraTargetsOpt = None,
-    lora_dropout: Annotated[
-        float, typer.Option("--lora-dropout", min=0.0, max=0.999, help="adapter input dropout")
-    ] = 0.0,
+    lora_dropout: LoraDropoutOpt = None,
     quant: Annotated[
         QuantChoice | None,
         typer.Option("--quant", help="frozen base format of --method qlora (nf4)"),
@@ -170,6 +169,7 @@ def train(
             "lora_rank": lora_rank,
             "lora_alpha": lora_alpha,
             "lora_targets": lora_targets,
+            "lora_dropout": lora_dropout,
             "method": method.value,
             "seq_len": seq_len,
         },
@@ -183,7 +183,6 @@ def train(
         attention=attention.value,
         gpu=gpu,
         gpu_mem_gib=gpu_mem,
-        lora_dropout=lora_dropout,
         quant=choice_value(quant),
         num_gpus=num_gpus,
         nodes=nodes,

@@ -199,6 +199,16 @@ LoraTargetsOpt = Annotated[
         help="train: comma list of q,k,v,o,gate,up,down,experts or all-linear",
     ),
 ]
+LoraDropoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--lora-dropout",
+        min=0.0,
+        max=0.999,
+        help="train: adapter input dropout; > 0 saves a mask and a copy per adapted module "
+        "[default: framework's, else 0.0 as PEFT]",
+    ),
+]
 ZeroOpt = Annotated[
     int | None, typer.Option("--zero", min=0, max=3, help="train: DeepSpeed ZeRO stage 0-3")
 ]
@@ -261,7 +271,8 @@ def train_workload(
 
 
 _TRAIN_ONLY = (
-    "method", "lora_rank", "lora_alpha", "lora_targets", "zero", "fsdp", "offload", "grad_accum",
+    "method", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout", "zero", "fsdp", "offload",
+    "grad_accum",
 )  # fmt: skip
 # values of the train-only options that say nothing (their defaults)
 _NEUTRAL: dict[str, Any] = {"method": "full", "offload": "none", "grad_accum": 1}
@@ -281,6 +292,7 @@ def train_option_values(
     grad_checkpointing: CheckpointChoice | None,
     quant: Any,
     seq_len: int | None,
+    lora_dropout: float | None = None,
 ) -> dict[str, Any]:
     """The train flags of fit/plan as estimate_training keywords (None where not given)."""
 
@@ -292,6 +304,7 @@ def train_option_values(
         "lora_rank": lora_rank,
         "lora_alpha": lora_alpha,
         "lora_targets": lora_targets,
+        "lora_dropout": lora_dropout,
         "zero": zero,
         "fsdp": value(fsdp),
         "offload": offload.value if offload is not FitOffloadChoice.none else None,

@@ -47,6 +47,7 @@ _DEFAULT_KEYS = {
     "default_lora_rank": "lora_rank",
     "default_lora_alpha": "lora_alpha",
     "default_lora_targets": "lora_targets",
+    "default_lora_dropout": "lora_dropout",
 }
 # The checkpointing flavours the files name -> (grad_checkpointing, activation_offload).
 _CHECKPOINTING = {
@@ -98,6 +99,7 @@ class FrameworkProfile(BaseModel):
     lora_rank: int | None = None
     lora_alpha: float | None = None
     lora_targets: tuple[str, ...] | None = None
+    lora_dropout: float | None = Field(None, ge=0.0, lt=1.0)
     untie_embeddings: tuple[str, ...] = Field(
         (), description="model_types whose tied head the stack unties on conversion (LitGPT)"
     )
@@ -276,6 +278,7 @@ def get_framework(name: str, version: str | None = None) -> FrameworkProfile:
                 "lora_rank": None,
                 "lora_alpha": None,
                 "lora_targets": None,
+                "lora_dropout": None,
             }
         )
     return _build(key, version, _resolved(key, version))
@@ -351,6 +354,7 @@ _BASELINE_OPTIONS: dict[str, Any] = {
     "lora_rank": 8,
     "lora_alpha": 8.0,
     "lora_targets": "all-linear",
+    "lora_dropout": 0.0,  # PEFT LoraConfig's default (nn.Identity: nothing saved)
     "precision": "bf16-mixed",
 }
 
@@ -383,6 +387,7 @@ def apply_framework(
             lora_targets_of(profile.lora_targets, valid_targets) if profile.lora_targets else None
         ),
         "precision": profile.precision,
+        "lora_dropout": profile.lora_dropout,
     }
     from_profile: list[str] = []
     for key, baseline in _BASELINE_OPTIONS.items():
