@@ -517,3 +517,18 @@ def test_lora_dropout_from_profile_and_flag() -> None:
     assert _json([*fit, "--lora-dropout", "0.1"])["workload"]["lora_dropout"] == 0.1
     plan = ["plan", "llama-3.2-1b", "--tokens", "1B", "--task", "train", "--method", "lora"]
     assert _json([*plan, "--lora-dropout", "0.1"])["workload"]["lora_dropout"] == 0.1
+
+
+def test_rlhf_takes_lora_dropout() -> None:
+    # Llama-2-7B SFT, LoRA q,v with PEFT's fp32 adapters at 512 tokens: dropout adds a 1-byte mask
+    # per input element of each adapter (the cast copy lora_A saves is there either way):
+    # 2 adapters × 4096 × 1 B × 32 layers × 512 tokens = 134,217,728 B of activations
+    base = ["rlhf", "llama-2-7b", "--stage", "sft", "--method", "lora", "--lora-targets", "q,v",
+            "--seq-len", "512"]  # fmt: skip
+
+    def acts(d: dict) -> int:
+        return next(c["bytes"] for c in d["phases"][0]["components"] if c["name"] == "activations")
+
+    on, off = _json([*base, "--lora-dropout", "0.1"]), _json(base)
+    assert acts(on) - acts(off) == 134_217_728
+    assert on["inputs"]["training_options"]["lora_dropout"] == 0.1
