@@ -134,9 +134,8 @@ def estimate_training_cost(
     if mfu is None:
         base, source = default_mfu(g)
         mfu_value = base / recompute
-        if recompute != 1.0:
-            share = "3/4" if not frozen else f"{1 / recompute:.3f}"
-            source += f"; × {share} for full recomputation"
+        if recompute != 1.0:  # 3/4 exactly for a full fine-tune (8·N + 16·… over 6·N + 12·…)
+            source += f"; × {f'{1 / recompute:.3f}' if frozen else '3/4'} for full recomputation"
     else:
         if not 0 < mfu <= 1:
             raise VramcalcError(f"--mfu must be in (0, 1] (got {mfu})")
