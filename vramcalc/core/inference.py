@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -22,7 +22,7 @@ from vramcalc.core.workloads import (
 from vramcalc.errors import checked_keywords
 from vramcalc.sources.calibration import Runtime, runtime
 from vramcalc.spec.model import ModelSpec
-from vramcalc.spec.params import TensorGroup, tensor_groups
+from vramcalc.spec.params import TensorGroup, active_param_count, param_count, tensor_groups
 from vramcalc.spec.quant import (
     FORMATS,
     NOMINAL_BYTES,
@@ -155,6 +155,102 @@ def _weights_terms(spec: ModelSpec, fmt: WeightFormat) -> tuple[int, str]:
     return weight_bytes(groups, fmt), weights_formula(groups, fmt)
 
 
+@lru_cache(maxsize=256, typed=True)  # typed: 1 and True validate differently
+def _checked_request(
+    dtype: str,
+    quant: str | None,
+    kv_dtype: str | None,
+    batch_size: int,
+    seq_len: int | None,
+    logits: str,
+    attention: str,
+    gpu: str | None,
+    gpu_mem_gib: float | None,
+) -> tuple[InferenceRequest, WeightFormat]:
+    """The validated request and its weight format (frozen, so shared between estimates)."""
+    req = validate(
+        InferenceRequest,
+        dtype=dtype,
+        quant=quant,
+        kv_dtype=kv_dtype,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        logits=logits,
+        attention=attention,
+        gpu=gpu,
+        gpu_mem_gib=gpu_mem_gib,
+    )
+    assert isinstance(req, InferenceRequest)
+    return req, resolve_format(req.dtype, req.quant)
+
+
+_MEMO_ENTRIES = 1024  # per spec and kind of component; a full memo starts again
+
+
+class SpecTerms:
+    """The pieces of an inference estimate of one spec, each built once: the weights component of
+    each format, the KV cache and activation components of each shape, the approximation notes and
+    parameter counts. Found with one hash of the spec per estimate (:func:`spec_terms`); the
+    components are frozen, so estimates share them."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.approximations = tuple(act.approximation_notes(spec))
+        self.params = param_count(spec)
+        self.active_params = active_param_count(spec)
+        self._weights: dict[WeightFormat, Component] = {}
+        self._kv: dict[tuple[int, int, str], Component] = {}
+        self._act: dict[tuple[int, int, int, str, str], Component] = {}
+
+    def weights(self, fmt: WeightFormat) -> Component:
+        hit = self._weights.get(fmt)
+        if hit is None:
+            weights, formula = _weights_terms(self.spec, fmt)
+            note = f"{fmt.name}: {fmt.description}"
+            hit = Component(name="weights", bytes=weights, note=note, formula=formula)
+            _remember(self._weights, fmt, hit)
+        return hit
+
+    def kv_cache(self, batch_size: int, seq_len: int, kv_dtype: str) -> Component:
+        key = (batch_size, seq_len, kv_dtype)
+        hit = self._kv.get(key)
+        if hit is None:
+            spec = self.spec
+            kv, formula = kv_cache_terms(spec, batch_size, seq_len, kv_bytes_per_element(kv_dtype))
+            note = kv_cache_formula(spec, batch_size, seq_len, kv_dtype)
+            hit = Component(name="kv_cache", bytes=kv, note=note, formula=formula)
+            _remember(self._kv, key, hit)
+        return hit
+
+    def activations(
+        self, batch_size: int, seq_len: int, act_bytes: int, logits: str, attention: str
+    ) -> Component:
+        key = (batch_size, seq_len, act_bytes, logits, attention)
+        hit = self._act.get(key)
+        if hit is None:
+            activations, peak_part, formula = inference_activation_terms(
+                self.spec, batch_size, seq_len, act_bytes, logits, attention
+            )
+            note = (
+                f"prefill peak: residual stream + {peak_part} workspace ({attention} attention, "
+                f"logits of {logits} positions)"
+            )
+            hit = Component(name="activations", bytes=activations, note=note, formula=formula)
+            _remember(self._act, key, hit)
+        return hit
+
+
+def _remember(memo: dict[Any, Component], key: Any, value: Component) -> None:
+    if len(memo) >= _MEMO_ENTRIES:
+        memo.clear()
+    memo[key] = value
+
+
+@lru_cache(maxsize=64)  # equal specs share their terms, as the per-term caches did
+def spec_terms(spec: ModelSpec) -> SpecTerms:
+    return SpecTerms(spec)
+
+
 @checked_keywords
 def estimate_inference(
     model: str | ModelSpec | ModelSource | None = None,
@@ -186,20 +282,14 @@ def estimate_inference(
     read, the weights are its exact tensors (as stored if pre-quantized). Given only `params`
     (e.g. "7B"), the estimate is weights only and says so.
     """
-    req = validate(
-        InferenceRequest,
-        dtype=dtype,
-        quant=quant,
-        kv_dtype=kv_dtype,
-        batch_size=batch_size,
-        seq_len=seq_len,
-        logits=logits,
-        attention=attention,
-        gpu=gpu,
-        gpu_mem_gib=gpu_mem_gib,
-    )
-    assert isinstance(req, InferenceRequest)
-    fmt = resolve_format(req.dtype, req.quant)
+    try:  # one validation per distinct argument tuple (sweeps and services repeat them)
+        req, fmt = _checked_request(
+            dtype, quant, kv_dtype, batch_size, seq_len, logits, attention, gpu, gpu_mem_gib
+        )
+    except TypeError:  # an unhashable argument: validated uncached, pydantic names it
+        req, fmt = _checked_request.__wrapped__(
+            dtype, quant, kv_dtype, batch_size, seq_len, logits, attention, gpu, gpu_mem_gib
+        )
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
     if model is None:
         if params is None:
@@ -209,12 +299,13 @@ def estimate_inference(
         return weights_only_estimate(parse_param_count(params), fmt, req.dtype, fit)
     source = resolve_source(model, revision, assume_llama=assume_llama)
     spec = source.spec
+    terms = spec_terms(spec)  # the spec's one hash in this estimate
     seq = resolve_seq_len(spec, req.seq_len)
-    weights, w_formula = _weights_terms(spec, fmt)
-    weights_note = f"{fmt.name}: {fmt.description}"
     compute_dtype = "fp32" if fmt.compute_bytes == 4 else "bf16"
     dtype_used, quant_used, warnings = req.dtype, fmt.name, context_warnings(spec, seq)
-    if source.checkpoint is not None:
+    if source.checkpoint is None:
+        weights_component = terms.weights(fmt)
+    else:
         from vramcalc.sources import checkpoint_weight_bytes
         from vramcalc.sources.checkpoint import tensor_groups_of
 
@@ -225,6 +316,9 @@ def estimate_inference(
             if stored
             else weights_formula(tensor_groups_of(source.checkpoint), fmt)
         )
+        weights_component = Component(
+            name="weights", bytes=weights, note=weights_note, formula=w_formula
+        )
         if stored:  # pre-quantized weights are used as stored: report what was used
             dtype_used, quant_used = compute_dtype, stored
             if req.quant is not None or req.dtype not in ("bf16", "fp16", "fp32"):
@@ -234,26 +328,16 @@ def estimate_inference(
                     f"used as stored ({stored}); compute dtype {compute_dtype}"
                 )
     kv_dtype_name = req.kv_dtype or compute_dtype
-    kv, kv_formula = kv_cache_terms(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
+    kv_component = terms.kv_cache(req.batch_size, seq, kv_dtype_name)
     act_seq = chunked_prefill_tokens(seq, prefill_chunk, req.attention, req.logits)
-    activations, peak_part, act_formula = inference_activation_terms(
-        spec, req.batch_size, act_seq, fmt.compute_bytes, req.logits, req.attention
+    act_component = terms.activations(
+        req.batch_size, act_seq, fmt.compute_bytes, req.logits, req.attention
     )
     components = [
-        Component(name="weights", bytes=weights, note=weights_note, formula=w_formula),
-        Component(
-            name="kv_cache",
-            bytes=kv,
-            note=kv_cache_formula(spec, req.batch_size, seq, kv_dtype_name),
-            formula=kv_formula,
-        ),
-        Component(
-            name="activations",
-            bytes=activations,
-            note=f"prefill peak: residual stream + {peak_part} workspace ({req.attention} attention, logits of {req.logits} positions)",
-            formula=act_formula,
-        ),
-        *runtime_overhead_components(kv + activations),
+        weights_component,
+        kv_component,
+        act_component,
+        *runtime_overhead_components(kv_component.bytes + act_component.bytes),
     ]
     parallel: dict[str, int] = {}
     if tp * pp > 1:
@@ -286,8 +370,8 @@ def estimate_inference(
         kind="inference",
         model=spec.name,
         assumed_architecture=spec.assumed_architecture,
-        params=source.params,
-        active_params=source.active_params,
+        params=terms.params if source.checkpoint is None else source.params,
+        active_params=terms.active_params if source.checkpoint is None else source.active_params,
         phase="prefill",
         num_gpus=tp * pp,
         parallel=parallel,
@@ -297,7 +381,7 @@ def estimate_inference(
             if prefill_chunk is not None
             else f"prefill of the whole {seq}-token context at once (the worst case; generation after it needs less workspace)",
             "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
-            *act.approximation_notes(spec),
+            *terms.approximations,
             *source.notes,
         ],
         warnings=warnings,
