@@ -105,34 +105,37 @@ def inference_activation_terms(
     return int(candidates[peak_part]), peak_part, formulas[peak_part]
 
 
-# The CUDA context component of the calibration in use, built once (runtime() is cached; a test
-# that swaps the calibration gets a new object, hence a new component).
-_CONTEXT: list[tuple[Runtime, Component]] = []
+# The CUDA context component and the slack note of the calibration in use, built once (runtime()
+# is cached; a test that swaps the calibration gets a new object, hence new ones).
+_CONTEXT: list[tuple[Runtime, Component, str]] = []
 
 
-def _context_component(rt: Runtime) -> Component:
+def _runtime_terms(rt: Runtime) -> tuple[Component, str]:
     if _CONTEXT and _CONTEXT[0][0] is rt:
-        return _CONTEXT[0][1]
+        return _CONTEXT[0][1], _CONTEXT[0][2]
     component = Component(
         name="cuda_context",
         bytes=rt.cuda_context_bytes,
         note=f"CUDA context and library workspaces, {rt.cuda_context_mib} MiB ({rt.cuda_context_source})",
         formula=f"{rt.cuda_context_mib} MiB × 1,048,576",
     )
-    _CONTEXT[:] = [(rt, component)]
-    return component
+    slack_note = f"{rt.allocator_slack_fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks"
+    _CONTEXT[:] = [(rt, component, slack_note)]
+    return component, slack_note
 
 
 def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
     """CUDA context (fixed) + caching-allocator slack (a fraction of what is allocated and freed)."""
     rt = runtime()
+    context, slack_note = _runtime_terms(rt)
+    fraction = rt.allocator_slack_fraction
     return [
-        _context_component(rt),
+        context,
         Component(
             name="allocator_slack",
-            bytes=int(rt.allocator_slack_fraction * dynamic_bytes),
-            note=f"{rt.allocator_slack_fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks",
-            formula=f"{rt.allocator_slack_fraction:g} × {dynamic_bytes:,}",
+            bytes=int(fraction * dynamic_bytes),
+            note=slack_note,
+            formula=f"{fraction:g} × {dynamic_bytes:,}",
         ),
     ]
 
