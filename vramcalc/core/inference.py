@@ -356,7 +356,8 @@ def estimate_inference(
         "logits": req.logits,
         "attention": req.attention,
     }
-    inputs |= {"prefill_chunk": act_seq} if prefill_chunk is not None else {}
+    if prefill_chunk is not None:
+        inputs["prefill_chunk"] = act_seq
     if source.kind not in ("preset", "spec"):  # a file or Hub id: say which, and how weights came
         inputs["model_source"] = source.kind
         inputs["weights_from"] = (

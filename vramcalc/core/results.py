@@ -347,17 +347,27 @@ def make_estimate(
     )
     # the verdict considers the load phase too where it needs more (issue 14: OOM while loading)
     load = fields.get("load_peak_bytes", 0)
-    fit = gpu_fit(
-        gpu_memory,
-        max(total, load),
-        max(low, load),
-        max(high, load),
-        rough=rough,
-        weights_only=fields.get("weights_only", False),
+    fit = (
+        None
+        if gpu_memory is None
+        else gpu_fit(
+            gpu_memory,
+            max(total, load),
+            max(low, load),
+            max(high, load),
+            rough=rough,
+            weights_only=fields.get("weights_only", False),
+        )
     )
     if rough:
         fields["exact_architecture"] = False
-    note = band_note(fields.get("kind", ""), fields.get("inputs", {}), fields.get("num_gpus", 1))
+    kind = fields.get("kind", "")
+    # band_note speaks of training estimates only
+    note = (
+        band_note(kind, fields.get("inputs", {}), fields.get("num_gpus", 1))
+        if kind == "training"
+        else None
+    )
     if note:
         fields["assumptions"] = [*fields.get("assumptions", []), note]
     return Estimate(
