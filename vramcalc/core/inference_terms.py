@@ -90,7 +90,7 @@ def weights_terms(spec: ModelSpec, fmt: WeightFormat) -> tuple[int, str]:
     return weight_bytes(groups, fmt), weights_formula(groups, fmt)
 
 
-_MEMO_ENTRIES = 1024  # per spec and kind of component; a full memo starts again
+_MEMO_ENTRIES = 256  # per spec and kind of component (a full memo starts again): bounded memory
 
 
 class SpecTerms:
@@ -154,6 +154,6 @@ def remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
     memo[key] = value
 
 
-@lru_cache(maxsize=64)  # equal specs share their terms, as the per-term caches did
+@lru_cache(maxsize=32)  # equal specs share their terms, as the per-term caches did
 def spec_terms(spec: ModelSpec) -> SpecTerms:
     return SpecTerms(spec)
