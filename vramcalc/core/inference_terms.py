@@ -90,7 +90,7 @@ def weights_terms(spec: ModelSpec, fmt: WeightFormat) -> tuple[int, str]:
     return weight_bytes(groups, fmt), weights_formula(groups, fmt)
 
 
-_MEMO_ENTRIES = 256  # per spec and kind of component (a full memo starts again): bounded memory
+MEMO_ENTRIES = 256  # per spec and kind of component (a full memo starts again): bounded memory
 
 
 class SpecTerms:
@@ -149,7 +149,7 @@ class SpecTerms:
 
 
 def remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(memo) >= _MEMO_ENTRIES:
+    if len(memo) >= MEMO_ENTRIES:
         memo.clear()
     memo[key] = value
 
