@@ -118,3 +118,35 @@ def test_units_gb_rendering() -> None:
     assert out.exit_code == 0 and "GB" in out.stdout
     # 2 × 6,738,415,616 bytes = 13.48 GB (10^9) = 12.55 GiB
     assert "13.48" in out.stdout
+
+
+def test_memoised_terms_match_a_fresh_build() -> None:
+    """The per-spec memo (core/inference_terms.py) hands back what a fresh build makes, also after
+    it overflows and starts again, and for equal specs that are different objects."""
+    from vramcalc.core.inference_terms import MEMO_ENTRIES, spec_terms
+
+    spec = vramcalc.get_model("llama-3.1-8b")
+    first = estimate_inference(spec, batch_size=7, seq_len=1000, kv_dtype="fp8")
+    for batch in range(1, MEMO_ENTRIES + 3):  # more shapes than a memo keeps
+        estimate_inference(spec, batch_size=batch, seq_len=1000, kv_dtype="fp8")
+    spec_terms.cache_clear()
+    fresh = estimate_inference(spec.model_copy(), batch_size=7, seq_len=1000, kv_dtype="fp8")
+    assert first.model_dump() == fresh.model_dump()
+    # 7 seqs × 32 layers × 2 × 8 kv heads × 128 × 1000 tokens × 1 B (fp8)
+    assert first.component("kv_cache") == 7 * 32 * 2 * 8 * 128 * 1000
+
+
+def test_slack_memo_keeps_the_type_of_its_bytes() -> None:
+    """Allocator slack is memoised for int bytes only: a float prints otherwise in the formula."""
+    from vramcalc.core.inference import runtime_overhead_components
+
+    as_int = runtime_overhead_components(1000)[1]
+    as_float = runtime_overhead_components(1000.0)[1]  # type: ignore[arg-type]
+    assert as_int.formula.endswith("× 1,000")
+    assert as_float.formula.endswith("× 1,000.0")
+
+
+def test_unhashable_argument_is_one_clear_error() -> None:
+    """The validated-request cache cannot take a list: it is validated uncached and refused."""
+    with pytest.raises(VramcalcError, match=r"gpu: Input should be a valid string"):
+        estimate_inference("llama-2-7b", gpu=["h100"])  # type: ignore[arg-type]

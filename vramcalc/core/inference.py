@@ -8,8 +8,15 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from vramcalc.core import activations as act
-from vramcalc.core.kv_cache import kv_cache_bytes, kv_cache_formula, kv_cache_terms
+from vramcalc.core.inference_terms import (
+    SpecTerms,
+    inference_activation_bytes,
+    inference_activation_terms,
+    remember,
+    spec_terms,
+    weights_formula,
+)
+from vramcalc.core.kv_cache import kv_cache_bytes
 from vramcalc.core.results import Component, Estimate, make_estimate
 from vramcalc.core.workloads import (
     Common,
@@ -22,15 +29,7 @@ from vramcalc.core.workloads import (
 from vramcalc.errors import checked_keywords
 from vramcalc.sources.calibration import Runtime, runtime
 from vramcalc.spec.model import ModelSpec
-from vramcalc.spec.params import TensorGroup, tensor_groups
-from vramcalc.spec.quant import (
-    FORMATS,
-    NOMINAL_BYTES,
-    WeightFormat,
-    kv_bytes_per_element,
-    resolve_format,
-    weight_bytes,
-)
+from vramcalc.spec.quant import FORMATS, NOMINAL_BYTES, WeightFormat, resolve_format
 from vramcalc.units import parse_param_count
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,112 +46,77 @@ class InferenceRequest(Common):
     )
 
 
-def inference_activation_bytes(
-    spec: ModelSpec, batch_size: int, seq_len: int, act_bytes: int, logits: str, attention: str
-) -> tuple[int, str]:
-    """Peak transient bytes of a prefill of `seq_len` tokens and which part sets it.
-
-    Inside a layer the residual stream (4·h per token, 5·h for GPT-2) sits beside the largest
-    workspace. Eager attention adds one layer's scores: transformers computes q·kᵀ (compute dtype),
-    then ``softmax(..., dtype=float32)`` — which first upcasts its input (a second fp32 copy when
-    the scores are 16-bit) — then casts back: (a + 8)·b·heads·s² at the softmax, (a + 4) in fp32,
-    beside q (k and v are in the cache by then), and the b·s² additive mask lives through the
-    layers; GPT-2's block also holds the layer's probabilities (a·b·heads·s²) through its MLP. The logits peak comes after the layers, when only the kept logits and
-    the fp32 copy that generate() (or a scorer) makes are alive: rows × V × (a + 4).
-    Coefficients checked against ``vramcalc validate`` (docs/validation.md).
-    """
-    activations, peak_part, _ = inference_activation_terms(
-        spec, batch_size, seq_len, act_bytes, logits, attention
-    )
-    return activations, peak_part
+# The CUDA context component and the slack note of the calibration in use, built once (runtime()
+# is cached; a test that swaps the calibration gets a new object, hence new ones).
+_CONTEXT: list[tuple[Runtime, Component, str]] = []
 
 
-@lru_cache(maxsize=1024, typed=True)  # pure in its arguments; sweeps repeat them
-def inference_activation_terms(
-    spec: ModelSpec, batch_size: int, seq_len: int, act_bytes: int, logits: str, attention: str
-) -> tuple[int, str, str]:
-    """inference_activation_bytes, the part that sets the peak, and its arithmetic (--explain)."""
-    tokens = batch_size * seq_len
-    res_per_token = act.inference_residual_per_token(spec, act_bytes)
-    residual = tokens * res_per_token
-    ws = act.inference_layer_workspace_per_token(spec, act_bytes)
-    candidates = {name: residual + tokens * per_token for name, per_token in ws.items()}
-    formulas = {
-        name: f"{tokens} tokens × ({res_per_token:g} residual + {per_token:g} {name}) B"
-        for name, per_token in ws.items()
-    }
-    if attention == "eager":
-        upcast = 4 if act_bytes < 4 else 0
-        scores = batch_size * spec.num_attention_heads * seq_len * seq_len
-        mask = batch_size * seq_len * seq_len * act_bytes  # additive causal mask, whole forward
-        at_softmax = tokens * spec.q_dim * act_bytes  # q (k and v are in the cache by now)
-        at_softmax += scores * (act_bytes + 4 + upcast)
-        if residual + at_softmax > candidates["attention"]:
-            candidates["attention"] = residual + at_softmax
-            formulas["attention"] = (
-                f"{tokens} tokens × ({res_per_token:g} residual + {spec.q_dim} × {act_bytes} q) B"
-                f" + {scores} scores × {act_bytes + 4 + upcast} B"
-            )
-        candidates = {k: v + mask for k, v in candidates.items()}
-        formulas = {k: f"{f} + {mask} mask B" for k, f in formulas.items()}
-        if spec.architecture in act.KEEPS_ATTN_OUTPUT:  # the block returns the probabilities
-            candidates["mlp"] += scores * act_bytes
-            formulas["mlp"] += f" + {scores} probabilities × {act_bytes} B"
-    logit_rows = tokens if logits == "all" else batch_size
-    candidates["logits"] = logit_rows * spec.output_width * (act_bytes + 4)
-    formulas["logits"] = f"{logit_rows} rows × {spec.output_width} vocab × ({act_bytes} + 4) B"
-    peak_part = max(candidates, key=lambda k: candidates[k])
-    return int(candidates[peak_part]), peak_part, formulas[peak_part]
-
-
-# The CUDA context component of the calibration in use, built once (runtime() is cached; a test
-# that swaps the calibration gets a new object, hence a new component).
-_CONTEXT: list[tuple[Runtime, Component]] = []
-
-
-def _context_component(rt: Runtime) -> Component:
+def _runtime_terms(rt: Runtime) -> tuple[Component, str]:
     if _CONTEXT and _CONTEXT[0][0] is rt:
-        return _CONTEXT[0][1]
+        return _CONTEXT[0][1], _CONTEXT[0][2]
     component = Component(
         name="cuda_context",
         bytes=rt.cuda_context_bytes,
         note=f"CUDA context and library workspaces, {rt.cuda_context_mib} MiB ({rt.cuda_context_source})",
         formula=f"{rt.cuda_context_mib} MiB × 1,048,576",
     )
-    _CONTEXT[:] = [(rt, component)]
-    return component
+    slack_note = f"{rt.allocator_slack_fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks"
+    _CONTEXT[:] = [(rt, component, slack_note)]
+    _SLACK.clear()
+    return component, slack_note
 
 
 def runtime_overhead_components(dynamic_bytes: int) -> list[Component]:
     """CUDA context (fixed) + caching-allocator slack (a fraction of what is allocated and freed)."""
     rt = runtime()
-    return [
-        _context_component(rt),
-        Component(
+    context, slack_note = _runtime_terms(rt)
+    # memoised for int bytes (a float prints differently); emptied when the calibration changes
+    exact = type(dynamic_bytes) is int
+    slack = _SLACK.get(dynamic_bytes) if exact else None
+    if slack is None:
+        fraction = rt.allocator_slack_fraction
+        slack = Component(
             name="allocator_slack",
-            bytes=int(rt.allocator_slack_fraction * dynamic_bytes),
-            note=f"{rt.allocator_slack_fraction:.0%} of activations/KV/gradients held as reserved-but-free blocks",
-            formula=f"{rt.allocator_slack_fraction:g} × {dynamic_bytes:,}",
-        ),
-    ]
+            bytes=int(fraction * dynamic_bytes),
+            note=slack_note,
+            formula=f"{fraction:g} × {dynamic_bytes:,}",
+        )
+        if exact:
+            remember(_SLACK, dynamic_bytes, slack)
+    return [context, slack]
 
 
-@lru_cache(maxsize=512)  # the same model and format recur across a sweep's points
-def weights_formula(groups: tuple[TensorGroup, ...], fmt: WeightFormat) -> str:
-    """The weights' arithmetic: values × width when every tensor has one width, else the bytes
-    of each tensor group in `fmt` (quantized linears carry their scales and zeros)."""
-    numel = sum(g.numel for g in groups)
-    total = sum(fmt.group_bytes(g) for g in groups)
-    if total == numel * fmt.compute_bytes:
-        return f"{numel:,} values × {fmt.compute_bytes} B"
-    return " + ".join(f"{fmt.group_bytes(g):,} {g.name}" for g in groups)
+# allocator slack components by dynamic bytes, of the calibration in _CONTEXT (sweeps repeat them)
+_SLACK: dict[int, Component] = {}
 
 
-@lru_cache(maxsize=512)  # keyed by the spec (its hash is cached), not by its tensor groups
-def _weights_terms(spec: ModelSpec, fmt: WeightFormat) -> tuple[int, str]:
-    """The weights' bytes in `fmt` and their arithmetic."""
-    groups = tensor_groups(spec)
-    return weight_bytes(groups, fmt), weights_formula(groups, fmt)
+@lru_cache(maxsize=256, typed=True)  # typed: 1 and True validate differently
+def _checked_request(
+    dtype: str,
+    quant: str | None,
+    kv_dtype: str | None,
+    batch_size: int,
+    seq_len: int | None,
+    logits: str,
+    attention: str,
+    gpu: str | None,
+    gpu_mem_gib: float | None,
+) -> tuple[InferenceRequest, WeightFormat]:
+    """The validated request and its weight format (frozen, so shared between estimates)."""
+    req = validate(
+        InferenceRequest,
+        dtype=dtype,
+        quant=quant,
+        kv_dtype=kv_dtype,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        logits=logits,
+        attention=attention,
+        gpu=gpu,
+        gpu_mem_gib=gpu_mem_gib,
+    )
+    assert isinstance(req, InferenceRequest)
+    return req, resolve_format(req.dtype, req.quant)
 
 
 @checked_keywords
@@ -186,20 +150,14 @@ def estimate_inference(
     read, the weights are its exact tensors (as stored if pre-quantized). Given only `params`
     (e.g. "7B"), the estimate is weights only and says so.
     """
-    req = validate(
-        InferenceRequest,
-        dtype=dtype,
-        quant=quant,
-        kv_dtype=kv_dtype,
-        batch_size=batch_size,
-        seq_len=seq_len,
-        logits=logits,
-        attention=attention,
-        gpu=gpu,
-        gpu_mem_gib=gpu_mem_gib,
-    )
-    assert isinstance(req, InferenceRequest)
-    fmt = resolve_format(req.dtype, req.quant)
+    try:  # one validation per distinct argument tuple (sweeps and services repeat them)
+        req, fmt = _checked_request(
+            dtype, quant, kv_dtype, batch_size, seq_len, logits, attention, gpu, gpu_mem_gib
+        )
+    except TypeError:  # an unhashable argument: validated uncached, pydantic names it
+        req, fmt = _checked_request.__wrapped__(
+            dtype, quant, kv_dtype, batch_size, seq_len, logits, attention, gpu, gpu_mem_gib
+        )
     fit = resolve_gpu(req.gpu, req.gpu_mem_gib)
     if model is None:
         if params is None:
@@ -209,12 +167,13 @@ def estimate_inference(
         return weights_only_estimate(parse_param_count(params), fmt, req.dtype, fit)
     source = resolve_source(model, revision, assume_llama=assume_llama)
     spec = source.spec
+    terms = spec_terms(spec)  # the spec's one hash in this estimate
     seq = resolve_seq_len(spec, req.seq_len)
-    weights, w_formula = _weights_terms(spec, fmt)
-    weights_note = f"{fmt.name}: {fmt.description}"
     compute_dtype = "fp32" if fmt.compute_bytes == 4 else "bf16"
     dtype_used, quant_used, warnings = req.dtype, fmt.name, context_warnings(spec, seq)
-    if source.checkpoint is not None:
+    if source.checkpoint is None:
+        weights_component = terms.weights(fmt)
+    else:
         from vramcalc.sources import checkpoint_weight_bytes
         from vramcalc.sources.checkpoint import tensor_groups_of
 
@@ -225,6 +184,9 @@ def estimate_inference(
             if stored
             else weights_formula(tensor_groups_of(source.checkpoint), fmt)
         )
+        weights_component = Component(
+            name="weights", bytes=weights, note=weights_note, formula=w_formula
+        )
         if stored:  # pre-quantized weights are used as stored: report what was used
             dtype_used, quant_used = compute_dtype, stored
             if req.quant is not None or req.dtype not in ("bf16", "fp16", "fp32"):
@@ -234,26 +196,16 @@ def estimate_inference(
                     f"used as stored ({stored}); compute dtype {compute_dtype}"
                 )
     kv_dtype_name = req.kv_dtype or compute_dtype
-    kv, kv_formula = kv_cache_terms(spec, req.batch_size, seq, kv_bytes_per_element(kv_dtype_name))
+    kv_component = terms.kv_cache(req.batch_size, seq, kv_dtype_name)
     act_seq = chunked_prefill_tokens(seq, prefill_chunk, req.attention, req.logits)
-    activations, peak_part, act_formula = inference_activation_terms(
-        spec, req.batch_size, act_seq, fmt.compute_bytes, req.logits, req.attention
+    act_component = terms.activations(
+        req.batch_size, act_seq, fmt.compute_bytes, req.logits, req.attention
     )
     components = [
-        Component(name="weights", bytes=weights, note=weights_note, formula=w_formula),
-        Component(
-            name="kv_cache",
-            bytes=kv,
-            note=kv_cache_formula(spec, req.batch_size, seq, kv_dtype_name),
-            formula=kv_formula,
-        ),
-        Component(
-            name="activations",
-            bytes=activations,
-            note=f"prefill peak: residual stream + {peak_part} workspace ({req.attention} attention, logits of {req.logits} positions)",
-            formula=act_formula,
-        ),
-        *runtime_overhead_components(kv + activations),
+        weights_component,
+        kv_component,
+        act_component,
+        *runtime_overhead_components(kv_component.bytes + act_component.bytes),
     ]
     parallel: dict[str, int] = {}
     if tp * pp > 1:
@@ -269,7 +221,8 @@ def estimate_inference(
         "logits": req.logits,
         "attention": req.attention,
     }
-    inputs |= {"prefill_chunk": act_seq} if prefill_chunk is not None else {}
+    if prefill_chunk is not None:
+        inputs["prefill_chunk"] = act_seq
     if source.kind not in ("preset", "spec"):  # a file or Hub id: say which, and how weights came
         inputs["model_source"] = source.kind
         inputs["weights_from"] = (
@@ -286,8 +239,8 @@ def estimate_inference(
         kind="inference",
         model=spec.name,
         assumed_architecture=spec.assumed_architecture,
-        params=source.params,
-        active_params=source.active_params,
+        params=terms.params if source.checkpoint is None else source.params,
+        active_params=terms.active_params if source.checkpoint is None else source.active_params,
         phase="prefill",
         num_gpus=tp * pp,
         parallel=parallel,
@@ -297,7 +250,7 @@ def estimate_inference(
             if prefill_chunk is not None
             else f"prefill of the whole {seq}-token context at once (the worst case; generation after it needs less workspace)",
             "KV cache sized for every token of every sequence (as a contiguous or paged cache full to the brim)",
-            *act.approximation_notes(spec),
+            *terms.approximations,
             *source.notes,
         ],
         warnings=warnings,
@@ -399,4 +352,13 @@ def weights_only_estimate(
     )
 
 
-__all__ = ["FORMATS", "InferenceRequest", "estimate_inference", "kv_cache_bytes"]
+__all__ = [
+    "FORMATS",
+    "InferenceRequest",
+    "SpecTerms",
+    "estimate_inference",
+    "inference_activation_bytes",
+    "inference_activation_terms",
+    "kv_cache_bytes",
+    "spec_terms",
+]

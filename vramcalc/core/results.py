@@ -265,24 +265,33 @@ def error_band(
     restricted to the adapters or divided over ranks, so the training residual is applied to
     their tensor bytes too; the traced grid holds full single-GPU training only, and
     `band_note` says so on those estimates."""
-    total = tensor = context = slack = 0
+    return _total_and_band(components, kind, weights_only, rough)[1:]
+
+
+def _total_and_band(
+    components: list[Component], kind: str, weights_only: bool, rough: bool
+) -> tuple[int, int, int]:
+    """The total and error_band's (low, high), in one pass over the components."""
+    total = context = context_bytes = slack = 0
     for c in components:
-        total += c.bytes
-        if c.name == "cuda_context":
+        n = c.bytes
+        total += n
+        name = c.name
+        if name == "cuda_context":
             context += 1
-        elif c.name == "allocator_slack":
-            slack += c.bytes
-        else:
-            tensor += c.bytes
+            context_bytes += n
+        elif name == "allocator_slack":
+            slack += n
     if weights_only and not rough:
-        return total, total
+        return total, total, total
+    tensor = total - context_bytes - slack
     b = _band_constants(kind)
     low = tensor * b.tensor_low + context * b.context_low_bytes + slack * b.slack_low
     high = tensor * b.tensor_high + context * b.context_high_bytes + slack * b.slack_high
     if rough:  # assumed architecture: at least a factor of two either way (ROUGH_BAND_FACTOR)
         low = min(low, total / ROUGH_BAND_FACTOR)
         high = max(high, total * ROUGH_BAND_FACTOR)
-    return int(min(low, total)), int(max(high, total))
+    return total, int(min(low, total)), int(max(high, total))
 
 
 def band_note(kind: str, inputs: dict[str, Any], num_gpus: int) -> str | None:
@@ -332,24 +341,33 @@ def make_estimate(
     components: list[Component], gpu_memory: tuple[str, int] | None, **fields: Any
 ) -> Estimate:
     """Build an Estimate whose total is the sum of its components, with its band and the GPU fit."""
-    total = sum([c.bytes for c in components])
     rough = fields.get("assumed_architecture") is not None
-    low, high = error_band(
+    total, low, high = _total_and_band(
         components, fields.get("kind", "inference"), fields.get("weights_only", False), rough
     )
     # the verdict considers the load phase too where it needs more (issue 14: OOM while loading)
     load = fields.get("load_peak_bytes", 0)
-    fit = gpu_fit(
-        gpu_memory,
-        max(total, load),
-        max(low, load),
-        max(high, load),
-        rough=rough,
-        weights_only=fields.get("weights_only", False),
+    fit = (
+        None
+        if gpu_memory is None
+        else gpu_fit(
+            gpu_memory,
+            max(total, load),
+            max(low, load),
+            max(high, load),
+            rough=rough,
+            weights_only=fields.get("weights_only", False),
+        )
     )
     if rough:
         fields["exact_architecture"] = False
-    note = band_note(fields.get("kind", ""), fields.get("inputs", {}), fields.get("num_gpus", 1))
+    kind = fields.get("kind", "")
+    # band_note speaks of training estimates only
+    note = (
+        band_note(kind, fields.get("inputs", {}), fields.get("num_gpus", 1))
+        if kind == "training"
+        else None
+    )
     if note:
         fields["assumptions"] = [*fields.get("assumptions", []), note]
     return Estimate(

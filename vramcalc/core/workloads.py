@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vramcalc.errors import VramcalcError, format_validation_error
+from vramcalc.sources import ModelSource, resolve_model_source
 from vramcalc.sources.presets import get_gpu
 from vramcalc.spec.model import ModelSpec
 from vramcalc.units import GIB
-
-if TYPE_CHECKING:  # pragma: no cover
-    from vramcalc.sources import ModelSource
 
 MAX_TOKENS = 1 << 24  # 16M tokens of context: beyond any model today, catches typos like 4096000000
 
@@ -47,8 +45,6 @@ def resolve_source(
     if isinstance(model, ModelSpec):
         source = _spec_source(model)  # sweeps pass the same spec again and again
         return source if source.spec is model else _spec_source.__wrapped__(model)
-    from vramcalc.sources import ModelSource, resolve_model_source
-
     if isinstance(model, ModelSource):
         return model
     return resolve_model_source(model, revision=revision, assume_llama=assume_llama)
@@ -58,8 +54,6 @@ def resolve_source(
 def _spec_source(spec: ModelSpec) -> ModelSource:
     """A ModelSpec as a ModelSource. It is already validated: constructed without re-running
     ModelSpec's validators. (The cache matches equal specs; resolve_source wants this one.)"""
-    from vramcalc.sources import ModelSource
-
     return ModelSource.model_construct(spec=spec, kind="spec", origin=spec.source or spec.name)
 
 

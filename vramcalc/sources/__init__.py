@@ -279,7 +279,7 @@ def load_hub(
 PATH_SUFFIXES = (".json", ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".toml", ".yaml")
 
 
-def _exists(path: Path) -> bool:
+def _exists(path: str | Path) -> bool:
     """Whether anything (a link too) is at `path`; a name the file system cannot take (too long,
     a NUL byte) raises instead of reading as absent."""
     try:
@@ -332,9 +332,12 @@ def resolve_model_source(
     if text.startswith("hf:"):
         repo, _, rev = text[3:].partition("@")
         return load_hub(repo, revision or rev or None, offline, assume_llama)
-    path = expand_user(text)
+    # a bare name (no separator, no ~) is already the path Path() would make: a preset name
+    # (every estimate's case) checks the file system without building a Path
+    bare = "/" not in text and "\\" not in text and "~" not in text
     try:
-        if _exists(path):  # a broken or looping link too: the readers say what it is
+        if _exists(text if bare else expand_user(text)):  # a broken or looping link too
+            path = expand_user(text)
             if text.lower().endswith(".gguf"):
                 return load_gguf(path)
             return load_path(path, assume_llama)
