@@ -78,6 +78,11 @@ def estimates_per_second(seconds: float = 2.0) -> dict[str, tuple[float, float]]
         "inference (ModelSpec)": lambda i: estimate_inference(
             spec, dtype="int4", batch_size=1 + i % 64, seq_len=2048
         ),
+        # every request a new shape: what the per-shape memos cannot help (a capacity planner
+        # scanning lengths token by token)
+        "inference (all different)": lambda i: estimate_inference(
+            spec, dtype="int4", batch_size=1 + i % 64, seq_len=128 + (i * 7919) % 32_000
+        ),
         "training": lambda i: estimate_training(spec, batch_size=1 + i % 16, seq_len=2048),
     }.items():
         fn(0)
