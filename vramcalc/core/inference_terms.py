@@ -44,10 +44,8 @@ def inference_activation_terms(
     residual = tokens * res_per_token
     ws = act.inference_layer_workspace_per_token(spec, act_bytes)
     candidates = {name: residual + tokens * per_token for name, per_token in ws.items()}
-    formulas = {
-        name: f"{tokens} tokens × ({res_per_token:g} residual + {per_token:g} {name}) B"
-        for name, per_token in ws.items()
-    }
+    eager_attention = False  # the attention candidate is the eager softmax's, not the workspace's
+    mask = scores = 0
     if attention == "eager":
         upcast = 4 if act_bytes < 4 else 0
         scores = batch_size * spec.num_attention_heads * seq_len * seq_len
@@ -56,20 +54,31 @@ def inference_activation_terms(
         at_softmax += scores * (act_bytes + 4 + upcast)
         if residual + at_softmax > candidates["attention"]:
             candidates["attention"] = residual + at_softmax
-            formulas["attention"] = (
-                f"{tokens} tokens × ({res_per_token:g} residual + {spec.q_dim} × {act_bytes} q) B"
-                f" + {scores} scores × {act_bytes + 4 + upcast} B"
-            )
+            eager_attention = True
         candidates = {k: v + mask for k, v in candidates.items()}
-        formulas = {k: f"{f} + {mask} mask B" for k, f in formulas.items()}
         if spec.architecture in act.KEEPS_ATTN_OUTPUT:  # the block returns the probabilities
             candidates["mlp"] += scores * act_bytes
-            formulas["mlp"] += f" + {scores} probabilities × {act_bytes} B"
     logit_rows = tokens if logits == "all" else batch_size
     candidates["logits"] = logit_rows * spec.output_width * (act_bytes + 4)
-    formulas["logits"] = f"{logit_rows} rows × {spec.output_width} vocab × ({act_bytes} + 4) B"
     peak_part = max(candidates, key=lambda k: candidates[k])
-    return int(candidates[peak_part]), peak_part, formulas[peak_part]
+    # the arithmetic of the peak only (the other candidates' text is never shown)
+    if peak_part == "logits":
+        formula = f"{logit_rows} rows × {spec.output_width} vocab × ({act_bytes} + 4) B"
+    elif eager_attention and peak_part == "attention":
+        upcast = 4 if act_bytes < 4 else 0
+        formula = (
+            f"{tokens} tokens × ({res_per_token:g} residual + {spec.q_dim} × {act_bytes} q) B"
+            f" + {scores} scores × {act_bytes + 4 + upcast} B"
+        )
+    else:
+        formula = (
+            f"{tokens} tokens × ({res_per_token:g} residual + {ws[peak_part]:g} {peak_part}) B"
+        )
+    if attention == "eager" and peak_part != "logits":
+        formula += f" + {mask} mask B"
+        if peak_part == "mlp" and spec.architecture in act.KEEPS_ATTN_OUTPUT:
+            formula += f" + {scores} probabilities × {act_bytes} B"
+    return int(candidates[peak_part]), peak_part, formula
 
 
 @lru_cache(maxsize=512)  # the same model and format recur across a sweep's points

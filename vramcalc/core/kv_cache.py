@@ -21,6 +21,7 @@ num_layers``, capped at the window like the others.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from vramcalc.spec.model import ModelSpec
@@ -33,30 +34,61 @@ def kv_elements_per_token(spec: ModelSpec) -> int:
     return spec.kv_layers * spec.kv_cache_width
 
 
+@dataclass(frozen=True, slots=True)
+class _CacheShape:
+    """The fields of a spec the cache arithmetic reads, derived once per spec (several of them
+    are computed properties of ModelSpec, and every estimate reads them)."""
+
+    per_token_override: int | None  # spec.kv_elements_per_token (the exact route)
+    num_layers: int
+    windowed_of_all: int  # windowed layers among all layers (the override's share)
+    windowed: int  # windowed layers among the attention layers
+    full: int  # attention layers without a window
+    width: int  # values per token per attention layer (0 with an override)
+    window: int | None
+    state: int  # fixed state elements per sequence
+
+
+@lru_cache(maxsize=256)
+def _shape(spec: ModelSpec) -> _CacheShape:
+    override = spec.kv_elements_per_token
+    windowed = min(spec.windowed_layers, spec.kv_layers)
+    return _CacheShape(
+        per_token_override=override,
+        num_layers=spec.num_layers,
+        windowed_of_all=min(spec.windowed_layers, spec.num_layers),
+        windowed=windowed,
+        full=spec.kv_layers - windowed,
+        width=0 if override is not None else spec.kv_cache_width,
+        window=spec.sliding_window,
+        state=spec.state_elements,
+    )
+
+
 def _token_elements(spec: ModelSpec, seq_len: int) -> tuple[int, str]:
     """Cache elements the tokens of one sequence hold (the fixed state apart), and that arithmetic
     with its numbers: Σ over attention layers of min(seq_len, window) × width."""
-    window_tokens = min(seq_len, spec.sliding_window or seq_len)
-    if spec.kv_elements_per_token is not None:  # uniform layers: each holds 1/num_layers of it
-        L, w = spec.num_layers, min(spec.windowed_layers, spec.num_layers)
+    shape = _shape(spec)
+    window_tokens = min(seq_len, shape.window or seq_len)
+    if shape.per_token_override is not None:  # uniform layers: each holds 1/num_layers of it
+        L, w = shape.num_layers, shape.windowed_of_all
         token_layers = (L - w) * seq_len + w * window_tokens
-        n = spec.kv_elements_per_token * token_layers // L
+        n = shape.per_token_override * token_layers // L
         return n, f"{n} values read from the model"
-    windowed = min(spec.windowed_layers, spec.kv_layers)
-    full = spec.kv_layers - windowed
+    windowed, full = shape.windowed, shape.full
     tokens = (
         f"({full} layers × {seq_len} + {windowed} layers × {window_tokens} tokens)"
         if windowed
         else f"{full} layers × {seq_len} tokens"
     )
-    n = spec.kv_cache_width * (full * seq_len + windowed * window_tokens)
-    return n, f"{tokens} × {spec.kv_cache_width} values"
+    n = shape.width * (full * seq_len + windowed * window_tokens)
+    return n, f"{tokens} × {shape.width} values"
 
 
 def kv_elements_per_sequence(spec: ModelSpec, seq_len: int) -> int:
     """Cache elements of one sequence of `seq_len` tokens: its tokens' keys and values plus the
     fixed state (conv + SSM) of its state-space layers."""
-    return _token_elements(spec, seq_len)[0] + spec.state_elements
+    return _token_elements(spec, seq_len)[0] + _shape(spec).state
 
 
 def kv_cache_bytes(spec: ModelSpec, batch_size: int, seq_len: int, kv_bytes: float) -> int:
@@ -72,10 +104,11 @@ def kv_cache_terms(
 ) -> tuple[int, str]:
     """:func:`kv_cache_bytes` and its arithmetic with the numbers substituted (``--explain``; the
     formula evaluates to the bytes)."""
-    total = kv_cache_bytes(spec, batch_size, seq_len, kv_bytes)
-    per_seq = _token_elements(spec, seq_len)[1]
-    if spec.state_elements:
-        per_seq = f"({per_seq} + {spec.state_elements} state values)"
+    token_elements, per_seq = _token_elements(spec, seq_len)
+    state = _shape(spec).state
+    total = int(batch_size * (token_elements + state) * kv_bytes)  # = kv_cache_bytes
+    if state:
+        per_seq = f"({per_seq} + {state} state values)"
     return total, f"{batch_size} seqs × {per_seq} × {kv_bytes:g} B"
 
 
