@@ -47,6 +47,11 @@ class Layout:
     autocast: bool = False
     dtype: str = ""
 
+    @classmethod
+    def as_stored(cls, p: Precision) -> Layout:
+        """Every state in the precision's own widths, no separate master (pure fp32/bf16/fp16)."""
+        return cls(p.param_bytes, p.grad_bytes, 0, p.optimizer_state_bytes, dtype=p.param_dtype)
+
 
 @dataclass(frozen=True, slots=True)
 class Buffers:
@@ -119,7 +124,7 @@ class DeepSpeed(Framework):
             p.mixed
         ):  # 16-bit weights and gradients, fp32 master + state (the engine casts adapters too)
             return Layout(2, 2, 4, 4, dtype=p.compute_dtype)
-        return Layout(p.param_bytes, p.grad_bytes, 0, p.optimizer_state_bytes, dtype=p.param_dtype)
+        return Layout.as_stored(p)
 
     def buffers(
         self,
@@ -166,7 +171,7 @@ class FSDP(Framework):
     def layout(self, p: Precision, full: bool, conv: Conventions) -> Layout:
         if not full:
             return super().layout(p, full, conv)
-        return Layout(p.param_bytes, p.grad_bytes, 0, p.optimizer_state_bytes, dtype=p.param_dtype)
+        return Layout.as_stored(p)
 
     def buffers(
         self,
@@ -216,7 +221,7 @@ class Megatron(Framework):
             return Layout(2, 2, 8, 4, dtype="fp16")
         if p.mixed:
             return Layout(2, 4, 4, 4, dtype=p.compute_dtype)
-        return Layout(p.param_bytes, p.grad_bytes, 0, p.optimizer_state_bytes, dtype=p.param_dtype)
+        return Layout.as_stored(p)
 
     def buffers(
         self,
