@@ -131,7 +131,8 @@ def register(app: typer.Typer) -> None:
 
             reject_hf_flags(engine, {"--batch-size": batch_size != 1})
             batch_size, engine_note, engine_memory = engine_batch(model, engine, gpu, num_gpus, prompt + output,
-                                                   choice_value(dtype), choice_value(quant), choice_value(kv_dtype))  # fmt: skip
+                                                   choice_value(dtype), choice_value(quant), choice_value(kv_dtype),
+                                                   rough=assume_llama)  # fmt: skip
         c = estimate_inference_cost(
             model,
             gpu=gpu,
@@ -147,18 +148,7 @@ def register(app: typer.Typer) -> None:
             usd_per_gpu_hour=price,
         )
         if engine_memory is not None:  # the engine's own layout (core.serving) decides the fit
-            from vramcalc.core.cost import InferenceMemory
-
-            c = c.model_copy(
-                update={
-                    "memory": InferenceMemory.of(
-                        engine_memory["per_gpu_bytes"],
-                        engine_memory["memory_bytes"],
-                        engine_memory["parallelism"],
-                        rough=assume_llama,
-                    )
-                }
-            )
+            c = c.model_copy(update={"memory": engine_memory})
         if as_json:
             extra = {"engine_batch": engine_note} if engine_note else {}
             print_json(c.model_dump(mode="json") | rough_label(model) | extra)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from vramcalc.cli.options import size_option
 from vramcalc.errors import VramcalcError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vramcalc.core.cost import InferenceMemory
 
 
 class EngineChoice(str, Enum):
@@ -285,11 +288,12 @@ def plan_engine(model: str, args: EngineArgs, concurrency: float | None, kv_dtyp
 
 
 def engine_batch(model: Any, engine: EngineChoice, gpu: str, num_gpus: int, length: int,
-                 dtype: str, quant: str | None, kv_dtype: str | None) -> tuple[int, str, dict[str, Any]]:  # fmt: skip
+                 dtype: str, quant: str | None, kv_dtype: str | None,
+                 rough: bool = False) -> tuple[int, str, InferenceMemory]:  # fmt: skip
     """`cost infer --engine`: the batch the engine holds at `length` tokens per request on
     `num_gpus` tensor-parallel GPUs (core.cost.engine_batch_size); an engine that cannot hold one
     request is an error. Also the memory per GPU as the engine lays it out."""
-    from vramcalc.core.cost import engine_batch_size
+    from vramcalc.core.cost import InferenceMemory, engine_batch_size
     from vramcalc.core.serving import estimate_serving
 
     if (
@@ -299,11 +303,9 @@ def engine_batch(model: Any, engine: EngineChoice, gpu: str, num_gpus: int, leng
             "cost infer --engine llama.cpp: the cost model reads 16-bit or --quant weights, not "
             "GGUF mixes; use --engine vllm or sglang, or cost infer with --quant for a 4-bit model"
         )
-    args = (EngineArgs(engine, ctx_size=length) if engine is EngineChoice.llama_cpp
-            else EngineArgs(engine, max_model_len=length))  # fmt: skip
+    args = EngineArgs(engine, max_model_len=length)
     est = estimate_serving(model, engine.value, options=engine_options(args), dtype=dtype,
-                           quant=quant, kv_dtype=kv_dtype, tp=1 if engine is EngineChoice.llama_cpp
-                           else num_gpus, gpu=gpu)  # fmt: skip
+                           quant=quant, kv_dtype=kv_dtype, tp=num_gpus, gpu=gpu)  # fmt: skip
     assert est.serving is not None
     if est.serving.refused:
         raise VramcalcError(
@@ -314,12 +316,13 @@ def engine_batch(model: Any, engine: EngineChoice, gpu: str, num_gpus: int, leng
         raise VramcalcError(
             f"--engine {engine.value}: the KV pool does not hold one request of {length} tokens"
         )
-    memory = {
-        "per_gpu_bytes": est.total_bytes,
-        "memory_bytes": est.gpu.memory_bytes if est.gpu else 0,
-        "fits": bool(est.gpu and est.gpu.fits),
-        "parallelism": f"{engine.value} TP={est.serving.tp}",
-    }
+    # the memory verdict of the engine's own layout (core.serving), as cost infer reports it
+    memory = InferenceMemory.of(
+        est.total_bytes,
+        est.gpu.memory_bytes if est.gpu else 0,
+        f"{engine.value} TP={est.serving.tp}",
+        rough=rough,
+    )
     return batch, why, memory
 
 
